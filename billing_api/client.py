@@ -1,0 +1,500 @@
+"""BillingClient: one method per endpoint of Cloudflare's AI Gateway billing API.
+
+Knows HTTP and Cloudflare, nothing of Django. Every failure leaves as a
+:class:`billing_api.errors.BillingError`; httpx and pydantic exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+
+from . import errors, models
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=pydantic.BaseModel)
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+# A billing page waits on these calls, so fail fast on a dead host (connect) but give a
+# slow-but-alive API time to answer (read).
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_MAX_RETRIES = 2
+# Cloudflare blocks for five minutes past its rate limit; waiting that long inside a page
+# request helps nobody, so a longer Retry-After is reported to the caller instead.
+RETRY_AFTER_CAP = 10.0
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 4.0
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+_STATUS_ERRORS: dict[int, type[errors.BillingStatusError]] = {
+    400: errors.ValidationError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    422: errors.ValidationError,
+    429: errors.RateLimitedError,
+}
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class BillingClient:
+    """A client for one Cloudflare account's AI Gateway billing.
+
+    Owns an ``httpx.Client`` unless one is given (tests give one whose transport is
+    the simulator). GET calls are retried at most ``max_retries`` times on connection
+    errors, 408, 429 and 5xx; POST and DELETE never are: a top-up must not be paid twice.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        account_id: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not token:
+            raise errors.AuthenticationError("no API token configured", status_code=None)
+        if not account_id:
+            raise errors.NotFoundError("no account id configured", status_code=None)
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+        self.account_id = account_id
+        self.max_retries = max_retries
+        self._sleep = sleep
+        self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._timeout)
+        self._prefix = f"{self._base_url}/accounts/{quote(account_id, safe='')}/ai-gateway/billing/"
+
+    def __repr__(self) -> str:
+        # Never the token.
+        return f"BillingClient(base_url={self._base_url!r}, account_id={self.account_id!r})"
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ reads
+
+    def credit_balance(self) -> models.CreditBalance:
+        """The balance, the card on file and the auto top-up rule.
+
+        Raises:
+            BillingError: any failure (see the error tree in ``billing_api.errors``).
+        """
+        return self._call(models.CreditBalance, "GET", "credit-balance")
+
+    def usage_history(
+        self,
+        window: models.UsageWindow,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> models.UsageHistory:
+        """Spend per day or per hour between ``start`` and ``end`` (aware datetimes).
+
+        Raises:
+            ValidationError: a bad window or range, before any request.
+            BillingError: any other failure.
+        """
+        if window not in ("day", "hour"):
+            raise self._invalid(f"usage window must be 'day' or 'hour', not {window!r}")
+        params: dict[str, str] = {"value_grouping_window": window}
+        try:
+            if start is not None:
+                params["start_time"] = str(models.to_unix_ms(start))
+            if end is not None:
+                params["end_time"] = str(models.to_unix_ms(end))
+        except ValueError as err:
+            raise self._invalid(str(err)) from err
+        if start is not None and end is not None and start >= end:
+            raise self._invalid("usage range must start before it ends")
+        return self._call(models.UsageHistory, "GET", "usage-history", params=params)
+
+    def invoice_history(
+        self, type: models.InvoiceType = "all", page: int = 1
+    ) -> models.InvoiceHistory:
+        """Past invoices, newest first, filtered by ``type`` (auto, manual or all).
+
+        Cloudflare documents no page parameter although it answers with ``pagination``;
+        ``page`` is sent only past the first page.
+
+        Raises:
+            ValidationError: a bad type or page, before any request.
+            BillingError: any other failure.
+        """
+        if type not in ("auto", "all", "manual"):
+            raise self._invalid(f"invoice type must be auto, manual or all, not {type!r}")
+        if page < 1:
+            raise self._invalid("page must be 1 or more")
+        params: dict[str, str] = {"type": type}
+        if page > 1:
+            params["page"] = str(page)
+        return self._call(models.InvoiceHistory, "GET", "invoice-history", params=params)
+
+    def invoice_preview(self) -> models.InvoicePreview:
+        """The upcoming invoice with its line items.
+
+        Raises:
+            BillingError: any failure.
+        """
+        return self._call(models.InvoicePreview, "GET", "invoice-preview")
+
+    def topup_config(self) -> models.TopupConfig:
+        """The auto top-up rule (amount and threshold are None when none is set).
+
+        Raises:
+            BillingError: any failure.
+        """
+        return self._call(models.TopupConfig, "GET", "topup/config")
+
+    def topup_limits(self) -> models.TopupLimits:
+        """The smallest and largest top-up this account may make.
+
+        In Cloudflare's spec but not in its SDKs; callers fall back to the documented
+        minimum when it fails.
+
+        Raises:
+            BillingError: any failure.
+        """
+        return self._call(models.TopupLimits, "GET", "topup/limits")
+
+    def spending_limit(self) -> models.SpendingLimit:
+        """The account-wide spending limit (deprecated upstream, still readable).
+
+        Raises:
+            BillingError: any failure.
+        """
+        return self._call(models.SpendingLimit, "GET", "spending-limit")
+
+    # ------------------------------------------------------------ writes (never retried)
+
+    def create_topup(
+        self, amount: Decimal, *, payment_method_id: str | None = None
+    ) -> models.Topup:
+        """Charge ``amount`` dollars to the card on file and add it as credit.
+
+        Sent once: a timeout here leaves the outcome unknown, and the caller must
+        reconcile with :meth:`topup_status`, never send it again.
+
+        Raises:
+            ValidationError: an amount under Cloudflare's minimum or not in whole cents,
+                before any request.
+            BillingError: any other failure.
+        """
+        cents = self._cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
+        body = models.TopupRequest(amount=cents, payment_method_id=payment_method_id)
+        return self._call(models.Topup, "POST", "topup", body=body.model_dump(exclude_none=True))
+
+    def topup_status(self, payment_intent_id: str) -> models.TopupStatus:
+        """Whether a top-up has completed. A POST upstream, so never retried here either.
+
+        Raises:
+            ValidationError: an empty id, before any request.
+            BillingError: any other failure.
+        """
+        if not payment_intent_id:
+            raise self._invalid("payment_intent_id is required")
+        return self._call(
+            models.TopupStatus,
+            "POST",
+            "topup/status",
+            body={"payment_intent_id": payment_intent_id},
+        )
+
+    def set_topup_config(self, amount: Decimal, threshold: Decimal) -> models.TopupConfigSet:
+        """Set the auto top-up rule: when the balance falls below ``threshold``, add ``amount``.
+
+        Raises:
+            ValidationError: a value under Cloudflare's minimums, before any request.
+            PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
+            BillingError: any other failure.
+        """
+        body = models.TopupConfigRequest(
+            amount=self._cents(amount, models.MIN_AUTO_TOPUP_AMOUNT_CENTS, "auto top-up amount"),
+            threshold=self._cents(
+                threshold, models.MIN_AUTO_TOPUP_THRESHOLD_CENTS, "auto top-up threshold"
+            ),
+        )
+        return self._call(models.TopupConfigSet, "POST", "topup/config", body=body.model_dump())
+
+    def delete_topup_config(self) -> None:
+        """Turn auto top-up off.
+
+        Raises:
+            PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
+            BillingError: any other failure.
+        """
+        self._request("DELETE", "topup/config")
+
+    def set_spending_limit(
+        self,
+        amount: Decimal,
+        duration: models.LimitDuration,
+        strategy: models.LimitStrategy,
+    ) -> None:
+        """Set the account-wide spending limit. Deprecated upstream: Cloudflare answers 403.
+
+        Raises:
+            ValidationError: a bad amount, duration or strategy, before any request.
+            PermissionDeniedError: what Cloudflare answers today.
+            BillingError: any other failure.
+        """
+        if duration not in ("daily", "weekly", "monthly"):
+            raise self._invalid(f"duration must be daily, weekly or monthly, not {duration!r}")
+        if strategy not in ("fixed", "sliding"):
+            raise self._invalid(f"strategy must be fixed or sliding, not {strategy!r}")
+        body = models.SpendingLimitRequest(
+            amount=self._cents(amount, models.MIN_SPENDING_LIMIT_CENTS, "spending limit"),
+            duration=duration,
+            strategy=strategy,
+        )
+        self._request("POST", "spending-limit", body=body.model_dump())
+
+    def delete_spending_limit(self) -> None:
+        """Remove the account-wide spending limit (the one change still allowed upstream).
+
+        Raises:
+            BillingError: any failure.
+        """
+        self._request("DELETE", "spending-limit")
+
+    # ------------------------------------------------------------ plumbing
+
+    def _invalid(self, message: str) -> errors.ValidationError:
+        return errors.ValidationError(message, status_code=None)
+
+    def _cents(self, amount: Decimal, minimum_cents: int, what: str) -> int:
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise self._invalid(f"{what} must be a Decimal number of dollars")
+        try:
+            cents = models.dollars_to_cents(amount)
+        except ValueError as err:
+            raise self._invalid(f"{what} must be whole cents, not ${amount}") from err
+        if cents < minimum_cents:
+            minimum = models.cents_to_dollars(minimum_cents)
+            raise self._invalid(
+                f"{what} must be at least ${minimum:,.2f} (Cloudflare's minimum), "
+                f"not ${amount:,.2f}"
+            )
+        return cents
+
+    def _call(
+        self,
+        model: type[T],
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> T:
+        result = self._request(method, endpoint, params=params, body=body)
+        try:
+            return model.model_validate(result)
+        except pydantic.ValidationError as err:
+            raise errors.BillingResponseError(
+                f"{method} {endpoint}: unexpected result shape: "
+                f"{err.error_count()} problem(s), first at {_first_loc(err)}"
+            ) from None
+
+    def _request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        retries_left = self.max_retries if method == "GET" else 0
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                response = self._send(method, endpoint, params, body)
+            except errors.BillingConnectionError as err:
+                if retries_left > 0:
+                    retries_left -= 1
+                    attempt += 1
+                    self._sleep(self._backoff(attempt))
+                    continue
+                self._log(method, endpoint, None, started, attempt, outcome=type(err).__name__)
+                raise
+            if response.status_code in RETRYABLE_STATUSES and retries_left > 0:
+                delay = self._retry_delay(response, attempt + 1)
+                if delay is not None:
+                    retries_left -= 1
+                    attempt += 1
+                    self._sleep(delay)
+                    continue
+            self._log(method, endpoint, response.status_code, started, attempt)
+            return self._result(method, endpoint, response)
+
+    def _send(
+        self, method: str, endpoint: str, params: Mapping[str, str] | None, body: Any
+    ) -> httpx.Response:
+        try:
+            return self._http.request(
+                method,
+                self._prefix + endpoint,
+                params=params,
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "Accept": "application/json",
+                },
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException as err:
+            raise errors.BillingTimeout(
+                f"{method} {endpoint}: no answer in time ({type(err).__name__})"
+            ) from None
+        except httpx.HTTPError as err:
+            raise errors.BillingConnectionError(
+                f"{method} {endpoint}: {type(err).__name__}: {self._scrub(str(err))}"
+            ) from None
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None:
+            return self._backoff(attempt)
+        if retry_after > RETRY_AFTER_CAP:
+            return None
+        return retry_after
+
+    def _backoff(self, attempt: int) -> float:
+        # Jittered exponential backoff, so that many workers do not retry in step.
+        ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
+        return float(ceiling * random.uniform(0.5, 1.0))
+
+    def _result(self, method: str, endpoint: str, response: httpx.Response) -> Any:
+        try:
+            # parse_float=Decimal: money keeps its exact wire digits.
+            payload = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            payload = None
+            if response.is_success:
+                raise errors.BillingResponseError(
+                    f"{method} {endpoint}: answer is not JSON (HTTP {response.status_code})"
+                ) from None
+        envelope: models.Envelope | None = None
+        if isinstance(payload, dict):
+            try:
+                envelope = models.Envelope.model_validate(payload)
+            except pydantic.ValidationError:
+                envelope = None
+        if not response.is_success:
+            raise self._status_error(method, endpoint, response, envelope)
+        if envelope is None:
+            raise errors.BillingResponseError(
+                f"{method} {endpoint}: answer is not a Cloudflare envelope"
+            )
+        if not envelope.success:
+            raise self._status_error(method, endpoint, response, envelope)
+        return envelope.result
+
+    def _status_error(
+        self,
+        method: str,
+        endpoint: str,
+        response: httpx.Response,
+        envelope: models.Envelope | None,
+    ) -> errors.BillingStatusError:
+        status = response.status_code
+        details = tuple(
+            errors.CloudflareErrorDetail(e.code, self._scrub(e.message))
+            for e in (envelope.errors if envelope else [])
+        )
+        described = "; ".join(str(d) for d in details) or response.reason_phrase or "no detail"
+        message = f"{method} {endpoint} answered HTTP {status}: {described}"
+        request_id = response.headers.get("cf-ray")
+        if response.is_success:
+            cls: type[errors.BillingStatusError] = errors.BillingStatusError
+            message = f"{method} {endpoint} answered success: false: {described}"
+        elif status >= 500:
+            cls = errors.UpstreamError
+        else:
+            cls = _STATUS_ERRORS.get(status, errors.BillingStatusError)
+        if cls is errors.RateLimitedError:
+            return errors.RateLimitedError(
+                message,
+                status_code=status,
+                errors=details,
+                request_id=request_id,
+                retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return cls(message, status_code=status, errors=details, request_id=request_id)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "[token]") if self._token else text
+
+    def _log(
+        self,
+        method: str,
+        endpoint: str,
+        status: int | None,
+        started: float,
+        retries: int,
+        outcome: str = "",
+    ) -> None:
+        logger.info(
+            "billing_api %s %s status=%s duration_ms=%.0f retries=%d%s",
+            method,
+            endpoint,
+            status if status is not None else "-",
+            (time.monotonic() - started) * 1000,
+            retries,
+            f" outcome={outcome}" if outcome else "",
+            extra={
+                "endpoint": f"{method} {endpoint}",
+                "status": status,
+                "retries": retries,
+                "account_id": self.account_id,
+            },
+        )
+
+
+def _first_loc(err: pydantic.ValidationError) -> str:
+    first = err.errors()[0]
+    return ".".join(str(part) for part in first["loc"]) or "(root)"

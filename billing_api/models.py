@@ -1,0 +1,313 @@
+"""Pydantic models of every request and response of the AI Gateway billing API.
+
+Wire units are converted here and nowhere else (see the reference notes, "Units"):
+
+* Request amounts are documented integer US cents.
+* Response money (balance, auto top-up config, spending limit, invoices, usage) is
+  undocumented; it is read as US cents, possibly fractional. ``RESPONSE_MONEY_UNIT``
+  is the one line to change if Cloudflare documents otherwise.
+* Response timestamps are undocumented: a number of at least 10**11 is read as Unix
+  milliseconds, a smaller one as Unix seconds (10**11 s is the year 5138, 10**11 ms is
+  1973, so the two ranges cannot be confused for any date this product shows).
+* ``usage-history`` query times are documented Unix milliseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+#: Dollars per unit of money in a response. Undocumented upstream; see the module docstring.
+RESPONSE_MONEY_UNIT = Decimal("0.01")
+#: Dollars per unit of money in a request (documented: integer cents).
+REQUEST_MONEY_UNIT = Decimal("0.01")
+CENT = Decimal("0.01")
+
+#: Documented request minimums, in cents.
+MIN_TOPUP_CENTS = 1000
+MIN_AUTO_TOPUP_AMOUNT_CENTS = 1000
+MIN_AUTO_TOPUP_THRESHOLD_CENTS = 500
+MIN_SPENDING_LIMIT_CENTS = 100
+
+MS_THRESHOLD = 10**11
+
+UsageWindow = Literal["day", "hour"]
+InvoiceType = Literal["auto", "all", "manual"]
+LimitDuration = Literal["daily", "weekly", "monthly"]
+LimitStrategy = Literal["fixed", "sliding"]
+
+
+def _money(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal | str):
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            return value  # let pydantic report it
+        if not amount.is_finite():
+            return value
+        return amount * RESPONSE_MONEY_UNIT
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    if value is None or isinstance(value, bool | datetime):
+        return value
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+        seconds = number / 1000 if abs(number) >= MS_THRESHOLD else number
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return value
+    return value
+
+
+#: Money from a response, in dollars.
+Money = Annotated[Decimal, BeforeValidator(_money)]
+#: A time from a response, as an aware UTC datetime.
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+
+
+def dollars_to_cents(amount: Decimal) -> int:
+    """Dollars to the integer cents a request carries; refuses fractions of a cent."""
+    cents = amount / REQUEST_MONEY_UNIT
+    if cents != cents.to_integral_value():
+        raise ValueError(f"{amount} is not a whole number of cents")
+    return int(cents)
+
+
+def cents_to_dollars(cents: int) -> Decimal:
+    return (Decimal(cents) * REQUEST_MONEY_UNIT).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def to_unix_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one (UTC)")
+    return int(moment.timestamp() * 1000)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- envelope
+
+
+class ResponseMessage(_Model):
+    code: int
+    message: str
+
+
+class ResultInfo(_Model):
+    has_more: bool | None = None
+    page: int | None = None
+    per_page: int | None = None
+    total_count: int | None = None
+
+
+class Envelope(_Model):
+    """The Cloudflare v4 envelope. ``messages`` is absent from error bodies."""
+
+    success: bool
+    errors: list[ResponseMessage] = Field(default_factory=list)
+    messages: list[ResponseMessage] = Field(default_factory=list)
+    result: Any = None
+    result_info: ResultInfo | None = None
+
+
+# ---------------------------------------------------------------- credit balance
+
+
+class PaymentMethod(_Model):
+    brand: str | None = None
+    last4: str | None = None
+
+
+class TopupConfig(_Model):
+    """Auto top-up rule. Cloudflare sends zeros or nulls when none is set."""
+
+    amount: Money | None = None
+    threshold: Money | None = None
+    disabled_reason: str | None = Field(default=None, alias="disabledReason")
+    error: str | None = None
+    last_failed_at: Timestamp | None = Field(default=None, alias="lastFailedAt")
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.amount) and self.threshold is not None
+
+    @property
+    def has_failed(self) -> bool:
+        return bool(self.error or self.disabled_reason or self.last_failed_at)
+
+
+class CreditBalance(_Model):
+    balance: Money
+    has_default_payment_method: bool
+    payment_method: PaymentMethod | None
+    topup_config: TopupConfig
+    first_topup_success: bool | None = None
+
+
+# ---------------------------------------------------------------- usage
+
+
+class UsageBucket(_Model):
+    id: str
+    aggregated_value: Money
+    start_time: Timestamp
+    end_time: Timestamp
+
+
+class UsageHistory(_Model):
+    history: list[UsageBucket]
+
+
+# ---------------------------------------------------------------- invoices
+
+
+class Pagination(_Model):
+    has_more: bool
+    page: int
+    per_page: int
+    total_count: int
+
+
+class Invoice(_Model):
+    amount_due: Money
+    amount_paid: Money
+    amount_remaining: Money
+    currency: str
+    id: str | None = None
+    attempt_count: int | None = None
+    attempted: bool | None = None
+    auto_advance: bool | None = None
+    created: Timestamp | None = None
+    created_by: str | None = None
+    description: str | None = None
+    invoice_origin: str | None = None
+    invoice_pdf: str | None = None
+    status: str | None = None
+
+
+class InvoiceHistory(_Model):
+    invoices: list[Invoice]
+    pagination: Pagination
+
+
+class Period(_Model):
+    start: Timestamp
+    end: Timestamp
+
+
+class Pricing(_Model):
+    # Kept as Cloudflare's string: its unit is undocumented and the two readings conflict.
+    unit_amount_decimal: str | None
+
+
+class PretaxCreditAmount(_Model):
+    amount: Money
+    type: str
+    credit_balance_transaction: str | None = None
+    discount: str | None = None
+
+
+class InvoiceLine(_Model):
+    amount: Money
+    currency: str
+    description: str | None
+    period: Period
+    pricing: Pricing
+    quantity: Decimal
+    pretax_credit_amounts: list[PretaxCreditAmount] = Field(default_factory=list)
+
+
+class InvoicePreview(_Model):
+    id: str
+    amount_due: Money
+    amount_paid: Money
+    amount_remaining: Money
+    currency: str
+    period_start: Timestamp
+    period_end: Timestamp
+    status: Literal["draft", "open", "paid", "uncollectible", "void"]
+    invoice_lines: list[InvoiceLine]
+
+
+# ---------------------------------------------------------------- top-ups
+
+
+class TopupRequest(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: int = Field(ge=MIN_TOPUP_CENTS)
+    payment_method_id: str | None = None
+
+
+class Topup(_Model):
+    # SecretStr keeps the Stripe client secret out of reprs, logs and tracebacks.
+    client_secret: SecretStr | None
+    onboarding: bool
+    payment_intent_id: str
+    brand: str | None = None
+    last4: str | None = None
+
+
+class TopupStatus(_Model):
+    payment_intent_id: str
+    status: Literal["completed", "pending"]
+
+
+class TopupConfigRequest(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: int = Field(ge=MIN_AUTO_TOPUP_AMOUNT_CENTS)
+    threshold: int = Field(ge=MIN_AUTO_TOPUP_THRESHOLD_CENTS)
+
+
+class TopupConfigSet(_Model):
+    amount: Money
+    threshold: Money
+
+
+class TopupLimits(_Model):
+    """``GET topup/limits``: documented in cents (integers)."""
+
+    min_cents: int
+    max_cents: int
+    currency: str
+
+    @property
+    def minimum(self) -> Decimal:
+        return cents_to_dollars(self.min_cents)
+
+    @property
+    def maximum(self) -> Decimal:
+        return cents_to_dollars(self.max_cents)
+
+
+# ---------------------------------------------------------------- spending limit
+
+
+class SpendingLimitConfig(_Model):
+    amount: Money | None
+    duration: str | None
+    strategy: str | None
+
+
+class SpendingLimit(_Model):
+    enabled: bool
+    config: SpendingLimitConfig
+
+
+class SpendingLimitRequest(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: int = Field(ge=MIN_SPENDING_LIMIT_CENTS)
+    duration: LimitDuration
+    strategy: LimitStrategy

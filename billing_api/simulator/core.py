@@ -1,0 +1,758 @@
+"""The simulator's core: (method, path, query, headers, body) in, (status, headers, body) out.
+
+Two thin fronts sit on it: ``Simulator.transport()`` (an ``httpx.MockTransport``) and the HTTP
+server in ``server.py``. The core knows nothing of Django.
+
+Simulator assumptions, where Cloudflare documents nothing:
+
+* Error codes. Cloudflare documents no billing error codes. Codes that Cloudflare uses API-wide
+  are kept (10000 authentication, 7000/7003 routing, 6007 malformed JSON, 971 rate limit); the
+  billing ones are the simulator's own: 1001 a field failed validation (one error per field),
+  1000 a billing rule refused the request (the one billing code seen upstream, [T-AL]),
+  1004 no such top-up, 1500 an injected server error.
+* ``usage-history``: an omitted ``end_time`` is now; an omitted ``start_time`` is 30 days before
+  the end for ``day`` and 24 hours before it for ``hour``. An hourly request may span at most
+  31 days (744 buckets). Buckets are UTC, aligned to the window, oldest first, cover only hours
+  that are over, and exist only from the start of the 90-day history.
+* ``invoice-history`` honours ``page`` (from 1) and ``per_page`` (1..100, default 20) query
+  parameters that neither the spec nor the SDKs define, so the returned ``pagination`` can be
+  followed. Newest first.
+* ``POST topup`` without a default payment method (and no ``payment_method_id``) answers 400;
+  above ``topup/limits`` ``max_cents`` answers 400. The top-up amount is the credit added; the
+  documented 5% fee is not modelled. The top-up's invoice id is its ``payment_intent_id``.
+* ``POST topup/status`` answers 404 for an id it never issued, and ``completed`` for the id of
+  any paid invoice. ``onboarding`` is true until the account's first manual top-up completes.
+* Invoices carry ``invoice_origin`` ``auto`` or ``manual`` (the values of the ``type`` filter);
+  auto top-ups are ``created_by`` ``auto-topup``, API top-ups ``api-token``.
+* An auto top-up is checked each time an hour of usage is spent, fires at most once per hour,
+  and settles at once; a failed one disables auto top-up until ``POST topup/config`` saves a
+  rule again. The balance may go negative (Cloudflare's docs say it can).
+* The spending limit is stored but not enforced against usage.
+* Routing: an unknown path, or a known path with another method, is 404 code 7000 (no 405).
+  Order of checks: route, faults, token (401), account (404), write access (403), mode (403),
+  validation (400).
+* Faults fire before authentication and count as calls. ``hang``: the in-process transport
+  raises ``httpx.ReadTimeout`` after at most 50 ms; ``handle()`` (the HTTP server) holds the
+  request for ``seconds`` (at most 30) or until faults are cleared, then answers normally.
+* ``Ratelimit`` counts every request in a fixed 300-second window against 1200 but never
+  refuses one: 429s only come from the ``rate_limit`` fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import httpx
+
+from .faults import ENDPOINTS, Fault, FaultTable, build_fault
+from .state import (
+    CURRENCY_LIMITS,
+    DAY,
+    HOUR,
+    MIN_TOPUP_CENTS,
+    Account,
+    seed_account,
+    stable_token,
+)
+
+DEFAULT_TOKEN: Final = "sim-cf-api-token-do-not-use-in-production"
+DEFAULT_ACCOUNT_ID: Final = "023e105f4ecef8ad9ca31a8372d0c353"
+API_PREFIX: Final = "/client/v4"
+BILLING_PATH: Final = "ai-gateway/billing"
+
+Mode = Literal["default", "current"]
+Reply = tuple[int, dict[str, str], bytes]
+
+# Cloudflare-wide codes (real).
+CODE_AUTH: Final = 10000
+CODE_NO_ROUTE: Final = 7000
+CODE_BAD_ACCOUNT: Final = 7003
+CODE_BAD_JSON: Final = 6007
+CODE_RATE_LIMITED: Final = 971
+# Billing codes: Cloudflare documents none; these are the simulator's choices.
+CODE_BILLING_RULE: Final = 1000
+CODE_VALIDATION: Final = 1001
+CODE_TOPUP_NOT_FOUND: Final = 1004
+CODE_SERVER_ERROR: Final = 1500
+
+SPENDING_LIMIT_DEPRECATED: Final = (
+    "Deprecated: spending limits can no longer be created, enabled, or modified and this "
+    "endpoint always responds 403. Use the new AI Gateway spend limits instead: "
+    "https://developers.cloudflare.com/ai-gateway/features/spend-limits/. Existing limits can "
+    "be removed via DELETE /spending-limit."
+)
+DASHBOARD_SESSIONS_ONLY: Final = (
+    "Dashboard sessions only: API token, OAuth, and service credentials are rejected with 403."
+)
+HOSTILE_HTML: Final = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
+HOSTILE_URL: Final = "javascript:alert(1)"
+
+RATE_LIMIT_QUOTA: Final = 1200
+RATE_LIMIT_WINDOW: Final = 300
+MAX_HOURLY_SPAN_MS: Final = 31 * DAY * 1000
+DEFAULT_PER_PAGE: Final = 20
+MAX_PER_PAGE: Final = 100
+#: The in-process front answers a hang with ReadTimeout after at most this long.
+TRANSPORT_HANG_SECONDS: Final = 0.05
+
+_WRITE_METHODS: Final = frozenset({"POST", "DELETE"})
+_SERVER_ERROR_MESSAGES: Final = {
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service temporarily unavailable",
+}
+# A body cut short mid-value, as a dropped connection behind a proxy leaves it.
+_MALFORMED_BODY: Final = b'{"success": true, "errors": [], "messages": [], "result": {"balance": 12'
+
+
+class _Refusal(Exception):
+    """Ends a request with a Cloudflare error envelope."""
+
+    def __init__(self, status: int, errors: Iterable[tuple[int, str]]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.errors = list(errors)
+
+
+def _invalid(messages: list[str]) -> _Refusal:
+    return _Refusal(400, [(CODE_VALIDATION, m) for m in messages])
+
+
+@dataclass(frozen=True)
+class _Int:
+    minimum: int | None = None
+    unit: str = "cents"
+
+
+@dataclass(frozen=True)
+class _Enum:
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Str:
+    pass
+
+
+_Spec = _Int | _Enum | _Str
+
+_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": _Int(MIN_TOPUP_CENTS)}
+_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": _Str()}
+_STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": _Str()}
+_CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": _Int(1000), "threshold": _Int(500)}
+_LIMIT_BODY: Final[dict[str, _Spec]] = {
+    "amount": _Int(100),
+    "duration": _Enum(("daily", "weekly", "monthly")),
+    "strategy": _Enum(("fixed", "sliding")),
+}
+
+
+def _check(value: object, name: str, spec: _Spec) -> str | None:
+    if isinstance(spec, _Int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name}: must be an integer ({spec.unit}), got {json.dumps(value)}"
+        if spec.minimum is not None and value < spec.minimum:
+            return f"{name}: must be at least {spec.minimum} ({spec.unit})"
+        return None
+    if isinstance(spec, _Enum):
+        if not isinstance(value, str) or value not in spec.choices:
+            return f"{name}: must be one of {', '.join(spec.choices)}"
+        return None
+    if not isinstance(value, str) or not value:
+        return f"{name}: must be a non-empty string"
+    return None
+
+
+def _validate_body(
+    body: bytes, required: Mapping[str, _Spec], optional: Mapping[str, _Spec] | None = None
+) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _Refusal(400, [(CODE_BAD_JSON, "Malformed JSON in request body")]) from None
+    if not isinstance(data, dict):
+        raise _invalid(["body: must be a JSON object"])
+    optional = optional or {}
+    allowed = [*required, *optional]
+    problems = [
+        f"{name}: unknown field (additionalProperties is false; allowed: {', '.join(allowed)})"
+        for name in sorted(set(data) - set(allowed))
+    ]
+    for name, spec in required.items():
+        if name not in data:
+            problems.append(f"{name}: required")
+        elif (problem := _check(data[name], name, spec)) is not None:
+            problems.append(problem)
+    for name, spec in optional.items():
+        if name in data and (problem := _check(data[name], name, spec)) is not None:
+            problems.append(problem)
+    if problems:
+        raise _invalid(problems)
+    return data
+
+
+def _query_number(query: Mapping[str, str], name: str) -> float | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"]) from None
+    if not math.isfinite(value) or value < 0:
+        raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"])
+    return value
+
+
+def _query_int(query: Mapping[str, str], name: str, default: int, high: int | None) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid([f"{name}: must be an integer"]) from None
+    if value < 1:
+        raise _invalid([f"{name}: must be at least 1"])
+    if high is not None and value > high:
+        raise _invalid([f"{name}: must be at most {high}"])
+    return value
+
+
+def _hostile(value: Any, seen: Counter[str] | None = None) -> Any:
+    """Rewrites the free-text fields a page shows with HTML/JS, and PDF links with javascript:."""
+    seen = seen if seen is not None else Counter()
+    if isinstance(value, list):
+        return [_hostile(item, seen) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in {"description", "brand", "error", "created_by", "disabledReason"}:
+            # Alternate per field so a list shows both payloads in the same column.
+            out[key] = HOSTILE_HTML[seen[key] % len(HOSTILE_HTML)]
+            seen[key] += 1
+        elif key == "invoice_pdf":
+            out[key] = HOSTILE_URL
+        else:
+            out[key] = _hostile(item, seen)
+    return out
+
+
+@dataclass
+class _Plan:
+    """What to do for one request: wait, maybe hang, then compute the answer."""
+
+    delay: float
+    hang: float | None
+    respond: Callable[[], Reply]
+
+
+class Simulator:
+    """A stateful, seeded fake of Cloudflare's AI Gateway billing API (12 endpoints + limits)."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        mode: Mode = "default",
+        token: str = DEFAULT_TOKEN,
+        read_token: str | None = None,
+        accounts: Iterable[str] = (DEFAULT_ACCOUNT_ID,),
+        clock: Callable[[], float] = time.time,
+        topup_settle_seconds: float = 5.0,
+    ) -> None:
+        if mode not in ("default", "current"):
+            raise ValueError(f"mode must be 'default' or 'current', not {mode!r}")
+        if not token:
+            raise ValueError("token must not be empty")
+        self.seed = seed
+        self.mode: Mode = mode
+        self.token = token
+        self.read_token = read_token
+        self.topup_settle_seconds = topup_settle_seconds
+        self._clock = clock
+        self._clock_offset = 0.0
+        self._lock = threading.RLock()
+        self._faults = FaultTable()
+        self._calls: Counter[str] = Counter()
+        self._hang_release = threading.Event()
+        self._rate_window = -1
+        self._rate_count = 0
+        now = self.now()
+        ids = tuple(dict.fromkeys(accounts))
+        if not ids:
+            raise ValueError("at least one account id is needed")
+        self._accounts: dict[str, Account] = {
+            account_id: seed_account(seed, account_id, index, now)
+            for index, account_id in enumerate(ids)
+        }
+
+    # ------------------------------------------------------------------ public helpers
+
+    @property
+    def account_ids(self) -> tuple[str, ...]:
+        return tuple(self._accounts)
+
+    def now(self) -> float:
+        return self._clock() + self._clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        """Moves the simulator's time forward (on top of its clock), e.g. from the admin API."""
+        with self._lock:
+            self._clock_offset += seconds
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Calls served per endpoint key (a copy), faulted ones included."""
+        with self._lock:
+            return Counter(self._calls)
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def account(self, account_id: str) -> Account:
+        """The account's live state, brought up to the current time. KeyError if not served."""
+        with self._lock:
+            account = self._accounts[account_id]
+            account.advance(self.now())
+            return account
+
+    def fail_auto_topup(
+        self,
+        account_id: str,
+        error: str = "Your card was declined.",
+        disabled_reason: str = "payment_failed",
+    ) -> None:
+        """Arms a failure for the account's next auto top-up."""
+        with self._lock:
+            self.account(account_id).auto_topup_failure = (error, disabled_reason)
+
+    def set_fault(
+        self, endpoint: str, kind: str, *, times: int | None = None, **params: Any
+    ) -> None:
+        """Injects a fault on an endpoint key (or ``"*"``). Raises FaultError on a bad spec."""
+        self._faults.set(endpoint, build_fault(kind, times, params))
+
+    def clear_faults(self, endpoint: str | None = None) -> None:
+        self._faults.clear(endpoint)
+        self.release_hangs()
+
+    def faults(self) -> dict[str, list[dict[str, Any]]]:
+        return self._faults.snapshot()
+
+    def release_hangs(self) -> None:
+        """Wakes every request held by a hang fault (they then answer normally)."""
+        with self._lock:
+            self._hang_release.set()
+            self._hang_release = threading.Event()
+
+    # ------------------------------------------------------------------ fronts
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Reply:
+        """Serves one request. Latency and hang faults block the calling thread (bounded)."""
+        plan = self._plan(method, path, query, headers, body)
+        if plan.delay:
+            time.sleep(plan.delay)
+        if plan.hang is not None:
+            with self._lock:
+                release = self._hang_release
+            release.wait(plan.hang)
+        return plan.respond()
+
+    def transport(self) -> httpx.MockTransport:
+        """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
+        return SimulatorTransport(self)
+
+    # ------------------------------------------------------------------ internals
+
+    def _plan(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> _Plan:
+        method = method.upper()
+        lowered = {k.lower(): v for k, v in headers.items()}
+        routed = self._route(method, path)
+        if isinstance(routed, _Refusal):
+            refusal = routed
+            return _Plan(0.0, None, lambda: self._error(refusal.status, refusal.errors))
+        account_id, endpoint = routed
+        with self._lock:
+            self._calls[endpoint] += 1
+        fired = self._faults.take(endpoint)
+        delay = sum(float(f.params["seconds"]) for f in fired if f.kind == "latency")
+        answering = next((f for f in fired if f.kind not in {"latency", "hostile"}), None)
+        hostile = any(f.kind == "hostile" for f in fired)
+        if answering is not None and answering.kind == "hang":
+            hang: float | None = float(answering.params["seconds"])
+            answering = None
+        else:
+            hang = None
+
+        def respond() -> Reply:
+            if answering is not None:
+                return self._fault_reply(answering)
+            return self._answer(method, endpoint, account_id, query, lowered, body, hostile)
+
+        return _Plan(delay, hang, respond)
+
+    def _route(self, method: str, path: str) -> tuple[str, str] | _Refusal:
+        prefix = f"{API_PREFIX}/accounts/"
+        no_route = _Refusal(404, [(CODE_NO_ROUTE, "No route for that URI")])
+        if not path.startswith(prefix):
+            return no_route
+        parts = path[len(prefix) :].split("/")
+        if len(parts) < 4 or "/".join(parts[1:3]) != BILLING_PATH or not parts[0]:
+            return no_route
+        endpoint = f"{method} {'/'.join(parts[3:])}"
+        if endpoint not in ENDPOINTS:
+            return no_route
+        return parts[0], endpoint
+
+    def _answer(
+        self,
+        method: str,
+        endpoint: str,
+        account_id: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes,
+        hostile: bool,
+    ) -> Reply:
+        try:
+            writer = self._authenticate(headers)
+            if account_id not in self._accounts:
+                raise _Refusal(
+                    404,
+                    [
+                        (
+                            CODE_BAD_ACCOUNT,
+                            f"Could not route to /accounts/{account_id}/{BILLING_PATH}, "
+                            "perhaps your object identifier is invalid?",
+                        )
+                    ],
+                )
+            if method in _WRITE_METHODS and not writer:
+                raise _Refusal(403, [(CODE_AUTH, "Authentication error")])
+            with self._lock:
+                account = self._accounts[account_id]
+                now = self.now()
+                account.advance(now)
+                status, result = self._dispatch(endpoint, account, now, query, body)
+        except _Refusal as refusal:
+            return self._error(refusal.status, refusal.errors)
+        if hostile:
+            result = _hostile(result)
+        payload = {"success": True, "errors": [], "messages": [], "result": result}
+        return self._reply(status, payload)
+
+    def _authenticate(self, headers: Mapping[str, str]) -> bool:
+        """True for the write token, False for the read-only one; 401 otherwise."""
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        presented = presented.strip()
+        if scheme.lower() == "bearer" and presented:
+            if hmac.compare_digest(presented.encode(), self.token.encode()):
+                return True
+            if self.read_token and hmac.compare_digest(
+                presented.encode(), self.read_token.encode()
+            ):
+                return False
+        raise _Refusal(401, [(CODE_AUTH, "Authentication error")])
+
+    def _dispatch(
+        self, endpoint: str, account: Account, now: float, query: Mapping[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        match endpoint:
+            case "GET credit-balance":
+                return 200, account.credit_balance()
+            case "GET usage-history":
+                return 200, self._usage_history(account, now, query)
+            case "GET invoice-history":
+                return 200, self._invoice_history(account, query)
+            case "GET invoice-preview":
+                return 200, account.invoice_preview(now)
+            case "POST topup":
+                return 200, self._create_topup(account, now, body)
+            case "POST topup/status":
+                data = _validate_body(body, _STATUS_BODY)
+                status = account.topup_status(data["payment_intent_id"])
+                if status is None:
+                    raise _Refusal(
+                        404,
+                        [(CODE_TOPUP_NOT_FOUND, "payment_intent_id: no top-up with this id")],
+                    )
+                return 200, {"payment_intent_id": data["payment_intent_id"], "status": status}
+            case "GET topup/config":
+                return 200, account.topup_config.as_json()
+            case "POST topup/config":
+                self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
+                data = _validate_body(body, _CONFIG_BODY)
+                config = account.topup_config
+                config.amount, config.threshold = data["amount"], data["threshold"]
+                # Saving the rule again is how an account recovers from a failed auto top-up.
+                config.error = config.disabled_reason = None
+                config.last_failed_at_ms = None
+                return 200, {"amount": config.amount, "threshold": config.threshold}
+            case "DELETE topup/config":
+                self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
+                account.topup_config.amount = account.topup_config.threshold = None
+                account.topup_config.error = account.topup_config.disabled_reason = None
+                account.topup_config.last_failed_at_ms = None
+                return 200, {}
+            case "GET spending-limit":
+                return 200, account.spending_limit.as_json()
+            case "POST spending-limit":
+                self._refuse_in_current_mode(SPENDING_LIMIT_DEPRECATED)
+                data = _validate_body(body, _LIMIT_BODY)
+                limit = account.spending_limit
+                limit.amount, limit.duration = data["amount"], data["duration"]
+                limit.strategy = data["strategy"]
+                return 201, {
+                    "amount": limit.amount,
+                    "duration": limit.duration,
+                    "strategy": limit.strategy,
+                }
+            case "DELETE spending-limit":
+                account.spending_limit.amount = None
+                account.spending_limit.duration = account.spending_limit.strategy = None
+                return 200, {}
+            case "GET topup/limits":
+                return 200, {
+                    "min_cents": MIN_TOPUP_CENTS,
+                    "max_cents": account.max_topup_cents,
+                    "currency": CURRENCY_LIMITS,
+                }
+        raise AssertionError(f"unrouted endpoint {endpoint}")  # _route only passes ENDPOINTS
+
+    def _refuse_in_current_mode(self, message: str) -> None:
+        if self.mode == "current":
+            raise _Refusal(403, [(CODE_BILLING_RULE, message)])
+
+    def _usage_history(
+        self, account: Account, now: float, query: Mapping[str, str]
+    ) -> dict[str, Any]:
+        window_name = query.get("value_grouping_window")
+        if window_name not in ("day", "hour"):
+            raise _invalid(["value_grouping_window: required, one of day, hour"])
+        window = DAY if window_name == "day" else HOUR
+        end_ms = _query_number(query, "end_time")
+        start_ms = _query_number(query, "start_time")
+        if end_ms is None:
+            end_ms = now * 1000
+        if start_ms is None:
+            start_ms = end_ms - (30 * DAY if window == DAY else DAY) * 1000
+        if start_ms >= end_ms:
+            raise _invalid(["start_time: must be before end_time"])
+        if window == HOUR and end_ms - start_ms > MAX_HOURLY_SPAN_MS:
+            raise _invalid(
+                ["start_time: an hourly window may span at most 31 days; use day for longer"]
+            )
+        data_start = account.origin_hour * HOUR
+        data_end = account.settled_hour * HOUR  # hours after this are not over yet
+        first = max(math.floor(start_ms / 1000 / window), math.floor(data_start / window))
+        history = []
+        bucket = first * window
+        while bucket < end_ms / 1000 and bucket < data_end:
+            history.append(
+                {
+                    "id": "mtrusgsum_"
+                    + stable_token(24, account.seed, account.account_id, window, bucket),
+                    "aggregated_value": account.usage_between(
+                        bucket // HOUR, (bucket + window) // HOUR
+                    ),
+                    "start_time": bucket * 1000,
+                    "end_time": (bucket + window) * 1000,
+                }
+            )
+            bucket += window
+        return {"history": history}
+
+    def _invoice_history(self, account: Account, query: Mapping[str, str]) -> dict[str, Any]:
+        kind = query.get("type") or "all"
+        if kind not in ("auto", "all", "manual"):
+            raise _invalid(["type: must be one of auto, all, manual"])
+        page = _query_int(query, "page", 1, None)
+        per_page = _query_int(query, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+        invoices = sorted(account.invoices, key=lambda i: (i.created, i.id), reverse=True)
+        if kind != "all":
+            invoices = [i for i in invoices if i.origin == kind]
+        chosen = invoices[(page - 1) * per_page : page * per_page]
+        return {
+            "invoices": [i.as_json() for i in chosen],
+            "pagination": {
+                "has_more": page * per_page < len(invoices),
+                "page": page,
+                "per_page": per_page,
+                "total_count": len(invoices),
+            },
+        }
+
+    def _create_topup(self, account: Account, now: float, body: bytes) -> dict[str, Any]:
+        data = _validate_body(body, _TOPUP_BODY, _TOPUP_OPTIONAL)
+        amount: int = data["amount"]
+        if amount > account.max_topup_cents:
+            raise _invalid(
+                [f"amount: must be at most {account.max_topup_cents} (cents) for this account"]
+            )
+        method = account.payment_method
+        method_id: str | None = data.get("payment_method_id")
+        card: tuple[str, str] | None = None
+        if method_id is not None:
+            if not method_id.startswith("pm_"):
+                raise _invalid(["payment_method_id: no such PaymentMethod"])
+            if method is not None and method.id == method_id:
+                card = (method.brand, method.last4)
+        elif method is None:
+            raise _Refusal(
+                400,
+                [
+                    (
+                        CODE_BILLING_RULE,
+                        "No default payment method on file: add a card in the Cloudflare "
+                        "dashboard (Billing) before buying credits.",
+                    )
+                ],
+            )
+        else:
+            card = (method.brand, method.last4)
+        onboarding = not account.first_topup_success
+        topup = account.create_topup(amount, now, self.topup_settle_seconds, "api-token")
+        result: dict[str, Any] = {
+            "client_secret": account.client_secret(topup),
+            "onboarding": onboarding,
+            "payment_intent_id": topup.payment_intent_id,
+        }
+        if card is not None:
+            result["brand"], result["last4"] = card
+        account.advance(now)  # a zero settle time completes at once
+        return result
+
+    # ------------------------------------------------------------------ replies
+
+    def _fault_reply(self, fault: Fault) -> Reply:
+        if fault.kind == "error":
+            status = int(fault.params["status"])
+            message = fault.params.get("message") or _SERVER_ERROR_MESSAGES.get(
+                status, "Server error"
+            )
+            return self._error(status, [(CODE_SERVER_ERROR, str(message))])
+        if fault.kind == "rate_limit":
+            retry_after = int(fault.params["retry_after"])
+            return self._error(
+                429,
+                [(CODE_RATE_LIMITED, "Please wait and consider throttling your request speed")],
+                extra={"Retry-After": str(retry_after)},
+            )
+        if fault.kind == "malformed":
+            return 200, self._headers(), _MALFORMED_BODY
+        # unsuccessful: HTTP 200 whose envelope says it failed.
+        payload = {
+            "success": False,
+            "errors": [{"code": fault.params["code"], "message": fault.params["message"]}],
+            "result": None,
+        }
+        return self._reply(200, payload)
+
+    def _error(
+        self, status: int, errors: Iterable[tuple[int, str]], extra: dict[str, str] | None = None
+    ) -> Reply:
+        # Cloudflare's error envelope has no "messages" key.
+        payload = {
+            "success": False,
+            "errors": [{"code": code, "message": message} for code, message in errors],
+            "result": None,
+        }
+        return self._reply(status, payload, extra)
+
+    def _reply(
+        self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
+    ) -> Reply:
+        headers = self._headers()
+        if extra:
+            headers.update(extra)
+        return status, headers, json.dumps(payload, separators=(",", ":")).encode()
+
+    def _headers(self) -> dict[str, str]:
+        now = self.now()
+        with self._lock:
+            window = math.floor(now / RATE_LIMIT_WINDOW)
+            if window != self._rate_window:
+                self._rate_window, self._rate_count = window, 0
+            self._rate_count += 1
+            remaining = max(0, RATE_LIMIT_QUOTA - self._rate_count)
+        reset = max(1, math.ceil((window + 1) * RATE_LIMIT_WINDOW - now))
+        return {
+            "Content-Type": "application/json",
+            "cf-ray": f"{secrets.token_hex(8)}-SIM",
+            "Ratelimit": f'"default";r={remaining};t={reset}',
+            "Ratelimit-Policy": f'"default";q={RATE_LIMIT_QUOTA};w={RATE_LIMIT_WINDOW}',
+        }
+
+
+class SimulatorTransport(httpx.MockTransport):
+    """``httpx.MockTransport`` over a Simulator; latency never blocks an event loop."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+        super().__init__(self._handle_sync)
+
+    def _plan(self, request: httpx.Request) -> _Plan:
+        return self._simulator._plan(
+            request.method,
+            request.url.path,
+            dict(request.url.params.multi_items()),
+            dict(request.headers.items()),
+            request.content,
+        )
+
+    @staticmethod
+    def _hang_seconds(request: httpx.Request, hang: float) -> float:
+        timeouts = request.extensions.get("timeout", {})
+        read = timeouts.get("read") if isinstance(timeouts, dict) else None
+        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
+        return min(hang, limit)
+
+    @staticmethod
+    def _response(request: httpx.Request, reply: Reply) -> httpx.Response:
+        status, headers, body = reply
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    def _handle_sync(self, request: httpx.Request) -> httpx.Response:
+        plan = self._plan(request)
+        if plan.delay:
+            time.sleep(plan.delay)
+        if plan.hang is not None:
+            time.sleep(self._hang_seconds(request, plan.hang))
+            raise httpx.ReadTimeout("simulated hang: no answer", request=request)
+        return self._response(request, plan.respond())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        plan = self._plan(request)
+        if plan.delay:
+            await asyncio.sleep(plan.delay)
+        if plan.hang is not None:
+            await asyncio.sleep(self._hang_seconds(request, plan.hang))
+            raise httpx.ReadTimeout("simulated hang: no answer", request=request)
+        return self._response(request, plan.respond())

@@ -1,0 +1,195 @@
+"""The HTTP front of the simulator: a ThreadingHTTPServer around one Simulator.
+
+Billing calls go to the core unchanged. Admin calls under ``/__simulator/`` need no token
+(the server binds 127.0.0.1 by default) and let tests and operators steer a running server:
+
+    GET    /__simulator/info             accounts, mode, simulated time
+    GET    /__simulator/calls            calls served per endpoint key
+    POST   /__simulator/reset-calls
+    GET    /__simulator/faults
+    POST   /__simulator/faults           {"endpoint", "kind", "times"?, ...params}
+    DELETE /__simulator/faults[?endpoint=KEY]
+    POST   /__simulator/fail-auto-topup  {"account_id"?, "error"?, "disabled_reason"?}
+    POST   /__simulator/advance          {"seconds": N}  moves simulated time forward
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .core import API_PREFIX, Reply, Simulator
+from .faults import FaultError
+
+ADMIN_PREFIX = "/__simulator/"
+
+
+class SimulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a hung request must not keep the process alive
+    allow_reuse_address = True
+
+    def __init__(self, simulator: Simulator, host: str, port: int, *, quiet: bool) -> None:
+        self.simulator = simulator
+        self.quiet = quiet
+        self._thread: threading.Thread | None = None
+        super().__init__((host, port), _Handler)
+
+    @property
+    def origin(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a client (or Cloudflare's SDK) takes as its base URL."""
+        return self.origin + API_PREFIX
+
+    def start(self) -> SimulatorHTTPServer:
+        """Serves from a daemon thread; returns self."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.simulator.release_hangs()
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.server_close()
+
+
+def make_server(
+    simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = False
+) -> SimulatorHTTPServer:
+    """A bound, not yet serving, server (port 0 picks a free port)."""
+    return SimulatorHTTPServer(simulator, host, port, quiet=quiet)
+
+
+def start_server(
+    simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
+) -> SimulatorHTTPServer:
+    """A server already serving from a background thread; call ``stop()`` when done."""
+    return make_server(simulator, host, port, quiet=quiet).start()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SimulatorHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "cloudflare-billing-simulator"
+    # Headers and body go out in two writes; without this, Nagle plus delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The request line only: the token travels in a header and is never logged.
+        if not self.server.quiet:
+            sys.stderr.write(f"simulator {self.address_string()} {format % args}\n")
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if parts.path.startswith(ADMIN_PREFIX):
+            reply = _admin(self.server.simulator, self.command, parts.path, query, body)
+        else:
+            reply = self.server.simulator.handle(
+                self.command, parts.path, query, dict(self.headers.items()), body
+            )
+        status, headers, content = reply
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. during a hang fault)
+
+
+def _json(status: int, payload: dict[str, Any]) -> Reply:
+    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+
+
+def _admin(
+    simulator: Simulator, method: str, path: str, query: dict[str, str], body: bytes
+) -> Reply:
+    action = path[len(ADMIN_PREFIX) :].strip("/")
+    try:
+        data: Any = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return _json(400, {"ok": False, "error": "body: not JSON"})
+    if not isinstance(data, dict):
+        return _json(400, {"ok": False, "error": "body: must be a JSON object"})
+    try:
+        match method, action:
+            case "GET", "info":
+                return _json(
+                    200,
+                    {
+                        "ok": True,
+                        "mode": simulator.mode,
+                        "accounts": list(simulator.account_ids),
+                        "now": simulator.now(),
+                    },
+                )
+            case "GET", "calls":
+                return _json(200, {"ok": True, "calls": dict(simulator.calls)})
+            case "POST", "reset-calls":
+                simulator.reset_calls()
+                return _json(200, {"ok": True, "calls": {}})
+            case "GET", "faults":
+                return _json(200, {"ok": True, "faults": simulator.faults()})
+            case "POST", "faults":
+                params = dict(data)
+                endpoint = params.pop("endpoint", None)
+                kind = params.pop("kind", None)
+                times = params.pop("times", None)
+                if not isinstance(endpoint, str) or not isinstance(kind, str):
+                    raise FaultError("endpoint and kind: required strings")
+                simulator.set_fault(endpoint, kind, times=times, **params)
+                return _json(201, {"ok": True, "faults": simulator.faults()})
+            case "DELETE", "faults":
+                simulator.clear_faults(query.get("endpoint") or data.get("endpoint"))
+                return _json(200, {"ok": True, "faults": simulator.faults()})
+            case "POST", "fail-auto-topup":
+                account_id = data.get("account_id") or simulator.account_ids[0]
+                simulator.fail_auto_topup(
+                    account_id,
+                    error=data.get("error", "Your card was declined."),
+                    disabled_reason=data.get("disabled_reason", "payment_failed"),
+                )
+                return _json(200, {"ok": True})
+            case "POST", "advance":
+                seconds = data.get("seconds")
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                    raise FaultError("seconds: must be a number")
+                simulator.advance_clock(float(seconds))
+                return _json(200, {"ok": True, "now": simulator.now()})
+    except (FaultError, TypeError) as exc:
+        return _json(400, {"ok": False, "error": str(exc)})
+    except KeyError as exc:
+        return _json(404, {"ok": False, "error": f"unknown account {exc}"})
+    return _json(404, {"ok": False, "error": f"no admin action {method} {action}"})

@@ -1,0 +1,93 @@
+"""One BillingClient per account per process, built from settings.
+
+In demo mode the client talks to one in-process Simulator (built lazily, seeded) through
+its ``httpx.MockTransport``; otherwise to ``BILLING_API_BASE_URL``. Tests swap the
+simulator with ``use_simulator()``; changed ``BILLING_*`` settings drop the built clients.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from billing_api.client import BillingClient
+
+if TYPE_CHECKING:
+    from billing_api.simulator import Simulator
+
+# One lock for both: a client is built against the simulator current at the time.
+_lock = threading.RLock()
+_simulator: Simulator | None = None
+_clients: dict[str, BillingClient] = {}
+# httpx clients we built for the simulator's transport: BillingClient closes only its own.
+_http_clients: list[httpx.Client] = []
+
+
+def simulator() -> Simulator:
+    """The process's simulator (demo mode), built on first use."""
+    global _simulator
+    with _lock:
+        if _simulator is None:
+            from billing_api.simulator import Simulator
+
+            _simulator = Simulator(seed=settings.BILLING_SIMULATOR_SEED)
+        return _simulator
+
+
+def client_for(account_id: str) -> BillingClient:
+    """The client for a configured account; the caller checks the account is configured."""
+    with _lock:
+        client = _clients.get(account_id)
+        if client is None:
+            client = _clients[account_id] = _build_client(account_id)
+        return client
+
+
+def _build_client(account_id: str) -> BillingClient:
+    http_client: httpx.Client | None = None
+    token = settings.CLOUDFLARE_API_TOKEN
+    if settings.DEMO_MODE:
+        from billing_api.simulator import DEFAULT_TOKEN
+
+        token = DEFAULT_TOKEN
+        http_client = httpx.Client(transport=simulator().transport())
+        _http_clients.append(http_client)
+    return BillingClient(
+        settings.BILLING_API_BASE_URL,
+        token,
+        account_id,
+        timeout=settings.BILLING_API_TIMEOUT,
+        http_client=http_client,
+        max_retries=settings.BILLING_API_MAX_RETRIES,
+    )
+
+
+def use_simulator(sim: Simulator | None) -> None:
+    """Serve demo mode from ``sim`` (None: a fresh one on next use). For tests."""
+    global _simulator
+    with _lock:
+        reset_clients()
+        _simulator = sim
+
+
+def reset_clients() -> None:
+    with _lock:
+        clients = list(_clients.values())
+        http_clients = list(_http_clients)
+        _clients.clear()
+        _http_clients.clear()
+    for client in clients:
+        client.close()
+    for http_client in http_clients:
+        http_client.close()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(("BILLING_", "CLOUDFLARE_")) or setting == "DEMO_MODE":
+        reset_clients()

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from dashboard.demo import DEMO_USERS
+
+PRODUCT_NAME = "AI Gateway spend"
+
+
+def site(request: HttpRequest) -> dict[str, Any]:
+    """What every page's layout needs: the product, demo mode and its logins."""
+    return {
+        "product_name": PRODUCT_NAME,
+        "demo_mode": settings.DEMO_MODE,
+        "demo_users": DEMO_USERS if settings.DEMO_MODE else (),
+    }

@@ -1,0 +1,52 @@
+"""``manage.py demo_users``: the demo logins, created or reset, then printed."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from dashboard.demo import DEMO_USERS
+
+URL = "http://127.0.0.1:8000/"
+
+
+class Command(BaseCommand):
+    help = "Create the demo users (idempotent) and print their logins. Demo mode only."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="create them outside demo mode too (their passwords are public)",
+        )
+
+    def handle(self, *args: Any, force: bool = False, **options: Any) -> None:
+        if not settings.DEMO_MODE and not force:
+            # The passwords are printed and on the login page: never create them against a
+            # real Cloudflare account by accident.
+            raise CommandError(
+                "Not in demo mode (CLOUDFLARE_API_TOKEN is set), so no demo users were created: "
+                "their passwords are public. Create real users with `manage.py createsuperuser`, "
+                "or pass --force."
+            )
+        User = get_user_model()
+        with transaction.atomic():
+            for demo in DEMO_USERS:
+                user, _ = User.objects.get_or_create(username=demo.username)
+                # Reset every time, so the printed password is always the one that works.
+                user.set_password(demo.password)
+                user.is_active = True
+                user.is_staff = demo.superuser
+                user.is_superuser = demo.superuser
+                user.save()
+        width = max(len(demo.username) for demo in DEMO_USERS)
+        pwidth = max(len(demo.password) for demo in DEMO_USERS)
+        self.stdout.write("Demo logins:")
+        for demo in DEMO_USERS:
+            self.stdout.write(f"  {demo.username:<{width}}  {demo.password:<{pwidth}}  {demo.role}")
+        self.stdout.write(f"Open {URL} and log in with one of them.")

@@ -1,0 +1,165 @@
+"""What views need, composed from the BillingClient: caching, stale fallback, wording.
+
+Views stay thin: they ask for a card and render it. A card never raises for an upstream
+failure; it carries the failure in words a finance person understands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from billing_api import models
+from billing_api.errors import BillingError, BillingStatusError
+from dashboard import billing
+from dashboard.templatetags.money import format_usd
+
+logger = logging.getLogger(__name__)
+
+# Stripe's brand codes, as Cloudflare passes them on; anything else is shown as sent.
+CARD_BRANDS = {
+    "amex": "American Express",
+    "diners": "Diners Club",
+    "discover": "Discover",
+    "eftpos_au": "eftpos",
+    "jcb": "JCB",
+    "mastercard": "Mastercard",
+    "unionpay": "UnionPay",
+    "visa": "Visa",
+}
+AUTO_TOPUP_OFF = "Auto top-up is off."
+# Cloudflare's disabledReason codes seen so far, in words; anything else is shown as sent.
+DISABLED_REASONS = {
+    "no_payment_method": "there is no payment method on file",
+    "payment_failed": "the payment failed",
+    "card_declined": "the card was declined",
+    "insufficient_funds": "the card has insufficient funds",
+    "expired_card": "the card has expired",
+}
+
+
+@dataclass(frozen=True)
+class TopupFailure:
+    """The last failed auto top-up: Cloudflare's error, and why the rule stopped, in words."""
+
+    error: str | None
+    reason: str | None
+    failed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BalanceCard:
+    """The balance card. ``error`` set and ``balance`` None: nothing to show but the error.
+
+    ``error`` set with a balance: the values are the last good ones, from ``as_of``.
+    """
+
+    balance: Decimal | None = None
+    payment_method: str | None = None
+    auto_topup: str = AUTO_TOPUP_OFF
+    auto_topup_on: bool = False
+    topup_failure: TopupFailure | None = None
+    error: str | None = None
+    as_of: datetime | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.error is not None and self.balance is not None
+
+
+def balance_card(account_id: str) -> BalanceCard:
+    """The balance card for a configured account, from cache when recent enough."""
+    key = f"billing:balance-card:{account_id}"
+    cached: BalanceCard | None = cache.get(key)
+    now = timezone.now()
+    if cached is not None and cached.as_of is not None:
+        age = (now - cached.as_of).total_seconds()
+        if 0 <= age < settings.BILLING_CACHE_SECONDS:
+            return cached
+    try:
+        balance = billing.client_for(account_id).credit_balance()
+    except BillingError as err:
+        _log_failure("credit balance", account_id, err)
+        if cached is not None:
+            return dataclasses.replace(cached, error=err.user_message)
+        return BalanceCard(error=err.user_message, as_of=now)
+    card = _card_from(balance, as_of=now)
+    # Kept well past freshness so that an outage can still show the last good values.
+    keep = max(settings.BILLING_STALE_SECONDS, settings.BILLING_CACHE_SECONDS)
+    cache.set(key, card, timeout=keep)
+    return card
+
+
+def _card_from(balance: models.CreditBalance, *, as_of: datetime) -> BalanceCard:
+    config = balance.topup_config
+    failure = None
+    if config.has_failed:
+        failure = TopupFailure(
+            error=config.error,
+            reason=describe_stop_reason(config.disabled_reason),
+            failed_at=config.last_failed_at,
+        )
+    return BalanceCard(
+        balance=balance.balance,
+        payment_method=describe_payment_method(balance.payment_method),
+        auto_topup=describe_auto_topup(config),
+        auto_topup_on=config.is_set and not config.disabled_reason,
+        topup_failure=failure,
+        as_of=as_of,
+    )
+
+
+def describe_payment_method(method: models.PaymentMethod | None) -> str | None:
+    """ "Visa •••• 4242", or None when there is no card on file."""
+    if method is None or not (method.brand or method.last4):
+        return None
+    brand = (method.brand or "").strip()
+    name = CARD_BRANDS.get(brand.lower(), brand) or "Card"
+    if method.last4:
+        return f"{name} \u2022\u2022\u2022\u2022 {method.last4}"
+    return name
+
+
+def describe_auto_topup(config: models.TopupConfig) -> str:
+    if not config.is_set or config.amount is None or config.threshold is None:
+        return AUTO_TOPUP_OFF
+    rule = (
+        f"When the balance falls below {format_usd(config.threshold)}, "
+        f"add {format_usd(config.amount)}."
+    )
+    if config.disabled_reason:
+        # Cloudflare keeps the rule but stops applying it after a failure.
+        return f"Stopped. The rule was: {rule[0].lower()}{rule[1:]}"
+    return rule
+
+
+def describe_stop_reason(code: str | None) -> str | None:
+    if not code:
+        return None
+    words = DISABLED_REASONS.get(code.strip().lower())
+    if words:
+        return f"Auto top-up was stopped because {words}."
+    return f"Auto top-up was stopped. Cloudflare's reason: {code}"
+
+
+def _log_failure(what: str, account_id: str, err: BillingError) -> None:
+    # The client keeps the token out of its messages; the status and Cloudflare's request
+    # id are what an operator needs to follow the failure up.
+    status = err.status_code if isinstance(err, BillingStatusError) else None
+    request_id = err.request_id if isinstance(err, BillingStatusError) else None
+    logger.warning(
+        "%s for account %s failed: %s: %s (status=%s request_id=%s)",
+        what,
+        account_id,
+        type(err).__name__,
+        err,
+        status if status is not None else "-",
+        request_id or "-",
+    )

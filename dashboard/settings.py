@@ -1,0 +1,341 @@
+"""Settings for the spend dashboard, read from the environment.
+
+With no ``CLOUDFLARE_API_TOKEN`` the dashboard runs in demo mode: the in-process Cloudflare
+simulator, SQLite and a local-memory cache, with safe development defaults. With a token it
+talks to Cloudflare (or to ``BILLING_API_BASE_URL``) and production secrets have no default.
+A malformed value stops the process at start with ``ImproperlyConfigured`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """A secret from ``NAME``, or from the file named by ``NAME_FILE`` (Docker/systemd secrets).
+
+    The value itself is never put in an error message.
+    """
+    path = os.environ.get(f"{name}_FILE", "").strip()
+    if path:
+        if os.environ.get(name):
+            raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ImproperlyConfigured(
+                f"{name}_FILE names a file that cannot be read ({err.strerror})"
+            ) from None
+    return os.environ.get(name, default).strip()
+
+
+def envlist(name: str, default: list[str] | None = None) -> list[str]:
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def envtimezone(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip() or default
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as UTC or Europe/Berlin, not {value!r}"
+        ) from None
+    return value
+
+
+def database_from_url(name: str, url: str) -> dict[str, Any]:
+    """``sqlite:///path`` or ``postgres://user:pass@host:port/db``; anything else is refused."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if not path or path == "/":
+            raise ImproperlyConfigured(
+                f"{name} names no SQLite file (sqlite:///path/to/db.sqlite3)"
+            )
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+    if parts.scheme in ("postgres", "postgresql"):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": 60,
+        }
+    raise ImproperlyConfigured(
+        f"{name} must be a sqlite:// or postgres:// URL, not a {parts.scheme or 'scheme-less'} one"
+    )
+
+
+# ---------------------------------------------------------------- billing API
+
+CLOUDFLARE_API_TOKEN = envsecret("CLOUDFLARE_API_TOKEN")
+#: Demo mode: no token, so the in-process simulator stands in for Cloudflare.
+DEMO_MODE = not CLOUDFLARE_API_TOKEN
+
+# Cloudflare account ids are 32 lowercase hex characters; the URL converter relies on it.
+ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+BILLING_API_BASE_URL = envstr("BILLING_API_BASE_URL").strip().rstrip("/")
+if DEMO_MODE:
+    if BILLING_API_BASE_URL:
+        raise ImproperlyConfigured(
+            "BILLING_API_BASE_URL is set but CLOUDFLARE_API_TOKEN is not: set both "
+            "(and CLOUDFLARE_ACCOUNT_ID), or neither for demo mode"
+        )
+    from billing_api.simulator import DEFAULT_ACCOUNT_ID
+
+    # Any host works with the in-process transport; this one can never be reached by mistake.
+    BILLING_API_BASE_URL = "https://simulator.invalid/client/v4"
+    BILLING_ACCOUNTS = {DEFAULT_ACCOUNT_ID: "Demo account"}
+else:
+    _account_id = envstr("CLOUDFLARE_ACCOUNT_ID").strip()
+    if not _account_id:
+        raise ImproperlyConfigured(
+            "CLOUDFLARE_API_TOKEN is set but CLOUDFLARE_ACCOUNT_ID is not: set the account id "
+            "(32 hex characters, in Cloudflare's dashboard URL), or unset the token for demo mode"
+        )
+    if not ACCOUNT_ID_RE.fullmatch(_account_id):
+        raise ImproperlyConfigured(
+            f"CLOUDFLARE_ACCOUNT_ID must be 32 lowercase hex characters, not {_account_id!r}"
+        )
+    BILLING_API_BASE_URL = BILLING_API_BASE_URL or "https://api.cloudflare.com/client/v4"
+    if not BILLING_API_BASE_URL.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(
+            f"BILLING_API_BASE_URL must be an http(s) URL, not {BILLING_API_BASE_URL!r}"
+        )
+    BILLING_ACCOUNTS = {_account_id: envstr("CLOUDFLARE_ACCOUNT_NAME").strip() or "Cloudflare"}
+
+#: The account ``/`` redirects to.
+BILLING_DEFAULT_ACCOUNT = next(iter(BILLING_ACCOUNTS))
+# A page waits at most this long for Cloudflare before saying so inside the card.
+BILLING_API_TIMEOUT = envfloat("BILLING_API_TIMEOUT", 10.0)
+if BILLING_API_TIMEOUT <= 0:
+    raise ImproperlyConfigured("BILLING_API_TIMEOUT must be more than 0 seconds")
+BILLING_API_MAX_RETRIES = envint("BILLING_API_MAX_RETRIES", 2)
+if BILLING_API_MAX_RETRIES < 0:
+    raise ImproperlyConfigured("BILLING_API_MAX_RETRIES must be 0 or more")
+# Short: a balance is worth re-reading often, but a page load must not cost an upstream call
+# per card per viewer (Cloudflare allows 1200 requests per 5 minutes per token).
+BILLING_CACHE_SECONDS = envint("BILLING_CACHE_SECONDS", 30)
+# How long the last good answer is kept for the "as of" notice when Cloudflare is down.
+BILLING_STALE_SECONDS = envint("BILLING_STALE_SECONDS", 24 * 60 * 60)
+if BILLING_CACHE_SECONDS < 0 or BILLING_STALE_SECONDS < 0:
+    raise ImproperlyConfigured("BILLING_CACHE_SECONDS and BILLING_STALE_SECONDS must be 0 or more")
+BILLING_SIMULATOR_SEED = envint("BILLING_SIMULATOR_SEED", 0)
+
+# ---------------------------------------------------------------- Django core
+
+DEBUG = envbool("DEBUG", DEMO_MODE)
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    if not (DEBUG or DEMO_MODE):
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set outside demo mode")
+    # Development only: sessions signed with it are worthless anywhere else.
+    SECRET_KEY = "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Login required everywhere: a view is public only if it says so (@login_not_required).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+WSGI_APPLICATION = "dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.site",
+            ],
+        },
+    },
+]
+
+_database_url = envsecret("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One process, one cache: enough for demo mode; a shared cache comes with REDIS_URL later.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "spend-dashboard",
+    }
+}
+
+# The product sends no mail yet; Django would only mail errors to ADMINS (none). Defining
+# MAILERS opts out of the deprecated EMAIL_* settings.
+MAILERS: dict[str, dict[str, Any]] = {
+    "default": {
+        "BACKEND": "django.core.mail.backends."
+        + ("console.EmailBackend" if DEBUG else "smtp.EmailBackend")
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+#: The reporting time zone: every time on a page is shown in it, and the page names it.
+TIME_ZONE = envtimezone("DASHBOARD_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# ---------------------------------------------------------------- security
+
+# No inline script or style anywhere: code and styles come from our own static files.
+SECURE_CSP = {
+    "default-src": [CSP.NONE],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+# Production defaults are HTTPS-only (`check --deploy` clean); behind a TLS-terminating proxy,
+# also set SECURE_PROXY_SSL_HEADER, or every request redirects to itself.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+# An hour, not a year: long enough for the check, short enough to back out of a mistake.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# Both bind every other site on the domain (preload for years): the deployer's decision, made
+# with the two variables above, not a default an app may take for them.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+if envbool("SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that sets this header itself and strips it from clients.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {LOG_LEVEL!r}"
+    )
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "dashboard": {"handlers": ["console"], "level": LOG_LEVEL},
+        # One line per upstream call: endpoint, status, duration, retries (never the token).
+        "billing_api": {"handlers": ["console"], "level": LOG_LEVEL},
+        # httpx logs every request URL at INFO; the URL carries the account id, never the token.
+        "httpx": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,59 @@
+"""manage.py demo_users: the demo logins, created idempotently, demo mode only."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("demo_users", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_creates_the_demo_users_and_prints_their_logins():
+    output = run()
+    assert "lead" in output and "demo-lead-2026" in output
+    assert "finance" in output and "demo-finance-2026" in output
+    assert "admin" in output and "demo-admin-2026" in output
+    assert "http://127.0.0.1:8000/" in output
+    assert authenticate(username="finance", password="demo-finance-2026") is not None
+
+
+def test_it_makes_admin_a_superuser_and_the_others_not():
+    run()
+    assert User.objects.get(username="admin").is_superuser
+    assert not User.objects.get(username="lead").is_superuser
+    assert not User.objects.get(username="finance").is_staff
+
+
+def test_it_is_idempotent_and_resets_the_passwords():
+    run()
+    lead = User.objects.get(username="lead")
+    lead.set_password("changed")
+    lead.save()
+    run()
+    assert User.objects.filter(username__in=["lead", "finance", "admin"]).count() == 3
+    assert User.objects.count() == 3
+    assert authenticate(username="lead", password="demo-lead-2026") is not None
+
+
+def test_it_refuses_outside_demo_mode(settings):
+    settings.DEMO_MODE = False
+    with pytest.raises(CommandError, match="Not in demo mode"):
+        run()
+    assert not User.objects.exists()
+
+
+def test_it_creates_them_outside_demo_mode_when_forced(settings):
+    settings.DEMO_MODE = False
+    output = run("--force")
+    assert "demo-admin-2026" in output
+    assert User.objects.count() == 3

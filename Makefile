@@ -24,7 +24,7 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml
 
 run: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo_users
+	$(BIN)/python manage.py demo_users --url http://$(HOST):$(PORT)/
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: $(VENV)/.installed-test lint types pytest

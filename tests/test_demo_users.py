@@ -57,3 +57,7 @@ def test_it_creates_them_outside_demo_mode_when_forced(settings):
     output = run("--force")
     assert "demo-admin-2026" in output
     assert User.objects.count() == 3
+
+
+def test_it_prints_the_address_it_is_given():
+    assert "http://127.0.0.1:8021/" in run("--url", "http://127.0.0.1:8021/")

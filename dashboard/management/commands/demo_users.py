@@ -12,7 +12,7 @@ from django.db import transaction
 
 from dashboard.demo import DEMO_USERS
 
-URL = "http://127.0.0.1:8000/"
+DEFAULT_URL = "http://127.0.0.1:8000/"
 
 
 class Command(BaseCommand):
@@ -24,8 +24,13 @@ class Command(BaseCommand):
             action="store_true",
             help="create them outside demo mode too (their passwords are public)",
         )
+        parser.add_argument(
+            "--url", default=DEFAULT_URL, help="where the dashboard listens, for the message"
+        )
 
-    def handle(self, *args: Any, force: bool = False, **options: Any) -> None:
+    def handle(
+        self, *args: Any, force: bool = False, url: str = DEFAULT_URL, **options: Any
+    ) -> None:
         if not settings.DEMO_MODE and not force:
             # The passwords are printed and on the login page: never create them against a
             # real Cloudflare account by accident.
@@ -49,4 +54,4 @@ class Command(BaseCommand):
         self.stdout.write("Demo logins:")
         for demo in DEMO_USERS:
             self.stdout.write(f"  {demo.username:<{width}}  {demo.password:<{pwidth}}  {demo.role}")
-        self.stdout.write(f"Open {URL} and log in with one of them.")
+        self.stdout.write(f"Open {url} and log in with one of them.")

@@ -35,7 +35,9 @@ def simulator() -> Simulator:
         if _simulator is None:
             from billing_api.simulator import Simulator
 
-            _simulator = Simulator(seed=settings.BILLING_SIMULATOR_SEED)
+            _simulator = Simulator(
+                seed=settings.BILLING_SIMULATOR_SEED, accounts=tuple(settings.BILLING_ACCOUNTS)
+            )
         return _simulator
 
 
@@ -50,11 +52,8 @@ def client_for(account_id: str) -> BillingClient:
 
 def _build_client(account_id: str) -> BillingClient:
     http_client: httpx.Client | None = None
-    token = settings.CLOUDFLARE_API_TOKEN
+    token = settings.BILLING_ACCOUNT_TOKENS[account_id]
     if settings.DEMO_MODE:
-        from billing_api.simulator import DEFAULT_TOKEN
-
-        token = DEFAULT_TOKEN
         http_client = httpx.Client(transport=simulator().transport())
         _http_clients.append(http_client)
     return BillingClient(

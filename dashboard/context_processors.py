@@ -4,7 +4,9 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
 
+from dashboard.access import accounts_for
 from dashboard.demo import DEMO_USERS
 
 PRODUCT_NAME = "AI Gateway spend"
@@ -16,4 +18,6 @@ def site(request: HttpRequest) -> dict[str, Any]:
         "product_name": PRODUCT_NAME,
         "demo_mode": settings.DEMO_MODE,
         "demo_users": DEMO_USERS if settings.DEMO_MODE else (),
+        # For the account switcher; lazy, so pages that do not show it cost no query.
+        "user_accounts": SimpleLazyObject(lambda: accounts_for(request.user)),
     }

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dashboard import roles
+
 
 @dataclass(frozen=True)
 class DemoUser:
     username: str
     password: str
     role: str
-    superuser: bool = False
+    #: Indexes into the configured accounts this user is granted; None: all of them.
+    accounts: tuple[int, ...] | None = None
 
 
 # Readable on purpose: they are printed and shown on the login page, and only ever exist in
 # demo mode (the command refuses elsewhere unless forced).
 DEMO_USERS = (
-    DemoUser("lead", "demo-lead-2026", "Team lead"),
-    DemoUser("finance", "demo-finance-2026", "Finance staff"),
-    DemoUser("admin", "demo-admin-2026", "Billing admin", superuser=True),
+    # Granted two of the three demo accounts, to show that grants limit what one sees.
+    DemoUser("lead", "demo-lead-2026", roles.TEAM_LEAD, accounts=(0, 1)),
+    DemoUser("finance", "demo-finance-2026", roles.FINANCE),
+    DemoUser("admin", "demo-admin-2026", roles.BILLING_ADMIN),
 )

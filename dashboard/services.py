@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
-from django.core.cache import cache
-from django.utils import timezone
 
 from billing_api import models
-from billing_api.errors import BillingError, BillingStatusError
-from dashboard import billing
+from billing_api.client import BillingClient
+from dashboard import upstream
+from dashboard.access import Account
 from dashboard.templatetags.money import format_usd
 
 logger = logging.getLogger(__name__)
@@ -75,29 +75,18 @@ class BalanceCard:
 
 
 def balance_card(account_id: str) -> BalanceCard:
-    """The balance card for a configured account, from cache when recent enough."""
-    key = f"billing:balance-card:{account_id}"
-    cached: BalanceCard | None = cache.get(key)
-    now = timezone.now()
-    if cached is not None and cached.as_of is not None:
-        age = (now - cached.as_of).total_seconds()
-        if 0 <= age < settings.BILLING_CACHE_SECONDS:
-            return cached
-    try:
-        balance = billing.client_for(account_id).credit_balance()
-    except BillingError as err:
-        _log_failure("credit balance", account_id, err)
-        if cached is not None:
-            return dataclasses.replace(cached, error=err.user_message)
-        return BalanceCard(error=err.user_message, as_of=now)
-    card = _card_from(balance, as_of=now)
-    # Kept well past freshness so that an outage can still show the last good values.
-    keep = max(settings.BILLING_STALE_SECONDS, settings.BILLING_CACHE_SECONDS)
-    cache.set(key, card, timeout=keep)
-    return card
+    """The balance card for a configured account, through the shared upstream cache."""
+    return card_from_fetched(upstream.read(account_id, "credit-balance", _credit_balance))
 
 
-def _card_from(balance: models.CreditBalance, *, as_of: datetime) -> BalanceCard:
+def card_from_fetched(fetched: upstream.Fetched[models.CreditBalance]) -> BalanceCard:
+    if fetched.value is None:
+        return BalanceCard(error=fetched.error, as_of=fetched.as_of)
+    card = _card_from(fetched.value, as_of=fetched.as_of)
+    return dataclasses.replace(card, error=fetched.error) if fetched.error else card
+
+
+def _card_from(balance: models.CreditBalance, *, as_of: datetime | None) -> BalanceCard:
     config = balance.topup_config
     failure = None
     if config.has_failed:
@@ -149,17 +138,23 @@ def describe_stop_reason(code: str | None) -> str | None:
     return f"Auto top-up was stopped. Cloudflare's reason: {code}"
 
 
-def _log_failure(what: str, account_id: str, err: BillingError) -> None:
-    # The client keeps the token out of its messages; the status and Cloudflare's request
-    # id are what an operator needs to follow the failure up.
-    status = err.status_code if isinstance(err, BillingStatusError) else None
-    request_id = err.request_id if isinstance(err, BillingStatusError) else None
-    logger.warning(
-        "%s for account %s failed: %s: %s (status=%s request_id=%s)",
-        what,
-        account_id,
-        type(err).__name__,
-        err,
-        status if status is not None else "-",
-        request_id or "-",
+@dataclass(frozen=True)
+class AccountRow:
+    account: Account
+    card: BalanceCard
+
+
+def account_rows(accounts: list[Account]) -> list[AccountRow]:
+    """One row per account for the "All accounts" page, read in parallel."""
+    fetched = upstream.gather(
+        {
+            account.id: partial(upstream.read, account.id, "credit-balance", _credit_balance)
+            for account in accounts
+        },
+        deadline=settings.BILLING_PAGE_DEADLINE,
     )
+    return [AccountRow(account, card_from_fetched(fetched[account.id])) for account in accounts]
+
+
+def _credit_balance(client: BillingClient) -> models.CreditBalance:
+    return client.credit_balance()

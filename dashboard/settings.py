@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+
+# Lets Django's generic classes (ModelAdmin[User], ...) be subscripted at run time.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,41 +130,84 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- billing API
 
 CLOUDFLARE_API_TOKEN = envsecret("CLOUDFLARE_API_TOKEN")
-#: Demo mode: no token, so the in-process simulator stands in for Cloudflare.
-DEMO_MODE = not CLOUDFLARE_API_TOKEN
+_accounts_spec = envstr("CLOUDFLARE_ACCOUNTS").strip()
+#: Demo mode: no token and no accounts, so the in-process simulator stands in for Cloudflare.
+DEMO_MODE = not CLOUDFLARE_API_TOKEN and not _accounts_spec
 
 # Cloudflare account ids are 32 lowercase hex characters; the URL converter relies on it.
 ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
 
+
+def parse_accounts(name: str, spec: str) -> dict[str, str]:
+    """``id=Display name,id2=Other name`` (names optional) to {id: name}, in order."""
+    accounts: dict[str, str] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        account_id, _, label = item.partition("=")
+        account_id = account_id.strip()
+        if not ACCOUNT_ID_RE.fullmatch(account_id):
+            raise ImproperlyConfigured(
+                f"{name}: {account_id!r} is not an account id (32 lowercase hex characters)"
+            )
+        if account_id in accounts:
+            raise ImproperlyConfigured(f"{name}: account {account_id} is listed twice")
+        accounts[account_id] = label.strip() or f"Account {account_id[:8]}"
+    if not accounts:
+        raise ImproperlyConfigured(f"{name} lists no account")
+    return accounts
+
+
 BILLING_API_BASE_URL = envstr("BILLING_API_BASE_URL").strip().rstrip("/")
+#: Per-account API tokens (secrets; never rendered). Demo mode uses the simulator's token.
+BILLING_ACCOUNT_TOKENS: dict[str, str] = {}
 if DEMO_MODE:
     if BILLING_API_BASE_URL:
         raise ImproperlyConfigured(
             "BILLING_API_BASE_URL is set but CLOUDFLARE_API_TOKEN is not: set both "
             "(and CLOUDFLARE_ACCOUNT_ID), or neither for demo mode"
         )
-    from billing_api.simulator import DEFAULT_ACCOUNT_ID
+    from billing_api.simulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN
 
     # Any host works with the in-process transport; this one can never be reached by mistake.
     BILLING_API_BASE_URL = "https://simulator.invalid/client/v4"
-    BILLING_ACCOUNTS = {DEFAULT_ACCOUNT_ID: "Demo account"}
+    # Three accounts with different data, so that the switcher and "All accounts" show.
+    BILLING_ACCOUNTS = {
+        DEFAULT_ACCOUNT_ID: "Production",
+        "5a1b2c3d4e5f60718293a4b5c6d7e8f9": "Research",
+        "9f8e7d6c5b4a39281706f5e4d3c2b1a0": "Staging",
+    }
+    BILLING_ACCOUNT_TOKENS = dict.fromkeys(BILLING_ACCOUNTS, DEFAULT_TOKEN)
 else:
-    _account_id = envstr("CLOUDFLARE_ACCOUNT_ID").strip()
-    if not _account_id:
-        raise ImproperlyConfigured(
-            "CLOUDFLARE_API_TOKEN is set but CLOUDFLARE_ACCOUNT_ID is not: set the account id "
-            "(32 hex characters, in Cloudflare's dashboard URL), or unset the token for demo mode"
-        )
-    if not ACCOUNT_ID_RE.fullmatch(_account_id):
-        raise ImproperlyConfigured(
-            f"CLOUDFLARE_ACCOUNT_ID must be 32 lowercase hex characters, not {_account_id!r}"
-        )
+    if _accounts_spec:
+        BILLING_ACCOUNTS = parse_accounts("CLOUDFLARE_ACCOUNTS", _accounts_spec)
+    else:
+        _account_id = envstr("CLOUDFLARE_ACCOUNT_ID").strip()
+        if not _account_id:
+            raise ImproperlyConfigured(
+                "CLOUDFLARE_API_TOKEN is set but CLOUDFLARE_ACCOUNT_ID is not: set the account "
+                "id (32 hex characters, in Cloudflare's dashboard URL), or CLOUDFLARE_ACCOUNTS "
+                "for several, or unset the token for demo mode"
+            )
+        if not ACCOUNT_ID_RE.fullmatch(_account_id):
+            raise ImproperlyConfigured(
+                f"CLOUDFLARE_ACCOUNT_ID must be 32 lowercase hex characters, not {_account_id!r}"
+            )
+        BILLING_ACCOUNTS = {_account_id: envstr("CLOUDFLARE_ACCOUNT_NAME").strip() or "Cloudflare"}
+    for _account_id in BILLING_ACCOUNTS:
+        # An account may have a token of its own: CLOUDFLARE_API_TOKEN_<account id>.
+        _token = envsecret(f"CLOUDFLARE_API_TOKEN_{_account_id}") or CLOUDFLARE_API_TOKEN
+        if not _token:
+            raise ImproperlyConfigured(
+                f"account {_account_id} has no token: set CLOUDFLARE_API_TOKEN_{_account_id} "
+                "or CLOUDFLARE_API_TOKEN"
+            )
+        BILLING_ACCOUNT_TOKENS[_account_id] = _token
     BILLING_API_BASE_URL = BILLING_API_BASE_URL or "https://api.cloudflare.com/client/v4"
     if not BILLING_API_BASE_URL.startswith(("https://", "http://")):
         raise ImproperlyConfigured(
             f"BILLING_API_BASE_URL must be an http(s) URL, not {BILLING_API_BASE_URL!r}"
         )
-    BILLING_ACCOUNTS = {_account_id: envstr("CLOUDFLARE_ACCOUNT_NAME").strip() or "Cloudflare"}
 
 #: The account ``/`` redirects to.
 BILLING_DEFAULT_ACCOUNT = next(iter(BILLING_ACCOUNTS))
@@ -179,6 +226,19 @@ BILLING_STALE_SECONDS = envint("BILLING_STALE_SECONDS", 24 * 60 * 60)
 if BILLING_CACHE_SECONDS < 0 or BILLING_STALE_SECONDS < 0:
     raise ImproperlyConfigured("BILLING_CACHE_SECONDS and BILLING_STALE_SECONDS must be 0 or more")
 BILLING_SIMULATOR_SEED = envint("BILLING_SIMULATOR_SEED", 0)
+# After a failed call, ask again no sooner than this: an outage must not be hammered by
+# every page view (the last good figures are shown meanwhile).
+BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10)
+# How long the overview waits for its cards before sending the page with the late ones
+# marked "still loading" (they then load themselves).
+BILLING_PAGE_DEADLINE = envfloat("BILLING_PAGE_DEADLINE", 2.5)
+# Threads per process for parallel upstream reads.
+BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16)
+if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETCH_WORKERS < 1:
+    raise ImproperlyConfigured(
+        "BILLING_ERROR_CACHE_SECONDS must be 0 or more, BILLING_PAGE_DEADLINE more than 0 "
+        "and BILLING_FETCH_WORKERS at least 1"
+    )
 
 # ---------------------------------------------------------------- Django core
 
@@ -195,6 +255,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG els
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
@@ -17,5 +18,7 @@ urlpatterns = [
     ),
     # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/", views.all_accounts, name="all_accounts"),
     path("accounts/<account:account_id>/", views.overview, name="overview"),
+    path("admin/", admin.site.urls),
 ]

@@ -1,45 +1,37 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
-from django_htmx.middleware import HtmxDetails
 
 from dashboard import services
+from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
 
 # Partials of the overview that may be asked for alone (?partial=<name> or an HTMX request).
 OVERVIEW_PARTIALS = frozenset({"balance-card"})
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-@dataclass(frozen=True)
-class Account:
-    id: str
-    name: str
-
-
-def get_account_or_404(account_id: str) -> Account:
-    name = settings.BILLING_ACCOUNTS.get(account_id)
-    if name is None:
-        raise Http404("No such account")
-    return Account(account_id, name)
-
-
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("overview", account_id=settings.BILLING_DEFAULT_ACCOUNT)
+    accounts = accounts_for(request.user)
+    if not accounts or not request.user.has_perm("dashboard.view_overview"):
+        return render(request, "dashboard/no_access.html", status=403)
+    return redirect("overview", account_id=accounts[0].id)
 
 
 @require_GET
-def overview(request: HtmxHttpRequest, account_id: str) -> HttpResponse:
-    account = get_account_or_404(account_id)
+@permission_required("dashboard.view_overview", raise_exception=True)
+def all_accounts(request: HttpRequest) -> HttpResponse:
+    accounts = accounts_for(request.user)
+    rows = services.account_rows(accounts)
+    return render(request, "dashboard/all_accounts.html", {"rows": rows})
+
+
+@require_GET
+@account_view("view_overview")
+def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     partial = request.GET.get("partial")
     if partial is None and request.htmx:
         # The partial's name is the DOM id htmx targets.

@@ -6,15 +6,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth.models import User
+from django.conf import settings
+from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.test import Client
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
-from dashboard import billing
+from dashboard import billing, roles
+from dashboard.models import AccountAccess
 
 ACCOUNT_ID = DEFAULT_ACCOUNT_ID
 OVERVIEW_URL = f"/accounts/{ACCOUNT_ID}/"
+#: The second demo account (the simulator seeds it with no card and no auto top-up).
+OTHER_ACCOUNT_ID = "5a1b2c3d4e5f60718293a4b5c6d7e8f9"
 PASSWORD = "correct horse battery staple"
 # The simulator's clock stands still in tests: no hour ends, so no balance burns down and no
 # auto top-up fires between setting up a state and reading the page.
@@ -42,7 +46,9 @@ def _dashboard_simulator(settings) -> Iterator[Simulator]:
     """
     # A fault answers at once instead of after the client's backoff.
     settings.BILLING_API_MAX_RETRIES = 0
-    simulator = Simulator(seed=0, clock=lambda: SIMULATOR_NOW)
+    simulator = Simulator(
+        seed=0, clock=lambda: SIMULATOR_NOW, accounts=tuple(settings.BILLING_ACCOUNTS)
+    )
     billing.use_simulator(simulator)
     yield simulator
     billing.use_simulator(None)
@@ -54,30 +60,47 @@ def sim(_dashboard_simulator: Simulator) -> Simulator:
     return _dashboard_simulator
 
 
-def _user(username: str, *, superuser: bool = False) -> User:
+def make_user(username: str, role: str | None, accounts: list[str] | None = None) -> User:
+    """A user with a role (a group) granted ``accounts`` (default: every configured one)."""
     user = User.objects.create_user(username, f"{username}@example.com", PASSWORD)
-    if superuser:
-        user.is_staff = user.is_superuser = True
+    if role is not None:
+        user.groups.add(Group.objects.get(name=role))
+    if role == roles.BILLING_ADMIN:
+        user.is_staff = True
         user.save()
+    for account_id in settings.BILLING_ACCOUNTS if accounts is None else accounts:
+        AccountAccess.objects.create(user=user, account_id=account_id)
     return user
 
 
 @pytest.fixture
 def lead(db) -> User:
     """Lena, the team lead: looks at spend, changes nothing."""
-    return _user("lena")
+    return make_user("lena", roles.TEAM_LEAD)
 
 
 @pytest.fixture
 def finance(db) -> User:
-    """Frank, finance staff."""
-    return _user("frank")
+    """Frank, finance staff: also invoices, exports and top-ups."""
+    return make_user("frank", roles.FINANCE)
 
 
 @pytest.fixture
 def admin(db) -> User:
-    """Ada, the billing admin."""
-    return _user("ada", superuser=True)
+    """Ada, the billing admin: everything, and users in Django's admin."""
+    return make_user("ada", roles.BILLING_ADMIN)
+
+
+@pytest.fixture
+def nobody(db) -> User:
+    """Nora has a login and the accounts, but no role yet."""
+    return make_user("nora", None)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    """Oscar is finance staff for another account only."""
+    return make_user("oscar", roles.FINANCE, accounts=[OTHER_ACCOUNT_ID])
 
 
 @pytest.fixture

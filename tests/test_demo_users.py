@@ -9,6 +9,8 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
+from dashboard.models import AccountAccess
+
 pytestmark = pytest.mark.django_db
 
 
@@ -27,11 +29,16 @@ def test_it_creates_the_demo_users_and_prints_their_logins():
     assert authenticate(username="finance", password="demo-finance-2026") is not None
 
 
-def test_it_makes_admin_a_superuser_and_the_others_not():
+def test_it_gives_each_demo_user_a_role_and_accounts_and_nobody_superuser():
     run()
-    assert User.objects.get(username="admin").is_superuser
-    assert not User.objects.get(username="lead").is_superuser
+    roles = {u.username: [g.name for g in u.groups.all()] for u in User.objects.all()}
+    assert roles == {"lead": ["Team lead"], "finance": ["Finance"], "admin": ["Billing admin"]}
+    assert not User.objects.filter(is_superuser=True).exists()
+    assert User.objects.get(username="admin").is_staff
     assert not User.objects.get(username="finance").is_staff
+    granted = AccountAccess.objects.filter(user__username="lead").count()
+    assert granted == 2, "the lead sees two of the three demo accounts"
+    assert AccountAccess.objects.filter(user__username="finance").count() == 3
 
 
 def test_it_is_idempotent_and_resets_the_passwords():

@@ -43,7 +43,7 @@ def test_it_shows_the_balance_the_card_and_the_auto_topup_rule(lead_client, sim)
     assert balance_text(response.text) == "$1,234.56"
     assert "Visa •••• 4242" in response.text
     assert "When the balance falls below $5.00, add $20.00." in response.text
-    assert "Demo account" in response.text
+    assert "Production" in response.text
 
 
 def test_it_names_the_time_zone(lead_client, settings):
@@ -171,7 +171,7 @@ def test_it_logs_an_upstream_failure_without_the_token(lead_client, sim, caplog)
 
     sim.set_fault("GET credit-balance", "error", status=500)
     lead_client.get(OVERVIEW_URL)
-    failures = [r for r in caplog.records if r.name == "dashboard.services"]
+    failures = [r for r in caplog.records if r.name == "dashboard.upstream"]
     assert failures and "UpstreamError" in failures[0].getMessage()
     assert all(DEFAULT_TOKEN not in r.getMessage() for r in caplog.records)
 
@@ -201,12 +201,21 @@ def test_it_shows_the_last_good_balance_as_of_its_time_when_cloudflare_fails(
 
 def test_it_recovers_when_cloudflare_answers_again(lead_client, sim, settings):
     settings.BILLING_CACHE_SECONDS = 0
+    settings.BILLING_ERROR_CACHE_SECONDS = 0
     sim.set_fault("GET credit-balance", "error", status=500)
     assert "having trouble" in lead_client.get(OVERVIEW_URL).text
     sim.clear_faults()
     response = lead_client.get(OVERVIEW_URL)
     assert "having trouble" not in response.text
     assert 'class="balance' in response.text
+
+
+def test_it_does_not_ask_a_failing_cloudflare_again_for_every_view(lead_client, sim, settings):
+    settings.BILLING_CACHE_SECONDS = 0
+    sim.set_fault("GET credit-balance", "error", status=503)
+    for _ in range(3):
+        assert "having trouble" in lead_client.get(OVERVIEW_URL).text
+    assert sim.calls["GET credit-balance"] == 1
 
 
 def test_it_escapes_hostile_strings_from_cloudflare(lead_client, sim):

@@ -157,7 +157,8 @@ def test_it_runs_in_demo_mode_without_a_token(load):
     settings = load()
     assert settings.DEMO_MODE is True
     assert settings.DEBUG is True
-    assert settings.BILLING_ACCOUNTS == {DEFAULT_ACCOUNT_ID: "Demo account"}
+    assert list(settings.BILLING_ACCOUNTS.values()) == ["Production", "Research", "Staging"]
+    assert next(iter(settings.BILLING_ACCOUNTS)) == DEFAULT_ACCOUNT_ID
     assert settings.BILLING_DEFAULT_ACCOUNT == DEFAULT_ACCOUNT_ID
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
     assert "locmem" in settings.CACHES["default"]["BACKEND"]
@@ -172,6 +173,30 @@ def test_it_talks_to_cloudflare_with_a_token_and_an_account(load):
     assert settings.BILLING_API_BASE_URL == "https://api.cloudflare.com/client/v4"
     assert settings.BILLING_ACCOUNTS == {ACCOUNT: "Cloudflare"}
     assert settings.SESSION_COOKIE_SECURE is True
+
+
+def test_it_reads_several_accounts_with_names_and_their_own_tokens(load):
+    other = "b" * 32
+    env = production(CLOUDFLARE_ACCOUNTS=f"{ACCOUNT}=Production, {other}=Research")
+    del env["CLOUDFLARE_ACCOUNT_ID"]
+    settings = load(**env, **{f"CLOUDFLARE_API_TOKEN_{other}": "research-token"})
+    assert {ACCOUNT: "Production", other: "Research"} == settings.BILLING_ACCOUNTS
+    assert {ACCOUNT: "cf-token", other: "research-token"} == settings.BILLING_ACCOUNT_TOKENS
+
+
+def test_it_needs_a_token_for_every_account(load):
+    other = "b" * 32
+    with pytest.raises(ImproperlyConfigured, match=f"CLOUDFLARE_API_TOKEN_{other}"):
+        load(CLOUDFLARE_ACCOUNTS=f"{other}=Research", SECRET_KEY="s" * 50)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("nope=Bad", "not an account id"), (f"{ACCOUNT},{ACCOUNT}", "twice"), (" , ", "no account")],
+)
+def test_it_refuses_a_malformed_account_list(load, spec, message):
+    with pytest.raises(ImproperlyConfigured, match=f"CLOUDFLARE_ACCOUNTS.*{message}"):
+        load(**production(CLOUDFLARE_ACCOUNTS=spec))
 
 
 def test_it_reads_the_token_from_a_file(load, tmp_path):

@@ -7,10 +7,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from dashboard import roles
 from dashboard.demo import DEMO_USERS
+from dashboard.models import AccountAccess
 
 DEFAULT_URL = "http://127.0.0.1:8000/"
 
@@ -40,15 +43,23 @@ class Command(BaseCommand):
                 "or pass --force."
             )
         User = get_user_model()
+        account_ids = list(settings.BILLING_ACCOUNTS)
         with transaction.atomic():
             for demo in DEMO_USERS:
                 user, _ = User.objects.get_or_create(username=demo.username)
                 # Reset every time, so the printed password is always the one that works.
                 user.set_password(demo.password)
                 user.is_active = True
-                user.is_staff = demo.superuser
-                user.is_superuser = demo.superuser
+                # Billing admins manage users in Django's admin; nobody is a superuser.
+                user.is_staff = demo.role == roles.BILLING_ADMIN
+                user.is_superuser = False
                 user.save()
+                user.groups.set([Group.objects.get(name=demo.role)])
+                indexes = range(len(account_ids)) if demo.accounts is None else demo.accounts
+                granted = [account_ids[i] for i in indexes if i < len(account_ids)]
+                AccountAccess.objects.filter(user=user).exclude(account_id__in=granted).delete()
+                for account_id in granted:
+                    AccountAccess.objects.get_or_create(user=user, account_id=account_id)
         width = max(len(demo.username) for demo in DEMO_USERS)
         pwidth = max(len(demo.password) for demo in DEMO_USERS)
         self.stdout.write("Demo logins:")

@@ -1,0 +1,79 @@
+"""Who may see what: permissions by role, accounts by grant. Checked in every view.
+
+A view names the permission it needs; ``account_view`` checks it (403 without it), then
+that the account in the URL is configured and granted to the user (404 otherwise, so that
+an account id someone may not see cannot be told apart from one that does not exist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Concatenate
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
+
+from dashboard.models import AccountAccess
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+
+
+def configured_accounts() -> list[Account]:
+    return [Account(key, name) for key, name in settings.BILLING_ACCOUNTS.items()]
+
+
+def accounts_for(user: User | AnonymousUser) -> list[Account]:
+    """The configured accounts this user may see, in configured order."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    if user.is_superuser:
+        return configured_accounts()
+    granted = set(AccountAccess.objects.filter(user=user).values_list("account_id", flat=True))
+    return [account for account in configured_accounts() if account.id in granted]
+
+
+def account_for_or_404(user: User | AnonymousUser, account_id: str) -> Account:
+    for account in accounts_for(user):
+        if account.id == account_id:
+            return account
+    raise Http404("No such account")
+
+
+AccountView = Callable[Concatenate[HtmxHttpRequest, Account, ...], HttpResponse]
+
+
+def account_view(
+    permission: str,
+) -> Callable[[AccountView], Callable[..., HttpResponse]]:
+    """Decorate a view taking ``(request, account, ...)`` for URLs with ``<account_id>``.
+
+    ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``.
+    """
+
+    def decorator(view: AccountView) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(
+            request: HtmxHttpRequest, account_id: str, *args: Any, **kwargs: Any
+        ) -> HttpResponse:
+            if not request.user.has_perm(f"dashboard.{permission}"):
+                raise PermissionDenied
+            account = account_for_or_404(request.user, account_id)
+            return view(request, account, *args, **kwargs)
+
+        wrapper.required_permission = permission  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator

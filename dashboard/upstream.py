@@ -1,0 +1,201 @@
+"""Reads from Cloudflare, shared: brief caching, one call for many askers, stale on failure.
+
+Cloudflare allows an API token about 1,200 requests per 5 minutes, so upstream calls must
+not grow with the number of people looking. Every read goes through :func:`read`:
+
+* a fresh cached answer (``BILLING_CACHE_SECONDS``) is used as is;
+* otherwise one thread per key asks Cloudflare while the others with the same key wait for
+  its answer (single flight), so concurrent identical calls cost one upstream call;
+* a failure is remembered briefly (``BILLING_ERROR_CACHE_SECONDS``) so that an outage is
+  not hammered by every page view, and the last good answer, kept for
+  ``BILLING_STALE_SECONDS``, is returned with the error so the page can say "as of".
+
+:func:`gather` runs several reads in parallel under one deadline, for pages with many cards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from billing_api.client import BillingClient
+from billing_api.errors import BillingError, BillingStatusError
+from dashboard import billing
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Fetched[T]:
+    """What a read produced: a value (possibly stale), and the error if the last try failed."""
+
+    value: T | None
+    as_of: datetime | None
+    error: str | None = None
+    #: Set when the read had not finished by the page's deadline.
+    pending: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and self.error is None
+
+    @property
+    def stale(self) -> bool:
+        return self.value is not None and self.error is not None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    value: Any
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    failed_at: datetime
+
+
+@dataclass
+class _Flight:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
+_flights: dict[str, _Flight] = {}
+_flights_guard = threading.Lock()
+
+
+def cache_key(account_id: str, name: str, params: Mapping[str, Any] | None = None) -> str:
+    digest = ""
+    if params:
+        blob = json.dumps(params, sort_keys=True, default=str).encode()
+        digest = ":" + hashlib.sha256(blob).hexdigest()[:16]
+    return f"billing:v{CACHE_VERSION}:{account_id}:{name}{digest}"
+
+
+def read[T](
+    account_id: str,
+    name: str,
+    loader: Callable[[BillingClient], T],
+    *,
+    params: Mapping[str, Any] | None = None,
+) -> Fetched[T]:
+    """Read ``name`` for ``account_id`` through the cache; never raises a BillingError."""
+    key = cache_key(account_id, name, params)
+    entry = _fresh(cache.get(key))
+    if entry is not None:
+        return Fetched(entry.value, entry.fetched_at)
+    flight = _join(key)
+    try:
+        with flight.lock:
+            # Whoever held the lock before us may have just fetched it.
+            cached: _Entry | None = cache.get(key)
+            if _fresh(cached) is not None and cached is not None:
+                return Fetched(cached.value, cached.fetched_at)
+            failure: _Failure | None = cache.get(key + ":failed")
+            if failure is None:
+                try:
+                    value = loader(billing.client_for(account_id))
+                except BillingError as err:
+                    _log_failure(name, account_id, err)
+                    failure = _Failure(err.user_message, timezone.now())
+                    cache.set(key + ":failed", failure, settings.BILLING_ERROR_CACHE_SECONDS)
+                else:
+                    now = timezone.now()
+                    keep = max(settings.BILLING_STALE_SECONDS, settings.BILLING_CACHE_SECONDS)
+                    cache.set(key, _Entry(value, now), keep)
+                    cache.delete(key + ":failed")
+                    return Fetched(value, now)
+            if cached is not None:
+                return Fetched(cached.value, cached.fetched_at, error=failure.message)
+            return Fetched(None, None, error=failure.message)
+    finally:
+        _leave(key, flight)
+
+
+def gather(
+    reads: Mapping[str, Callable[[], Fetched[Any]]], *, deadline: float
+) -> dict[str, Fetched[Any]]:
+    """Run ``reads`` in parallel; a read still out after ``deadline`` seconds is ``pending``.
+
+    A pending read goes on in the background and fills the cache, so the card that asks
+    again (lazily, from the browser) gets it without a second upstream call.
+    """
+    futures: dict[str, Future[Fetched[Any]]] = {
+        name: _executor().submit(fn) for name, fn in reads.items()
+    }
+    wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
+    results: dict[str, Fetched[Any]] = {}
+    for name, future in futures.items():
+        if future.done():
+            results[name] = future.result()
+        else:
+            results[name] = Fetched(None, None, pending=True)
+    return results
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_guard = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_guard:
+        if _pool is None:
+            # Upstream calls wait on the network, not the CPU: threads are enough, and a
+            # bound keeps a burst of page views from opening unbounded connections.
+            _pool = ThreadPoolExecutor(
+                max_workers=settings.BILLING_FETCH_WORKERS, thread_name_prefix="billing-read"
+            )
+        return _pool
+
+
+def _fresh(entry: _Entry | None) -> _Entry | None:
+    if entry is None:
+        return None
+    age = (timezone.now() - entry.fetched_at).total_seconds()
+    return entry if 0 <= age < settings.BILLING_CACHE_SECONDS else None
+
+
+def _join(key: str) -> _Flight:
+    with _flights_guard:
+        flight = _flights.setdefault(key, _Flight())
+        flight.users += 1
+        return flight
+
+
+def _leave(key: str, flight: _Flight) -> None:
+    with _flights_guard:
+        flight.users -= 1
+        if flight.users == 0:
+            _flights.pop(key, None)
+
+
+def _log_failure(name: str, account_id: str, err: BillingError) -> None:
+    # The client keeps the token out of its messages; the status and Cloudflare's request
+    # id are what an operator needs to follow the failure up.
+    status = err.status_code if isinstance(err, BillingStatusError) else None
+    request_id = err.request_id if isinstance(err, BillingStatusError) else None
+    logger.warning(
+        "%s for account %s failed: %s: %s (status=%s request_id=%s)",
+        name,
+        account_id,
+        type(err).__name__,
+        err,
+        status if status is not None else "-",
+        request_id or "-",
+    )

@@ -1,0 +1,130 @@
+"""Who gets what: every URL pattern, walked for anonymous, each role, no role, outsiders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from dashboard.access import accounts_for
+
+from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
+
+LOGIN = "login"  # a redirect to the login page
+PERSONAS = ("anonymous", "nobody", "lead", "finance", "admin", "outsider")
+
+READ = {"lead": 200, "finance": 200, "admin": 200}
+FINANCE = {"lead": 403, "finance": 200, "admin": 200}
+# Per URL name: what each persona gets for a GET. "outsider" is finance staff for another
+# account only: the account in the URL does not exist for them (404).
+EXPECTED: dict[str, dict[str, Any]] = {
+    "home": {"anonymous": LOGIN, "nobody": 403}
+    | dict.fromkeys(("lead", "finance", "admin", "outsider"), 302),
+    "login": dict.fromkeys(PERSONAS[1:], 302) | {"anonymous": 200},
+    "logout": dict.fromkeys(PERSONAS[1:], 405) | {"anonymous": LOGIN},
+    "all_accounts": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
+    "overview": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
+}
+
+
+def url_names() -> list[tuple[str, URLPattern]]:
+    names = []
+    for pattern in get_resolver().url_patterns:
+        if isinstance(pattern, URLResolver):
+            continue  # Django's admin: walked separately below
+        assert pattern.name, f"every URL pattern is named: {pattern}"
+        names.append((pattern.name, pattern))
+    return names
+
+
+def url_for(name: str, pattern: URLPattern) -> str:
+    kwargs = dict.fromkeys(pattern.pattern.converters, ACCOUNT_ID)
+    return reverse(name, kwargs=kwargs)
+
+
+@pytest.fixture
+def personas(db) -> dict[str, Client]:
+    from dashboard import roles
+
+    users = {
+        "nobody": make_user("nora", None),
+        "lead": make_user("lena", roles.TEAM_LEAD),
+        "finance": make_user("frank", roles.FINANCE),
+        "admin": make_user("ada", roles.BILLING_ADMIN),
+        "outsider": make_user("oscar", roles.FINANCE, accounts=[OTHER_ACCOUNT_ID]),
+    }
+    clients = {"anonymous": Client()}
+    for key, user in users.items():
+        clients[key] = Client()
+        clients[key].force_login(user)
+    return clients
+
+
+def test_it_knows_what_every_url_pattern_answers_to_whom():
+    assert sorted(name for name, _ in url_names()) == sorted(EXPECTED), (
+        "a new URL pattern needs its row in EXPECTED"
+    )
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_it_answers_each_persona_as_its_role_allows(personas, persona):
+    client = personas[persona]
+    for name, pattern in url_names():
+        url = url_for(name, pattern)
+        expected = EXPECTED[name][persona]
+        response = client.get(url)
+        if expected == LOGIN:
+            assert response.status_code == 302, url
+            assert response["Location"].startswith(reverse("login")), url
+        else:
+            assert response.status_code == expected, f"{persona} GET {url}"
+
+
+@pytest.mark.parametrize(
+    ("persona", "status"),
+    [("admin", 200), ("finance", 302), ("lead", 302), ("nobody", 302), ("anonymous", 302)],
+)
+def test_it_lets_only_billing_admins_into_user_management(personas, persona, status):
+    assert personas[persona].get("/admin/auth/user/").status_code == status
+
+
+def test_it_hides_superuser_powers_from_billing_admins(personas):
+    from django.contrib.auth.models import User
+
+    target = User.objects.get(username="lena")
+    page = personas["admin"].get(f"/admin/auth/user/{target.pk}/change/").text
+    assert 'name="groups"' in page
+    assert 'name="is_superuser"' not in page
+    assert 'name="user_permissions"' not in page
+
+
+def test_it_answers_404_for_an_account_that_is_not_configured(personas):
+    response = personas["finance"].get(reverse("overview", args=["f" * 32]))
+    assert response.status_code == 404
+
+
+def test_it_lists_only_granted_accounts(personas):
+    from django.contrib.auth.models import User
+
+    oscar = User.objects.get(username="oscar")
+    assert [a.id for a in accounts_for(oscar)] == [OTHER_ACCOUNT_ID]
+    page = personas["outsider"].get(reverse("all_accounts")).text
+    assert "Research" in page and "Production" not in page
+
+
+def test_it_redirects_home_to_the_first_granted_account(personas):
+    response = personas["outsider"].get("/")
+    assert response["Location"] == reverse("overview", args=[OTHER_ACCOUNT_ID])
+
+
+def test_it_switches_accounts_to_the_same_page(personas):
+    page = personas["finance"].get(reverse("overview", args=[ACCOUNT_ID])).text
+    assert f'href="{reverse("overview", args=[OTHER_ACCOUNT_ID])}"' in page
+    assert 'href="/accounts/"' in page
+
+
+def test_it_shows_no_switcher_with_a_single_account(personas):
+    page = personas["outsider"].get(reverse("overview", args=[OTHER_ACCOUNT_ID])).text
+    assert "account-switcher" not in page

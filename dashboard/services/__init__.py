@@ -1,0 +1,30 @@
+"""What views need, composed from the BillingClient through ``dashboard.upstream``.
+
+One module per subject; views import the functions from here and stay thin.
+"""
+
+from __future__ import annotations
+
+from dashboard.services.balance import (
+    AccountRow,
+    BalanceCard,
+    TopupFailure,
+    account_rows,
+    balance_card,
+    card_from_fetched,
+    describe_auto_topup,
+    describe_payment_method,
+    describe_stop_reason,
+)
+
+__all__ = [
+    "AccountRow",
+    "BalanceCard",
+    "TopupFailure",
+    "account_rows",
+    "balance_card",
+    "card_from_fetched",
+    "describe_auto_topup",
+    "describe_payment_method",
+    "describe_stop_reason",
+]

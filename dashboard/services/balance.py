@@ -16,7 +16,6 @@ from functools import partial
 from django.conf import settings
 
 from billing_api import models
-from billing_api.client import BillingClient
 from dashboard import upstream
 from dashboard.access import Account
 from dashboard.templatetags.money import format_usd
@@ -154,7 +153,3 @@ def account_rows(accounts: list[Account]) -> list[AccountRow]:
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
     return [AccountRow(account, card_from_fetched(fetched[account.id])) for account in accounts]
-
-
-def _credit_balance(client: BillingClient) -> models.CreditBalance:
-    return client.credit_balance()

@@ -1,0 +1,51 @@
+"""The upstream reads, one function per endpoint, so every page shares one cache key each.
+
+Each returns an ``upstream.Fetched`` and never raises a BillingError. Callers that read a
+time range should align it (to the hour, say) so that viewers share the cached answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from billing_api import models
+from dashboard import upstream
+
+
+def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:
+    return upstream.read(account_id, "credit-balance", lambda client: client.credit_balance())
+
+
+def invoice_preview(account_id: str) -> upstream.Fetched[models.InvoicePreview]:
+    return upstream.read(account_id, "invoice-preview", lambda client: client.invoice_preview())
+
+
+def spending_limit(account_id: str) -> upstream.Fetched[models.SpendingLimit]:
+    return upstream.read(account_id, "spending-limit", lambda client: client.spending_limit())
+
+
+def topup_limits(account_id: str) -> upstream.Fetched[models.TopupLimits]:
+    return upstream.read(account_id, "topup-limits", lambda client: client.topup_limits())
+
+
+def usage_history(
+    account_id: str, window: models.UsageWindow, start: datetime, end: datetime
+) -> upstream.Fetched[models.UsageHistory]:
+    """One upstream call for ``[start, end)``; splitting long ranges is the caller's job."""
+    return upstream.read(
+        account_id,
+        "usage-history",
+        lambda client: client.usage_history(window, start, end),
+        params={"window": window, "start": start.isoformat(), "end": end.isoformat()},
+    )
+
+
+def invoice_history(
+    account_id: str, type: models.InvoiceType = "all", page: int = 1
+) -> upstream.Fetched[models.InvoiceHistory]:
+    return upstream.read(
+        account_id,
+        "invoice-history",
+        lambda client: client.invoice_history(type, page),
+        params={"type": type, "page": page},
+    )

@@ -18,6 +18,7 @@ from django.conf import settings
 from billing_api import models
 from dashboard import upstream
 from dashboard.access import Account
+from dashboard.services import reads
 from dashboard.templatetags.money import format_usd
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class BalanceCard:
 
 def balance_card(account_id: str) -> BalanceCard:
     """The balance card for a configured account, through the shared upstream cache."""
-    return card_from_fetched(upstream.read(account_id, "credit-balance", _credit_balance))
+    return card_from_fetched(reads.credit_balance(account_id))
 
 
 def card_from_fetched(fetched: upstream.Fetched[models.CreditBalance]) -> BalanceCard:
@@ -146,10 +147,7 @@ class AccountRow:
 def account_rows(accounts: list[Account]) -> list[AccountRow]:
     """One row per account for the "All accounts" page, read in parallel."""
     fetched = upstream.gather(
-        {
-            account.id: partial(upstream.read, account.id, "credit-balance", _credit_balance)
-            for account in accounts
-        },
+        {account.id: partial(reads.credit_balance, account.id) for account in accounts},
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
     return [AccountRow(account, card_from_fetched(fetched[account.id])) for account in accounts]

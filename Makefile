@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && echo python3.12 || ec
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint types pytest simulator fmt clean
+.PHONY: run test lint types pytest simulator bench-read fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is needed, found " + sys.version'
@@ -42,6 +42,11 @@ pytest: $(VENV)/.installed-test
 # The standalone Cloudflare simulator, for pointing BILLING_API_BASE_URL (or an SDK) at it.
 simulator: $(VENV)/.installed-run
 	$(BIN)/python -m billing_api.simulator --port 8787
+
+# Not a test: prints the overview's response times and upstream calls against a slow simulator
+# (20 clients for 30 s; shorter with BENCH_ARGS="--seconds 10").
+bench-read: $(VENV)/.installed-run
+	$(BIN)/python manage.py bench_read $(BENCH_ARGS)
 
 fmt: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .

@@ -240,6 +240,20 @@ if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETC
         "and BILLING_FETCH_WORKERS at least 1"
     )
 
+# Invoice PDFs are linked only as https addresses on these hosts (Stripe serves Cloudflare's
+# invoice PDFs); any other address from upstream is shown as text, never as a link.
+INVOICE_PDF_HOSTS = [
+    host.lower()
+    for host in envlist(
+        "INVOICE_PDF_HOSTS", ["pay.stripe.com", "invoice.stripe.com", "files.stripe.com"]
+    )
+]
+for _host in INVOICE_PDF_HOSTS:
+    if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", _host):
+        raise ImproperlyConfigured(
+            f"INVOICE_PDF_HOSTS must list host names such as pay.stripe.com, not {_host!r}"
+        )
+
 # ---------------------------------------------------------------- Django core
 
 DEBUG = envbool("DEBUG", DEMO_MODE)

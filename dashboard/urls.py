@@ -20,5 +20,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", views.all_accounts, name="all_accounts"),
     path("accounts/<account:account_id>/", views.overview, name="overview"),
+    path("accounts/<account:account_id>/usage/", views.usage, name="usage"),
+    path("accounts/<account:account_id>/usage.csv", views.usage_csv, name="usage_csv"),
+    path("accounts/<account:account_id>/invoices/", views.invoices, name="invoices"),
     path("admin/", admin.site.urls),
 ]

@@ -6,10 +6,8 @@ One module per subject; views import the functions from here and stay thin.
 from __future__ import annotations
 
 from dashboard.services.balance import (
-    AccountRow,
     BalanceCard,
     TopupFailure,
-    account_rows,
     balance_card,
     card_from_fetched,
     describe_auto_topup,
@@ -18,10 +16,8 @@ from dashboard.services.balance import (
 )
 
 __all__ = [
-    "AccountRow",
     "BalanceCard",
     "TopupFailure",
-    "account_rows",
     "balance_card",
     "card_from_fetched",
     "describe_auto_topup",

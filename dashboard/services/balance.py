@@ -11,13 +11,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
-
-from django.conf import settings
 
 from billing_api import models
 from dashboard import upstream
-from dashboard.access import Account
 from dashboard.services import reads
 from dashboard.templatetags.money import format_usd
 
@@ -136,18 +132,3 @@ def describe_stop_reason(code: str | None) -> str | None:
     if words:
         return f"Auto top-up was stopped because {words}."
     return f"Auto top-up was stopped. Cloudflare's reason: {code}"
-
-
-@dataclass(frozen=True)
-class AccountRow:
-    account: Account
-    card: BalanceCard
-
-
-def account_rows(accounts: list[Account]) -> list[AccountRow]:
-    """One row per account for the "All accounts" page, read in parallel."""
-    fetched = upstream.gather(
-        {account.id: partial(reads.credit_balance, account.id) for account in accounts},
-        deadline=settings.BILLING_PAGE_DEADLINE,
-    )
-    return [AccountRow(account, card_from_fetched(fetched[account.id])) for account in accounts]

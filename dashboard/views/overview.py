@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import time
+
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard import services
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
-
-# Partials of the overview that may be asked for alone (?partial=<name> or an HTMX request).
-OVERVIEW_PARTIALS = frozenset({"balance-card"})
+from dashboard.services import overview as cards
 
 
 @require_GET
@@ -24,25 +25,43 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("dashboard.view_overview", raise_exception=True)
 def all_accounts(request: HttpRequest) -> HttpResponse:
-    accounts = accounts_for(request.user)
-    rows = services.account_rows(accounts)
+    rows = cards.account_summaries(accounts_for(request.user))
     return render(request, "dashboard/all_accounts.html", {"rows": rows})
 
 
 @require_GET
 @account_view("view_overview")
 def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
+    started = time.perf_counter()
+    allowed = cards.allowed_cards(request.user.has_perm)
+    # One card alone: ?partial=<name> (no JavaScript needed), or htmx naming its target.
     partial = request.GET.get("partial")
-    if partial is None and request.htmx:
-        # The partial's name is the DOM id htmx targets.
-        partial = request.htmx.target or "balance-card"
-    if partial is not None and partial not in OVERVIEW_PARTIALS:
-        return HttpResponseBadRequest("Unknown partial")
-    card = services.balance_card(account.id)
-    template = "dashboard/overview.html"
-    if partial:
-        template += f"#{partial}"
-    response = render(request, template, {"account": account, "card": card})
+    if partial is None and request.htmx and request.htmx.target:
+        partial = request.htmx.target
+    if partial is not None:
+        if partial not in cards.CARD_READS:
+            return HttpResponseBadRequest("Unknown partial")
+        if partial not in allowed:
+            raise PermissionDenied
+    page = cards.overview(account.id, (partial,) if partial else allowed)
+    template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
+    context = {
+        "account": account,
+        "page": page,
+        "overview_url": reverse("overview", args=[account.id]),
+        "invoices_url": _invoices_url(account),
+    }
+    response = render(request, template, context)
     # The same URL answers a full page or a fragment: caches must keep them apart.
     patch_vary_headers(response, ("HX-Request",))
+    # How long the reads and the rendering took, for the browser's tools and the benchmark.
+    response["Server-Timing"] = f"overview;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
+
+
+def _invoices_url(account: Account) -> str | None:
+    # The invoices page is built alongside this one; until its URL exists, no link.
+    try:
+        return reverse("invoices", args=[account.id])
+    except NoReverseMatch:
+        return None

@@ -1,0 +1,586 @@
+"""The Invoices page: past invoices paged in the dashboard, and the upcoming invoice.
+
+Cloudflare answers ``invoice-history`` with a ``pagination`` object but documents no page
+parameter. The dashboard asks for page 1, then for the next page while ``has_more`` says
+so, and stops as soon as an answer does not advance (Cloudflare may ignore the parameter)
+or after ``MAX_UPSTREAM_PAGES``. The list it assembled is cached per account and type
+(through ``dashboard.upstream``) and paged locally; when it holds fewer invoices than
+Cloudflare's ``total_count``, the page says so.
+
+Everything here is plain data for the template: amounts already formatted with their
+currency, PDF links already checked against ``INVOICE_PDF_HOSTS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.utils import dateformat, timezone
+
+from billing_api import errors, models
+from billing_api.client import BillingClient
+from dashboard import upstream
+from dashboard.templatetags.money import MINUS, format_usd
+
+#: Invoices per page of the dashboard's table.
+PER_PAGE = 20
+#: Upstream pages asked for at most per account and type (each is one call against
+#: Cloudflare's 1,200 requests per 5 minutes; the list is then cached).
+MAX_UPSTREAM_PAGES = 25
+#: Cloudflare's routing codes: a 404 with one of these means a wrong account or path, not
+#: "no upcoming invoice".
+ROUTING_CODES = frozenset({7000, 7003})
+#: The longest address shown as text when it is not linked.
+MAX_SHOWN_URL = 60
+
+Shortfall = Literal["ignored", "capped", "failed"]
+
+ORIGINS = {"auto": "Auto top-up", "manual": "Manual"}
+STATUSES = {
+    "paid": ("Paid", "badge-ok"),
+    "open": ("Open", "badge-warning"),
+    "void": ("Void", "badge-neutral"),
+    "draft": ("Draft", "badge-neutral"),
+    "uncollectible": ("Uncollectible", "badge-error"),
+}
+UNKNOWN_STATUS = ("Unknown", "badge-neutral")
+
+
+# ---------------------------------------------------------------- money
+
+
+def format_money(amount: Decimal, currency: str | None) -> str:
+    """ "$1,234.56" for US dollars; "1,234.56 EUR" for anything else (never a "$")."""
+    if _is_usd(currency):
+        return format_usd(amount)
+    value = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return _with_code(value, currency)
+
+
+def format_unit_price(amount: Decimal, currency: str | None) -> str:
+    """A price per unit to four significant digits (token prices are fractions of a cent)."""
+    if amount == 0:
+        return format_money(amount, currency)
+    exponent = min(amount.adjusted() - 3, -2)
+    value = amount.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
+    if value == value.quantize(Decimal("0.01")):
+        value = value.quantize(Decimal("0.01"))  # at least cents: "$0.50", not "$0.5"
+    sign = MINUS if value < 0 else ""
+    if _is_usd(currency):
+        return f"{sign}${abs(value):,f}"
+    return _with_code(value, currency)
+
+
+def format_quantity(quantity: Decimal) -> str:
+    return f"{quantity.normalize():,f}"
+
+
+def currency_code(currency: str | None) -> str:
+    return (currency or "").strip().upper() or "?"
+
+
+def _is_usd(currency: str | None) -> bool:
+    return (currency or "").strip().lower() == "usd"
+
+
+def _with_code(value: Decimal, currency: str | None) -> str:
+    sign = MINUS if value < 0 else ""
+    return f"{sign}{abs(value):,f} {currency_code(currency)}"
+
+
+# ---------------------------------------------------------------- PDF links
+
+
+@dataclass(frozen=True)
+class PdfLink:
+    """An invoice's PDF: ``url`` to link, or ``text`` (the address as sent) not to link."""
+
+    url: str | None = None
+    text: str | None = None
+
+    @property
+    def withheld(self) -> bool:
+        return self.url is None and self.text is not None
+
+
+def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
+    """The address to link, or None unless ``url`` is plainly https on an allowed host.
+
+    Strict on purpose: no user info (``https://a@b@host``), no port but 443, no
+    control characters, spaces or backslashes (browsers read ``\\`` as ``/``), an ASCII
+    host matched exactly (no subdomains, no trailing dot, no look-alike IDN). The link is
+    rebuilt from the parts checked, so the browser follows what was checked.
+    """
+    if not url or len(url) > 2048:
+        return None
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F or char == "\\" for char in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if parts.scheme != "https" or not host or not host.isascii():
+        return None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return None
+    if port not in (None, 443) or parts.netloc.lower() not in (host, f"{host}:443"):
+        return None
+    if host not in {h.lower() for h in hosts}:
+        return None
+    return urlunsplit(("https", host, parts.path or "/", parts.query, parts.fragment))
+
+
+def pdf_link(url: str | None, hosts: Collection[str]) -> PdfLink:
+    if not url:
+        return PdfLink()
+    safe = safe_pdf_url(url, hosts)
+    if safe is not None:
+        return PdfLink(url=safe)
+    shown = url if len(url) <= MAX_SHOWN_URL else url[: MAX_SHOWN_URL - 1] + "\u2026"
+    return PdfLink(text=shown)
+
+
+# ---------------------------------------------------------------- assembling the history
+
+
+@dataclass(frozen=True)
+class InvoiceList:
+    """The invoices obtained for one type, newest first as Cloudflare sent them."""
+
+    invoices: tuple[models.Invoice, ...]
+    #: What Cloudflare says the full history holds.
+    total_count: int
+    #: Why fewer than ``total_count`` were obtained (None: all were, or it did not say).
+    shortfall: Shortfall | None = None
+    #: The failure, in plain words, when a later page failed.
+    failure: str | None = None
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.total_count - len(self.invoices))
+
+
+def collect_invoices(
+    fetch_page: Callable[[int], models.InvoiceHistory], *, max_pages: int = MAX_UPSTREAM_PAGES
+) -> InvoiceList:
+    """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances.
+
+    A failure of page 1 is raised (there is nothing to show); a failure of a later page
+    keeps what was obtained and records why the list is short.
+
+    Raises:
+        BillingError: page 1 could not be read.
+    """
+    first = fetch_page(1)
+    invoices = list(first.invoices)
+    seen = {_identity(invoice) for invoice in invoices}
+    total = first.pagination.total_count
+    answer = first
+    shortfall: Shortfall | None = None
+    failure: str | None = None
+    page = 1
+    while answer.pagination.has_more:
+        if page >= max_pages:
+            shortfall = "capped"
+            break
+        page += 1
+        try:
+            answer = fetch_page(page)
+        except errors.BillingError as err:
+            shortfall, failure = "failed", err.user_message
+            break
+        new = [invoice for invoice in answer.invoices if _identity(invoice) not in seen]
+        if answer.pagination.page != page or not new:
+            # Cloudflare answered page 1 again (or nothing new): it ignores the parameter.
+            shortfall = "ignored"
+            break
+        invoices.extend(new)
+        seen.update(_identity(invoice) for invoice in new)
+    if len(invoices) >= total:
+        shortfall, failure = None, None
+    elif shortfall is None:
+        # has_more said no, yet fewer came than total_count promised.
+        shortfall = "ignored"
+    return InvoiceList(tuple(invoices), total, shortfall, failure)
+
+
+def _identity(invoice: models.Invoice) -> Hashable:
+    return invoice.id if invoice.id else invoice
+
+
+def _load_history(client: BillingClient, type: models.InvoiceType) -> InvoiceList:
+    return collect_invoices(partial(client.invoice_history, type))
+
+
+def invoice_list(account_id: str, type: models.InvoiceType) -> upstream.Fetched[InvoiceList]:
+    """The assembled history of one type, cached per account and type."""
+    return upstream.read(
+        account_id,
+        "invoice-history-assembled",
+        partial(_load_history, type=type),
+        params={"type": type},
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    id: str | None
+    created: datetime | None
+    origin: str
+    description: str | None
+    created_by: str | None
+    amount_due: str
+    amount_paid: str
+    amount_remaining: str
+    remaining_is_due: bool
+    currency: str
+    status: str
+    status_class: str
+    status_sent: str | None
+    pdf: PdfLink
+
+
+def invoice_row(invoice: models.Invoice, hosts: Collection[str]) -> InvoiceRow:
+    status_key = (invoice.status or "").strip().lower()
+    label, badge = STATUSES.get(status_key, UNKNOWN_STATUS)
+    origin_key = (invoice.invoice_origin or "").strip().lower()
+    return InvoiceRow(
+        id=invoice.id,
+        created=invoice.created,
+        origin=ORIGINS.get(origin_key, invoice.invoice_origin or "Unknown"),
+        description=invoice.description,
+        created_by=invoice.created_by,
+        amount_due=format_money(invoice.amount_due, invoice.currency),
+        amount_paid=format_money(invoice.amount_paid, invoice.currency),
+        amount_remaining=format_money(invoice.amount_remaining, invoice.currency),
+        remaining_is_due=invoice.amount_remaining > 0 and status_key not in ("void", "paid"),
+        currency=currency_code(invoice.currency),
+        status=label,
+        status_class=badge,
+        # What Cloudflare sent, when it is not one of the statuses we know.
+        status_sent=invoice.status if status_key not in STATUSES else None,
+        pdf=pdf_link(invoice.invoice_pdf, hosts),
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceTable:
+    """One page of the invoice table, or why there is none."""
+
+    type: models.InvoiceType
+    page: int = 1
+    rows: tuple[InvoiceRow, ...] = ()
+    num_pages: int = 1
+    count: int = 0
+    first_index: int = 0
+    last_index: int = 0
+    page_links: tuple[int | None, ...] = ()
+    #: "Cloudflare returned 40 of 57 invoices." and why, when the list is short.
+    shortfall: str | None = None
+    error: str | None = None
+    as_of: datetime | None = None
+    as_of_text: str | None = None
+    pending: bool = False
+    loaded: bool = False
+    #: Set when the page asked for is past the end.
+    page_error: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.loaded and self.error is not None
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.num_pages
+
+    @property
+    def withheld_pdfs(self) -> bool:
+        return any(row.pdf.withheld for row in self.rows)
+
+    @property
+    def query(self) -> str:
+        """This table's query string, to load it again."""
+        return query_string(self.type, self.page)
+
+    @property
+    def previous_query(self) -> str:
+        return query_string(self.type, self.page - 1)
+
+    @property
+    def next_query(self) -> str:
+        return query_string(self.type, self.page + 1)
+
+    @property
+    def links(self) -> tuple[PageLink | None, ...]:
+        """The numbered page links, None for a gap."""
+        return tuple(
+            None if number is None else PageLink(number, query_string(self.type, number))
+            for number in self.page_links
+        )
+
+
+@dataclass(frozen=True)
+class PageLink:
+    number: int
+    query: str
+
+
+def query_string(type: models.InvoiceType, page: int = 1) -> str:
+    params: dict[str, Any] = {}
+    if type != "all":
+        params["type"] = type
+    if page != 1:
+        params["page"] = page
+    return "?" + urlencode(params) if params else ""
+
+
+def invoice_table(
+    fetched: upstream.Fetched[InvoiceList],
+    type: models.InvoiceType,
+    page: int,
+    *,
+    hosts: Collection[str] | None = None,
+    per_page: int = PER_PAGE,
+) -> InvoiceTable:
+    """Page ``page`` of the assembled list; ``page_error`` when it is past the end."""
+    hosts = settings.INVOICE_PDF_HOSTS if hosts is None else hosts
+    base = InvoiceTable(
+        type=type,
+        page=page,
+        error=fetched.error,
+        as_of=fetched.as_of,
+        as_of_text=describe_as_of(fetched.as_of),
+        pending=fetched.pending,
+    )
+    if fetched.value is None:
+        return base
+    found = fetched.value
+    count = len(found.invoices)
+    num_pages = max(1, math.ceil(count / per_page))
+    fields: dict[str, Any] = {
+        "loaded": True,
+        "count": count,
+        "num_pages": num_pages,
+        "shortfall": describe_shortfall(found),
+    }
+    if page > num_pages:
+        pages = "1 page" if num_pages == 1 else f"{num_pages} pages"
+        return _replace(
+            base, **fields, page_error=f"There is no page {page}: these invoices fill {pages}."
+        )
+    start = (page - 1) * per_page
+    chosen = found.invoices[start : start + per_page]
+    return _replace(
+        base,
+        **fields,
+        rows=tuple(invoice_row(invoice, hosts) for invoice in chosen),
+        first_index=start + 1 if chosen else 0,
+        last_index=start + len(chosen),
+        page_links=page_links(page, num_pages),
+    )
+
+
+def _replace(table: InvoiceTable, **changes: Any) -> InvoiceTable:
+    return dataclasses.replace(table, **changes)
+
+
+def page_links(page: int, num_pages: int, *, around: int = 2) -> tuple[int | None, ...]:
+    """Page numbers to link: the first, the last and ``around`` either side; None is a gap."""
+    wanted = {1, num_pages, *range(page - around, page + around + 1)}
+    numbers = sorted(n for n in wanted if 1 <= n <= num_pages)
+    links: list[int | None] = []
+    previous = 0
+    for number in numbers:
+        if previous and number - previous > 1:
+            links.append(None)
+        links.append(number)
+        previous = number
+    return tuple(links)
+
+
+def describe_shortfall(found: InvoiceList) -> str | None:
+    if not found.missing:
+        return None
+    noun = "invoice" if found.total_count == 1 else "invoices"
+    said = f"Cloudflare returned {len(found.invoices)} of {found.total_count} {noun}."
+    if found.shortfall == "capped":
+        why = f"The dashboard stops after {MAX_UPSTREAM_PAGES} pages of answers."
+    elif found.shortfall == "failed":
+        why = f"Asking for the rest failed: {found.failure}"
+    else:
+        why = "It did not send the rest when asked for the next page."
+    return f"{said} {why} Cloudflare's dashboard has the full history."
+
+
+def describe_as_of(moment: datetime | None, now: datetime | None = None) -> str | None:
+    """ "14:05" today, "9 Jun 2026, 14:05" another day, in the reporting time zone."""
+    if moment is None:
+        return None
+    local = timezone.localtime(moment)
+    today = timezone.localtime(now or timezone.now()).date()
+    return dateformat.format(local, "H:i" if local.date() == today else "j M Y, H:i")
+
+
+# ---------------------------------------------------------------- the upcoming invoice
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """What ``invoice-preview`` said: an invoice, or (a 404) that there is none."""
+
+    preview: models.InvoicePreview | None
+
+
+def _load_upcoming(client: BillingClient) -> Upcoming:
+    try:
+        return Upcoming(client.invoice_preview())
+    except errors.NotFoundError as err:
+        # Undocumented upstream: a 404 is read as "no upcoming invoice", unless Cloudflare
+        # says the account or path itself is unknown.
+        if ROUTING_CODES.intersection(err.codes):
+            raise
+        return Upcoming(None)
+
+
+def upcoming(account_id: str) -> upstream.Fetched[Upcoming]:
+    # Its own cache key: the shared ``reads.invoice_preview`` would report a 404 as an error.
+    return upstream.read(account_id, "upcoming-invoice", _load_upcoming)
+
+
+@dataclass(frozen=True)
+class UpcomingLine:
+    description: str | None
+    period_start: datetime
+    period_end: datetime
+    quantity: str
+    #: Line amount divided by quantity (None when the quantity is 0).
+    unit_price: str | None
+    #: ``pricing.unit_amount_decimal`` exactly as sent: its unit is undocumented.
+    unit_amount_sent: str | None
+    amount: str
+    credits: str | None
+
+
+@dataclass(frozen=True)
+class UpcomingCard:
+    loaded: bool = False
+    #: Cloudflare answered that there is no upcoming invoice.
+    none: bool = False
+    status: str | None = None
+    status_class: str = "badge-neutral"
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    total_due: str | None = None
+    amount_paid: str | None = None
+    amount_remaining: str | None = None
+    currency: str | None = None
+    credits: str | None = None
+    lines: tuple[UpcomingLine, ...] = ()
+    error: str | None = None
+    as_of: datetime | None = None
+    as_of_text: str | None = None
+    pending: bool = False
+
+    @property
+    def stale(self) -> bool:
+        return self.loaded and self.error is not None
+
+
+def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
+    credited = sum((credit.amount for credit in line.pretax_credit_amounts), Decimal(0))
+    return UpcomingLine(
+        description=line.description,
+        period_start=line.period.start,
+        period_end=line.period.end,
+        quantity=format_quantity(line.quantity),
+        unit_price=format_unit_price(line.amount / line.quantity, line.currency)
+        if line.quantity
+        else None,
+        unit_amount_sent=line.pricing.unit_amount_decimal,
+        amount=format_money(line.amount, line.currency),
+        credits=format_money(credited, line.currency) if line.pretax_credit_amounts else None,
+    )
+
+
+def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
+    base: dict[str, Any] = {
+        "error": fetched.error,
+        "as_of": fetched.as_of,
+        "as_of_text": describe_as_of(fetched.as_of),
+        "pending": fetched.pending,
+    }
+    if fetched.value is None:
+        return UpcomingCard(**base)
+    preview = fetched.value.preview
+    if preview is None:
+        return UpcomingCard(loaded=True, none=True, **base)
+    label, badge = STATUSES.get(preview.status, UNKNOWN_STATUS)
+    credits = [c.amount for line in preview.invoice_lines for c in line.pretax_credit_amounts]
+    return UpcomingCard(
+        loaded=True,
+        status=label,
+        status_class=badge,
+        period_start=preview.period_start,
+        period_end=preview.period_end,
+        total_due=format_money(preview.amount_due, preview.currency),
+        amount_paid=format_money(preview.amount_paid, preview.currency),
+        amount_remaining=format_money(preview.amount_remaining, preview.currency),
+        currency=currency_code(preview.currency),
+        credits=format_money(sum(credits, Decimal(0)), preview.currency) if credits else None,
+        lines=tuple(upcoming_line(line) for line in preview.invoice_lines),
+        **base,
+    )
+
+
+# ---------------------------------------------------------------- the page
+
+
+@dataclass(frozen=True)
+class InvoicesPage:
+    table: InvoiceTable | None
+    upcoming: UpcomingCard | None
+
+
+def invoices_page(
+    account_id: str,
+    type: models.InvoiceType | None,
+    page: int,
+    *,
+    with_upcoming: bool,
+    deadline: float | None = None,
+) -> InvoicesPage:
+    """What the page (or one of its partials) shows; reads run in parallel.
+
+    ``type`` None: the filter was invalid, so the history is not read. With a
+    ``deadline`` (a full page) a read still out is marked pending and loads itself later.
+    """
+    reads: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
+    if type is not None:
+        reads["history"] = partial(invoice_list, account_id, type)
+    if with_upcoming:
+        reads["upcoming"] = partial(upcoming, account_id)
+    if deadline is not None and len(reads) > 0:
+        fetched = upstream.gather(reads, deadline=deadline)
+    else:
+        fetched = {name: read() for name, read in reads.items()}
+    table = invoice_table(fetched["history"], type, page) if type is not None else None
+    card = upcoming_card(fetched["upcoming"]) if with_upcoming else None
+    return InvoicesPage(table, card)

@@ -1,0 +1,396 @@
+"""The overview's cards and the "All accounts" table, composed from the shared reads.
+
+Each card names the reads it needs; a page gathers the union in parallel under
+``BILLING_PAGE_DEADLINE``. A card whose read is not back by then is ``pending`` (the page
+shows "Still loading…" and the card fetches itself), one whose read failed carries the error
+in plain words, and one with an old value and a fresh error is ``stale``. The arithmetic is
+in :mod:`dashboard.services.runway`; this module only wires data to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
+from functools import partial
+from typing import Any, Final
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing_api import models
+from dashboard import upstream
+from dashboard.access import Account
+from dashboard.services import reads, runway
+from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
+
+BANNER: Final = "topup-banner"
+BALANCE: Final = "balance-card"
+RUNWAY: Final = "runway-card"
+SPEND: Final = "spend-card"
+LIMIT: Final = "limit-card"
+INVOICE: Final = "invoice-card"
+
+#: Every partial of the overview (its name is its DOM id), in page order, with its reads.
+CARD_READS: Final[dict[str, tuple[str, ...]]] = {
+    BANNER: ("balance",),
+    BALANCE: ("balance",),
+    RUNWAY: ("balance", "usage"),
+    SPEND: ("usage",),
+    LIMIT: ("limit", "usage"),
+    INVOICE: ("preview",),
+}
+#: Cards that need a permission beyond view_overview.
+CARD_PERMISSIONS: Final = {INVOICE: "dashboard.view_invoices"}
+#: Lines of the upcoming invoice shown on its card; the invoices page has them all.
+INVOICE_LINES_SHOWN = 3
+
+
+def clock() -> datetime:
+    """Now. A seam for tests, whose simulator lives at a fixed moment."""
+    return timezone.now()
+
+
+@dataclass(frozen=True)
+class Card[T]:
+    """One card: still loading, failed (error, no value), stale (value and error), or fresh."""
+
+    value: T | None = None
+    pending: bool = False
+    error: str | None = None
+    as_of: datetime | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.value is not None and self.error is not None
+
+    @property
+    def ready(self) -> bool:
+        return self.value is not None
+
+
+def card_from[T](fetched: Iterable[upstream.Fetched[Any]], build: Callable[[], T]) -> Card[T]:
+    """A card over one or more reads: pending if any is, failed unless every one has a value.
+
+    Its time is the oldest of its reads', since the card is no newer than that.
+    """
+    parts = list(fetched)
+    if any(f.pending for f in parts):
+        return Card(pending=True)
+    error = next((f.error for f in parts if f.error), None)
+    times = [f.as_of for f in parts if f.as_of is not None]
+    as_of = min(times) if times else None
+    if any(f.value is None for f in parts):
+        return Card(error=error or "No answer from Cloudflare.", as_of=as_of)
+    return Card(build(), error=error, as_of=as_of)
+
+
+# ---------------------------------------------------------------- usage, shared by cards
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Hourly usage of the last 30 days, with what the cards compute from it."""
+
+    buckets: tuple[models.UsageBucket, ...]
+    start: datetime
+    end: datetime
+    days: tuple[runway.DayTotal, ...]
+    week: runway.BurnRate | None
+    month: runway.BurnRate | None
+
+    @classmethod
+    def of(cls, history: models.UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
+        buckets = tuple(history.history)
+        start = runway.history_start(buckets, span.start)
+        days = tuple(runway.daily_totals(buckets, tz, span.start, span.end))
+        return cls(
+            buckets,
+            start,
+            span.end,
+            days,
+            runway.burn_rate(days, runway.SHORT_DAYS),
+            runway.burn_rate(days, runway.LONG_DAYS),
+        )
+
+
+# ---------------------------------------------------------------- card values
+
+
+@dataclass(frozen=True)
+class TopupBanner:
+    """The page-level warning: auto top-up failed or was stopped. None inside: all is well."""
+
+    failure: TopupFailure | None
+    rule: str
+
+
+@dataclass(frozen=True)
+class RunwayInfo:
+    balance: Decimal
+    week: runway.BurnRate | None
+    month: runway.BurnRate | None
+    forecast: runway.Runway
+    auto_topup: runway.AutoTopup | None
+    #: Why auto top-up does not count for the forecast, when a rule exists but cannot fire.
+    auto_topup_problem: str | None
+    now: datetime
+
+    @property
+    def topup_frequency(self) -> str | None:
+        every = self.forecast.topup_every
+        return runway.describe_interval(every) if every else None
+
+
+@dataclass(frozen=True)
+class SpendInfo:
+    month: runway.MonthToDate
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    enabled: bool
+    amount: Decimal | None
+    duration: str | None
+    strategy: str | None
+    window: runway.LimitWindow | None
+    #: Set when how much is used cannot be worked out (unknown window, usage unreadable).
+    usage_problem: str | None
+
+
+@dataclass(frozen=True)
+class InvoiceInfo:
+    preview: models.InvoicePreview
+    lines: tuple[models.InvoiceLine, ...]
+    more_lines: int
+
+    @property
+    def period_last(self) -> datetime:
+        """The period's last moment: Cloudflare's end is the start of the next period."""
+        return self.preview.period_end - timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The cards asked for; the others are None."""
+
+    cards: tuple[str, ...]
+    banner: Card[TopupBanner] | None = None
+    balance: Card[BalanceCard] | None = None
+    runway: Card[RunwayInfo] | None = None
+    spend: Card[SpendInfo] | None = None
+    limit: Card[LimitInfo] | None = None
+    invoice: Card[InvoiceInfo] | None = None
+
+
+def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name in CARD_READS
+        if name not in CARD_PERMISSIONS or has_perm(CARD_PERMISSIONS[name])
+    )
+
+
+def overview(account_id: str, cards: Iterable[str]) -> Overview:
+    """The cards named, from reads gathered in parallel under the page deadline."""
+    chosen = tuple(cards)
+    now = clock()
+    tz = timezone.get_current_timezone()
+    span = runway.usage_range(now, tz)
+    loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {
+        "balance": partial(reads.credit_balance, account_id),
+        "usage": partial(reads.usage_history, account_id, "hour", span.start, span.end),
+        "limit": partial(reads.spending_limit, account_id),
+        "preview": partial(reads.invoice_preview, account_id),
+    }
+    needed = {read for card in chosen for read in CARD_READS[card]}
+    got = upstream.gather(
+        {name: loaders[name] for name in loaders if name in needed},
+        deadline=settings.BILLING_PAGE_DEADLINE,
+    )
+    return build_overview(chosen, got, now, tz, span)
+
+
+def build_overview(
+    cards: tuple[str, ...],
+    got: Mapping[str, upstream.Fetched[Any]],
+    now: datetime,
+    tz: tzinfo,
+    span: runway.UsageRange,
+) -> Overview:
+    balance = got.get("balance")
+    usage_read = got.get("usage")
+
+    computed: list[Usage] = []
+
+    def usage() -> Usage:
+        # Several cards use it; grouping 720 hours into days once is enough.
+        if not computed:
+            assert usage_read is not None and usage_read.value is not None
+            computed.append(Usage.of(usage_read.value, span, tz))
+        return computed[0]
+
+    built: dict[str, Any] = {}
+    if balance is not None:
+        if BANNER in cards:
+            built["banner"] = card_from([balance], lambda: topup_banner(balance.value))
+        if BALANCE in cards:
+            built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
+    if RUNWAY in cards and balance is not None and usage_read is not None:
+        built["runway"] = card_from(
+            [balance, usage_read], lambda: runway_info(balance.value, usage(), now)
+        )
+    if SPEND in cards and usage_read is not None:
+        built["spend"] = card_from([usage_read], lambda: spend_info(usage(), now, tz))
+    if LIMIT in cards and "limit" in got and usage_read is not None:
+        built["limit"] = limit_card(got["limit"], usage_read, usage, now, tz)
+    if INVOICE in cards and "preview" in got:
+        built["invoice"] = card_from([got["preview"]], lambda: invoice_info(got["preview"].value))
+    return Overview(cards, **built)
+
+
+def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
+    assert balance is not None
+    card = card_from_fetched(upstream.Fetched(balance, None))
+    return TopupBanner(card.topup_failure, card.auto_topup)
+
+
+def auto_topup_rule(
+    balance: models.CreditBalance,
+) -> tuple[runway.AutoTopup | None, str | None]:
+    """The rule the forecast may count on, or why it may not."""
+    config = balance.topup_config
+    if not config.is_set or config.amount is None or config.threshold is None:
+        return None, None
+    if config.has_failed:
+        return None, "Auto top-up is not counted: its last attempt failed."
+    if not balance.has_default_payment_method:
+        return None, "Auto top-up is not counted: there is no card on file to charge."
+    return runway.AutoTopup(config.amount, config.threshold), None
+
+
+def runway_info(balance: models.CreditBalance | None, usage: Usage, now: datetime) -> RunwayInfo:
+    assert balance is not None
+    rule, problem = auto_topup_rule(balance)
+    forecast = runway.runway(balance.balance, usage.week, now, rule)
+    return RunwayInfo(balance.balance, usage.week, usage.month, forecast, rule, problem, now)
+
+
+def spend_info(usage: Usage, now: datetime, tz: tzinfo) -> SpendInfo:
+    return SpendInfo(
+        runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
+    )
+
+
+def limit_card(
+    limit_read: upstream.Fetched[models.SpendingLimit],
+    usage_read: upstream.Fetched[models.UsageHistory],
+    usage: Callable[[], Usage],
+    now: datetime,
+    tz: tzinfo,
+) -> Card[LimitInfo]:
+    """The limit shows without usage: only the "used so far" part needs it."""
+    if limit_read.pending:
+        return Card(pending=True)
+    limit = limit_read.value
+    if limit is None:
+        return Card(error=limit_read.error or "No answer from Cloudflare.", as_of=limit_read.as_of)
+    config = limit.config
+    enabled = limit.enabled and config.amount is not None
+    info = LimitInfo(enabled, config.amount, config.duration, config.strategy, None, None)
+    if enabled and config.amount is not None:
+        if usage_read.pending:
+            return Card(pending=True)
+        info = _with_window(info, config.amount, usage_read, usage, now, tz)
+    return Card(info, error=limit_read.error, as_of=limit_read.as_of)
+
+
+def _with_window(
+    info: LimitInfo,
+    amount: Decimal,
+    usage_read: upstream.Fetched[models.UsageHistory],
+    usage: Callable[[], Usage],
+    now: datetime,
+    tz: tzinfo,
+) -> LimitInfo:
+    duration = (info.duration or "").strip().lower()
+    if duration not in runway.LIMIT_DURATIONS:
+        problem = (
+            "How much of the window is used is unknown: Cloudflare names a window we do not know."
+        )
+        return dataclasses.replace(info, usage_problem=problem)
+    if usage_read.value is None:
+        problem = f"How much of the window is used is unknown: {usage_read.error}"
+        return dataclasses.replace(info, usage_problem=problem)
+    data = usage()
+    strategy = (info.strategy or "").strip().lower()
+    window = runway.limit_window(data.buckets, amount, duration, strategy, now, tz, data.end)
+    return dataclasses.replace(info, window=window)
+
+
+def invoice_info(preview: models.InvoicePreview | None) -> InvoiceInfo:
+    assert preview is not None
+    lines = sorted(preview.invoice_lines, key=lambda line: line.amount, reverse=True)
+    shown = tuple(lines[:INVOICE_LINES_SHOWN])
+    return InvoiceInfo(preview, shown, len(lines) - len(shown))
+
+
+# ---------------------------------------------------------------- all accounts
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    account: Account
+    balance: Card[BalanceCard]
+    runway: Card[RunwayInfo]
+    spend: Card[SpendInfo]
+
+    @property
+    def _cards(self) -> tuple[Card[Any], ...]:
+        return (self.balance, self.runway, self.spend)
+
+    @property
+    def pending(self) -> bool:
+        return any(card.pending for card in self._cards)
+
+    @property
+    def error(self) -> str | None:
+        return next((card.error for card in self._cards if card.error), None)
+
+    @property
+    def stale(self) -> bool:
+        """Some figures are shown, but not fresh ones."""
+        return any(card.stale for card in self._cards)
+
+    @property
+    def as_of(self) -> datetime | None:
+        times = [card.as_of for card in self._cards if card.as_of is not None]
+        return min(times) if times else None
+
+
+def account_summaries(accounts: list[Account]) -> list[AccountSummary]:
+    """One row per account, every account's reads in parallel under one deadline."""
+    now = clock()
+    tz = timezone.get_current_timezone()
+    span = runway.usage_range(now, tz)
+    loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
+    for account in accounts:
+        loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
+        loaders[f"{account.id}:usage"] = partial(
+            reads.usage_history, account.id, "hour", span.start, span.end
+        )
+    got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
+    rows = []
+    for account in accounts:
+        page = build_overview(
+            (BALANCE, RUNWAY, SPEND),
+            {"balance": got[f"{account.id}:balance"], "usage": got[f"{account.id}:usage"]},
+            now,
+            tz,
+            span,
+        )
+        assert page.balance is not None and page.runway is not None and page.spend is not None
+        rows.append(AccountSummary(account, page.balance, page.runway, page.spend))
+    return rows

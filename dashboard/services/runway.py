@@ -1,0 +1,355 @@
+"""Pure arithmetic of the overview: burn rate, runway, next auto top-up, month to date, limits.
+
+No Django, no I/O: every function takes the data, the moment ``now`` and the reporting time
+zone, so that the tests can pin each edge case (no usage, zero burn, a negative balance, a
+threshold above the balance, no complete day, a DST change in the reporting zone).
+
+Usage comes as hourly buckets (UTC hours, as Cloudflare aggregates them) and is grouped here
+into days of the reporting time zone: a "day" on the page starts at local midnight, and a day
+of 23 or 25 hours (a DST change) counts as one day. Only complete days count towards a burn
+rate: today's hours so far would drag the average down every morning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from typing import Literal
+
+from billing_api.models import UsageBucket
+
+HOUR = timedelta(hours=1)
+#: Cloudflare answers at most 31 days of hourly buckets in one call.
+MAX_HOURLY_SPAN = timedelta(days=31)
+#: The burn rates shown: the last week (the runway uses it) and the last month.
+SHORT_DAYS = 7
+LONG_DAYS = 30
+#: Past this a date is too far off to be worth naming.
+HORIZON = timedelta(days=366)
+ZERO = Decimal(0)
+
+
+# ---------------------------------------------------------------- time
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour containing ``moment`` (an aware datetime), in UTC."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    floored = floor_hour(moment)
+    return floored if floored == moment else floored + HOUR
+
+
+def local_midnight(day: date, tz: tzinfo) -> datetime:
+    """Midnight starting ``day`` in ``tz``, in UTC (DST-aware)."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def month_start(now: datetime, tz: tzinfo) -> datetime:
+    """The 1st of the month containing ``now`` in ``tz``, at local midnight, in UTC."""
+    return local_midnight(now.astimezone(tz).date().replace(day=1), tz)
+
+
+def week_start(now: datetime, tz: tzinfo) -> datetime:
+    """Monday of the week containing ``now`` in ``tz``, at local midnight, in UTC."""
+    today = now.astimezone(tz).date()
+    return local_midnight(today - timedelta(days=today.weekday()), tz)
+
+
+@dataclass(frozen=True)
+class UsageRange:
+    """The hourly usage the overview reads: one call, aligned to the hour so viewers share it."""
+
+    start: datetime
+    end: datetime
+
+
+def usage_range(now: datetime, tz: tzinfo) -> UsageRange:
+    """From local midnight ``LONG_DAYS`` days ago to the end of the last complete hour.
+
+    That covers the complete days of both burn rates, today so far, the month so far (the
+    1st is never more than 30 days before today) and every spending-limit window. Both ends
+    are whole UTC hours, so everyone looking within the same hour asks the same question.
+    """
+    end = floor_hour(now)
+    today = now.astimezone(tz).date()
+    start = floor_hour(local_midnight(today - timedelta(days=LONG_DAYS), tz))
+    # A DST change or a half-hour offset can push the span past Cloudflare's limit.
+    start = max(start, end - MAX_HOURLY_SPAN)
+    return UsageRange(start, end)
+
+
+# ---------------------------------------------------------------- days and burn rates
+
+
+def history_start(buckets: Iterable[UsageBucket], data_start: datetime) -> datetime:
+    """Where the data really starts: Cloudflare sends no bucket before an account's history."""
+    first = min((b.start_time for b in buckets), default=None)
+    return first if first is not None and first > data_start else data_start
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    day: date
+    total: Decimal
+    complete: bool
+
+
+def daily_totals(
+    buckets: Iterable[UsageBucket], tz: tzinfo, data_start: datetime, data_end: datetime
+) -> list[DayTotal]:
+    """Hourly buckets summed per local day, oldest first, for the days the data touches.
+
+    A day is complete when every hour starting within it lies inside
+    ``[data_start, data_end)``: the read covered it and it is over. Hours are put in the
+    local day in which they start (for zones with a half-hour offset, an hour can straddle
+    midnight). If Cloudflare's first bucket starts after ``data_start`` (a new account), the
+    days before it are not counted rather than counted as zero.
+    """
+    ordered = sorted(buckets, key=lambda b: b.start_time)
+    data_start = history_start(ordered, data_start)
+    totals: dict[date, Decimal] = {}
+    first = data_start.astimezone(tz).date()
+    last = (data_end - timedelta(microseconds=1)).astimezone(tz).date()
+    day = first
+    while day <= last:
+        totals[day] = ZERO
+        day += timedelta(days=1)
+    for bucket in ordered:
+        if not data_start <= bucket.start_time < data_end:
+            continue
+        key = bucket.start_time.astimezone(tz).date()
+        totals[key] = totals.get(key, ZERO) + bucket.aggregated_value
+    result = []
+    for day, total in sorted(totals.items()):
+        begins = ceil_hour(local_midnight(day, tz))
+        ends = ceil_hour(local_midnight(day + timedelta(days=1), tz))
+        result.append(DayTotal(day, total, begins >= data_start and ends <= data_end))
+    return result
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """Average spend per day over ``days`` complete days (fewer than asked if history is short)."""
+
+    per_day: Decimal
+    days: int
+    asked: int
+    first: date
+    last: date
+
+    @property
+    def short(self) -> bool:
+        return self.days < self.asked
+
+
+def burn_rate(days: Sequence[DayTotal], count: int) -> BurnRate | None:
+    """The average over the last ``count`` complete days; None without a complete day."""
+    complete = [d for d in days if d.complete][-count:]
+    if not complete:
+        return None
+    total = sum((d.total for d in complete), ZERO)
+    return BurnRate(total / len(complete), len(complete), count, complete[0].day, complete[-1].day)
+
+
+# ---------------------------------------------------------------- runway and auto top-up
+
+
+@dataclass(frozen=True)
+class AutoTopup:
+    """An auto top-up rule that is on, not failed, with a card to charge."""
+
+    amount: Decimal
+    threshold: Decimal
+
+
+RunwayKind = Literal["no-rate", "overdrawn", "no-burn", "runs-out", "funded"]
+
+
+@dataclass(frozen=True)
+class Runway:
+    """What happens to the balance at the burn rate.
+
+    * ``no-rate``: no complete day of usage yet, so no forecast.
+    * ``overdrawn``: the balance is zero or below (Cloudflare lets it go negative).
+    * ``no-burn``: nothing was spent over the rate's days; the balance lasts at that rate.
+    * ``runs-out``: the balance reaches zero at ``zero_at`` (None: beyond the horizon).
+    * ``funded``: auto top-up refills it; ``next_topup_at`` is when the balance is expected
+      to cross the threshold (``now`` if it is already below), ``topup_every`` how often the
+      rule fires at this rate. ``zero_at`` is when it would run out without top-ups.
+    """
+
+    kind: RunwayKind
+    rate: BurnRate | None
+    zero_at: datetime | None = None
+    next_topup_at: datetime | None = None
+    topup_every: timedelta | None = None
+    topup_due: bool = False
+
+
+def _after(now: datetime, amount: Decimal, rate: Decimal) -> datetime | None:
+    """When ``amount`` is spent at ``rate`` per day from ``now``; None beyond the horizon."""
+    days = amount / rate
+    if days * 86_400 > Decimal(HORIZON.total_seconds()):
+        return None
+    return now + timedelta(days=float(days))
+
+
+def runway(
+    balance: Decimal,
+    rate: BurnRate | None,
+    now: datetime,
+    auto_topup: AutoTopup | None = None,
+) -> Runway:
+    if rate is None:
+        return Runway("no-rate", None)
+    per_day = rate.per_day
+    zero_at = _after(now, balance, per_day) if per_day > 0 and balance > 0 else None
+    due = auto_topup is not None and balance < auto_topup.threshold
+    if auto_topup is not None and (per_day > 0 or due):
+        next_at = now if due else _after(now, balance - auto_topup.threshold, per_day)
+        every = None
+        if auto_topup.amount > 0 and per_day > 0:
+            every = timedelta(days=float(auto_topup.amount / per_day))
+        return Runway("funded", rate, zero_at, next_at, every, topup_due=due)
+    if balance <= 0:
+        return Runway("overdrawn", rate)
+    if per_day <= 0:
+        return Runway("no-burn", rate)
+    return Runway("runs-out", rate, zero_at)
+
+
+# ---------------------------------------------------------------- sums over a span
+
+
+def spend_between(buckets: Iterable[UsageBucket], start: datetime, end: datetime) -> Decimal:
+    """Spend of the hours that start in ``[start, end)``."""
+    return sum((b.aggregated_value for b in buckets if start <= b.start_time < end), ZERO)
+
+
+@dataclass(frozen=True)
+class MonthToDate:
+    total: Decimal
+    since: datetime
+    until: datetime
+    #: Whether the read reaches back to the 1st (it always does, unless Cloudflare's
+    #: history starts later, for a new account).
+    complete: bool
+    #: At the 7-day rate, what the month comes to by its end (None without a rate).
+    projected: Decimal | None
+
+
+def month_to_date(
+    buckets: Sequence[UsageBucket],
+    now: datetime,
+    tz: tzinfo,
+    data_start: datetime,
+    data_end: datetime,
+    rate: BurnRate | None = None,
+) -> MonthToDate:
+    since = month_start(now, tz)
+    total = spend_between(buckets, since, data_end)
+    projected = None
+    if rate is not None:
+        local = now.astimezone(tz).date()
+        next_month = (local.replace(day=28) + timedelta(days=4)).replace(day=1)
+        left = (local_midnight(next_month, tz) - data_end) / timedelta(days=1)
+        projected = total + rate.per_day * Decimal(str(max(left, 0.0)))
+    return MonthToDate(total, since, data_end, ceil_hour(since) >= data_start, projected)
+
+
+# ---------------------------------------------------------------- spending limit
+
+
+LIMIT_DURATIONS = ("daily", "weekly", "monthly")
+_SLIDING = {"daily": timedelta(days=1), "weekly": timedelta(days=7), "monthly": timedelta(days=30)}
+
+
+@dataclass(frozen=True)
+class LimitWindow:
+    start: datetime
+    end: datetime
+    used: Decimal
+    limit: Decimal
+
+    @property
+    def percent(self) -> Decimal:
+        if self.limit <= 0:
+            return Decimal(100)
+        return self.used / self.limit * 100
+
+    @property
+    def high(self) -> Decimal:
+        """Where the window starts to look nearly used up (for a meter's warning colour)."""
+        return self.limit * Decimal("0.8")
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used >= self.limit
+
+    @property
+    def left(self) -> Decimal:
+        return max(self.limit - self.used, ZERO)
+
+
+def limit_window_start(duration: str, strategy: str | None, now: datetime, tz: tzinfo) -> datetime:
+    """Where the limit's current window starts.
+
+    Cloudflare does not document its windows. A ``sliding`` one is taken as the last 24 hours,
+    7 days or 30 days; a ``fixed`` one (and an unknown strategy) as today, this week from
+    Monday, or this month, in the reporting time zone.
+
+    Raises:
+        ValueError: a duration other than daily, weekly or monthly.
+    """
+    if duration not in LIMIT_DURATIONS:
+        raise ValueError(f"unknown spending-limit duration {duration!r}")
+    if strategy == "sliding":
+        return floor_hour(now) - _SLIDING[duration]
+    if duration == "daily":
+        return local_midnight(now.astimezone(tz).date(), tz)
+    if duration == "weekly":
+        return week_start(now, tz)
+    return month_start(now, tz)
+
+
+def limit_window(
+    buckets: Sequence[UsageBucket],
+    limit: Decimal,
+    duration: str,
+    strategy: str | None,
+    now: datetime,
+    tz: tzinfo,
+    data_end: datetime,
+) -> LimitWindow:
+    start = limit_window_start(duration, strategy, now, tz)
+    return LimitWindow(start, data_end, spend_between(buckets, start, data_end), limit)
+
+
+# ---------------------------------------------------------------- words
+
+
+def describe_interval(every: timedelta) -> str:
+    """How often something recurring happens, in round words: "about every 3 days"."""
+    hours = every / HOUR
+    if hours < 1:
+        return "more than once an hour"
+    if hours < 1.5:
+        return "about every hour"
+    if hours < 18:
+        return f"about every {round(hours)} hours"
+    days = hours / 24
+    if days < 1.5:
+        return "about once a day"
+    if days < 13:
+        return f"about every {round(days)} days"
+    if days < 56:
+        return f"about every {round(days / 7)} weeks"
+    if days < 365:
+        return f"about every {round(days / 30.4)} months"
+    return "less than once a year"

@@ -1,0 +1,520 @@
+"""The usage report: spend per day or per hour over a range, in the reporting time zone.
+
+The pure parts (range resolution, planning the upstream calls, bucketing, totals, CSV rows)
+take ``now`` and the zone as arguments, so they are tested without a clock or a network;
+:func:`usage_report` is the one function that reads from Cloudflare.
+
+Time zones. Cloudflare's ``day`` buckets are UTC days: the endpoint wraps Stripe's meter event
+summaries, whose daily grouping is aligned to midnight UTC (an inference from the field names;
+the simulator does the same). Labelled with a Berlin date, such a bucket would really run from
+02:00 to 02:00, so for a zone whose offset is not zero the report asks for ``hour`` buckets and
+adds them up into local days. That is exact whenever every local midnight of the range falls on
+a whole UTC hour, true of all but a few zones (India +05:30, Nepal +05:45, parts of Australia);
+there it falls back to Cloudflare's UTC days, labels them as UTC dates and says so on the page.
+A day with a DST change simply has 23 or 25 hours. Every range the page allows fits in the
+hourly limit below, so the fallback is only ever needed for those few zones.
+
+Hour limits. Cloudflare documents no limit on an hourly range; the simulator refuses more than
+31 days. Hourly reads are split into chunks of at most 31 days, fetched in parallel, and a range
+may span at most 93 days (Cloudflare keeps about 90 days of usage, and any three calendar months
+fit). If any chunk fails, the report is incomplete: it carries the error and no rows and no
+totals, never a chart of the part that happened to answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from functools import partial
+from typing import Any, Final, Literal
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing_api import models
+from dashboard import upstream
+from dashboard.services import reads
+
+UsageWindow = models.UsageWindow
+Preset = Literal["24h", "7d", "30d", "90d", "mtd", "last-month", "custom"]
+
+#: The range presets, in the order the page offers them, with their labels.
+PRESETS: Final[dict[str, str]] = {
+    "24h": "24 h",
+    "7d": "7 days",
+    "30d": "30 days",
+    "90d": "90 days",
+    "mtd": "Month to date",
+    "last-month": "Last month",
+}
+DEFAULT_PRESET: Final[Preset] = "7d"
+WINDOWS: Final[dict[str, str]] = {"day": "Day", "hour": "Hour"}
+#: The longest range a report covers, presets and custom ranges alike.
+MAX_RANGE_DAYS: Final = 93
+#: The longest hourly range asked of Cloudflare in one call (the simulator's limit).
+MAX_HOURLY_SPAN: Final = timedelta(days=31)
+#: Dates before this are refused: nothing to show, and far-off dates overflow in some zones.
+EARLIEST_DATE: Final = date(2000, 1, 1)
+HOUR: Final = timedelta(hours=1)
+DAY: Final = timedelta(days=1)
+ZERO: Final = Decimal(0)
+CENT: Final = Decimal("0.01")
+
+
+class RangeError(ValueError):
+    """A range the report cannot show; the message is for the person who asked."""
+
+
+def current_time() -> datetime:
+    """Now, as the report sees it. Tests pin it to the simulator's frozen clock."""
+    return timezone.now()
+
+
+# ---------------------------------------------------------------- time helpers
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(moment: datetime) -> datetime:
+    floor = floor_hour(moment)
+    return floor if floor == moment else floor + HOUR
+
+
+def floor_utc_day(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+
+def ceil_utc_day(moment: datetime) -> datetime:
+    floor = floor_utc_day(moment)
+    return floor if floor == moment else floor + DAY
+
+
+def local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The first instant of ``day`` in ``zone``, in UTC.
+
+    Where a DST change skips midnight (America/Santiago, ...), the day starts at 01:00:
+    zoneinfo reads a skipped time with the offset from before the change.
+    """
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+def local_date(moment: datetime, zone: tzinfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+def _days(first: date, last: date) -> Iterable[date]:
+    day = first
+    while day <= last:
+        yield day
+        day += DAY
+
+
+# ---------------------------------------------------------------- range
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    """What was asked for: ``[start, end)`` as aware UTC datetimes, ``end`` never past now."""
+
+    preset: Preset
+    start: datetime
+    end: datetime
+    #: The range runs up to now (a preset ending now, or a custom end date today or later).
+    to_now: bool = False
+
+
+def default_window(preset: Preset) -> UsageWindow:
+    """Hours for a day's worth of usage, days for anything longer."""
+    return "hour" if preset == "24h" else "day"
+
+
+def resolve_range(
+    preset: Preset,
+    *,
+    now: datetime,
+    zone: tzinfo,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ReportRange:
+    """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive).
+
+    Presets count calendar days in ``zone``, today included; "24 h" is the last 24 whole
+    hours, the current one included. A range that reaches now ends at the end of the current
+    hour, so everyone looking within the same hour shares Cloudflare's cached answer.
+
+    Raises:
+        RangeError: a custom range that is missing a bound, is reversed, starts in the future
+            or is longer than ``MAX_RANGE_DAYS``.
+    """
+    until = ceil_hour(now)
+    today = local_date(now, zone)
+    if preset == "24h":
+        return ReportRange(preset, until - 24 * HOUR, until, to_now=True)
+    if preset in ("7d", "30d", "90d"):
+        count = int(preset[:-1])
+        return ReportRange(
+            preset, local_midnight(today - (count - 1) * DAY, zone), until, to_now=True
+        )
+    if preset == "mtd":
+        return ReportRange(preset, local_midnight(today.replace(day=1), zone), until, to_now=True)
+    if preset == "last-month":
+        first_this = today.replace(day=1)
+        first_last = (first_this - DAY).replace(day=1)
+        return ReportRange(
+            preset, local_midnight(first_last, zone), local_midnight(first_this, zone)
+        )
+    if start is None or end is None:
+        raise RangeError("A custom range needs both a start date and an end date.")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if start >= now:
+        raise RangeError("The range starts in the future. Choose a start date up to today.")
+    if end <= start:
+        raise RangeError("The end date is before the start date.")
+    days = (local_date(end, zone) - local_date(start, zone)).days
+    if days > MAX_RANGE_DAYS:
+        raise RangeError(
+            f"A custom range may span at most {MAX_RANGE_DAYS} days; this one spans {days}."
+        )
+    if end > until:
+        return ReportRange(preset, start, until, to_now=True)
+    return ReportRange(preset, start, end)
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a report is read: the buckets it shows and the calls that fetch them."""
+
+    window: UsageWindow
+    #: The window asked of Cloudflare: ``hour`` also when local days are added up from hours.
+    source: UsageWindow
+    #: The span the buckets cover (the range widened to whole buckets), aware UTC.
+    start: datetime
+    end: datetime
+    #: Day buckets are local days added up from Cloudflare's hours.
+    local_days: bool
+    #: Day buckets are Cloudflare's UTC days although the reporting zone is not UTC.
+    utc_days: bool
+    chunks: tuple[tuple[datetime, datetime], ...]
+
+
+def split_span(
+    start: datetime, end: datetime, longest: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into consecutive pieces no longer than ``longest``."""
+    chunks = []
+    cursor = start
+    while cursor < end:
+        following = min(cursor + longest, end)
+        chunks.append((cursor, following))
+        cursor = following
+    return chunks
+
+
+def _midnight_offsets(first: date, last: date, zone: tzinfo) -> set[timedelta]:
+    offsets = set()
+    for day in _days(first, last):
+        offset = local_midnight(day, zone).astimezone(zone).utcoffset()
+        offsets.add(offset if offset is not None else timedelta(0))
+    return offsets
+
+
+def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) -> Plan:
+    """Widen ``rng`` to whole buckets and choose the upstream calls (see the module docstring)."""
+    # Nothing after the current hour exists yet; asking for it would only vary the cache key.
+    fetch_until = ceil_hour(now)
+    if window == "hour":
+        start, end = floor_hour(rng.start), ceil_hour(rng.end)
+        chunks = split_span(start, min(end, fetch_until), MAX_HOURLY_SPAN)
+        return Plan("hour", "hour", start, end, False, False, tuple(chunks))
+    first = local_date(rng.start, zone)
+    last = local_date(rng.end - timedelta(microseconds=1), zone)
+    offsets = _midnight_offsets(first, last + DAY, zone)
+    if offsets == {timedelta(0)} or not all(o % HOUR == timedelta(0) for o in offsets):
+        # Local days are UTC days (UTC itself, London in winter), or cannot be built from
+        # hours: one call for Cloudflare's day buckets, aligned to midnight UTC as Stripe's
+        # daily grouping requires.
+        start, end = floor_utc_day(rng.start), ceil_utc_day(rng.end)
+        utc_days = offsets != {timedelta(0)}
+        return Plan("day", "day", start, end, False, utc_days, ((start, end),))
+    start, end = local_midnight(first, zone), local_midnight(last + DAY, zone)
+    chunks = split_span(start, min(end, fetch_until), MAX_HOURLY_SPAN)
+    return Plan("day", "hour", start, end, True, False, tuple(chunks))
+
+
+# ---------------------------------------------------------------- rows and totals
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bucket as the page shows it: ``[start, end)`` in UTC, spend in dollars."""
+
+    start: datetime
+    end: datetime
+    spend: Decimal
+    #: The bucket has not ended yet: its figure is "so far".
+    in_progress: bool = False
+
+
+def rows_from_buckets(
+    buckets: Iterable[models.UsageBucket], the_plan: Plan, *, zone: tzinfo, now: datetime
+) -> list[Row]:
+    """Cloudflare's buckets as rows of the plan's window, oldest first, inside its span.
+
+    Chunks meet exactly, but a bucket seen twice is counted once (by its start).
+    """
+    unique: dict[datetime, models.UsageBucket] = {}
+    for bucket in buckets:
+        start = bucket.start_time.astimezone(UTC)
+        if the_plan.start <= start < the_plan.end:
+            unique.setdefault(start, bucket)
+    ordered = [unique[start] for start in sorted(unique)]
+    if not the_plan.local_days:
+        return [
+            Row(
+                start=b.start_time.astimezone(UTC),
+                end=b.end_time.astimezone(UTC),
+                spend=b.aggregated_value,
+                in_progress=b.end_time > now,
+            )
+            for b in ordered
+        ]
+    days: dict[date, Decimal] = {}
+    for bucket in ordered:
+        day = local_date(bucket.start_time, zone)
+        days[day] = days.get(day, ZERO) + bucket.aggregated_value
+    rows = []
+    for day, spend in days.items():
+        end = local_midnight(day + DAY, zone)
+        rows.append(Row(local_midnight(day, zone), end, spend, in_progress=end > now))
+    return rows
+
+
+@dataclass(frozen=True)
+class Summary:
+    total: Decimal
+    #: Over the buckets that are over (a day still running would pull it down); None if none.
+    average: Decimal | None
+    complete_buckets: int
+    #: The bucket with the most spend (the earliest of equals); None when nothing was spent.
+    busiest: Row | None
+
+
+def summarize(rows: Sequence[Row]) -> Summary:
+    total = sum((row.spend for row in rows), ZERO)
+    complete = [row for row in rows if not row.in_progress]
+    average = sum((r.spend for r in complete), ZERO) / len(complete) if complete else None
+    busiest = None
+    for row in rows:
+        if row.spend > 0 and (busiest is None or row.spend > busiest.spend):
+            busiest = row
+    return Summary(total, average, len(complete), busiest)
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """A report, complete or not. Incomplete: ``error`` set, no rows, no summary."""
+
+    window: UsageWindow
+    range: ReportRange
+    plan: Plan
+    zone: tzinfo
+    rows: tuple[Row, ...] = ()
+    summary: Summary | None = None
+    #: Why the figures are missing or old, in plain words.
+    error: str | None = None
+    #: When the oldest figure shown was read from Cloudflare.
+    as_of: datetime | None = None
+    #: Some figures are the last good ones, Cloudflare failing now.
+    stale: bool = False
+    #: Cloudflare had not answered by the page's deadline.
+    pending: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def running(self) -> bool:
+        """The last bucket has not ended yet."""
+        return any(row.in_progress for row in self.rows)
+
+    @property
+    def empty(self) -> bool:
+        return self.complete and not any(row.spend for row in self.rows)
+
+    @property
+    def zone_name(self) -> str:
+        return str(self.zone)
+
+    @property
+    def label_zone(self) -> tzinfo:
+        """The zone the bucket labels are in: UTC when the days are Cloudflare's UTC days."""
+        return UTC if self.plan.utc_days else self.zone
+
+    @property
+    def unit(self) -> str:
+        return "hour" if self.window == "hour" else "day"
+
+    @property
+    def chunked(self) -> bool:
+        return len(self.plan.chunks) > 1
+
+
+def usage_report(
+    account_id: str,
+    window: UsageWindow,
+    rng: ReportRange,
+    *,
+    zone: tzinfo,
+    now: datetime,
+) -> UsageReport:
+    """Read the range from Cloudflare (in parallel chunks, through the shared cache)."""
+    the_plan = plan(window, rng, zone=zone, now=now)
+    fetched = upstream.gather(
+        {
+            str(index): partial(reads.usage_history, account_id, the_plan.source, start, end)
+            for index, (start, end) in enumerate(the_plan.chunks)
+        },
+        deadline=settings.BILLING_PAGE_DEADLINE,
+    )
+    report = UsageReport(window=window, range=rng, plan=the_plan, zone=zone)
+    results = [fetched[str(index)] for index in range(len(the_plan.chunks))]
+    if any(result.pending for result in results):
+        return replace(report, pending=True, error="Cloudflare has not answered yet.")
+    failed = next((r for r in results if r.value is None), None)
+    if failed is not None:
+        return replace(report, error=failed.error or "Cloudflare did not answer.")
+    buckets = [bucket for result in results if result.value for bucket in result.value.history]
+    rows = rows_from_buckets(buckets, the_plan, zone=zone, now=now)
+    errors = [result.error for result in results if result.error]
+    as_ofs = [result.as_of for result in results if result.as_of is not None]
+    return replace(
+        report,
+        rows=tuple(rows),
+        summary=summarize(rows),
+        error=errors[0] if errors else None,
+        stale=bool(errors),
+        as_of=min(as_ofs) if as_ofs else None,
+    )
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _is_ambiguous(moment: datetime) -> bool:
+    """A wall time that happens twice (the hour repeated when DST ends)."""
+    other = moment.replace(fold=1 - moment.fold)
+    return other.utcoffset() != moment.utcoffset()
+
+
+def row_label(row: Row, report: UsageReport) -> str:
+    """The bucket as the table names it: "Tue 9 Jun 2026" or "Tue 9 Jun 2026, 14:00"."""
+    local = row.start.astimezone(report.label_zone)
+    text = f"{local:%a} {local.day} {local:%b %Y}"
+    if report.window == "hour":
+        text += f", {local:%H:%M}"
+        if _is_ambiguous(local):
+            text += f" {local:%Z}"
+    return text
+
+
+def short_label(row: Row, report: UsageReport) -> str:
+    """The bucket as the chart's axis names it: "9 Jun" or "9 Jun 14:00"."""
+    local = row.start.astimezone(report.label_zone)
+    text = f"{local.day} {local:%b}"
+    if report.window == "hour":
+        text += f" {local:%H:%M}"
+        if _is_ambiguous(local):
+            text += f" {local:%Z}"
+    return text
+
+
+def range_label(report: UsageReport) -> str:
+    """The span shown, e.g. "3 Jun 2026 to 9 Jun 2026" or "9 Jun 2026, 13:00 to 10 Jun, 13:00"."""
+    zone = report.label_zone
+    start = report.plan.start.astimezone(zone)
+    if report.window == "hour":
+        end = min(report.plan.end, report.range.end).astimezone(zone)
+        return f"{_date_text(start)}, {start:%H:%M} to {_date_text(end)}, {end:%H:%M}"
+    last = (report.plan.end - timedelta(microseconds=1)).astimezone(zone)
+    if start.date() == last.date():
+        return _date_text(start)
+    return f"{_date_text(start)} to {_date_text(last)}"
+
+
+def _date_text(moment: datetime) -> str:
+    return f"{moment.day} {moment:%b %Y}"
+
+
+def chart_data(report: UsageReport) -> dict[str, Any]:
+    """What usage.js draws, for ``json_script``: labels, dollars, and which bar is "so far"."""
+    return {
+        "unit": report.unit,
+        "labels": [short_label(row, report) for row in report.rows],
+        "titles": [row_label(row, report) for row in report.rows],
+        "values": [float(row.spend) for row in report.rows],
+        "inProgress": [row.in_progress for row in report.rows],
+    }
+
+
+# ---------------------------------------------------------------- CSV
+
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(value: str) -> str:
+    """``value`` made inert for spreadsheets: a leading formula character gets a quote.
+
+    A plain number (a negative spend, say) is left as it is, so it stays a number.
+    """
+    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def money_text(amount: Decimal) -> str:
+    """Dollars as in the data: at least two decimals, more only where the data has them."""
+    text = format(amount.normalize(), "f")
+    whole, _, fraction = text.partition(".")
+    if len(fraction) < 2:
+        return format(amount.quantize(CENT), "f")
+    return text
+
+
+def csv_rows(report: UsageReport) -> list[list[str]]:
+    """The rows the page shows, with a header: local start (with offset), UTC start, dollars."""
+    zone = report.label_zone
+    header = [f"bucket_start ({'UTC' if report.plan.utc_days else report.zone_name})"]
+    header += ["bucket_start_utc", "spend_usd"]
+    rows = [header]
+    for row in report.rows:
+        rows.append(
+            [
+                row.start.astimezone(zone).isoformat(),
+                row.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                money_text(row.spend),
+            ]
+        )
+    return [[csv_cell(cell) for cell in row] for row in rows]
+
+
+def csv_filename(account_id: str, report: UsageReport) -> str:
+    """``usage-<account>-<first day>-<last day>-<window>.csv``, days in the labels' zone."""
+    zone = report.label_zone
+    end = min(report.plan.end, report.range.end) if report.window == "hour" else report.plan.end
+    first = report.plan.start.astimezone(zone).date()
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    return f"usage-{account_id}-{first.isoformat()}-{last.isoformat()}-{report.window}.csv"

@@ -1,0 +1,124 @@
+"""The "All accounts" page: one row per granted account, read in parallel."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.html import escape
+
+from dashboard.services import overview as cards
+from dashboard.services import reads, runway
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
+
+NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
+URL = "/accounts/"
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(monkeypatch) -> None:
+    monkeypatch.setattr(cards, "clock", lambda: NOW)
+
+
+def row(html: str, name: str) -> str:
+    match = re.search(rf"<tr>\s*<th scope=\"row\"><a [^>]*>{name}</a>.*?</tr>", html, re.S)
+    assert match, f"no row for {name}"
+    return match.group(0)
+
+
+def test_it_lists_balance_spend_burn_and_runway_per_account(lead_client, sim):
+    response = lead_client.get(URL)
+    assert response.status_code == 200
+    production = row(response.text, "Production")
+    assert re.search(r"\$[\d,]+\.\d\d/day", production)
+    assert "Kept funded by auto top-up" in production  # seeded with card and rule
+    research = row(response.text, "Research")  # seeded with no card and no rule
+    assert "Zero around" in research or "At or below zero" in research
+    assert "Staging" in response.text
+
+
+def test_it_reads_every_account_once(client, finance, sim):
+    client.force_login(finance)
+    client.get(URL)
+    assert sim.calls == {"GET credit-balance": 3, "GET usage-history": 3}
+
+
+def test_it_shares_its_reads_with_the_overview(client, finance, sim):
+    client.force_login(finance)
+    client.get(URL)
+    client.get(f"/accounts/{ACCOUNT_ID}/", {"partial": "runway-card"})
+    assert sim.calls["GET usage-history"] == 3
+
+
+def test_it_shows_a_failure_in_the_row_it_concerns(lead_client, sim):
+    sim.set_fault("GET credit-balance", "error", status=500, times=1)
+    response = lead_client.get(URL)
+    assert response.status_code == 200
+    failing = [n for n in ("Production", "Research") if "having trouble" in row(response.text, n)]
+    assert len(failing) == 1
+
+
+def test_it_shows_a_negative_balance_in_red(lead_client, sim):
+    sim.account(OTHER_ACCOUNT_ID).balance = -250.0
+    research = row(lead_client.get(URL).text, "Research")
+    assert '<td class="num negative" data-label="Balance">\u2212$2.50</td>' in research
+    assert "At or below zero" in research
+
+
+def test_it_marks_stale_rows(lead_client, sim, settings):
+    settings.BILLING_CACHE_SECONDS = 0
+    lead_client.get(URL)
+    sim.set_fault("*", "error", status=503)
+    production = row(lead_client.get(URL).text, "Production")
+    assert re.search(r"As of \d\d:\d\d, Cloudflare is not answering", production)
+    assert "$" in production
+
+
+def test_it_sends_the_table_at_the_deadline(lead_client, sim, settings):
+    settings.BILLING_PAGE_DEADLINE = 0.05
+    sim.set_fault("GET usage-history", "latency", seconds=0.2)
+    response = lead_client.get(URL)
+    span = runway.usage_range(NOW, timezone.get_current_timezone())
+    for account_id in (ACCOUNT_ID, OTHER_ACCOUNT_ID):
+        reads.usage_history(account_id, "hour", span.start, span.end)  # join the reads
+    assert response.status_code == 200
+    assert f'Still loading. <a href="{URL}">Reload</a>' in row(response.text, "Production")
+
+
+def test_it_escapes_hostile_strings(lead_client, sim):
+    sim.set_fault("*", "hostile")
+    response = lead_client.get(URL)
+    assert response.status_code == 200
+    assert "<img" not in response.text and "<script>" not in response.text
+
+
+def test_it_says_when_no_account_is_granted(client, outsider, sim):
+    from dashboard.models import AccountAccess
+
+    AccountAccess.objects.filter(user=outsider).delete()
+    client.force_login(outsider)
+    response = client.get(URL)
+    assert "You have not been given access to any account." in response.text
+    assert sum(sim.calls.values()) == 0
+
+
+def test_it_names_the_time_zone_of_the_month(lead_client, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    response = lead_client.get(URL)
+    assert "since the 1st, 00:00 Asia/Tokyo" in response.text
+    assert escape("Times are shown in Asia/Tokyo.") in response.text
+
+
+def test_it_dates_the_runway_at_the_7_day_rate(lead_client, sim):
+    state = sim.account(OTHER_ACCOUNT_ID)
+    midnight = NOW.replace(hour=0, minute=0)
+    start, end = midnight - timedelta(days=7), midnight
+    cents = sum(
+        state.hour_usage(h)
+        for h in range(int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
+    )
+    state.balance = cents / 7 * 3  # three days' worth
+    research = row(lead_client.get(URL).text, "Research")
+    assert f'Zero around <time datetime="{(NOW + timedelta(days=3)).date()}">' in research

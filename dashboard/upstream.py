@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -101,7 +102,11 @@ def read[T](
         return Fetched(entry.value, entry.fetched_at)
     flight = _join(key)
     try:
-        with flight.lock:
+        if not flight.lock.acquire(timeout=_wait_budget()):
+            # Someone is already asking Cloudflare for this. Waiting past the page's deadline
+            # would only hold a worker thread that other reads need: say it is on its way.
+            return Fetched(None, None, pending=True)
+        try:
             # Whoever held the lock before us may have just fetched it.
             cached: _Entry | None = cache.get(key)
             if _fresh(cached) is not None and cached is not None:
@@ -123,6 +128,8 @@ def read[T](
             if cached is not None:
                 return Fetched(cached.value, cached.fetched_at, error=failure.message)
             return Fetched(None, None, error=failure.message)
+        finally:
+            flight.lock.release()
     finally:
         _leave(key, flight)
 
@@ -135,8 +142,9 @@ def gather(
     A pending read goes on in the background and fills the cache, so the card that asks
     again (lazily, from the browser) gets it without a second upstream call.
     """
+    deadline_at = time.monotonic() + deadline
     futures: dict[str, Future[Fetched[Any]]] = {
-        name: _executor().submit(fn) for name, fn in reads.items()
+        name: _executor().submit(_before, deadline_at, fn) for name, fn in reads.items()
     }
     wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
     results: dict[str, Fetched[Any]] = {}
@@ -146,6 +154,26 @@ def gather(
         else:
             results[name] = Fetched(None, None, pending=True)
     return results
+
+
+_local = threading.local()
+
+
+def _before[T](deadline_at: float, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a pool thread, waiting for others' reads no later than ``deadline_at``."""
+    _local.deadline_at = deadline_at
+    try:
+        return fn()
+    finally:
+        _local.deadline_at = None
+
+
+def _wait_budget() -> float:
+    """How long this thread may wait for another's read of the same key (-1: no limit)."""
+    deadline_at: float | None = getattr(_local, "deadline_at", None)
+    if deadline_at is None:
+        return -1
+    return max(0.0, deadline_at - time.monotonic())
 
 
 _pool: ThreadPoolExecutor | None = None

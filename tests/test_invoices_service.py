@@ -20,6 +20,7 @@ from dashboard import settings as dashboard_settings
 from dashboard import upstream
 from dashboard.forms import InvoiceFilterForm
 from dashboard.services import invoices as service
+from dashboard.services import reads
 
 HOSTS = ("pay.stripe.com", "invoice.stripe.com", "files.stripe.com")
 NOW = datetime(2026, 6, 10, 12, 30, tzinfo=UTC)
@@ -440,7 +441,7 @@ def preview_json(**overrides: Any) -> dict[str, Any]:
 
 def test_it_describes_the_upcoming_invoice():
     preview = models.InvoicePreview.model_validate(preview_json())
-    card = service.upcoming_card(fetched(service.Upcoming(preview)))
+    card = service.upcoming_card(fetched(reads.Upcoming(preview)))
     assert card.loaded and not card.none
     assert card.total_due == "$1,000.00" and card.credits == "$15.00"
     assert (card.status, card.status_class) == ("Draft", "badge-neutral")
@@ -452,7 +453,7 @@ def test_it_describes_the_upcoming_invoice():
 
 
 def test_it_describes_no_upcoming_invoice():
-    card = service.upcoming_card(fetched(service.Upcoming(None)))
+    card = service.upcoming_card(fetched(reads.Upcoming(None)))
     assert card.none and card.loaded and card.error is None
 
 
@@ -477,13 +478,13 @@ def not_found(code: int) -> Callable[[httpx.Request], httpx.Response]:
 
 def test_it_reads_a_404_from_the_preview_as_no_upcoming_invoice():
     with mock_client(not_found(1004)) as client:
-        assert service._load_upcoming(client) == service.Upcoming(None)
+        assert reads.load_upcoming(client) == reads.Upcoming(None)
 
 
-@pytest.mark.parametrize("code", sorted(service.ROUTING_CODES))
+@pytest.mark.parametrize("code", sorted(reads.ROUTING_CODES))
 def test_it_still_reports_an_unknown_account_as_an_error(code):
     with mock_client(not_found(code)) as client, pytest.raises(errors.NotFoundError):
-        service._load_upcoming(client)
+        reads.load_upcoming(client)
 
 
 def test_it_reads_the_preview_through_the_client():
@@ -493,7 +494,7 @@ def test_it_reads_the_preview_through_the_client():
         return httpx.Response(200, content=json.dumps(body))
 
     with mock_client(handler) as client:
-        upcoming = service._load_upcoming(client)
+        upcoming = reads.load_upcoming(client)
     assert upcoming.preview is not None and upcoming.preview.amount_due == Decimal("1000")
 
 

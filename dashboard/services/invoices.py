@@ -29,6 +29,8 @@ from django.utils import dateformat, timezone
 from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import upstream
+from dashboard.services import reads
+from dashboard.services.reads import Upcoming
 from dashboard.templatetags.money import MINUS, format_usd
 
 #: Invoices per page of the dashboard's table.
@@ -36,9 +38,6 @@ PER_PAGE = 20
 #: Upstream pages asked for at most per account and type (each is one call against
 #: Cloudflare's 1,200 requests per 5 minutes; the list is then cached).
 MAX_UPSTREAM_PAGES = 25
-#: Cloudflare's routing codes: a 404 with one of these means a wrong account or path, not
-#: "no upcoming invoice".
-ROUTING_CODES = frozenset({7000, 7003})
 #: The longest address shown as text when it is not linked.
 MAX_SHOWN_URL = 60
 
@@ -442,27 +441,8 @@ def describe_as_of(moment: datetime | None, now: datetime | None = None) -> str 
 # ---------------------------------------------------------------- the upcoming invoice
 
 
-@dataclass(frozen=True)
-class Upcoming:
-    """What ``invoice-preview`` said: an invoice, or (a 404) that there is none."""
-
-    preview: models.InvoicePreview | None
-
-
-def _load_upcoming(client: BillingClient) -> Upcoming:
-    try:
-        return Upcoming(client.invoice_preview())
-    except errors.NotFoundError as err:
-        # Undocumented upstream: a 404 is read as "no upcoming invoice", unless Cloudflare
-        # says the account or path itself is unknown.
-        if ROUTING_CODES.intersection(err.codes):
-            raise
-        return Upcoming(None)
-
-
 def upcoming(account_id: str) -> upstream.Fetched[Upcoming]:
-    # Its own cache key: the shared ``reads.invoice_preview`` would report a 404 as an error.
-    return upstream.read(account_id, "upcoming-invoice", _load_upcoming)
+    return reads.invoice_preview(account_id)
 
 
 @dataclass(frozen=True)
@@ -572,15 +552,15 @@ def invoices_page(
     ``type`` None: the filter was invalid, so the history is not read. With a
     ``deadline`` (a full page) a read still out is marked pending and loads itself later.
     """
-    reads: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
+    loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     if type is not None:
-        reads["history"] = partial(invoice_list, account_id, type)
+        loaders["history"] = partial(invoice_list, account_id, type)
     if with_upcoming:
-        reads["upcoming"] = partial(upcoming, account_id)
-    if deadline is not None and len(reads) > 0:
-        fetched = upstream.gather(reads, deadline=deadline)
+        loaders["upcoming"] = partial(upcoming, account_id)
+    if deadline is not None and len(loaders) > 0:
+        fetched = upstream.gather(loaders, deadline=deadline)
     else:
-        fetched = {name: read() for name, read in reads.items()}
+        fetched = {name: load() for name, load in loaders.items()}
     table = invoice_table(fetched["history"], type, page) if type is not None else None
     card = upcoming_card(fetched["upcoming"]) if with_upcoming else None
     return InvoicesPage(table, card)

@@ -162,13 +162,16 @@ class LimitInfo:
 
 @dataclass(frozen=True)
 class InvoiceInfo:
-    preview: models.InvoicePreview
+    #: None: Cloudflare says there is no upcoming invoice.
+    preview: models.InvoicePreview | None
     lines: tuple[models.InvoiceLine, ...]
     more_lines: int
 
     @property
-    def period_last(self) -> datetime:
+    def period_last(self) -> datetime | None:
         """The period's last moment: Cloudflare's end is the start of the next period."""
+        if self.preview is None:
+            return None
         return self.preview.period_end - timedelta(seconds=1)
 
 
@@ -330,8 +333,11 @@ def _with_window(
     return dataclasses.replace(info, window=window)
 
 
-def invoice_info(preview: models.InvoicePreview | None) -> InvoiceInfo:
-    assert preview is not None
+def invoice_info(upcoming: reads.Upcoming | None) -> InvoiceInfo:
+    assert upcoming is not None
+    preview = upcoming.preview
+    if preview is None:
+        return InvoiceInfo(None, (), 0)
     lines = sorted(preview.invoice_lines, key=lambda line: line.amount, reverse=True)
     shown = tuple(lines[:INVOICE_LINES_SHOWN])
     return InvoiceInfo(preview, shown, len(lines) - len(shown))

@@ -6,9 +6,11 @@ time range should align it (to the hour, say) so that viewers share the cached a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from billing_api import models
+from billing_api import errors, models
+from billing_api.client import BillingClient
 from dashboard import upstream
 
 
@@ -16,8 +18,32 @@ def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:
     return upstream.read(account_id, "credit-balance", lambda client: client.credit_balance())
 
 
-def invoice_preview(account_id: str) -> upstream.Fetched[models.InvoicePreview]:
-    return upstream.read(account_id, "invoice-preview", lambda client: client.invoice_preview())
+#: Cloudflare's "could not route" codes: a 404 carrying them means the account or path is
+#: unknown, not that there is no upcoming invoice.
+ROUTING_CODES = frozenset({7000, 7003})
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """What ``invoice-preview`` said: an invoice, or (a 404) that there is none."""
+
+    preview: models.InvoicePreview | None
+
+
+def load_upcoming(client: BillingClient) -> Upcoming:
+    try:
+        return Upcoming(client.invoice_preview())
+    except errors.NotFoundError as err:
+        # Undocumented upstream: a 404 is read as "no upcoming invoice", unless Cloudflare
+        # says the account or path itself is unknown.
+        if ROUTING_CODES.intersection(err.codes):
+            raise
+        return Upcoming(None)
+
+
+def invoice_preview(account_id: str) -> upstream.Fetched[Upcoming]:
+    """The upcoming invoice, shared by the overview and the invoices page."""
+    return upstream.read(account_id, "invoice-preview", load_upcoming)
 
 
 def spending_limit(account_id: str) -> upstream.Fetched[models.SpendingLimit]:

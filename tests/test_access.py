@@ -131,3 +131,17 @@ def test_it_switches_accounts_to_the_same_page(personas):
 def test_it_shows_no_switcher_with_a_single_account(personas):
     page = personas["outsider"].get(reverse("overview", args=[OTHER_ACCOUNT_ID])).text
     assert "account-switcher" not in page
+
+
+def test_it_explains_a_refusal_in_the_layout(personas):
+    response = personas["lead"].get(reverse("invoices", args=[ACCOUNT_ID]))
+    assert response.status_code == 403
+    assert "Your role does not include this page." in response.text
+    assert 'rel="stylesheet"' in response.text
+
+
+def test_it_explains_a_missing_account_in_the_layout(personas, settings):
+    settings.DEBUG = False
+    response = personas["outsider"].get(reverse("overview", args=[ACCOUNT_ID]))
+    assert response.status_code == 404
+    assert "no account here that you have been given access to" in response.text

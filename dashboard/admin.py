@@ -9,7 +9,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 
-from dashboard.models import AccountAccess
+from dashboard.models import AccountAccess, AuditEvent
 
 
 class AccountAccessInline(admin.TabularInline[AccountAccess, User]):
@@ -43,3 +43,22 @@ class DashboardUserAdmin(UserAdmin[User]):
 admin.site.unregister(User)
 admin.site.register(User, DashboardUserAdmin)
 admin.site.site_header = "AI Gateway spend: users and access"
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+    """Read-only: the audit log is append-only, in the admin as everywhere."""
+
+    list_display = ("at", "username", "account_id", "action", "outcome", "upstream_status")
+    list_filter = ("action", "outcome", "account_id")
+    search_fields = ("username", "account_id", "request_id", "idempotency_key", "detail")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False

@@ -6,8 +6,11 @@ are who may see which account, and the permissions that roles (groups) are made 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 def account_choices() -> list[tuple[str, str]]:
@@ -54,3 +57,62 @@ class AccountAccess(models.Model):
     def __str__(self) -> str:
         name = settings.BILLING_ACCOUNTS.get(self.account_id, "unconfigured account")
         return f"{self.user} may see {name} ({self.account_id})"
+
+
+class AuditEvent(models.Model):
+    """One attempted change: who, when, which account, what, before, after, outcome.
+
+    Append-only: saving an existing row or deleting one raises. What Cloudflare said when
+    it refused or failed (status, error codes, request id) is kept for follow-up.
+    """
+
+    class Action(models.TextChoices):
+        TOPUP = "topup.create", "One-off top-up"
+        AUTO_TOPUP_SET = "auto_topup.set", "Auto top-up rule saved"
+        AUTO_TOPUP_DELETE = "auto_topup.delete", "Auto top-up rule deleted"
+        SPENDING_LIMIT_SET = "spending_limit.set", "Spending limit set"
+        SPENDING_LIMIT_DELETE = "spending_limit.delete", "Spending limit removed"
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        INVALID = "invalid", "Refused: invalid input"
+        FORBIDDEN = "forbidden", "Refused: not allowed"
+        REFUSED = "refused", "Refused by Cloudflare"
+        FAILED = "failed", "Failed upstream"
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: Kept as written, so the record survives the user's deletion or renaming.
+    username = models.CharField(max_length=150)
+    account_id = models.CharField(max_length=32, db_index=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    upstream_codes = models.JSONField(default=list, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["account_id", "-at"], name="audit_account_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action} {self.outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise AppendOnlyError("audit events are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("audit events are never deleted")
+
+
+class AppendOnlyError(Exception):
+    pass

@@ -6,6 +6,8 @@ checked in each view, never only in a template.
 
 from __future__ import annotations
 
+from typing import Any
+
 TEAM_LEAD = "Team lead"
 FINANCE = "Finance"
 BILLING_ADMIN = "Billing admin"
@@ -29,4 +31,34 @@ ADMIN_AUTH_PERMISSIONS = [
     ("dashboard", "add_accountaccess"),
     ("dashboard", "change_accountaccess"),
     ("dashboard", "delete_accountaccess"),
+    ("dashboard", "view_auditevent"),
 ]
+
+
+def sync_roles(apps: Any) -> None:
+    """Make the groups hold exactly the permissions above (used by migrations)."""
+    from django.contrib.auth.management import create_permissions
+
+    # Permissions are normally made after all migrations (post_migrate); the groups need
+    # them now.
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        perms = list(
+            Permission.objects.filter(content_type__app_label="dashboard", codename__in=codenames)
+        )
+        if len(perms) != len(codenames):
+            raise RuntimeError(f"missing dashboard permissions for {name}")
+        if name == BILLING_ADMIN:
+            # Filter, not get: an earlier migration runs before some of these models exist;
+            # a later one syncs again.
+            for app_label, codename in ADMIN_AUTH_PERMISSIONS:
+                perms.extend(
+                    Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+                )
+        group.permissions.set(perms)

@@ -1,0 +1,74 @@
+"""The audit log: every attempted change, recorded once, whatever its outcome."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
+
+from billing_api.errors import BillingError, BillingStatusError
+from dashboard.models import AuditEvent
+
+Action = AuditEvent.Action
+Outcome = AuditEvent.Outcome
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: money as exact strings ("25.00"), never floats."""
+    return json.loads(json.dumps(value, default=_default)) if value is not None else None
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON-safe: {type(value).__name__}")
+
+
+def outcome_of(error: BillingError) -> AuditEvent.Outcome:
+    """How an upstream error is recorded: refused (4xx from Cloudflare) or failed."""
+    status = error.status_code if isinstance(error, BillingStatusError) else None
+    if status is not None and 400 <= status < 500 and status != 429:
+        return Outcome.REFUSED
+    return Outcome.FAILED
+
+
+def record(
+    user: User | AnonymousUser,
+    account_id: str,
+    action: AuditEvent.Action,
+    outcome: AuditEvent.Outcome,
+    *,
+    before: Any = None,
+    after: Any = None,
+    detail: str = "",
+    error: BillingError | None = None,
+    idempotency_key: str = "",
+) -> AuditEvent:
+    """Append one event. ``error``: what Cloudflare answered, kept for follow-up."""
+    status: int | None = None
+    codes: list[int] = []
+    request_id = ""
+    if isinstance(error, BillingStatusError):
+        status = error.status_code
+        codes = list(error.codes)
+        request_id = error.request_id or ""
+    if error is not None and not detail:
+        detail = f"{type(error).__name__}: {error.user_message}"
+    return AuditEvent.objects.create(
+        user=user if isinstance(user, User) else None,
+        username=user.get_username() if user.is_authenticated else "",
+        account_id=account_id,
+        action=action,
+        outcome=outcome,
+        before=_plain(before),
+        after=_plain(after),
+        detail=detail,
+        upstream_status=status,
+        upstream_codes=codes,
+        request_id=request_id,
+        idempotency_key=idempotency_key,
+    )

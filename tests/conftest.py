@@ -1,9 +1,18 @@
-"""Personas, a fresh simulator per test, and an empty cache per test."""
+"""Personas, a fresh simulator per test, an empty cache per test, and ways to hold reads.
+
+Tests prove speed-related behaviour (parallel reads, deadlines, single flight) by what they
+can observe, never by timing: a read is *held* by a latency fault far longer than any test
+(``hold``) until the test calls ``sim.release()``, and ``sim.in_flight`` shows which reads are
+out at once. Speed itself is shown by ``make bench-read``, which prints figures.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from types import TracebackType
 
 import pytest
 from django.conf import settings
@@ -12,7 +21,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
-from dashboard import billing, roles
+from dashboard import billing, roles, upstream
 from dashboard.models import AccountAccess
 
 ACCOUNT_ID = DEFAULT_ACCOUNT_ID
@@ -23,6 +32,75 @@ PASSWORD = "correct horse battery staple"
 # The simulator's clock stands still in tests: no hour ends, so no balance burns down and no
 # auto top-up fires between setting up a state and reading the page.
 SIMULATOR_NOW = datetime(2026, 6, 10, 12, 30, tzinfo=UTC).timestamp()
+#: How long a test waits for something it expects at once before failing: a safety bound
+#: for a loaded machine, never a claim about speed.
+SAFETY_TIMEOUT = 10.0
+#: The latency that holds a read until the test releases it: longer than any test runs.
+HELD_SECONDS = 30.0
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = SAFETY_TIMEOUT) -> None:
+    """Waits until ``check()`` holds; fails the test if it does not within ``timeout``."""
+    limit = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < limit, f"never happened: {what}"
+        time.sleep(0.002)
+
+
+def hold(sim: Simulator, endpoint: str, times: int | None = None) -> None:
+    """Holds calls to ``endpoint`` (or ``"*"``) until ``sim.release()`` or the test ends."""
+    sim.set_fault(endpoint, "latency", seconds=HELD_SECONDS, times=times)
+
+
+def flight_users(account_id: str, name: str, params: Mapping[str, object] | None = None) -> int:
+    """How many threads are in the single flight of one read (asking, or waiting for it)."""
+    flight = upstream._flights.get(upstream.cache_key(account_id, name, params))
+    return 0 if flight is None else flight.users
+
+
+def wait_for_background_reads() -> None:
+    """Waits until no upstream read is out, such as one that a page's deadline left behind.
+
+    Such a read fills the cache when it ends; it must end inside the test that started it.
+    """
+    eventually(lambda: not upstream._flights, "the background reads ended")
+
+
+class ReleaseWhenInFlight:
+    """Releases the simulator's held calls once ``expected`` calls are all in flight at once.
+
+    Use it around a request whose calls are held (``hold``)::
+
+        with ReleaseWhenInFlight(sim, {"GET credit-balance": 1, ...}) as watch:
+            response = client.get(...)
+        assert watch.all_at_once
+
+    A watcher thread waits for ``sim.in_flight`` to show them (at most ``SAFETY_TIMEOUT``),
+    then clears the faults, which releases the held calls whether or not it saw them.
+    """
+
+    def __init__(self, sim: Simulator, expected: Mapping[str, int]) -> None:
+        self.all_at_once = False
+        self._sim = sim
+        self._expected = dict(expected)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        self.all_at_once = self._sim.wait_for_in_flight(self._expected, SAFETY_TIMEOUT)
+        self._sim.clear_faults()
+
+    def __enter__(self) -> ReleaseWhenInFlight:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._thread.join(SAFETY_TIMEOUT + 1)
+        assert not self._thread.is_alive(), "the watcher never ended"
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +121,21 @@ def _dashboard_simulator(settings) -> Iterator[Simulator]:
     """The app's simulator for this test only: state and faults never leak between tests.
 
     Autouse under its own name, so that a test module's own ``sim`` fixture cannot replace it.
+    At the end it releases whatever the test held and waits for the reads still out, so no
+    read of this test runs on (holding a lock, filling the cache) into the next one.
     """
     # A fault answers at once instead of after the client's backoff.
     settings.BILLING_API_MAX_RETRIES = 0
+    # A page sends as soon as its reads are in, so a long deadline costs nothing; it is a
+    # safety bound that no test races. Tests of the deadline set their own, with held reads.
+    settings.BILLING_PAGE_DEADLINE = SAFETY_TIMEOUT
     simulator = Simulator(
         seed=0, clock=lambda: SIMULATOR_NOW, accounts=tuple(settings.BILLING_ACCOUNTS)
     )
     billing.use_simulator(simulator)
     yield simulator
+    simulator.clear_faults()
+    wait_for_background_reads()
     billing.use_simulator(None)
 
 

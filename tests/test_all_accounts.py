@@ -6,12 +6,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.utils import timezone
 from django.utils.html import escape
 
 from dashboard.services import overview as cards
-from dashboard.services import reads, runway
-from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW, hold
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 URL = "/accounts/"
@@ -77,12 +75,11 @@ def test_it_marks_stale_rows(lead_client, sim, settings):
 
 
 def test_it_sends_the_table_at_the_deadline(lead_client, sim, settings):
+    # The usage calls cannot answer before the test ends (which releases them and waits for
+    # their reads), so the table goes without them; nothing else is looked at.
     settings.BILLING_PAGE_DEADLINE = 0.05
-    sim.set_fault("GET usage-history", "latency", seconds=0.2)
+    hold(sim, "GET usage-history")
     response = lead_client.get(URL)
-    span = runway.usage_range(NOW, timezone.get_current_timezone())
-    for account_id in (ACCOUNT_ID, OTHER_ACCOUNT_ID):
-        reads.usage_history(account_id, "hour", span.start, span.end)  # join the reads
     assert response.status_code == 200
     assert f'Still loading. <a href="{URL}">Reload</a>' in row(response.text, "Production")
 

@@ -9,15 +9,22 @@ from html import unescape
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
 from dashboard import billing
 from dashboard.services import overview as cards
-from dashboard.services import reads, runway
 from dashboard.templatetags.money import format_usd
-from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, OVERVIEW_URL, SIMULATOR_NOW
+from tests.conftest import (
+    ACCOUNT_ID,
+    OTHER_ACCOUNT_ID,
+    OVERVIEW_URL,
+    SAFETY_TIMEOUT,
+    SIMULATOR_NOW,
+    ReleaseWhenInFlight,
+    hold,
+    wait_for_background_reads,
+)
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 CARDS = ("balance-card", "runway-card", "spend-card", "limit-card", "invoice-card")
@@ -75,12 +82,6 @@ def expected_spend(sim: Simulator, start: datetime, end: datetime) -> Decimal:
     first, last = int(start.timestamp()) // 3600, int(end.timestamp()) // 3600
     cents = sum((Decimal(str(state.hour_usage(h))) for h in range(first, last)), Decimal(0))
     return cents / 100
-
-
-def wait_for_usage(account_id: str = ACCOUNT_ID) -> None:
-    """Joins the background usage read (single flight), so it cannot outlive the test."""
-    span = runway.usage_range(NOW, timezone.get_current_timezone())
-    reads.usage_history(account_id, "hour", span.start, span.end)
 
 
 # ---------------------------------------------------------------- the page
@@ -222,14 +223,12 @@ def test_it_reads_only_what_the_card_asked_for_needs(finance_client, sim):
 def test_it_sends_the_page_at_the_deadline_with_late_cards_loading_themselves(
     lead_client, sim, settings
 ):
-    settings.BILLING_PAGE_DEADLINE = 0.05
-    sim.set_fault("GET usage-history", "latency", seconds=0.3)
-    started = timezone.now()
+    # The usage call cannot answer before the release below, so the page must go without it;
+    # the deadline is ample for the calls that are not held.
+    settings.BILLING_PAGE_DEADLINE = 1.0
+    hold(sim, "GET usage-history", times=1)
     response = lead_client.get(OVERVIEW_URL)
-    took = (timezone.now() - started).total_seconds()
-    wait_for_usage()
     assert response.status_code == 200
-    assert took < 0.25
     assert balance_text(response.text)  # the fast card is there
     for card_id in ("runway-card", "spend-card", "limit-card"):
         html = card(response.text, card_id)
@@ -237,7 +236,11 @@ def test_it_sends_the_page_at_the_deadline_with_late_cards_loading_themselves(
         assert f'hx-get="{OVERVIEW_URL}?partial={card_id}" hx-trigger="load"' in html
         assert f'<a href="{OVERVIEW_URL}">Reload the page</a>' in html
         assert 'aria-busy="true"' in html
-    # The late read went on in the background: the card it fetches costs no second call.
+    # The late read goes on in the background and fills the cache when let through...
+    assert sim.wait_for_in_flight({"GET usage-history": 1}, SAFETY_TIMEOUT)
+    sim.release()
+    wait_for_background_reads()
+    # ...so the card that then fetches itself costs no second call.
     lazy = lead_client.get(OVERVIEW_URL, {"partial": "runway-card"})
     assert "Still loading" not in lazy.text
     assert "Last 7 days" in lazy.text
@@ -245,19 +248,26 @@ def test_it_sends_the_page_at_the_deadline_with_late_cards_loading_themselves(
 
 
 def test_it_fetches_the_cards_reads_in_parallel(finance_client, sim, settings):
-    sim.set_fault("*", "latency", seconds=0.1)
-    started = timezone.now()
-    response = finance_client.get(OVERVIEW_URL)
-    took = (timezone.now() - started).total_seconds()
+    settings.BILLING_PAGE_DEADLINE = SAFETY_TIMEOUT  # a safety bound: the page waits for all
+    hold(sim, "*")
+    four = {
+        "GET credit-balance": 1,
+        "GET usage-history": 1,
+        "GET spending-limit": 1,
+        "GET invoice-preview": 1,
+    }
+    # Each call is held until all four are out side by side.
+    with ReleaseWhenInFlight(sim, four) as watch:
+        response = finance_client.get(OVERVIEW_URL)
+    assert watch.all_at_once
     assert "Still loading" not in response.text
-    assert took < 0.3  # four reads of 0.1 s each, side by side
+    assert sim.calls == four
 
 
 def test_it_lets_a_pending_banner_load_itself(lead_client, sim, settings):
-    settings.BILLING_PAGE_DEADLINE = 0.05
-    sim.set_fault("GET credit-balance", "latency", seconds=0.2)
+    settings.BILLING_PAGE_DEADLINE = 0.05  # only what the held read decides is looked at
+    hold(sim, "GET credit-balance")  # released, and its read awaited, when the test ends
     response = lead_client.get(OVERVIEW_URL)
-    reads.credit_balance(ACCOUNT_ID)  # join the background read
     banner = card(response.text, "topup-banner")
     assert f'hx-get="{OVERVIEW_URL}?partial=topup-banner" hx-trigger="load"' in banner
 

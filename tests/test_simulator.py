@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,7 @@ from billing_api.simulator import (
     HOSTILE_URL,
     FaultError,
     Simulator,
+    core,
 )
 
 # A Wednesday, 10:20 UTC: fixed so that every run sees the same data.
@@ -29,6 +32,10 @@ OTHER_ACCOUNT = "9a7806061c88ada191ed06f989cc3dac"
 THIRD_ACCOUNT = "5f0c1a2b3c4d5e6f708192a3b4c5d6e7"
 READ_TOKEN = "read-only-token"
 HOUR = 3600
+#: Holds a call until the test releases it: longer than any test runs.
+HELD = 30
+#: How long a test waits for what it expects at once before failing (not a speed claim).
+SAFETY_TIMEOUT = 10
 
 
 class FakeClock:
@@ -57,14 +64,28 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sim(clock: FakeClock) -> Simulator:
-    return Simulator(
+def sim(clock: FakeClock):
+    simulator = Simulator(
         seed=7,
         read_token=READ_TOKEN,
         accounts=(DEFAULT_ACCOUNT_ID, OTHER_ACCOUNT, THIRD_ACCOUNT),
         clock=clock,
         topup_settle_seconds=5.0,
     )
+    yield simulator
+    simulator.clear_faults()  # releases whatever the test still holds
+
+
+def call_in_thread(sim: Simulator, path: str) -> queue.Queue[int]:
+    """Calls ``path`` from a thread of its own; the status code arrives on the queue."""
+    answers: queue.Queue[int] = queue.Queue()
+
+    def call() -> None:
+        with make_client(sim, token=DEFAULT_TOKEN) as c:
+            answers.put(c.get(path).status_code)
+
+    threading.Thread(target=call, daemon=True).start()
+    return answers
 
 
 @pytest.fixture
@@ -689,9 +710,78 @@ def test_it_adds_latency(sim, client):
     started = time.perf_counter()
     assert client.get("credit-balance").status_code == 200
     assert time.perf_counter() - started >= 0.05
-    started = time.perf_counter()
-    client.get("spending-limit")
-    assert time.perf_counter() - started < 0.05
+    # Only to its endpoint: another call answers while one held by the latency is still out.
+    sim.set_fault("GET credit-balance", "latency", seconds=HELD)
+    held = call_in_thread(sim, "credit-balance")
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, SAFETY_TIMEOUT)
+    assert client.get("spending-limit").status_code == 200
+    assert sim.in_flight == {"GET credit-balance": 1}
+    sim.release()
+    assert held.get(timeout=SAFETY_TIMEOUT) == 200
+
+
+def test_it_holds_calls_in_flight_until_released(sim, client):
+    assert sim.in_flight == {}
+    sim.set_fault("GET credit-balance", "latency", seconds=HELD)
+    first, second = (call_in_thread(sim, "credit-balance") for _ in range(2))
+    assert sim.wait_for_in_flight({"GET credit-balance": 2}, SAFETY_TIMEOUT)
+    assert sim.in_flight == {"GET credit-balance": 2}
+    assert sim.calls == {"GET credit-balance": 2}
+    assert first.empty() and second.empty()  # held: the latency is 30 s
+    sim.release()
+    assert first.get(timeout=SAFETY_TIMEOUT) == second.get(timeout=SAFETY_TIMEOUT) == 200
+    assert sim.in_flight == {}
+    # The fault stays: a call after the release is held again, until the old name releases it.
+    third = call_in_thread(sim, "credit-balance")
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, SAFETY_TIMEOUT)
+    sim.release_hangs()
+    assert third.get(timeout=SAFETY_TIMEOUT) == 200
+    assert sim.in_flight == {} and sim.calls == {"GET credit-balance": 3}
+
+
+def test_it_releases_held_calls_when_faults_are_cleared(sim, client):
+    sim.set_fault("*", "latency", seconds=HELD)
+    held = call_in_thread(sim, "topup/limits")
+    assert sim.wait_for_in_flight({"GET topup/limits": 1}, SAFETY_TIMEOUT)
+    sim.clear_faults()
+    assert held.get(timeout=SAFETY_TIMEOUT) == 200
+    assert client.get("topup/limits").status_code == 200  # not held: the fault is gone
+
+
+def test_it_counts_only_routed_calls_in_flight_and_only_while_they_are_served(sim, client):
+    client.get("nowhere")
+    with make_client(sim, token="wrong") as stranger:
+        assert stranger.get("credit-balance").status_code == 401
+    sim.set_fault("GET invoice-preview", "error", status=503)
+    client.get("invoice-preview")
+    assert sim.in_flight == {}
+    assert sim.calls == {"GET credit-balance": 1, "GET invoice-preview": 1}
+    # Waiting for what never happens says so when the safety bound is up.
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, timeout=0) is False
+    assert sim.wait_for_in_flight({}, timeout=0) is True
+
+
+def test_it_holds_async_calls_side_by_side_without_blocking_the_event_loop(sim):
+    sim.set_fault("GET credit-balance", "latency", seconds=HELD)
+
+    async def fetch() -> list[int]:
+        async with httpx.AsyncClient(
+            transport=sim.transport(),
+            base_url=f"https://x/client/v4/accounts/{DEFAULT_ACCOUNT_ID}/ai-gateway/billing/",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+        ) as c:
+            calls = [asyncio.create_task(c.get("credit-balance")) for _ in range(3)]
+            # The loop goes on while they are held: all three are out at once.
+            out = await asyncio.to_thread(
+                sim.wait_for_in_flight, {"GET credit-balance": 3}, SAFETY_TIMEOUT
+            )
+            sim.release()
+            responses = await asyncio.gather(*calls)
+            assert out
+            return [r.status_code for r in responses]
+
+    assert asyncio.run(fetch()) == [200, 200, 200]
+    assert sim.in_flight == {}
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -710,12 +800,23 @@ def test_it_rate_limits_once_then_succeeds(sim, client):
     assert client.get("invoice-history").status_code == 200
 
 
-def test_it_hangs_into_a_read_timeout_in_process(sim, client):
+def test_it_hangs_into_a_read_timeout_in_process(sim, client, monkeypatch):
+    waits: list[float] = []
+    wait = core._Gate.wait
+
+    def record(gate: core._Gate, seconds: float) -> bool:
+        waits.append(seconds)
+        return wait(gate, seconds)
+
+    monkeypatch.setattr(core._Gate, "wait", record)
     sim.set_fault("GET usage-history", "hang", seconds=30)
-    started = time.perf_counter()
     with pytest.raises(httpx.ReadTimeout):
         client.get("usage-history", params={"value_grouping_window": "day"})
-    assert time.perf_counter() - started < 1
+    with pytest.raises(httpx.ReadTimeout):
+        client.get("usage-history", timeout=httpx.Timeout(5, read=0.01))
+    # In process, a 30 s hang waits for a release no longer than 50 ms, or the read timeout.
+    assert waits == [core.TRANSPORT_HANG_SECONDS, 0.01]
+    assert sim.in_flight == {}
 
 
 def test_it_sends_malformed_json(sim, client):

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 START = 1_773_224_400.0  # 2026-03-11 10:20 UTC
 BILLING = f"/accounts/{DEFAULT_ACCOUNT_ID}/ai-gateway/billing"
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+#: How long a test waits for what it expects at once before failing (not a speed claim).
+SAFETY_TIMEOUT = 10
 
 
 def free_port() -> int:
@@ -114,35 +116,61 @@ def test_it_refuses_a_bad_fault_from_the_admin_api(http, spec):
     assert response.json()["ok"] is False
 
 
-def test_it_releases_a_hung_request_when_faults_are_cleared(http, server):
-    http.post("/__simulator/faults", json={"endpoint": "GET spending-limit", "kind": "hang"})
+def call_in_thread(server, path: str) -> queue.Queue[int]:
+    """Calls a billing ``path`` from a thread of its own; the status arrives on the queue."""
     answers: queue.Queue[int] = queue.Queue()
 
     def call() -> None:
-        with httpx.Client(base_url=server.origin, timeout=10) as other:
-            answers.put(other.get(f"/client/v4{BILLING}/spending-limit", headers=AUTH).status_code)
+        with httpx.Client(base_url=server.origin, timeout=SAFETY_TIMEOUT + 30) as other:
+            answers.put(other.get(f"/client/v4{BILLING}/{path}", headers=AUTH).status_code)
 
-    caller = threading.Thread(target=call)
-    started = time.monotonic()
-    caller.start()
-    deadline = time.monotonic() + 5
+    threading.Thread(target=call, daemon=True).start()
+    return answers
+
+
+def test_it_releases_a_hung_request_when_faults_are_cleared(http, server):
+    # The hang lasts 30 s: only the release can answer it within the safety bounds below.
+    http.post("/__simulator/faults", json={"endpoint": "GET spending-limit", "kind": "hang"})
+    answers = call_in_thread(server, "spending-limit")
+    deadline = time.monotonic() + SAFETY_TIMEOUT
     while http.get("/__simulator/calls").json()["calls"].get("GET spending-limit") != 1:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    assert http.get("/__simulator/in-flight").json()["in_flight"] == {"GET spending-limit": 1}
     assert answers.empty()  # still hanging
     http.delete("/__simulator/faults", params={"endpoint": "GET spending-limit"})
-    assert answers.get(timeout=5) == 200
-    caller.join(timeout=5)
-    assert time.monotonic() - started < 5
+    assert answers.get(timeout=SAFETY_TIMEOUT) == 200
+    assert http.get("/__simulator/in-flight").json()["in_flight"] == {}
+
+
+def test_it_shows_calls_in_flight_and_releases_them_from_the_admin_api(http, server, sim):
+    spec = {"endpoint": "GET credit-balance", "kind": "latency", "seconds": 30}
+    assert http.post("/__simulator/faults", json=spec).status_code == 201
+    first, second = call_in_thread(server, "credit-balance"), call_in_thread(server, "topup/limits")
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, SAFETY_TIMEOUT)
+    assert second.get(timeout=SAFETY_TIMEOUT) == 200  # not held: another endpoint
+    in_flight = http.get("/__simulator/in-flight").json()
+    assert in_flight == {"ok": True, "in_flight": {"GET credit-balance": 1}}
+    assert http.post("/__simulator/release").json() == {"ok": True}
+    assert first.get(timeout=SAFETY_TIMEOUT) == 200
+    assert http.get("/__simulator/in-flight").json()["in_flight"] == {}
+    # Releasing ends the calls held, not the fault.
+    assert sim.faults() == {
+        "GET credit-balance": [{"kind": "latency", "times": None, "seconds": 30}]
+    }
 
 
 def test_it_times_out_a_client_during_a_hang(http, server):
+    # Held until the server stops: the client's read timeout is all that can end the wait.
     http.post(
-        "/__simulator/faults",
-        json={"endpoint": "GET topup/config", "kind": "hang", "seconds": 2, "times": 1},
+        "/__simulator/faults", json={"endpoint": "GET topup/config", "kind": "hang", "times": 1}
     )
     with pytest.raises(httpx.ReadTimeout):
-        http.get(f"/client/v4{BILLING}/topup/config", headers=AUTH, timeout=0.2)
+        http.get(
+            f"/client/v4{BILLING}/topup/config",
+            headers=AUTH,
+            timeout=httpx.Timeout(SAFETY_TIMEOUT, read=0.2),
+        )
 
 
 def test_it_settles_topups_when_admin_advances_time(http, sim):

@@ -5,14 +5,24 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from django.core.cache.backends import locmem
 
 from dashboard import upstream
 from dashboard.services import reads
-from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
+from tests.conftest import (
+    ACCOUNT_ID,
+    OTHER_ACCOUNT_ID,
+    SAFETY_TIMEOUT,
+    ReleaseWhenInFlight,
+    eventually,
+    flight_users,
+    hold,
+)
 
 START = datetime(2026, 6, 9, tzinfo=UTC)
 END = datetime(2026, 6, 10, tzinfo=UTC)
@@ -30,42 +40,68 @@ def cache_clock(monkeypatch):
     return advance
 
 
-def in_threads(count: int, fn):
-    """Runs ``fn`` in ``count`` threads released together; returns their results."""
-    barrier = threading.Barrier(count)
-    results: list[object] = [None] * count
+class Threads:
+    """Runs callables in threads of their own; ``join()`` returns their results in order."""
 
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = fn()
+    def __init__(self, *fns) -> None:
+        self.results: list[Any] = [None] * len(fns)
+        self._threads = [
+            threading.Thread(target=self._run, args=(i, fn), daemon=True)
+            for i, fn in enumerate(fns)
+        ]
+        for thread in self._threads:
+            thread.start()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=5)
-    return results
+    def _run(self, index: int, fn) -> None:
+        self.results[index] = fn()
+
+    def join(self) -> list[Any]:
+        for thread in self._threads:
+            thread.join(SAFETY_TIMEOUT)
+            assert not thread.is_alive(), "a reader never finished"
+        return self.results
 
 
 def test_it_collapses_concurrent_identical_reads_into_one_call(sim):
-    sim.set_fault("GET credit-balance", "latency", seconds=0.2)
-    results = in_threads(10, lambda: reads.credit_balance(ACCOUNT_ID))
+    hold(sim, "GET credit-balance")
+    readers = Threads(*[lambda: reads.credit_balance(ACCOUNT_ID)] * 10)
+    # All ten are in the read's flight while its one call is out: only then may it answer.
+    eventually(
+        lambda: (
+            flight_users(ACCOUNT_ID, "credit-balance") == 10
+            and sim.in_flight == {"GET credit-balance": 1}
+        ),
+        "all ten readers in the flight of one call",
+    )
+    sim.release()
+    results = readers.join()
     assert sim.calls["GET credit-balance"] == 1
     assert all(r.ok for r in results)
     assert len({r.value.balance for r in results}) == 1
 
 
 def test_it_does_not_collapse_reads_of_different_accounts(sim):
-    sim.set_fault("GET credit-balance", "latency", seconds=0.1)
-    started = time.monotonic()
-    in_threads(2, lambda: None)  # warm the thread machinery
-    results = in_threads(
-        4,
-        lambda: [reads.credit_balance(a) for a in (ACCOUNT_ID, OTHER_ACCOUNT_ID)],
+    hold(sim, "GET credit-balance")
+
+    def read_both(first: str, second: str) -> list[upstream.Fetched[object]]:
+        return [reads.credit_balance(first), reads.credit_balance(second)]
+
+    one_way, other_way = (ACCOUNT_ID, OTHER_ACCOUNT_ID), (OTHER_ACCOUNT_ID, ACCOUNT_ID)
+    readers = Threads(*(partial(read_both, *order) for order in [one_way, other_way] * 2))
+    # Two calls out at once, one per account, each with two readers: neither account's
+    # read waits for the other's.
+    eventually(
+        lambda: (
+            flight_users(ACCOUNT_ID, "credit-balance") == 2
+            and flight_users(OTHER_ACCOUNT_ID, "credit-balance") == 2
+            and sim.in_flight == {"GET credit-balance": 2}
+        ),
+        "one call per account out at once",
     )
+    sim.release()
+    results = readers.join()
     assert sim.calls["GET credit-balance"] == 2
     assert all(r.ok for pair in results for r in pair)
-    assert time.monotonic() - started < 0.8
 
 
 def test_it_caches_per_account(sim):
@@ -135,18 +171,22 @@ def test_it_never_raises_for_an_upstream_failure(sim):
 
 
 def test_it_gathers_reads_in_parallel(sim):
-    sim.set_fault("*", "latency", seconds=0.1)
-    started = time.monotonic()
-    got = upstream.gather(
-        {
-            "balance": lambda: reads.credit_balance(ACCOUNT_ID),
-            "limit": lambda: reads.spending_limit(ACCOUNT_ID),
-            "preview": lambda: reads.invoice_preview(ACCOUNT_ID),
-        },
-        deadline=2,
-    )
-    assert time.monotonic() - started < 0.25
+    hold(sim, "*")
+    # The three calls are out at once before any of them may answer (the deadline is only a
+    # safety bound: gather returns as soon as all three are back).
+    three = {"GET credit-balance": 1, "GET spending-limit": 1, "GET invoice-preview": 1}
+    with ReleaseWhenInFlight(sim, three) as watch:
+        got = upstream.gather(
+            {
+                "balance": lambda: reads.credit_balance(ACCOUNT_ID),
+                "limit": lambda: reads.spending_limit(ACCOUNT_ID),
+                "preview": lambda: reads.invoice_preview(ACCOUNT_ID),
+            },
+            deadline=SAFETY_TIMEOUT,
+        )
+    assert watch.all_at_once
     assert all(f.ok for f in got.values())
+    assert sim.calls == three
 
 
 def test_it_keeps_a_failing_read_from_spoiling_the_others(sim):
@@ -163,13 +203,16 @@ def test_it_keeps_a_failing_read_from_spoiling_the_others(sim):
 
 
 def test_it_answers_pending_at_the_deadline_and_finishes_in_the_background(sim):
-    sim.set_fault("GET credit-balance", "latency", seconds=0.3)
-    started = time.monotonic()
+    hold(sim, "GET credit-balance", times=1)
     got = upstream.gather({"balance": lambda: reads.credit_balance(ACCOUNT_ID)}, deadline=0.05)
-    assert time.monotonic() - started < 0.2
     assert got["balance"] == upstream.Fetched(None, None, pending=True)
+    # gather answered though the call cannot end before release(): it goes on meanwhile.
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, SAFETY_TIMEOUT)
     # Asking again joins the read still out (single flight) and gets its answer.
-    later = reads.credit_balance(ACCOUNT_ID)
+    asker = Threads(lambda: reads.credit_balance(ACCOUNT_ID))
+    eventually(lambda: flight_users(ACCOUNT_ID, "credit-balance") == 2, "the asker joined")
+    sim.release()
+    (later,) = asker.join()
     assert later.ok
     assert sim.calls["GET credit-balance"] == 1
     # And it is in the cache now.

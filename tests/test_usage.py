@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import unescape
@@ -17,10 +16,16 @@ from django.test import Client
 from django.utils.html import escape
 
 from billing_api.simulator import Simulator
-from dashboard import upstream
 from dashboard.services import usage as usage_service
 from dashboard.templatetags.money import format_usd
-from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW
+from tests.conftest import (
+    ACCOUNT_ID,
+    SAFETY_TIMEOUT,
+    SIMULATOR_NOW,
+    ReleaseWhenInFlight,
+    hold,
+    wait_for_background_reads,
+)
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 USAGE_URL = f"/accounts/{ACCOUNT_ID}/usage/"
@@ -234,8 +239,13 @@ def test_it_says_when_days_are_utc_days(lead_client, settings):
     assert "times in UTC</caption>" in html
 
 
-def test_it_splits_long_hourly_ranges_into_parallel_calls(lead_client, sim):
-    response = lead_client.get(USAGE_URL + "?range=90d&window=hour")
+def test_it_splits_long_hourly_ranges_into_parallel_calls(lead_client, sim, settings):
+    settings.BILLING_PAGE_DEADLINE = SAFETY_TIMEOUT  # a safety bound: the page waits for all
+    hold(sim, "GET usage-history")
+    # Each call is held until all three are out side by side.
+    with ReleaseWhenInFlight(sim, {"GET usage-history": 3}) as watch:
+        response = lead_client.get(USAGE_URL + "?range=90d&window=hour")
+    assert watch.all_at_once
     assert response.status_code == 200
     assert sim.calls["GET usage-history"] == 3
     values = chart_data(response.text)["values"]
@@ -389,17 +399,16 @@ def test_it_shows_the_last_good_figures_as_of_their_time_when_cloudflare_fails(
 
 
 def test_it_says_when_cloudflare_is_too_slow_for_the_page(lead_client, sim, settings):
+    # The page reads nothing but usage, whose calls cannot answer before they are released.
     settings.BILLING_PAGE_DEADLINE = 0.05
-    sim.set_fault("GET usage-history", "latency", seconds=0.5)
+    hold(sim, "GET usage-history")
     response = lead_client.get(USAGE_URL)
     assert response.status_code == 200
     assert "Cloudflare has not answered yet" in response.text
     assert_no_report(response.text)
     # The read goes on in the background and fills the cache: let it end inside this test.
-    deadline = time.monotonic() + 5
-    while upstream._flights and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not upstream._flights
+    sim.clear_faults()
+    wait_for_background_reads()
 
 
 def test_it_shows_no_hostile_text_from_cloudflare(lead_client, sim):

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr)
     finally:
-        simulator.release_hangs()
+        simulator.release()
         server.server_close()
     return 0
 

@@ -32,8 +32,13 @@ Simulator assumptions, where Cloudflare documents nothing:
   Order of checks: route, faults, token (401), account (404), write access (403), mode (403),
   validation (400).
 * Faults fire before authentication and count as calls. ``hang``: the in-process transport
-  raises ``httpx.ReadTimeout`` after at most 50 ms; ``handle()`` (the HTTP server) holds the
-  request for ``seconds`` (at most 30) or until faults are cleared, then answers normally.
+  raises ``httpx.ReadTimeout`` after at most 50 ms unless released first; ``handle()`` (the
+  HTTP server) holds the request for ``seconds`` (at most 30) or until faults are cleared,
+  then answers normally. ``latency`` holds a request for ``seconds`` in either front.
+  ``release()`` (and clearing faults) cuts short every latency and hang then under way:
+  those requests answer normally.
+* ``in_flight`` counts the requests being served per endpoint key, from routing until the
+  answer is ready, so a test can see how many calls are out at once instead of timing them.
 * ``Ratelimit`` counts every request in a fixed 300-second window against 1200 but never
   refuses one: 429s only come from the ``rate_limit`` fault.
 """
@@ -41,6 +46,7 @@ Simulator assumptions, where Cloudflare documents nothing:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import math
@@ -49,7 +55,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import httpx
@@ -249,6 +255,49 @@ def _hostile(value: Any, seen: Counter[str] | None = None) -> Any:
     return out
 
 
+class _Gate:
+    """What held requests wait on: ``open()`` wakes every waiter, threads and coroutines.
+
+    One gate serves the requests that arrived since the last release; a request takes the
+    current gate when it is counted, so a release that a test issues after seeing the request
+    in flight always reaches it.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._guard = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def open(self) -> None:
+        with self._guard:
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that event loop is closed already
+                loop.call_soon_threadsafe(event.set)
+
+    def wait(self, seconds: float) -> bool:
+        """Blocks for up to ``seconds``; True if the gate was opened."""
+        return self._event.wait(seconds)
+
+    async def wait_async(self, seconds: float) -> bool:
+        """Sleeps (without blocking the event loop) for up to ``seconds``; True if opened."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._guard:
+            if self._event.is_set():
+                return True
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        finally:
+            with self._guard, contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+        return True
+
+
 @dataclass
 class _Plan:
     """What to do for one request: wait, maybe hang, then compute the answer."""
@@ -256,6 +305,10 @@ class _Plan:
     delay: float
     hang: float | None
     respond: Callable[[], Reply]
+    #: The endpoint key counted in flight (None: not routed, not counted).
+    endpoint: str | None = None
+    #: What the delay and the hang wait on; ``Simulator.release()`` opens it.
+    gate: _Gate = field(default_factory=_Gate)
 
 
 class Simulator:
@@ -285,7 +338,9 @@ class Simulator:
         self._lock = threading.RLock()
         self._faults = FaultTable()
         self._calls: Counter[str] = Counter()
-        self._hang_release = threading.Event()
+        self._in_flight: Counter[str] = Counter()
+        self._in_flight_changed = threading.Condition(self._lock)
+        self._gate = _Gate()
         self._rate_window = -1
         self._rate_count = 0
         now = self.now()
@@ -321,6 +376,29 @@ class Simulator:
         with self._lock:
             self._calls.clear()
 
+    @property
+    def in_flight(self) -> Counter[str]:
+        """Requests being served right now per endpoint key (a copy; idle keys left out).
+
+        A request counts from when it is routed until its answer is ready, so one held by a
+        latency or hang fault stays counted until the fault ends or ``release()``.
+        """
+        with self._lock:
+            return +self._in_flight
+
+    def wait_for_in_flight(self, expected: Mapping[str, int], timeout: float = 5.0) -> bool:
+        """Blocks until at least ``expected`` requests per endpoint key are in flight at once.
+
+        For tests that prove concurrency by observation: False if that did not happen within
+        ``timeout`` seconds (a safety bound; no timing is implied).
+        """
+
+        def reached() -> bool:
+            return all(self._in_flight[key] >= count for key, count in expected.items())
+
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(reached, timeout)
+
     def account(self, account_id: str) -> Account:
         """The account's live state, brought up to the current time. KeyError if not served."""
         with self._lock:
@@ -345,17 +423,26 @@ class Simulator:
         self._faults.set(endpoint, build_fault(kind, times, params))
 
     def clear_faults(self, endpoint: str | None = None) -> None:
+        """Removes faults (of one endpoint key, or all) and releases every held request."""
         self._faults.clear(endpoint)
-        self.release_hangs()
+        self.release()
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
         return self._faults.snapshot()
 
-    def release_hangs(self) -> None:
-        """Wakes every request held by a hang fault (they then answer normally)."""
+    def release(self) -> None:
+        """Wakes every request held by a latency or hang fault; they then answer normally.
+
+        Only requests already counted are released: one that arrives afterwards waits out
+        its faults again (set ``times``, or clear the faults, to stop that).
+        """
         with self._lock:
-            self._hang_release.set()
-            self._hang_release = threading.Event()
+            gate, self._gate = self._gate, _Gate()
+        gate.open()
+
+    def release_hangs(self) -> None:
+        """The former name of :meth:`release`."""
+        self.release()
 
     # ------------------------------------------------------------------ fronts
 
@@ -369,13 +456,14 @@ class Simulator:
     ) -> Reply:
         """Serves one request. Latency and hang faults block the calling thread (bounded)."""
         plan = self._plan(method, path, query, headers, body)
-        if plan.delay:
-            time.sleep(plan.delay)
-        if plan.hang is not None:
-            with self._lock:
-                release = self._hang_release
-            release.wait(plan.hang)
-        return plan.respond()
+        try:
+            if plan.delay:
+                plan.gate.wait(plan.delay)
+            if plan.hang is not None:
+                plan.gate.wait(plan.hang)
+            return plan.respond()
+        finally:
+            self._done(plan)
 
     def transport(self) -> httpx.MockTransport:
         """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -415,7 +503,19 @@ class Simulator:
                 return self._fault_reply(answering)
             return self._answer(method, endpoint, account_id, query, lowered, body, hostile)
 
-        return _Plan(delay, hang, respond)
+        with self._lock:
+            # From here on the front calls _done(); a release() from now on reaches the call.
+            self._in_flight[endpoint] += 1
+            self._in_flight_changed.notify_all()
+            return _Plan(delay, hang, respond, endpoint, self._gate)
+
+    def _done(self, plan: _Plan) -> None:
+        """The request's answer is ready (or it ended in a timeout): no longer in flight."""
+        if plan.endpoint is None:
+            return
+        with self._lock:
+            self._in_flight[plan.endpoint] -= 1
+            self._in_flight_changed.notify_all()
 
     def _route(self, method: str, path: str) -> tuple[str, str] | _Refusal:
         prefix = f"{API_PREFIX}/accounts/"
@@ -727,7 +827,7 @@ class SimulatorTransport(httpx.MockTransport):
         )
 
     @staticmethod
-    def _hang_seconds(request: httpx.Request, hang: float) -> float:
+    def _hang_limit(request: httpx.Request, hang: float) -> float:
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
         limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
@@ -740,19 +840,26 @@ class SimulatorTransport(httpx.MockTransport):
 
     def _handle_sync(self, request: httpx.Request) -> httpx.Response:
         plan = self._plan(request)
-        if plan.delay:
-            time.sleep(plan.delay)
-        if plan.hang is not None:
-            time.sleep(self._hang_seconds(request, plan.hang))
-            raise httpx.ReadTimeout("simulated hang: no answer", request=request)
-        return self._response(request, plan.respond())
+        try:
+            if plan.delay:
+                plan.gate.wait(plan.delay)
+            # A hang answers only if released before the client's read timeout (at most 50 ms).
+            if plan.hang is not None and not plan.gate.wait(self._hang_limit(request, plan.hang)):
+                raise httpx.ReadTimeout("simulated hang: no answer", request=request)
+            return self._response(request, plan.respond())
+        finally:
+            self._simulator._done(plan)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
         plan = self._plan(request)
-        if plan.delay:
-            await asyncio.sleep(plan.delay)
-        if plan.hang is not None:
-            await asyncio.sleep(self._hang_seconds(request, plan.hang))
-            raise httpx.ReadTimeout("simulated hang: no answer", request=request)
-        return self._response(request, plan.respond())
+        try:
+            if plan.delay:
+                await plan.gate.wait_async(plan.delay)
+            if plan.hang is not None and not await plan.gate.wait_async(
+                self._hang_limit(request, plan.hang)
+            ):
+                raise httpx.ReadTimeout("simulated hang: no answer", request=request)
+            return self._response(request, plan.respond())
+        finally:
+            self._simulator._done(plan)

@@ -6,6 +6,8 @@ Billing calls go to the core unchanged. Admin calls under ``/__simulator/`` need
     GET    /__simulator/info             accounts, mode, simulated time
     GET    /__simulator/calls            calls served per endpoint key
     POST   /__simulator/reset-calls
+    GET    /__simulator/in-flight        requests being served right now, per endpoint key
+    POST   /__simulator/release          ends every latency and hang under way
     GET    /__simulator/faults
     POST   /__simulator/faults           {"endpoint", "kind", "times"?, ...params}
     DELETE /__simulator/faults[?endpoint=KEY]
@@ -57,7 +59,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
-        self.simulator.release_hangs()
+        self.simulator.release()
         if self._thread is not None:
             self.shutdown()
             self._thread.join(timeout=5)
@@ -160,6 +162,11 @@ def _admin(
             case "POST", "reset-calls":
                 simulator.reset_calls()
                 return _json(200, {"ok": True, "calls": {}})
+            case "GET", "in-flight":
+                return _json(200, {"ok": True, "in_flight": dict(simulator.in_flight)})
+            case "POST", "release":
+                simulator.release()
+                return _json(200, {"ok": True})
             case "GET", "faults":
                 return _json(200, {"ok": True, "faults": simulator.faults()})
             case "POST", "faults":

@@ -27,7 +27,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/python manage.py demo_users --url http://$(HOST):$(PORT)/
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-test: $(VENV)/.installed-test lint types pytest
+test: $(VENV)/.installed-test services lint types pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -37,7 +37,20 @@ types: $(VENV)/.installed-test
 	$(BIN)/mypy .
 
 pytest: $(VENV)/.installed-test
-	$(BIN)/pytest
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+
+# Start PostgreSQL and Redis on 127.0.0.1 if they are installed here but not running.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	@pg_isready -h 127.0.0.1 -p 5432
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { \
+	  echo "starting Redis"; \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
+	  for i in $$(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; }
+	@redis-cli -h 127.0.0.1 -p 6379 ping
 
 # The standalone Cloudflare simulator, for pointing BILLING_API_BASE_URL (or an SDK) at it.
 simulator: $(VENV)/.installed-run

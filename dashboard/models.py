@@ -35,6 +35,7 @@ class Dashboard(models.Model):
             ("create_topup", "Make a one-off top-up"),
             ("change_auto_topup", "Change or delete the auto top-up rule"),
             ("change_spending_limit", "Set or remove the spending limit"),
+            ("view_activity", "See the activity (audit) log and export it"),
         ]
 
 
@@ -116,3 +117,78 @@ class AuditEvent(models.Model):
 
 class AppendOnlyError(Exception):
     pass
+
+
+class Topup(models.Model):
+    """A one-off top-up asked for through the dashboard, keyed by the form's idempotency key.
+
+    The unique constraint on (account, key) is what makes a double click, a retried POST,
+    two tabs or two app processes create one upstream top-up: only the request that
+    inserts the row may call Cloudflare.
+    """
+
+    class Status(models.TextChoices):
+        CREATING = "creating", "Sending to Cloudflare"
+        PENDING = "pending", "Pending"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        #: The POST timed out or broke: it may or may not have been charged. Reconciled by
+        #: status when there is a payment id; never sent again.
+        UNKNOWN = "unknown", "Outcome unknown"
+
+    account_id = models.CharField(max_length=32, db_index=True)
+    idempotency_key = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATING)
+    payment_intent_id = models.CharField(max_length=128, blank=True)
+    #: The card charged, as Cloudflare named it ("visa 4242"); never the client secret.
+    card = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_id", "idempotency_key"], name="one_topup_per_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"${self.amount} for {self.account_id} ({self.status})"
+
+
+class RefusedChange(models.Model):
+    """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only).
+
+    Remembered so that the next admin sees the notice before filling the form in; cleared
+    when a later attempt succeeds, or when someone chooses to try again.
+    """
+
+    class Kind(models.TextChoices):
+        AUTO_TOPUP = "auto_topup", "Auto top-up rule"
+        SPENDING_LIMIT = "spending_limit", "Spending limit"
+
+    account_id = models.CharField(max_length=32)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    refused_at = models.DateTimeField(default=timezone.now)
+    refused_by = models.CharField(max_length=150)
+    #: What Cloudflare said, in its words (shown escaped).
+    message = models.TextField(blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "kind"], name="one_refusal_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} refused for {self.account_id}"

@@ -145,3 +145,20 @@ def test_it_explains_a_missing_account_in_the_layout(personas, settings):
     response = personas["outsider"].get(reverse("overview", args=[ACCOUNT_ID]))
     assert response.status_code == 404
     assert "no account here that you have been given access to" in response.text
+
+
+@pytest.mark.django_db
+def test_it_gives_each_role_exactly_its_permissions():
+    from django.contrib.auth.models import Group
+
+    from dashboard import roles
+
+    for name, codenames in roles.ROLE_PERMISSIONS.items():
+        held = {
+            (p.content_type.app_label, p.codename)
+            for p in Group.objects.get(name=name).permissions.all()
+        }
+        expected = {("dashboard", codename) for codename in codenames}
+        if name == roles.BILLING_ADMIN:
+            expected |= set(roles.ADMIN_AUTH_PERMISSIONS)
+        assert held == expected, name

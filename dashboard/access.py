@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
 
-from dashboard.models import AccountAccess
+from dashboard.models import AccountAccess, AuditEvent
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -57,10 +57,14 @@ AccountView = Callable[Concatenate[HtmxHttpRequest, Account, ...], HttpResponse]
 
 def account_view(
     permission: str,
+    *,
+    audit_action: AuditEvent.Action | None = None,
 ) -> Callable[[AccountView], Callable[..., HttpResponse]]:
     """Decorate a view taking ``(request, account, ...)`` for URLs with ``<account_id>``.
 
-    ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``.
+    ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``. With
+    ``audit_action`` (a write view), a POST refused for want of the permission is recorded
+    in the audit log before the 403.
     """
 
     def decorator(view: AccountView) -> Callable[..., HttpResponse]:
@@ -69,6 +73,16 @@ def account_view(
             request: HtmxHttpRequest, account_id: str, *args: Any, **kwargs: Any
         ) -> HttpResponse:
             if not request.user.has_perm(f"dashboard.{permission}"):
+                if audit_action is not None and request.method == "POST":
+                    from dashboard import audit
+
+                    audit.record(
+                        request.user,
+                        account_id,
+                        audit_action,
+                        AuditEvent.Outcome.FORBIDDEN,
+                        detail=f"missing permission {permission}",
+                    )
                 raise PermissionDenied
             account = account_for_or_404(request.user, account_id)
             return view(request, account, *args, **kwargs)

@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
 
+from dashboard import audit
 from dashboard.models import AccountAccess, AuditEvent
 
 
@@ -74,8 +75,6 @@ def account_view(
         ) -> HttpResponse:
             if not request.user.has_perm(f"dashboard.{permission}"):
                 if audit_action is not None and request.method == "POST":
-                    from dashboard import audit
-
                     audit.record(
                         request.user,
                         account_id,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils.html import escape
 
-from dashboard.services import overview as cards
+from dashboard import clock
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW, hold
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
@@ -17,7 +17,7 @@ URL = "/accounts/"
 
 @pytest.fixture(autouse=True)
 def _frozen_clock(monkeypatch) -> None:
-    monkeypatch.setattr(cards, "clock", lambda: NOW)
+    monkeypatch.setattr(clock, "now", lambda: NOW)
 
 
 def row(html: str, name: str) -> str:

@@ -12,8 +12,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
-from dashboard import billing
-from dashboard.services import overview as cards
+from dashboard import billing, clock
 from dashboard.templatetags.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
@@ -34,7 +33,7 @@ HTMX = {"HX-Request": "true", "HX-Target": "balance-card"}
 @pytest.fixture(autouse=True)
 def _frozen_clock(monkeypatch) -> None:
     """The page's "now" is the simulator's, whose history ends there."""
-    monkeypatch.setattr(cards, "clock", lambda: NOW)
+    monkeypatch.setattr(clock, "now", lambda: NOW)
 
 
 @pytest.fixture

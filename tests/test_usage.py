@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from billing_api.simulator import Simulator
-from dashboard.services import usage as usage_service
+from dashboard import clock
 from dashboard.templatetags.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
@@ -36,7 +36,7 @@ HTMX = {"HX-Request": "true", "HX-Target": "usage-report"}
 @pytest.fixture(autouse=True)
 def _report_clock(monkeypatch) -> None:
     """The report's "now" is the simulator's frozen clock, so the history lines up."""
-    monkeypatch.setattr(usage_service, "current_time", lambda: NOW)
+    monkeypatch.setattr(clock, "now", lambda: NOW)
 
 
 @pytest.fixture

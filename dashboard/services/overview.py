@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing_api import models
-from dashboard import upstream
+from dashboard import clock, upstream
 from dashboard.access import Account
 from dashboard.services import reads, runway
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
@@ -46,11 +46,6 @@ CARD_READS: Final[dict[str, tuple[str, ...]]] = {
 CARD_PERMISSIONS: Final = {INVOICE: "dashboard.view_invoices"}
 #: Lines of the upcoming invoice shown on its card; the invoices page has them all.
 INVOICE_LINES_SHOWN = 3
-
-
-def clock() -> datetime:
-    """Now. A seam for tests, whose simulator lives at a fixed moment."""
-    return timezone.now()
 
 
 @dataclass(frozen=True)
@@ -199,7 +194,7 @@ def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
 def overview(account_id: str, cards: Iterable[str]) -> Overview:
     """The cards named, from reads gathered in parallel under the page deadline."""
     chosen = tuple(cards)
-    now = clock()
+    now = clock.now()
     tz = timezone.get_current_timezone()
     span = runway.usage_range(now, tz)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {
@@ -378,7 +373,7 @@ class AccountSummary:
 
 def account_summaries(accounts: list[Account]) -> list[AccountSummary]:
     """One row per account, every account's reads in parallel under one deadline."""
-    now = clock()
+    now = clock.now()
     tz = timezone.get_current_timezone()
     span = runway.usage_range(now, tz)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}

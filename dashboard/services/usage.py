@@ -32,7 +32,6 @@ from functools import partial
 from typing import Any, Final, Literal
 
 from django.conf import settings
-from django.utils import timezone
 
 from billing_api import models
 from dashboard import upstream
@@ -66,11 +65,6 @@ CENT: Final = Decimal("0.01")
 
 class RangeError(ValueError):
     """A range the report cannot show; the message is for the person who asked."""
-
-
-def current_time() -> datetime:
-    """Now, as the report sees it. Tests pin it to the simulator's frozen clock."""
-    return timezone.now()
 
 
 # ---------------------------------------------------------------- time helpers

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from dashboard import clock
 from dashboard.access import Account, HtmxHttpRequest, account_view
 from dashboard.forms import UsageFilterForm
 from dashboard.services import usage as usage_service
@@ -56,9 +57,7 @@ def usage_csv(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 
 
 def _form(request: HtmxHttpRequest) -> UsageFilterForm:
-    return UsageFilterForm(
-        request.GET, now=usage_service.current_time(), zone=timezone.get_current_timezone()
-    )
+    return UsageFilterForm(request.GET, now=clock.now(), zone=timezone.get_current_timezone())
 
 
 def _report(account: Account, form: UsageFilterForm) -> usage_service.UsageReport:

@@ -7,7 +7,10 @@ PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && echo python3.12 || ec
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint types pytest simulator bench-read fmt clean
+# Tests run on PostgreSQL, as production does; `make run` keeps the embedded SQLite.
+TEST_DATABASE_URL ?= postgres://127.0.0.1:5432/test
+
+.PHONY: run test lint types pytest services simulator bench-read fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is needed, found " + sys.version'

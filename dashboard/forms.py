@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from django import forms
+from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
-from dashboard.services import usage
+from dashboard.models import AuditEvent
+from dashboard.services import activity, topups, usage
+from dashboard.templatetags.money import format_usd
 
 # ---------------------------------------------------------------- invoices
 
@@ -146,3 +151,294 @@ class UsageFilterForm(forms.Form):
         cleaned["window_asked"] = cleaned.get("window")
         cleaned["window"] = cleaned.get("window") or usage.default_window(preset)
         return cleaned
+
+
+# ---------------------------------------------------------------- activity
+
+
+class ActivityFilterForm(forms.Form):
+    """The activity table's query string: action, outcome, user, dates (from, to) and page.
+
+    All optional. ``clean()`` leaves ``cleaned_data["filters"]`` (an
+    :class:`activity.Filters`, dates turned into local midnights, the end one exclusive) and
+    ``page`` (1 or more).
+    """
+
+    #: Dates outside these years cannot be an audit event, and would overflow a datetime.
+    EARLIEST = date(2000, 1, 1)
+    LATEST = date(2999, 12, 31)
+
+    action = forms.ChoiceField(
+        label="Action",
+        choices=[("", "All actions"), *AuditEvent.Action.choices],
+        required=False,
+        error_messages={"invalid_choice": "Choose one of the actions offered."},
+    )
+    outcome = forms.ChoiceField(
+        label="Outcome",
+        choices=[("", "All outcomes"), *AuditEvent.Outcome.choices],
+        required=False,
+        error_messages={"invalid_choice": "Choose one of the outcomes offered."},
+    )
+    user = forms.ChoiceField(
+        label="Who",
+        required=False,
+        error_messages={"invalid_choice": "Choose someone who appears in this log."},
+    )
+    start = forms.DateField(
+        label="From",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
+    )
+    end = forms.DateField(
+        label="To",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
+    )
+    page = forms.IntegerField(
+        required=False,
+        min_value=1,
+        widget=forms.HiddenInput,
+        error_messages={
+            "invalid": "The page must be a whole number.",
+            "min_value": "The page must be 1 or more.",
+        },
+    )
+
+    def __init__(self, *args: Any, users: Sequence[str], zone: tzinfo, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = zone
+        user_field = cast(forms.ChoiceField, self.fields["user"])
+        user_field.choices = [("", "Everyone"), *((name, name) for name in users)]
+
+    def clean_action(self) -> AuditEvent.Action | None:
+        value = self.cleaned_data.get("action")
+        return AuditEvent.Action(value) if value else None
+
+    def clean_outcome(self) -> AuditEvent.Outcome | None:
+        value = self.cleaned_data.get("outcome")
+        return AuditEvent.Outcome(value) if value else None
+
+    def clean_user(self) -> str | None:
+        return self.cleaned_data.get("user") or None
+
+    def _check_date(self, value: date | None, which: str) -> date | None:
+        if value is not None and not self.EARLIEST <= value <= self.LATEST:
+            raise forms.ValidationError(
+                f"Enter a {which} date between {self.EARLIEST.year} and {self.LATEST.year}."
+            )
+        return value
+
+    def clean_start(self) -> date | None:
+        return self._check_date(self.cleaned_data.get("start"), "start")
+
+    def clean_end(self) -> date | None:
+        return self._check_date(self.cleaned_data.get("end"), "end")
+
+    def clean_page(self) -> int:
+        value = self.cleaned_data.get("page")
+        return 1 if value is None else int(value)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.errors:
+            return cleaned
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start is not None and end is not None and end < start:
+            self.add_error("end", "The end date is before the start date.")
+            return cleaned
+        cleaned["filters"] = activity.Filters(
+            action=cleaned.get("action"),
+            outcome=cleaned.get("outcome"),
+            user=cleaned.get("user"),
+            start=None if start is None else usage.local_midnight(start, self.zone),
+            end=None if end is None else usage.local_midnight(end + usage.DAY, self.zone),
+            start_date=start,
+            end_date=end,
+        )
+        return cleaned
+
+
+# ---------------------------------------------------------------- auto top-up and spending limit
+
+
+class DollarField(forms.DecimalField):
+    """Dollars and cents: "$1,250.5" is read as 1250.50; more than two decimals is an error."""
+
+    def __init__(self, *, label: str, minimum: Decimal, maximum: Decimal, **kwargs: Any) -> None:
+        low, high = f"${minimum:,.2f}", f"${maximum:,.2f}"
+        super().__init__(
+            label=label,
+            min_value=minimum,
+            max_value=maximum,
+            decimal_places=2,
+            error_messages={
+                "required": f"Enter the {label.lower()} in dollars.",
+                "invalid": f"Enter the {label.lower()} as a number of dollars, like 20.00.",
+                "min_value": f"The {label.lower()} must be at least {low} (Cloudflare's minimum).",
+                "max_value": f"The {label.lower()} can be at most {high}.",
+                "max_decimal_places": f"Enter the {label.lower()} in whole cents (two decimals).",
+                "max_digits": f"The {label.lower()} can be at most {high}.",
+                "max_whole_digits": f"The {label.lower()} can be at most {high}.",
+            },
+            # Text, not number: browsers would refuse "$20" or "1,000" and hide the reason.
+            widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+            **kwargs,
+        )
+
+    def clean(self, value: Any) -> Decimal | None:
+        result = super().clean(value)
+        return None if result is None else Decimal(result).quantize(Decimal("0.01"))
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().replace(",", "").removeprefix("$").strip()
+            try:
+                if value and not Decimal(value).is_finite():
+                    raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+            except InvalidOperation:
+                pass
+        return super().to_python(value)
+
+
+#: Sane upper bounds: a typo of a few extra zeros must not reach Cloudflare.
+AUTO_TOPUP_MAX_THRESHOLD = Decimal("10000")
+AUTO_TOPUP_MAX_AMOUNT = Decimal("10000")
+SPENDING_LIMIT_MAX = Decimal("1000000")
+
+
+class AutoTopupForm(forms.Form):
+    """When the balance falls below ``threshold``, add ``amount`` (Cloudflare's minimums)."""
+
+    threshold = DollarField(
+        label="Threshold", minimum=Decimal("5.00"), maximum=AUTO_TOPUP_MAX_THRESHOLD
+    )
+    amount = DollarField(label="Amount", minimum=Decimal("10.00"), maximum=AUTO_TOPUP_MAX_AMOUNT)
+
+    def __init__(self, *args: Any, max_amount: Decimal | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if max_amount is not None and max_amount < AUTO_TOPUP_MAX_AMOUNT:
+            # Cloudflare's own largest top-up for the account, from topup/limits.
+            self.fields["amount"] = DollarField(
+                label="Amount", minimum=Decimal("10.00"), maximum=max_amount
+            )
+
+
+LIMIT_DURATIONS = [
+    ("daily", "Daily"),
+    ("weekly", "Weekly"),
+    ("monthly", "Monthly"),
+]
+LIMIT_STRATEGIES = [
+    ("fixed", "Fixed"),
+    ("sliding", "Sliding"),
+]
+
+
+class SpendingLimitForm(forms.Form):
+    """The account-wide limit. ``confirm`` is required only when the limit blocks traffic now.
+
+    ``blocks_now(amount, duration, strategy)`` says whether spend in that window already
+    reaches the amount; the form keeps its answer in ``impact`` for the page.
+    """
+
+    amount = DollarField(label="Limit", minimum=Decimal("1.00"), maximum=SPENDING_LIMIT_MAX)
+    duration = forms.ChoiceField(
+        label="Window",
+        choices=LIMIT_DURATIONS,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose a window: daily, weekly or monthly.",
+            "invalid_choice": "Choose daily, weekly or monthly as the window.",
+        },
+    )
+    strategy = forms.ChoiceField(
+        label="How the window moves",
+        choices=LIMIT_STRATEGIES,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose fixed or sliding.",
+            "invalid_choice": "Choose fixed or sliding as the strategy.",
+        },
+    )
+    confirm = forms.BooleanField(label="I understand this stops AI traffic now", required=False)
+
+    def __init__(self, *args: Any, impact_of: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.impact_of = impact_of
+        self.impact: Any = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        amount, duration = cleaned.get("amount"), cleaned.get("duration")
+        strategy = cleaned.get("strategy")
+        if self.impact_of is None or amount is None or not duration or not strategy:
+            return cleaned
+        self.impact = self.impact_of(amount, duration, strategy)
+        if self.impact.blocks_now and not cleaned.get("confirm"):
+            self.add_error(
+                "confirm",
+                "This limit is already used up: tick the box to confirm that it stops "
+                "AI traffic now.",
+            )
+        return cleaned
+
+
+# ---------------------------------------------------------------- top-ups
+
+
+class TopupForm(forms.Form):
+    """A one-off top-up: ``amount`` in dollars, and the idempotency key the form was given.
+
+    ``preset`` (a quick-pick button, a real submit button) stands in for the amount. The
+    account's limits come from Cloudflare (``topup/limits``) or are the documented minimum.
+    """
+
+    amount = forms.DecimalField(
+        label="Amount (US dollars)",
+        max_digits=12,
+        decimal_places=2,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        error_messages={
+            "required": "Enter an amount in dollars, such as 25 or 25.50.",
+            "invalid": "Enter the amount as a number of dollars, such as 25 or 25.50.",
+            "max_decimal_places": "Enter whole cents: at most 2 digits after the point.",
+            "max_digits": "That amount is far too large for a top-up.",
+            "max_whole_digits": "That amount is far too large for a top-up.",
+        },
+    )
+    idempotency_key = forms.RegexField(
+        regex=topups.KEY_PATTERN,
+        widget=forms.HiddenInput,
+        error_messages={
+            "required": "This form is missing its one-time key: reload the page and try again.",
+            "invalid": "This form's one-time key is not valid: reload the page and try again.",
+        },
+    )
+
+    def __init__(
+        self, data: QueryDict | None = None, *, limits: topups.Limits, **kwargs: Any
+    ) -> None:
+        preset = data.get("preset", "") if data is not None else ""
+        if data is not None and preset.isdigit() and Decimal(preset) in topups.QUICK_PICKS:
+            data = data.copy()
+            data["amount"] = preset
+        super().__init__(data, **kwargs)
+        self.limits = limits
+
+    def clean_amount(self) -> Decimal:
+        amount: Decimal = self.cleaned_data["amount"]
+        if amount <= 0:
+            raise forms.ValidationError("Enter an amount of more than $0.")
+        minimum, maximum = self.limits.minimum, self.limits.maximum
+        if amount < minimum:
+            raise forms.ValidationError(
+                f"The smallest top-up for this account is {format_usd(minimum)}."
+            )
+        if maximum is not None and amount > maximum:
+            raise forms.ValidationError(
+                f"The largest top-up for this account is {format_usd(maximum)}."
+            )
+        return amount.quantize(Decimal("0.01"))

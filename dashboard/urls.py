@@ -23,5 +23,28 @@ urlpatterns = [
     path("accounts/<account:account_id>/usage/", views.usage, name="usage"),
     path("accounts/<account:account_id>/usage.csv", views.usage_csv, name="usage_csv"),
     path("accounts/<account:account_id>/invoices/", views.invoices, name="invoices"),
+    path("accounts/<account:account_id>/topups/", views.topups, name="topups"),
+    path("accounts/<account:account_id>/topups/new/", views.topup_create, name="topup_create"),
+    path(
+        "accounts/<account:account_id>/topups/<int:pk>/status/",
+        views.topup_status,
+        name="topup_status",
+    ),
+    path("accounts/<account:account_id>/activity/", views.activity, name="activity"),
+    path("accounts/<account:account_id>/activity.csv", views.activity_csv, name="activity_csv"),
+    path("accounts/<account:account_id>/auto-top-up/", views.auto_topup, name="auto_topup"),
+    path(
+        "accounts/<account:account_id>/auto-top-up/delete/",
+        views.auto_topup_delete,
+        name="auto_topup_delete",
+    ),
+    path(
+        "accounts/<account:account_id>/spending-limit/", views.spending_limit, name="spending_limit"
+    ),
+    path(
+        "accounts/<account:account_id>/spending-limit/delete/",
+        views.spending_limit_delete,
+        name="spending_limit_delete",
+    ),
     path("admin/", admin.site.urls),
 ]

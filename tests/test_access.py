@@ -17,6 +17,7 @@ PERSONAS = ("anonymous", "nobody", "lead", "finance", "admin", "outsider")
 
 READ = {"lead": 200, "finance": 200, "admin": 200}
 FINANCE = {"lead": 403, "finance": 200, "admin": 200}
+ADMIN_ONLY = {"lead": 403, "finance": 403, "admin": 200}
 # Per URL name: what each persona gets for a GET. "outsider" is finance staff for another
 # account only: the account in the URL does not exist for them (404).
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -29,6 +30,20 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "usage": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
     "usage_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
     "invoices": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "topups": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    # POST only: a GET is 405 to those who may top up, 403 (or 404) to the others.
+    "topup_create": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    | {"lead": 403, "finance": 405, "admin": 405},
+    # The walk asks for top-up 1, which does not exist: permission first (403), then 404.
+    "topup_status": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    | {"lead": 403, "finance": 404, "admin": 404},
+    "activity": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "activity_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    # The standing rules: Billing admins only (outsider is finance staff: no permission, 403).
+    "auto_topup": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    "auto_topup_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    "spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    "spending_limit_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
 }
 
 
@@ -43,7 +58,9 @@ def url_names() -> list[tuple[str, URLPattern]]:
 
 
 def url_for(name: str, pattern: URLPattern) -> str:
-    kwargs = dict.fromkeys(pattern.pattern.converters, ACCOUNT_ID)
+    kwargs: dict[str, Any] = dict.fromkeys(pattern.pattern.converters, ACCOUNT_ID)
+    # Other path parameters (a top-up's pk) are numbers: 1, which the walk never creates.
+    kwargs |= {key: 1 for key in kwargs if key != "account_id"}
     return reverse(name, kwargs=kwargs)
 
 

@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from dashboard.views.activity import activity, activity_csv
 from dashboard.views.invoices import invoices
 from dashboard.views.overview import all_accounts, home, overview
+from dashboard.views.rules import (
+    auto_topup,
+    auto_topup_delete,
+    spending_limit,
+    spending_limit_delete,
+)
+from dashboard.views.topups import topup_create, topup_status, topups
 from dashboard.views.usage import usage, usage_csv
 
-__all__ = ["all_accounts", "home", "invoices", "overview", "usage", "usage_csv"]
+__all__ = [
+    "activity",
+    "activity_csv",
+    "all_accounts",
+    "auto_topup",
+    "auto_topup_delete",
+    "home",
+    "invoices",
+    "overview",
+    "spending_limit",
+    "spending_limit_delete",
+    "topup_create",
+    "topup_status",
+    "topups",
+    "usage",
+    "usage_csv",
+]

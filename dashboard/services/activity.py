@@ -1,0 +1,290 @@
+"""The activity page: an account's audit events, filtered, paged, summarised and exported.
+
+Everything here reads the dashboard's own table (no Cloudflare call). Before and after are
+the JSON the write views recorded; they may carry text that came from Cloudflare, so the
+summaries are plain strings for the template to escape, never markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+
+from dashboard.models import AuditEvent
+from dashboard.services.invoices import page_links
+from dashboard.services.usage import csv_cell
+from dashboard.templatetags.money import format_usd
+
+Action = AuditEvent.Action
+Outcome = AuditEvent.Outcome
+
+PER_PAGE = 50
+#: An export larger than this is refused, never cut short: a truncated file would look
+#: complete in a spreadsheet. Years of one account's changes fit many times over.
+CSV_MAX_ROWS = 10_000
+
+BADGES: dict[str, str] = {
+    Outcome.ACCEPTED: "badge-ok",
+    Outcome.INVALID: "badge-neutral",
+    Outcome.FORBIDDEN: "badge-warning",
+    Outcome.REFUSED: "badge-error",
+    Outcome.FAILED: "badge-error",
+    Outcome.UNKNOWN: "badge-warning",
+}
+
+# Amounts are recorded as exact decimal strings ("25.00", "25"), see ``audit._plain``: the
+# only Decimals the dashboard records are money, while counts and codes stay JSON numbers.
+_MONEY = re.compile(r"-?\d+(\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the filter form asked for; ``None`` is "any". ``end`` is exclusive."""
+
+    action: AuditEvent.Action | None = None
+    outcome: AuditEvent.Outcome | None = None
+    user: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    #: The dates as typed, for links that keep the filter.
+    start_date: date | None = None
+    end_date: date | None = None
+
+    def query(self, page: int | None = None) -> str:
+        """The query string that asks for these filters (and ``page``), "" when none."""
+        params: dict[str, str] = {}
+        if self.action:
+            params["action"] = self.action.value
+        if self.outcome:
+            params["outcome"] = self.outcome.value
+        if self.user:
+            params["user"] = self.user
+        if self.start_date:
+            params["start"] = self.start_date.isoformat()
+        if self.end_date:
+            params["end"] = self.end_date.isoformat()
+        if page is not None and page > 1:
+            params["page"] = str(page)
+        return "?" + urlencode(params) if params else ""
+
+
+def account_events(account_id: str) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(account_id=account_id)
+
+
+def usernames(account_id: str) -> list[str]:
+    """Everyone who appears in the account's log, for the user filter."""
+    names = account_events(account_id).exclude(username="").values_list("username", flat=True)
+    return sorted(set(names), key=str.casefold)
+
+
+def events(account_id: str, filters: Filters) -> QuerySet[AuditEvent]:
+    """The account's events that match, newest first."""
+    found = account_events(account_id)
+    if filters.action:
+        found = found.filter(action=filters.action)
+    if filters.outcome:
+        found = found.filter(outcome=filters.outcome)
+    if filters.user:
+        found = found.filter(username=filters.user)
+    if filters.start:
+        found = found.filter(at__gte=filters.start)
+    if filters.end:
+        found = found.filter(at__lt=filters.end)
+    return found.order_by("-at", "-id")
+
+
+class PageError(Exception):
+    pass
+
+
+def page_of(found: QuerySet[AuditEvent], number: int) -> Page[AuditEvent]:
+    """Page ``number`` (from 1) of ``PER_PAGE`` events.
+
+    Raises:
+        PageError: past the last page (page 1 of nothing is an empty page, not an error).
+    """
+    paginator = Paginator(found, PER_PAGE)
+    if number > paginator.num_pages:
+        raise PageError(
+            f"There is no page {number}: these events fill {paginator.num_pages} "
+            f"page{'s' if paginator.num_pages != 1 else ''}."
+        )
+    return paginator.page(number)
+
+
+# ---------------------------------------------------------------- rows for the page
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field of before → after, as text; ``before`` is None for a value newly set."""
+
+    label: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class Row:
+    event: AuditEvent
+    action: str
+    outcome: str
+    badge: str
+    changes: tuple[Change, ...]
+    upstream: str
+
+
+def value_text(value: Any) -> str:
+    """A recorded value as people read it: money strings as dollars, JSON otherwise."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return format_usd(Decimal(value)) if _MONEY.fullmatch(value) else value
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _label(key: str) -> str:
+    text = key.replace("_", " ").strip()
+    return text[:1].upper() + text[1:] if text else "Value"
+
+
+def changes(before: Any, after: Any) -> tuple[Change, ...]:
+    """What changed, field by field; an unchanged field is left out.
+
+    Two objects are compared key by key; anything else is one "Value" line.
+    """
+    if before is None and after is None:
+        return ()
+    if isinstance(before, Mapping | None) and isinstance(after, Mapping | None):
+        old: Mapping[str, Any] = before or {}
+        new: Mapping[str, Any] = after or {}
+        keys = list(old) + [key for key in new if key not in old]
+        found = []
+        for key in keys:
+            if key in old and key in new and old[key] == new[key]:
+                continue
+            found.append(
+                Change(
+                    _label(str(key)),
+                    value_text(old[key]) if key in old else None,
+                    value_text(new[key]) if key in new else "removed",
+                )
+            )
+        return tuple(found)
+    return (
+        Change(
+            "Value",
+            None if before is None else value_text(before),
+            value_text(after),
+        ),
+    )
+
+
+def upstream_text(event: AuditEvent) -> str:
+    """What Cloudflare answered, e.g. "HTTP 403 · codes 10000 · request abc123"."""
+    parts = []
+    if event.upstream_status is not None:
+        parts.append(f"HTTP {event.upstream_status}")
+    codes = [str(code) for code in event.upstream_codes or []]
+    if codes:
+        parts.append(f"code{'s' if len(codes) > 1 else ''} {', '.join(codes)}")
+    if event.request_id:
+        parts.append(f"request {event.request_id}")
+    return " · ".join(parts)
+
+
+def row(event: AuditEvent) -> Row:
+    return Row(
+        event=event,
+        action=event.get_action_display(),
+        outcome=event.get_outcome_display(),
+        badge=BADGES.get(event.outcome, "badge-neutral"),
+        changes=changes(event.before, event.after),
+        upstream=upstream_text(event),
+    )
+
+
+def rows(found: Iterable[AuditEvent]) -> list[Row]:
+    return [row(event) for event in found]
+
+
+@dataclass(frozen=True)
+class PageLink:
+    number: int
+    query: str
+
+
+def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:
+    """Numbered page links that keep the filters; None is a gap."""
+    return [
+        None if number is None else PageLink(number, filters.query(number))
+        for number in page_links(page.number, page.paginator.num_pages)
+    ]
+
+
+# ---------------------------------------------------------------- CSV
+
+CSV_HEADER = (
+    "time_utc",
+    "time_local",
+    "user",
+    "account",
+    "action",
+    "outcome",
+    "before",
+    "after",
+    "upstream_status",
+    "upstream_codes",
+    "request_id",
+    "idempotency_key",
+    "detail",
+)
+
+
+def _json_cell(value: Any) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def csv_row(event: AuditEvent, zone: tzinfo) -> list[str]:
+    """One event as CSV cells, every one made inert for spreadsheets."""
+    cells = [
+        event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        event.at.astimezone(zone).isoformat(timespec="seconds"),
+        event.username,
+        event.account_id,
+        event.action,
+        event.outcome,
+        _json_cell(event.before),
+        _json_cell(event.after),
+        "" if event.upstream_status is None else str(event.upstream_status),
+        " ".join(str(code) for code in event.upstream_codes or []),
+        event.request_id,
+        event.idempotency_key,
+        event.detail,
+    ]
+    return [csv_cell(cell) for cell in cells]
+
+
+def csv_rows(found: QuerySet[AuditEvent], zone: tzinfo) -> Iterator[list[str]]:
+    """The header, then every event of ``found`` (newest first), read in chunks."""
+    yield [*CSV_HEADER[:1], f"time_local ({zone})", *CSV_HEADER[2:]]
+    for event in found.iterator(chunk_size=500):
+        yield csv_row(event, zone)
+
+
+def csv_filename(account_id: str, today: date) -> str:
+    return f"activity-{account_id}-{today.isoformat()}.csv"

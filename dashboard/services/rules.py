@@ -1,0 +1,335 @@
+"""The two standing rules: the auto top-up rule and the account-wide spending limit.
+
+Reads for the pages (the current rule, a preview against the 7-day burn rate, how much of a
+limit's window is already spent) and the four writes. A write is audited whatever happens,
+remembers a 403 from Cloudflare per account (:class:`RefusedChange`), forgets it once a
+later attempt succeeds, and drops the cached reads it changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.cache import cache
+from django.utils import timezone
+
+from billing_api import errors, models
+from billing_api.client import BillingClient
+from dashboard import audit, billing, clock, upstream
+from dashboard.models import AuditEvent, RefusedChange
+from dashboard.services import reads, runway
+from dashboard.templatetags.money import format_usd
+
+Kind = RefusedChange.Kind
+
+#: Where Cloudflare's own dashboard takes these changes; the account id makes it precise.
+DASHBOARD_AI_GATEWAY = "https://dash.cloudflare.com/{account_id}/ai/ai-gateway"
+SPEND_LIMITS_DOCS = "https://developers.cloudflare.com/ai-gateway/features/spend-limits/"
+
+#: The words for a limit's window, by strategy and duration.
+WINDOW_WORDS = {
+    ("fixed", "daily"): "today",
+    ("fixed", "weekly"): "this week",
+    ("fixed", "monthly"): "this month",
+    ("sliding", "daily"): "in the last 24 hours",
+    ("sliding", "weekly"): "in the last 7 days",
+    ("sliding", "monthly"): "in the last 30 days",
+}
+PERIOD_WORDS = {"daily": "a day", "weekly": "a week", "monthly": "a month"}
+
+
+def dashboard_url(account_id: str) -> str:
+    return DASHBOARD_AI_GATEWAY.format(account_id=account_id)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def refusal(account_id: str, kind: RefusedChange.Kind) -> RefusedChange | None:
+    return RefusedChange.objects.filter(account_id=account_id, kind=kind).first()
+
+
+def clear_refusal(account_id: str, kind: RefusedChange.Kind) -> None:
+    RefusedChange.objects.filter(account_id=account_id, kind=kind).delete()
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The last 30 days of hourly spend (the overview's read, so the cache is shared)."""
+
+    buckets: tuple[models.UsageBucket, ...]
+    end: datetime
+    week: runway.BurnRate | None
+    now: datetime
+
+
+def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
+    """The spend the previews use, or why it cannot be read."""
+    now = clock.now()
+    tz = timezone.get_current_timezone()
+    span = runway.usage_range(now, tz)
+    fetched = reads.usage_history(account_id, "hour", span.start, span.end)
+    if fetched.value is None:
+        return None, fetched.error or "Cloudflare did not answer in time."
+    buckets = tuple(fetched.value.history)
+    days = runway.daily_totals(buckets, tz, span.start, span.end)
+    return Spend(buckets, span.end, runway.burn_rate(days, runway.SHORT_DAYS), now), None
+
+
+def rule_of(balance: models.CreditBalance | None) -> tuple[Decimal, Decimal] | None:
+    """(threshold, amount) of the rule Cloudflare holds, or None when none is set."""
+    if balance is None:
+        return None
+    config = balance.topup_config
+    if not config.is_set or config.amount is None or config.threshold is None:
+        return None
+    return config.threshold, config.amount
+
+
+def describe_rule(threshold: Decimal, amount: Decimal) -> str:
+    return f"When the balance falls below {format_usd(threshold)}, add {format_usd(amount)}."
+
+
+def auto_topup_preview(
+    balance: models.CreditBalance | None,
+    spend: Spend | None,
+    threshold: Decimal,
+    amount: Decimal,
+) -> str | None:
+    """What the rule means at the 7-day burn rate, in one or two sentences."""
+    if balance is None or spend is None:
+        return None
+    if spend.week is None:
+        return "No forecast yet: it needs at least one complete day of usage."
+    per_day = spend.week.per_day
+    forecast = runway.runway(
+        balance.balance, spend.week, spend.now, runway.AutoTopup(amount, threshold)
+    )
+    rate = f"At the 7-day spend of {format_usd(per_day)} a day"
+    if forecast.kind != "funded":
+        return f"{rate}, the balance does not run down, so this rule would not fire."
+    parts = []
+    if forecast.topup_every is not None:
+        parts.append(f"{rate}, this fires {runway.describe_interval(forecast.topup_every)}")
+    else:
+        parts.append(rate)
+    if forecast.topup_due:
+        parts.append(
+            f"the balance ({format_usd(balance.balance)}) is already below "
+            f"{format_usd(threshold)}, so a top-up would be due at once"
+        )
+    elif forecast.next_topup_at is not None:
+        local = timezone.localtime(forecast.next_topup_at)
+        parts.append(f"next top-up around {local:%a} {local.day} {local:%b}")
+    else:
+        parts.append("no top-up is expected for more than a year")
+    return "; ".join(parts) + "."
+
+
+def limit_of(limit: models.SpendingLimit | None) -> models.SpendingLimitConfig | None:
+    if limit is None or not limit.enabled or limit.config.amount is None:
+        return None
+    return limit.config
+
+
+def describe_limit(amount: Decimal | None, duration: str | None, strategy: str | None) -> str:
+    """ "$400.00 a month, fixed window" (Cloudflare's own words for values we do not know)."""
+    money = format_usd(amount) if amount is not None else "no amount"
+    period = PERIOD_WORDS.get((duration or "").lower(), duration or "")
+    kind = (strategy or "").lower()
+    kind = {"fixed": "fixed window", "sliding": "sliding window"}.get(kind, kind)
+    return f"{money} {period}".strip() + (f", {kind}" if kind else "")
+
+
+def describe_config(config: models.SpendingLimitConfig) -> str:
+    return describe_limit(config.amount, config.duration, config.strategy)
+
+
+@dataclass(frozen=True)
+class Impact:
+    """Spend already in the window of a proposed limit, and whether it blocks traffic now."""
+
+    spent: Decimal
+    window: str
+    blocks_now: bool
+
+
+def limit_impact(spend: Spend | None, amount: Decimal, duration: str, strategy: str) -> Impact:
+    if spend is None:
+        return Impact(Decimal(0), WINDOW_WORDS[(strategy, duration)], False)
+    tz = timezone.get_current_timezone()
+    window = runway.limit_window(
+        spend.buckets, amount, duration, strategy, spend.now, tz, spend.end
+    )
+    return Impact(window.used, WINDOW_WORDS[(strategy, duration)], window.exceeded)
+
+
+# ---------------------------------------------------------------- writes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    #: What to tell the user when not ok.
+    message: str = ""
+    #: Cloudflare answered 403: the refusal is remembered for the account.
+    refused: bool = False
+
+
+UNCONFIRMED = "Cloudflare did not confirm the change; check before trying again."
+
+
+def _explain(error: errors.BillingError) -> str:
+    if isinstance(error, errors.BillingConnectionError):
+        # A POST is never retried: it may or may not have reached Cloudflare.
+        return f"Cloudflare’s billing service did not answer in time. {UNCONFIRMED}"
+    if isinstance(error, errors.BillingResponseError):
+        return f"{error.user_message} {UNCONFIRMED}"
+    if isinstance(error, errors.BillingStatusError):
+        said = "; ".join(e.message for e in error.errors)
+        text = error.user_message + (f" Cloudflare said: “{said}”" if said else "")
+        if error.request_id:
+            text += f" (request id {error.request_id})"
+        return text
+    return error.user_message
+
+
+def _write(
+    user: User | AnonymousUser,
+    account_id: str,
+    kind: RefusedChange.Kind,
+    action: AuditEvent.Action,
+    call: Callable[[BillingClient], object],
+    *,
+    before: object,
+    after: object,
+    dropped: tuple[str, ...],
+) -> Outcome:
+    try:
+        call(billing.client_for(account_id))
+    except errors.BillingError as error:
+        if isinstance(error, errors.BillingStatusError) and error.status_code is None:
+            # Refused by the client before sending: the form should have caught it.
+            audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, error=error)
+            return Outcome(False, str(error))
+        outcome = audit.outcome_of(error)
+        audit.record(user, account_id, action, outcome, before=before, after=after, error=error)
+        _drop(account_id, dropped)
+        if isinstance(error, errors.PermissionDeniedError):
+            said = "; ".join(e.message for e in error.errors) or str(error)
+            RefusedChange.objects.update_or_create(
+                account_id=account_id,
+                kind=kind,
+                defaults={
+                    "refused_at": timezone.now(),
+                    "refused_by": user.get_username(),
+                    "message": said,
+                    "upstream_status": error.status_code,
+                },
+            )
+            return Outcome(False, said, refused=True)
+        return Outcome(False, _explain(error))
+    audit.record(user, account_id, action, AuditEvent.Outcome.ACCEPTED, before=before, after=after)
+    clear_refusal(account_id, kind)
+    _drop(account_id, dropped)
+    return Outcome(True)
+
+
+def _drop(account_id: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        key = upstream.cache_key(account_id, name)
+        cache.delete_many([key, key + ":failed"])
+
+
+def _rule_json(rule: tuple[Decimal, Decimal] | None) -> dict[str, Decimal] | None:
+    return None if rule is None else {"threshold": rule[0], "amount": rule[1]}
+
+
+def save_auto_topup(
+    user: User | AnonymousUser,
+    account_id: str,
+    threshold: Decimal,
+    amount: Decimal,
+    before: tuple[Decimal, Decimal] | None,
+) -> Outcome:
+    return _write(
+        user,
+        account_id,
+        Kind.AUTO_TOPUP,
+        AuditEvent.Action.AUTO_TOPUP_SET,
+        lambda client: client.set_topup_config(amount, threshold),
+        before=_rule_json(before),
+        after=_rule_json((threshold, amount)),
+        dropped=("credit-balance",),
+    )
+
+
+def delete_auto_topup(
+    user: User | AnonymousUser, account_id: str, before: tuple[Decimal, Decimal] | None
+) -> Outcome:
+    return _write(
+        user,
+        account_id,
+        Kind.AUTO_TOPUP,
+        AuditEvent.Action.AUTO_TOPUP_DELETE,
+        lambda client: client.delete_topup_config(),
+        before=_rule_json(before),
+        after=None,
+        dropped=("credit-balance",),
+    )
+
+
+def _limit_json(config: models.SpendingLimitConfig | None) -> dict[str, object] | None:
+    if config is None:
+        return None
+    return {"amount": config.amount, "duration": config.duration, "strategy": config.strategy}
+
+
+def save_spending_limit(
+    user: User | AnonymousUser,
+    account_id: str,
+    amount: Decimal,
+    duration: models.LimitDuration,
+    strategy: models.LimitStrategy,
+    before: models.SpendingLimitConfig | None,
+) -> Outcome:
+    return _write(
+        user,
+        account_id,
+        Kind.SPENDING_LIMIT,
+        AuditEvent.Action.SPENDING_LIMIT_SET,
+        lambda client: client.set_spending_limit(amount, duration, strategy),
+        before=_limit_json(before),
+        after={"amount": amount, "duration": duration, "strategy": strategy},
+        dropped=("spending-limit",),
+    )
+
+
+def delete_spending_limit(
+    user: User | AnonymousUser, account_id: str, before: models.SpendingLimitConfig | None
+) -> Outcome:
+    return _write(
+        user,
+        account_id,
+        Kind.SPENDING_LIMIT,
+        AuditEvent.Action.SPENDING_LIMIT_DELETE,
+        lambda client: client.delete_spending_limit(),
+        before=_limit_json(before),
+        after=None,
+        dropped=("spending-limit",),
+    )
+
+
+def record_invalid(
+    user: User | AnonymousUser,
+    account_id: str,
+    action: AuditEvent.Action,
+    errors_by_field: dict[str, list[str]],
+    sent: object,
+) -> None:
+    detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors_by_field.items())
+    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, after=sent, detail=detail)

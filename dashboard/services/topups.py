@@ -1,0 +1,299 @@
+"""One-off top-ups: limits, the card on file, creating one at most once per key, its status.
+
+The rule that keeps a payment from being made twice: a top-up is a row first. The row is
+inserted with the form's idempotency key in a transaction of its own; the unique constraint
+on (account, key) lets exactly one request insert it, whatever the number of clicks, tabs,
+retries or processes. Only that request calls Cloudflare; every other one shows the row.
+
+A ``POST topup`` that got no answer (timeout, broken connection, an answer we cannot read)
+may or may not have charged the card. The row is then ``unknown``, never sent again: the
+page says so and where to check (manual invoices, Cloudflare's dashboard). Without a
+payment id there is nothing to ask ``topup/status`` about, so it stays unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.cache import cache
+from django.core.paginator import Page, Paginator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_api import errors, models
+from dashboard import audit, billing, upstream
+from dashboard.models import Topup
+from dashboard.services import reads
+from dashboard.services.balance import describe_payment_method
+
+logger = logging.getLogger(__name__)
+
+#: Cloudflare's documented minimum (``POST topup`` ``amount`` >= 1000 cents).
+DOCUMENTED_MINIMUM = models.cents_to_dollars(models.MIN_TOPUP_CENTS)
+QUICK_PICKS = (Decimal(25), Decimal(50), Decimal(100), Decimal(250))
+KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+HISTORY_PAGE_SIZE = 20
+#: Polls every 2 s from each open page: one upstream status call per top-up per this long.
+STATUS_CACHE_SECONDS = 2
+#: A card that needs 3-D Secure stays pending until someone confirms it at Cloudflare.
+STUCK_AFTER = timedelta(minutes=10)
+#: Where a person adds a card or checks a payment: AI Gateway in Cloudflare's dashboard.
+#: Cloudflare publishes no deeper link for its billing tab; the account id picks the account.
+DASHBOARD_URL = "https://dash.cloudflare.com/{account_id}/ai-gateway"
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def dashboard_url(account_id: str) -> str:
+    return DASHBOARD_URL.format(account_id=account_id)
+
+
+@dataclass(frozen=True)
+class Limits:
+    minimum: Decimal
+    maximum: Decimal | None
+    #: False when ``topup/limits`` did not answer: the documented minimum, no maximum.
+    from_cloudflare: bool
+
+
+def limits(account_id: str) -> Limits:
+    fetched = reads.topup_limits(account_id)
+    if fetched.value is None:
+        return Limits(DOCUMENTED_MINIMUM, None, from_cloudflare=False)
+    value = fetched.value
+    return Limits(max(value.minimum, DOCUMENTED_MINIMUM), value.maximum, from_cloudflare=True)
+
+
+@dataclass(frozen=True)
+class CardOnFile:
+    #: "Visa •••• 4242"; None with ``known`` True: no payment method on file.
+    name: str | None
+    #: False when Cloudflare could not be asked: the top-up may still be tried.
+    known: bool
+
+    @property
+    def missing(self) -> bool:
+        return self.known and self.name is None
+
+
+def card_on_file(account_id: str) -> CardOnFile:
+    fetched = reads.credit_balance(account_id)
+    if fetched.value is None:
+        return CardOnFile(None, known=False)
+    balance = fetched.value
+    name = describe_payment_method(balance.payment_method)
+    if name is None and balance.has_default_payment_method:
+        name = "the card on file"
+    return CardOnFile(name, known=True)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    topup: Topup
+    card: str
+
+
+@dataclass(frozen=True)
+class History:
+    page: Page[Topup]
+    rows: list[HistoryRow]
+
+
+def history(account_id: str, page: int) -> History:
+    """The account's top-ups made here, newest first, a page at a time."""
+    topups = Topup.objects.filter(account_id=account_id).order_by("-created_at", "-id")
+    found = Paginator(topups, HISTORY_PAGE_SIZE).get_page(page)
+    return History(found, [HistoryRow(t, card_name(t)) for t in found])
+
+
+def card_name(topup: Topup) -> str:
+    """The card as stored ("visa 4242"), in words ("Visa •••• 4242")."""
+    if not topup.card:
+        return ""
+    brand, _, last4 = topup.card.partition(" ")
+    return (
+        describe_payment_method(models.PaymentMethod(brand=brand or None, last4=last4 or None))
+        or ""
+    )
+
+
+@dataclass(frozen=True)
+class Created:
+    topup: Topup
+    #: False: the key had been used; nothing was sent, this is the earlier top-up.
+    sent: bool
+
+
+def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: str) -> Created:
+    """Make the top-up for ``key`` unless it exists; only the inserting call reaches Cloudflare."""
+    try:
+        # Its own transaction, committed before Cloudflare is called: a concurrent insert
+        # of the same key waits for this commit, then fails on the unique constraint.
+        with transaction.atomic():
+            topup = Topup.objects.create(
+                account_id=account_id,
+                idempotency_key=key,
+                amount=amount,
+                created_by=user if isinstance(user, User) else None,
+                username=user.get_username(),
+            )
+    except IntegrityError:
+        existing = Topup.objects.get(account_id=account_id, idempotency_key=key)
+        return Created(existing, sent=False)
+    before = {"amount": amount}
+    try:
+        result = billing.client_for(account_id).create_topup(amount)
+    except (errors.BillingConnectionError, errors.BillingResponseError) as err:
+        # Sent, but no answer we can trust: Cloudflare may have charged the card.
+        _finish(topup, Topup.Status.UNKNOWN, error=err)
+        audit.record(
+            user,
+            account_id,
+            audit.Action.TOPUP,
+            audit.Outcome.UNKNOWN,
+            before=before,
+            error=err,
+            idempotency_key=key,
+        )
+    except errors.BillingError as err:
+        _finish(topup, Topup.Status.FAILED, error=err)
+        audit.record(
+            user,
+            account_id,
+            audit.Action.TOPUP,
+            audit.outcome_of(err),
+            before=before,
+            error=err,
+            idempotency_key=key,
+        )
+    except BaseException:
+        # Whatever broke, the request may have left: never leave the row "creating".
+        _finish(topup, Topup.Status.UNKNOWN, message="The dashboard failed while sending.")
+        raise
+    else:
+        topup.payment_intent_id = result.payment_intent_id
+        topup.card = " ".join(part for part in (result.brand, result.last4) if part)
+        _finish(topup, Topup.Status.PENDING)
+        # client_secret is deliberately left out: it is never stored, shown or logged.
+        audit.record(
+            user,
+            account_id,
+            audit.Action.TOPUP,
+            audit.Outcome.ACCEPTED,
+            before=before,
+            after={
+                "amount": amount,
+                "payment_intent_id": topup.payment_intent_id,
+                "status": topup.status,
+            },
+            idempotency_key=key,
+        )
+    forget_balance(account_id)
+    return Created(topup, sent=True)
+
+
+def _finish(
+    topup: Topup,
+    status: Topup.Status,
+    *,
+    error: errors.BillingError | None = None,
+    message: str = "",
+) -> None:
+    topup.status = status
+    if error is not None:
+        message = describe_error(error)
+        if isinstance(error, errors.BillingStatusError):
+            topup.upstream_status = error.status_code
+            topup.request_id = (error.request_id or "")[:64]
+        logger.warning(
+            "top-up %s for account %s: %s (%s)",
+            topup.pk,
+            topup.account_id,
+            status,
+            type(error).__name__,
+        )
+    topup.error = message
+    topup.save()
+
+
+def describe_error(error: errors.BillingError) -> str:
+    """What went wrong, for the page: Cloudflare's own words when it refused the values."""
+    if isinstance(error, errors.BillingConnectionError | errors.BillingResponseError):
+        return (
+            "We could not tell whether Cloudflare took the payment: "
+            + error.user_message.split(". ")[0].rstrip(".")
+            + "."
+        )
+    if isinstance(error, errors.BillingStatusError):
+        said = "; ".join(detail.message for detail in error.errors)
+        status = error.status_code
+        if status is not None and 400 <= status < 500 and status != 429 and said:
+            return f"Cloudflare refused the top-up: {said}"
+        if status == 200:
+            return f"Cloudflare did not accept the top-up: {said or 'no reason given'}"
+    return f"{error.user_message} Nothing was charged."
+
+
+def forget_balance(account_id: str) -> None:
+    """The next balance read goes to Cloudflare: it changes when a top-up completes."""
+    cache.delete(upstream.cache_key(account_id, "credit-balance"))
+
+
+@dataclass(frozen=True)
+class Progress:
+    topup: Topup
+    #: The card charged, in words ("Visa •••• 4242"), or "".
+    card: str
+    #: Polling goes on while Cloudflare may still change the status.
+    polling: bool
+    #: Pending long enough that the payment probably waits on the card holder (3-D Secure).
+    needs_action: bool
+    #: This poll saw it complete: the page refreshes the balance.
+    just_completed: bool = False
+    #: Asking Cloudflare failed this time; the next poll tries again.
+    check_error: str | None = None
+
+
+def progress(topup: Topup) -> Progress:
+    """The top-up's status, asking Cloudflare (at most every few seconds) while it is pending."""
+    just_completed = False
+    check_error = None
+    if topup.status == Topup.Status.PENDING and topup.payment_intent_id:
+        key = upstream.cache_key(topup.account_id, "topup-status", {"id": topup.payment_intent_id})
+        status: str | None = cache.get(key)
+        if status is None:
+            try:
+                answer = billing.client_for(topup.account_id).topup_status(topup.payment_intent_id)
+            except errors.BillingError as err:
+                check_error = err.user_message
+            else:
+                status = answer.status
+                cache.set(key, status, STATUS_CACHE_SECONDS)
+        if status == "completed":
+            now = timezone.now()
+            # Conditional: of several pollers, one records the completion.
+            updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
+                status=Topup.Status.COMPLETED, completed_at=now, updated_at=now
+            )
+            topup.refresh_from_db()
+            just_completed = True
+            if updated:
+                forget_balance(topup.account_id)
+    waiting = topup.status in (Topup.Status.CREATING, Topup.Status.PENDING)
+    old = timezone.now() - topup.created_at > STUCK_AFTER
+    return Progress(
+        topup,
+        card_name(topup),
+        polling=waiting,
+        needs_action=waiting and old,
+        just_completed=just_completed,
+        check_error=check_error,
+    )

@@ -179,3 +179,54 @@ def test_it_gives_each_role_exactly_its_permissions():
         if name == roles.BILLING_ADMIN:
             expected |= set(roles.ADMIN_AUTH_PERMISSIONS)
         assert held == expected, name
+
+
+# Every URL that changes something, and the permission it needs.
+WRITES = {
+    "topup_create": "create_topup",
+    "auto_topup": "change_auto_topup",
+    "auto_topup_delete": "change_auto_topup",
+    "spending_limit": "change_spending_limit",
+    "spending_limit_delete": "change_spending_limit",
+}
+
+
+def test_it_lists_every_write():
+    patterns = dict(url_names())
+    assert all(name in patterns for name in WRITES)
+
+
+@pytest.mark.parametrize("persona", ["nobody", "lead", "finance", "admin", "outsider"])
+def test_it_refuses_every_write_without_its_permission_and_sends_nothing(personas, persona, sim):
+    from django.contrib.auth.models import User
+
+    from dashboard.models import AuditEvent
+
+    client = personas[persona]
+    username = {"nobody": "nora", "lead": "lena", "finance": "frank", "admin": "ada"}.get(
+        persona, "oscar"
+    )
+    user = User.objects.get(username=username)
+    for name, permission in WRITES.items():
+        url = reverse(name, args=[ACCOUNT_ID])
+        allowed = user.has_perm(f"dashboard.{permission}")
+        before = AuditEvent.objects.filter(outcome="forbidden").count()
+        response = client.post(url, {})
+        if not allowed:
+            assert response.status_code == 403, f"{persona} POST {url}"
+            assert AuditEvent.objects.filter(outcome="forbidden").count() == before + 1, url
+        elif persona == "outsider":
+            assert response.status_code == 404, url
+        else:
+            assert response.status_code != 403, f"{persona} POST {url}"
+    writes = [key for key in sim.calls if not key.startswith("GET ")]
+    if persona in ("nobody", "lead", "outsider"):
+        assert writes == [], f"{persona} reached Cloudflare: {writes}"
+
+
+def test_it_refuses_every_write_to_anonymous_visitors(personas, sim):
+    for name in WRITES:
+        response = personas["anonymous"].post(reverse(name, args=[ACCOUNT_ID]), {})
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+    assert not [key for key in sim.calls if not key.startswith("GET ")]

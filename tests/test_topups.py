@@ -129,6 +129,8 @@ def test_it_tops_up_and_redirects_to_the_status(finance_client, sim, finance):
     assert event.outcome == AuditEvent.Outcome.ACCEPTED
     assert event.after is not None
     assert event.after["payment_intent_id"] == topup.payment_intent_id
+    assert event.after["amount"] == "25.00"
+    assert event.before is None, "a top-up changes no setting"
     assert event.idempotency_key == topup.idempotency_key
 
 
@@ -318,6 +320,7 @@ def test_it_shows_cloudflares_refusal_and_keeps_the_amount(client, finance, sim)
     assert topup.status == Topup.Status.FAILED and topup.upstream_status == 400
     (event,) = topup_events()
     assert event.outcome == AuditEvent.Outcome.REFUSED
+    assert event.after == {"amount": "25.00"}
     assert sim.calls["POST topup"] == 1
 
 

@@ -148,7 +148,8 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
     except IntegrityError:
         existing = Topup.objects.get(account_id=account_id, idempotency_key=key)
         return Created(existing, sent=False)
-    before = {"amount": amount}
+    # A top-up changes no setting: there is no "before"; "after" is what was asked for.
+    asked = {"amount": amount}
     try:
         result = billing.client_for(account_id).create_topup(amount)
     except (errors.BillingConnectionError, errors.BillingResponseError) as err:
@@ -159,7 +160,7 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
             account_id,
             audit.Action.TOPUP,
             audit.Outcome.UNKNOWN,
-            before=before,
+            after=asked,
             error=err,
             idempotency_key=key,
         )
@@ -170,7 +171,7 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
             account_id,
             audit.Action.TOPUP,
             audit.outcome_of(err),
-            before=before,
+            after=asked,
             error=err,
             idempotency_key=key,
         )
@@ -188,9 +189,8 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
             account_id,
             audit.Action.TOPUP,
             audit.Outcome.ACCEPTED,
-            before=before,
             after={
-                "amount": amount,
+                **asked,
                 "payment_intent_id": topup.payment_intent_id,
                 "status": topup.status,
             },

@@ -25,6 +25,7 @@ urlpatterns = [
     path("accounts/<account:account_id>/invoices/", views.invoices, name="invoices"),
     path("accounts/<account:account_id>/topups/", views.topups, name="topups"),
     path("accounts/<account:account_id>/topups/new/", views.topup_create, name="topup_create"),
+    path("accounts/<account:account_id>/topups/check/", views.topup_check, name="topup_check"),
     path(
         "accounts/<account:account_id>/topups/<int:pk>/status/",
         views.topup_status,

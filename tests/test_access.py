@@ -34,6 +34,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # POST only: a GET is 405 to those who may top up, 403 (or 404) to the others.
     "topup_create": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 405, "admin": 405},
+    "topup_check": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    | {"lead": 403, "finance": 405, "admin": 405},
     # The walk asks for top-up 1, which does not exist: permission first (403), then 404.
     "topup_status": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 404, "admin": 404},
@@ -184,6 +186,7 @@ def test_it_gives_each_role_exactly_its_permissions():
 # Every URL that changes something, and the permission it needs.
 WRITES = {
     "topup_create": "create_topup",
+    "topup_check": "create_topup",
     "auto_topup": "change_auto_topup",
     "auto_topup_delete": "change_auto_topup",
     "spending_limit": "change_spending_limit",

@@ -8,7 +8,10 @@ retries or processes. Only that request calls Cloudflare; every other one shows 
 A ``POST topup`` that got no answer (timeout, broken connection, an answer we cannot read)
 may or may not have charged the card. The row is then ``unknown``, never sent again: the
 page says so and where to check (manual invoices, Cloudflare's dashboard). Without a
-payment id there is nothing to ask ``topup/status`` about, so it stays unknown.
+payment id there is nothing to ask ``topup/status`` about: it is reconciled by its charge
+instead (:func:`reconcile`). ``topup`` answers with the id of a Stripe invoice, and that
+invoice is listed in the manual invoice history: one invoice of the same amount, made
+around the same time and not already another top-up's, gives the id to ask about.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -29,7 +33,7 @@ from django.utils import timezone
 from billing_api import errors, models
 from dashboard import audit, billing, upstream
 from dashboard.models import Topup
-from dashboard.services import reads
+from dashboard.services import invoices, reads
 from dashboard.services.balance import describe_payment_method
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,17 @@ STUCK_AFTER = timedelta(minutes=10)
 #: Where a person adds a card or checks a payment: AI Gateway in Cloudflare's dashboard.
 #: Cloudflare publishes no deeper link for its billing tab; the account id picks the account.
 DASHBOARD_URL = "https://dash.cloudflare.com/{account_id}/ai-gateway"
+#: Its charge is looked for from this long before the top-up was stored (clocks differ)...
+CLOCK_SKEW = timedelta(minutes=2)
+#: ...to this long after it. Past this with nothing found, it most likely did not go through.
+CHARGE_WINDOW = timedelta(hours=1)
+#: An unknown top-up is checked on its own when the page is loaded once it is this old, and
+#: at most this often (a marker in the cache), so page views do not hammer Cloudflare...
+CHECK_AFTER = timedelta(minutes=1)
+CHECK_EVERY_SECONDS = 60
+#: ...for this long after it was made, and this many at most per page view.
+AUTO_CHECK_FOR = timedelta(days=1)
+AUTO_CHECK_MAX = 5
 
 
 def new_key() -> str:
@@ -297,3 +312,156 @@ def progress(topup: Topup) -> Progress:
         just_completed=just_completed,
         check_error=check_error,
     )
+
+
+# ---------------------------------------------------------------- reconciling unknown top-ups
+
+NOT_FOUND_IN_TIME = (
+    "No charge was found in the invoice list an hour later: the top-up most likely did not "
+    "go through. Check Cloudflare's dashboard before trying again."
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a check of an unknown top-up against the manual invoices found."""
+
+    topup: Topup
+    #: True: its charge was found; ``topup`` is now pending or completed.
+    found: bool
+    message: str
+
+
+def check_marker(topup: Topup) -> str:
+    return upstream.cache_key(topup.account_id, "topup-check", {"id": topup.pk})
+
+
+def last_check(topup: Topup) -> str | None:
+    """What the check of the last minute said, if there was one."""
+    said: str | None = cache.get(check_marker(topup))
+    return said
+
+
+def reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool = True) -> Check:
+    """Look for the charge of an unknown top-up in the manual invoices; never send it again.
+
+    One invoice of its amount, made from ``CLOCK_SKEW`` before it to ``CHARGE_WINDOW`` after
+    it and not already another top-up's: its id is the payment id, and ``topup/status`` says
+    where the payment stands. Several, or none: it stays unknown (money may or may not have
+    moved, and the dashboard does not guess). ``fresh``: read the invoices from Cloudflare
+    rather than the cached list.
+    """
+    result = _reconcile(user, topup, fresh=fresh)
+    cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
+    return result
+
+
+def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Check:
+    if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
+        return Check(topup, found=False, message="")
+    if fresh:
+        key = upstream.cache_key(topup.account_id, "invoice-history-assembled", {"type": "manual"})
+        cache.delete_many([key, key + ":failed"])
+    fetched = invoices.invoice_list(topup.account_id, "manual")
+    if fetched.value is None or fetched.error is not None:
+        why = fetched.error or "Cloudflare is still being asked."
+        return Check(topup, found=False, message=f"The check could not be made: {why}")
+    taken = set(
+        Topup.objects.filter(account_id=topup.account_id)
+        .exclude(pk=topup.pk)
+        .exclude(payment_intent_id="")
+        .values_list("payment_intent_id", flat=True)
+    )
+    found = candidates(topup, fetched.value.invoices, taken)
+    if len(found) > 1:
+        return Check(
+            topup,
+            found=False,
+            message="Several charges of this amount were found; check the invoice list.",
+        )
+    if not found:
+        if timezone.now() - topup.created_at > CHARGE_WINDOW:
+            return Check(topup, found=False, message=NOT_FOUND_IN_TIME)
+        return Check(
+            topup,
+            found=False,
+            message="No charge of this amount was found in the invoice list yet.",
+        )
+    payment_id = found[0]
+    try:
+        answer = billing.client_for(topup.account_id).topup_status(payment_id)
+    except errors.BillingError as err:
+        return Check(topup, found=False, message=f"The check could not be made: {err.user_message}")
+    now = timezone.now()
+    status = Topup.Status.COMPLETED if answer.status == "completed" else Topup.Status.PENDING
+    # Conditional: of two checks at once, one records it.
+    updated = Topup.objects.filter(
+        pk=topup.pk, status=Topup.Status.UNKNOWN, payment_intent_id=""
+    ).update(
+        status=status,
+        payment_intent_id=payment_id,
+        completed_at=now if status == Topup.Status.COMPLETED else None,
+        updated_at=now,
+    )
+    topup.refresh_from_db()
+    if not updated:
+        return Check(topup, found=False, message="")
+    logger.info("top-up %s for account %s reconciled: %s", topup.pk, topup.account_id, status)
+    audit.record(
+        user,
+        topup.account_id,
+        audit.Action.TOPUP,
+        audit.Outcome.ACCEPTED,
+        after={
+            "amount": topup.amount,
+            "payment_intent_id": payment_id,
+            "status": status,
+            "reconciled": True,
+        },
+        idempotency_key=topup.idempotency_key,
+    )
+    if status == Topup.Status.COMPLETED:
+        forget_balance(topup.account_id)
+    return Check(
+        topup,
+        found=True,
+        message="Its charge was found in the invoice list: Cloudflare took the top-up.",
+    )
+
+
+def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[str]) -> list[str]:
+    """Ids of the invoices that may be this top-up's charge (see :func:`reconcile`)."""
+    taken = set(taken)
+    start = topup.created_at - CLOCK_SKEW
+    end = topup.created_at + CHARGE_WINDOW
+    ids: list[str] = []
+    for invoice in found:
+        if not invoice.id or invoice.id in taken or invoice.id in ids:
+            continue
+        if invoice.created is None or not start <= invoice.created <= end:
+            continue
+        if topup.amount in (invoice.amount_due, invoice.amount_paid):
+            ids.append(invoice.id)
+    return ids
+
+
+def reconcile_due(user: User | AnonymousUser, account_id: str) -> dict[int, Check]:
+    """Check, once a minute at most, the account's recent unknown top-ups a minute old."""
+    now = timezone.now()
+    due = Topup.objects.filter(
+        account_id=account_id,
+        status=Topup.Status.UNKNOWN,
+        payment_intent_id="",
+        created_at__lte=now - CHECK_AFTER,
+        created_at__gte=now - AUTO_CHECK_FOR,
+    ).order_by("-created_at", "-id")[:AUTO_CHECK_MAX]
+    checks: dict[int, Check] = {}
+    fresh = True
+    for topup in due:
+        # add() is atomic: of the page views of this minute, one checks.
+        if not cache.add(check_marker(topup), "", CHECK_EVERY_SECONDS):
+            continue
+        # One fresh read of the invoices serves every top-up checked now.
+        checks[topup.pk] = reconcile(user, topup, fresh=fresh)
+        fresh = False
+    return checks

@@ -11,7 +11,7 @@ from dashboard.views.rules import (
     spending_limit,
     spending_limit_delete,
 )
-from dashboard.views.topups import topup_create, topup_status, topups
+from dashboard.views.topups import topup_check, topup_create, topup_status, topups
 from dashboard.views.usage import usage, usage_csv
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "overview",
     "spending_limit",
     "spending_limit_delete",
+    "topup_check",
     "topup_create",
     "topup_status",
     "topups",

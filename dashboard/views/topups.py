@@ -1,4 +1,5 @@
-"""One-off top-ups: the page (history and form), the two-step form, and status polling.
+"""One-off top-ups: the page (history and form), the two-step form, status polling, and
+"Check again" for a top-up whose outcome is unknown (it is looked for, never sent again).
 
 The form posts twice: the amount (answered with a confirmation naming the card), then the
 confirmation (the charge). Both carry the idempotency key the form was rendered with.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -30,6 +31,8 @@ HISTORY = "topup-history"
 @account_view("view_topups")
 def topups(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     page = request.GET.get("page", "1")
+    # Unknown top-ups a minute old are looked for in the invoices (once a minute at most).
+    service.reconcile_due(request.user, account.id)
     after: dict[str, Any] = {}
     current = request.GET.get("topup", "")
     if current.isdigit():
@@ -85,6 +88,25 @@ def topup_status(request: HtmxHttpRequest, account: Account, pk: int) -> HttpRes
     return _render(request, ["topup-status", *oob], context)
 
 
+@account_view("create_topup", audit_action=audit.Action.TOPUP)
+@require_POST
+def topup_check(request: HtmxHttpRequest, account: Account) -> HttpResponse:
+    """Look for an unknown top-up's charge in the invoices now. Nothing is sent again."""
+    pk = request.POST.get("topup", "")
+    if not pk.isdigit():
+        raise Http404("No such top-up.")
+    topup = get_object_or_404(Topup, pk=int(pk), account_id=account.id)
+    service.reconcile(request.user, topup)
+    if not request.htmx:
+        return redirect(_page_url(account, topup))
+    after = _after(account, topup)
+    context = _context(request, account, with_form=False) | after
+    oob = [HISTORY]
+    if topup.status == Topup.Status.COMPLETED:
+        oob.append("balance-summary")
+    return _render(request, ["topup-status", *oob], context)
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -108,7 +130,12 @@ def _context(
 
 def _after(account: Account, topup: Topup, *, sent: bool = True) -> dict[str, Any]:
     """What the page shows about a top-up just asked for: its status, polled while open."""
-    context: dict[str, Any] = {"progress": service.progress(topup), "repeated": not sent}
+    context: dict[str, Any] = {
+        "progress": service.progress(topup),
+        "repeated": not sent,
+        # What a check of the last minute said (found, several, none, could not be made).
+        "check_message": service.last_check(topup),
+    }
     if topup.status in (Topup.Status.FAILED, Topup.Status.UNKNOWN):
         # The form keeps the amount (with a new key: a retry is a new top-up).
         limits = service.limits(account.id)

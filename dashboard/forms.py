@@ -18,6 +18,16 @@ from dashboard.templatetags.money import format_usd
 # ---------------------------------------------------------------- invoices
 
 
+def date_field(label: str, which: str) -> forms.DateField:
+    """An optional date in a GET filter, with the browser's date picker."""
+    return forms.DateField(
+        label=label,
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        error_messages={"invalid": f"Enter the {which} date as YYYY-MM-DD."},
+    )
+
+
 class InvoiceFilterForm(forms.Form):
     """The invoice table's query string: ``type`` (all, auto, manual) and ``page`` (1 or more).
 
@@ -72,18 +82,8 @@ class UsageFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
     )
-    start = forms.DateField(
-        label="From",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        label="To",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
-    )
+    start = date_field("From", "start")
+    end = date_field("To", "end")
 
     def __init__(self, *args: Any, now: datetime, zone: tzinfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -185,18 +185,8 @@ class ActivityFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose someone who appears in this log."},
     )
-    start = forms.DateField(
-        label="From",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": "Enter the start date as YYYY-MM-DD."},
-    )
-    end = forms.DateField(
-        label="To",
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        error_messages={"invalid": "Enter the end date as YYYY-MM-DD."},
-    )
+    start = date_field("From", "start")
+    end = date_field("To", "end")
     page = forms.IntegerField(
         required=False,
         min_value=1,

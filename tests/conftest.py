@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
-from dashboard import billing, roles, upstream
+from dashboard import billing, clock, roles, upstream
 from dashboard.models import AccountAccess
 
 ACCOUNT_ID = DEFAULT_ACCOUNT_ID
@@ -192,3 +192,40 @@ def outsider(db) -> User:
 def lead_client(client: Client, lead: User) -> Client:
     client.force_login(lead)
     return client
+
+
+@pytest.fixture
+def finance_client(finance: User) -> Client:
+    # A client of its own, so that a test can hold several personas' sessions at once.
+    client = Client()
+    client.force_login(finance)
+    return client
+
+
+@pytest.fixture
+def admin_client(admin: User) -> Client:
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The dashboard's "now" where the simulator's clock stands."""
+    now = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
+    monkeypatch.setattr(clock, "now", lambda: now)
+    return now
+
+
+@pytest.fixture
+def current_mode() -> Iterator[Simulator]:
+    """Cloudflare as it is today: spending-limit and topup/config writes answer 403."""
+    simulator = Simulator(
+        seed=0,
+        mode="current",
+        clock=lambda: SIMULATOR_NOW,
+        accounts=tuple(settings.BILLING_ACCOUNTS),
+    )
+    billing.use_simulator(simulator)
+    yield simulator
+    billing.use_simulator(None)

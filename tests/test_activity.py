@@ -32,11 +32,6 @@ def login(user: User) -> Client:
     return client
 
 
-@pytest.fixture
-def finance_client(finance: User) -> Client:
-    return login(finance)
-
-
 def event(
     user: User,
     action: AuditEvent.Action = audit.Action.TOPUP,

@@ -8,16 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils.html import escape
 
-from dashboard import clock
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW, hold
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 URL = "/accounts/"
 
-
-@pytest.fixture(autouse=True)
-def _frozen_clock(monkeypatch) -> None:
-    monkeypatch.setattr(clock, "now", lambda: NOW)
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def row(html: str, name: str) -> str:

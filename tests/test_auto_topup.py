@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
 from django.test import Client
 
 from billing_api.simulator import Simulator
-from dashboard import billing, clock
 from dashboard.models import AuditEvent, RefusedChange
 
 from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
@@ -23,30 +19,7 @@ NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 HTMX = {"HTTP_HX_REQUEST": "true"}
 Outcome = AuditEvent.Outcome
 
-
-@pytest.fixture(autouse=True)
-def _frozen_clock(monkeypatch) -> None:
-    monkeypatch.setattr(clock, "now", lambda: NOW)
-
-
-@pytest.fixture
-def admin_client(client: Client, admin: User) -> Client:
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def current_mode() -> Iterator[Simulator]:
-    """Cloudflare as it is today: topup/config writes are for dashboard sessions only."""
-    simulator = Simulator(
-        seed=0,
-        mode="current",
-        clock=lambda: SIMULATOR_NOW,
-        accounts=tuple(settings.BILLING_ACCOUNTS),
-    )
-    billing.use_simulator(simulator)
-    yield simulator
-    billing.use_simulator(None)
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def writes(sim: Simulator) -> int:

@@ -26,12 +26,6 @@ TABLE = {"HX-Request": "true", "HX-Target": "invoice-table"}
 UPCOMING = {"HX-Request": "true", "HX-Target": "upcoming-invoice"}
 
 
-@pytest.fixture
-def finance_client(client: Client, finance) -> Client:
-    client.force_login(finance)
-    return client
-
-
 def history(sim: Simulator, type: str = "all", account_id: str = ACCOUNT_ID) -> list[Any]:
     """The simulator's invoices of ``type``, newest first, as Cloudflare lists them."""
     invoices = sorted(sim.account(account_id).invoices, key=lambda i: (i.created, i.id))

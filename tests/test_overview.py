@@ -8,11 +8,10 @@ from decimal import Decimal
 from html import unescape
 
 import pytest
-from django.test import Client
 from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
-from dashboard import billing, clock
+from dashboard import billing
 from dashboard.templatetags.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
@@ -29,23 +28,7 @@ NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 CARDS = ("balance-card", "runway-card", "spend-card", "limit-card", "invoice-card")
 HTMX = {"HX-Request": "true", "HX-Target": "balance-card"}
 
-
-@pytest.fixture(autouse=True)
-def _frozen_clock(monkeypatch) -> None:
-    """The page's "now" is the simulator's, whose history ends there."""
-    monkeypatch.setattr(clock, "now", lambda: NOW)
-
-
-@pytest.fixture
-def admin_client(client: Client, admin) -> Client:
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def finance_client(client: Client, finance) -> Client:
-    client.force_login(finance)
-    return client
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def account(sim: Simulator):

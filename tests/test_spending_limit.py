@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
-from django.contrib.auth.models import User
 from django.test import Client
 
-from billing_api.simulator import Simulator
-from dashboard import billing, clock
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import rules
 
@@ -26,30 +21,7 @@ Outcome = AuditEvent.Outcome
 #: Far above any day's spend in the seeded account: never blocks traffic now.
 SAFE = "50000"
 
-
-@pytest.fixture(autouse=True)
-def _frozen_clock(monkeypatch) -> None:
-    monkeypatch.setattr(clock, "now", lambda: NOW)
-
-
-@pytest.fixture
-def admin_client(client: Client, admin: User) -> Client:
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
-def current_mode() -> Iterator[Simulator]:
-    """Cloudflare as it is today: POST spending-limit is deprecated and always 403."""
-    simulator = Simulator(
-        seed=0,
-        mode="current",
-        clock=lambda: SIMULATOR_NOW,
-        accounts=tuple(settings.BILLING_ACCOUNTS),
-    )
-    billing.use_simulator(simulator)
-    yield simulator
-    billing.use_simulator(None)
+pytestmark = pytest.mark.usefixtures("frozen_clock")
 
 
 def events() -> list[AuditEvent]:

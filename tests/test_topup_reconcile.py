@@ -25,12 +25,6 @@ CHECK = reverse("topup_check", args=[ACCOUNT_ID])
 HTMX = {"HX-Request": "true", "HX-Target": "topup-status"}
 
 
-@pytest.fixture
-def finance_client(client: Client, finance) -> Client:
-    client.force_login(finance)
-    return client
-
-
 def timed_out(client: Client, sim: Simulator, amount: str = "25") -> Topup:
     """A top-up whose POST got no answer: stored unknown, without a payment id."""
     sim.set_fault("POST topup", "hang", seconds=30)

@@ -21,12 +21,6 @@ CREATE = reverse("topup_create", args=[ACCOUNT_ID])
 HTMX = {"HX-Request": "true", "HX-Target": "topup-form"}
 
 
-@pytest.fixture
-def finance_client(client: Client, finance) -> Client:
-    client.force_login(finance)
-    return client
-
-
 def key() -> str:
     return uuid.uuid4().hex
 

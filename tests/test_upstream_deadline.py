@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.test import Client
 
 from dashboard import upstream
 from dashboard.services import reads
@@ -64,12 +63,6 @@ def test_it_waits_without_limit_outside_a_deadline(held_leader):
     held_leader.set()
     thread.join(10)
     assert results[0].value == "answer"
-
-
-@pytest.fixture
-def finance_client(client: Client, finance) -> Client:
-    client.force_login(finance)
-    return client
 
 
 def test_the_overview_and_the_invoices_page_share_one_preview_call(finance_client, sim):

@@ -12,7 +12,6 @@ from html import unescape
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils.html import escape
 
 from billing_api.simulator import Simulator
@@ -37,14 +36,6 @@ HTMX = {"HX-Request": "true", "HX-Target": "usage-report"}
 def _report_clock(monkeypatch) -> None:
     """The report's "now" is the simulator's frozen clock, so the history lines up."""
     monkeypatch.setattr(clock, "now", lambda: NOW)
-
-
-@pytest.fixture
-def finance_client(finance) -> Client:
-    # A client of its own: lead_client is the shared ``client`` fixture.
-    client = Client()
-    client.force_login(finance)
-    return client
 
 
 def chart_data(html: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ PORT ?= 8000
 # Tests run on PostgreSQL, as production does; `make run` keeps the embedded SQLite.
 TEST_DATABASE_URL ?= postgres://127.0.0.1:5432/test
 
-.PHONY: run test lint types pytest services simulator bench-read fmt clean
+.PHONY: run test lint types pytest browser services simulator bench-read fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is needed, found " + sys.version'
@@ -39,8 +39,14 @@ lint: $(VENV)/.installed-test
 types: $(VENV)/.installed-test
 	$(BIN)/mypy .
 
-pytest: $(VENV)/.installed-test
+pytest: $(VENV)/.installed-test browser
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+
+# The browser tests (tests/browser/) drive Debian's Chromium; never `playwright install`.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium"; \
+	  apt-get update && apt-get install -y chromium; }
 
 # Start PostgreSQL and Redis on 127.0.0.1 if they are installed here but not running.
 services:

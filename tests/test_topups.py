@@ -103,7 +103,7 @@ def test_it_says_there_is_no_card_and_offers_no_confirm_button(client, finance):
     response = client.post(url, {"amount": "25", "idempotency_key": key()})
     assert "There is no payment method on file" in response.text
     assert 'name="confirm"' not in response.text
-    assert f"https://dash.cloudflare.com/{OTHER_ACCOUNT_ID}/ai-gateway" in response.text
+    assert f"https://dash.cloudflare.com/{OTHER_ACCOUNT_ID}/ai/ai-gateway" in response.text
 
 
 def test_it_tops_up_and_redirects_to_the_status(finance_client, sim, finance):

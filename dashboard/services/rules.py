@@ -26,8 +26,6 @@ from dashboard.templatetags.money import format_usd
 
 Kind = RefusedChange.Kind
 
-#: Where Cloudflare's own dashboard takes these changes; the account id makes it precise.
-DASHBOARD_AI_GATEWAY = "https://dash.cloudflare.com/{account_id}/ai/ai-gateway"
 SPEND_LIMITS_DOCS = "https://developers.cloudflare.com/ai-gateway/features/spend-limits/"
 
 #: The words for a limit's window, by strategy and duration.
@@ -40,10 +38,6 @@ WINDOW_WORDS = {
     ("sliding", "monthly"): "in the last 30 days",
 }
 PERIOD_WORDS = {"daily": "a day", "weekly": "a week", "monthly": "a month"}
-
-
-def dashboard_url(account_id: str) -> str:
-    return DASHBOARD_AI_GATEWAY.format(account_id=account_id)
 
 
 # ---------------------------------------------------------------- reads

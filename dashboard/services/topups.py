@@ -47,9 +47,6 @@ HISTORY_PAGE_SIZE = 20
 STATUS_CACHE_SECONDS = 2
 #: A card that needs 3-D Secure stays pending until someone confirms it at Cloudflare.
 STUCK_AFTER = timedelta(minutes=10)
-#: Where a person adds a card or checks a payment: AI Gateway in Cloudflare's dashboard.
-#: Cloudflare publishes no deeper link for its billing tab; the account id picks the account.
-DASHBOARD_URL = "https://dash.cloudflare.com/{account_id}/ai-gateway"
 #: Its charge is looked for from this long before the top-up was stored (clocks differ)...
 CLOCK_SKEW = timedelta(minutes=2)
 #: ...to this long after it. Past this with nothing found, it most likely did not go through.
@@ -65,10 +62,6 @@ AUTO_CHECK_MAX = 5
 
 def new_key() -> str:
     return uuid.uuid4().hex
-
-
-def dashboard_url(account_id: str) -> str:
-    return DASHBOARD_URL.format(account_id=account_id)
 
 
 @dataclass(frozen=True)

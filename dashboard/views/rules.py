@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 
 from billing_api import models
 from dashboard.access import Account, HtmxHttpRequest, account_view
+from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.forms import AutoTopupForm, SpendingLimitForm
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import reads, rules
@@ -64,7 +65,7 @@ def _auto_topup_context(account: Account, **extra: Any) -> dict[str, Any]:
         "refusal": rules.refusal(account.id, RefusedChange.Kind.AUTO_TOPUP),
         "page_url": reverse("auto_topup", args=[account.id]),
         "delete_url": reverse("auto_topup_delete", args=[account.id]),
-        "dashboard_url": rules.dashboard_url(account.id),
+        "dashboard_url": ai_gateway_url(account.id),
         **extra,
     }
 
@@ -201,7 +202,7 @@ def _limit_context(account: Account, **extra: Any) -> dict[str, Any]:
         "refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT),
         "page_url": reverse("spending_limit", args=[account.id]),
         "delete_url": reverse("spending_limit_delete", args=[account.id]),
-        "dashboard_url": rules.dashboard_url(account.id),
+        "dashboard_url": ai_gateway_url(account.id),
         "docs_url": rules.SPEND_LIMITS_DOCS,
         **extra,
     }

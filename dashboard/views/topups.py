@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard import audit
 from dashboard.access import Account, HtmxHttpRequest, account_view
+from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.forms import TopupForm
 from dashboard.models import Topup
 from dashboard.services import balance_card
@@ -117,7 +118,7 @@ def _context(
         "account": account,
         "history": service.history(account.id, page),
         "balance": balance_card(account.id),
-        "dashboard_url": service.dashboard_url(account.id),
+        "dashboard_url": ai_gateway_url(account.id),
         "quick_picks": service.QUICK_PICKS,
         "step": "form",
     }

@@ -85,7 +85,9 @@ def _live(form: AutoTopupForm, url: str) -> AutoTopupForm:
                 "hx-trigger": "keyup changed delay:400ms, change",
                 "hx-target": "#auto-topup-feedback",
                 "hx-swap": "outerHTML",
-                "hx-sync": "closest form:replace",
+                # Queue, not replace: replacing aborts the check still out, which htmx
+                # reports as a console error when someone types quickly.
+                "hx-sync": "closest form:queue last",
             }
         )
     return form

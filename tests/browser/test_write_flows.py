@@ -48,6 +48,20 @@ def fill_rule(page: Page, threshold: str, amount: str) -> None:
         page.wait_for_function(HTMX_IDLE)
 
 
+def test_a_quick_typist_gets_no_errors_from_the_live_checks(page, live_server, admin, sim):
+    login(page, live_server, admin, AUTO_TOPUP_URL)
+    form = page.locator("#auto-topup-form")
+    # No waiting between the inputs: the first input's check is still out when the second
+    # one's starts (the page fixture fails the test on any console error).
+    form.get_by_label("Threshold, in dollars").fill("12")
+    form.get_by_label("Amount to add, in dollars").fill("40")
+    form.get_by_label("Threshold, in dollars").fill("13")
+    form.get_by_label("Amount to add, in dollars").fill("41")
+    page.get_by_role("button", name="Save the rule").click()
+    expect(page.locator("#auto-topup-summary")).to_contain_text("$13.00")
+    page.wait_for_function(HTMX_IDLE)
+
+
 def test_admin_changes_then_turns_off_the_auto_top_up_rule(page, live_server, admin, sim):
     login(page, live_server, admin, AUTO_TOPUP_URL)
     summary = page.locator("#auto-topup-summary")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, connections
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
 from billing_api.simulator import Simulator
 from dashboard import clock
@@ -161,6 +161,40 @@ def page(browser: Browser, page_errors: PageErrors) -> Iterator[Page]:
     with open_page(browser, page_errors) as page:
         yield page
     assert not page_errors.messages, "errors in the browser:\n" + "\n".join(page_errors.messages)
+
+
+#: The other looks a page must survive: dark at the default width, light on a phone.
+OTHER_LOOKS = (("dark", WIDTH), ("light", 390))
+
+
+def in_other_looks(browser: Browser, page: Page, url: str) -> Iterator[tuple[str, int, Page]]:
+    """``url`` opened in each of OTHER_LOOKS, logged in as on ``page``.
+
+    Yields (scheme, width, page); after each, fails on any console or page error there.
+    """
+    state = page.context.storage_state()
+    for scheme, width in OTHER_LOOKS:
+        errors = PageErrors()
+        with open_page(
+            browser,
+            errors,
+            storage_state=state,
+            color_scheme=scheme,
+            viewport={"width": width, "height": HEIGHT},
+        ) as other:
+            other.goto(url)
+            yield scheme, width, other
+        assert not errors.messages, f"{scheme} {width}px:\n" + "\n".join(errors.messages)
+
+
+def confirm_topup(page: Page, amount: str) -> Locator:
+    """On the top-ups page: enter ``amount`` dollars, continue, return the Charge button."""
+    form = page.locator("#topup-form")
+    form.get_by_label("Amount (US dollars)").fill(amount)
+    form.get_by_role("button", name="Continue").click()
+    charge = form.get_by_role("button", name=re.compile(r"^Charge \$"))
+    expect(charge).to_be_visible()
+    return charge
 
 
 def login(page: Page, live_server, user: User, next_url: str = "/") -> None:

@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page
 
-from tests.browser.conftest import HTMX_IDLE, PageErrors, login, open_page
+from tests.browser.conftest import HTMX_IDLE, in_other_looks, login
 from tests.conftest import OVERVIEW_URL
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -85,16 +85,5 @@ def test_main_pages(page: Page, live_server, admin: User) -> None:
 
 def test_overview_dark_and_narrow(page: Page, live_server, admin: User, browser: Browser) -> None:
     login(page, live_server, admin, OVERVIEW_URL)
-    state = page.context.storage_state()
-    for scheme, width in (("dark", 1280), ("light", 390)):
-        errors = PageErrors()
-        with open_page(
-            browser,
-            errors,
-            storage_state=state,
-            color_scheme=scheme,
-            viewport={"width": width, "height": 900},
-        ) as other:
-            other.goto(f"{live_server.url}{OVERVIEW_URL}")
-            assert_accessible(other, f"overview, {scheme}, {width}px")
-        assert not errors.messages, f"{scheme} {width}px:\n" + "\n".join(errors.messages)
+    for scheme, width, other in in_other_looks(browser, page, f"{live_server.url}{OVERVIEW_URL}"):
+        assert_accessible(other, f"overview, {scheme}, {width}px")

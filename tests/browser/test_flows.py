@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import PageErrors, login, open_page, screenshot
+from tests.browser.conftest import confirm_topup, in_other_looks, login, screenshot
 from tests.conftest import OVERVIEW_URL
 
 # The live server needs a transactional database; the roles (groups) come from migrations,
@@ -45,20 +45,9 @@ def test_finance_reads_the_overview(page, live_server, finance, browser: Browser
     screenshot(page, "overview")
 
     # The same page dark, and on a phone-sized screen; both must be free of errors too.
-    state = page.context.storage_state()
-    for scheme, width in (("dark", 1280), ("light", 390)):
-        errors = PageErrors()
-        with open_page(
-            browser,
-            errors,
-            storage_state=state,
-            color_scheme=scheme,
-            viewport={"width": width, "height": 900},
-        ) as other:
-            other.goto(f"{live_server.url}{OVERVIEW_URL}")
-            read_overview(other)
-            screenshot(other, "overview", scheme)
-        assert not errors.messages, f"{scheme} {width}px:\n" + "\n".join(errors.messages)
+    for scheme, _, other in in_other_looks(browser, page, f"{live_server.url}{OVERVIEW_URL}"):
+        read_overview(other)
+        screenshot(other, "overview", scheme)
 
 
 # Counts the painted (not transparent) pixels of the usage chart's canvas.
@@ -144,11 +133,8 @@ def test_a_top_up_goes_through_to_completed(page, live_server, finance, sim):
     before = balance.inner_text()
     page.evaluate(MARK_DOCUMENT)
 
-    form = page.locator("#topup-form")
-    form.get_by_label("Amount (US dollars)").fill("25")
-    form.get_by_role("button", name="Continue").click()
-    charge = form.get_by_role("button", name="Charge $25.00")
-    expect(charge).to_be_visible()
+    charge = confirm_topup(page, "25")
+    expect(charge).to_have_text("Charge $25.00")
     charge.click()
     status = page.locator("#topup-status")
     expect(status).to_contain_text("Cloudflare is processing the payment of $25.00")

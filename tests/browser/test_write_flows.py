@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from billing_api.simulator import Simulator
-from tests.browser.conftest import HTMX_IDLE, login, screenshot
+from tests.browser.conftest import HTMX_IDLE, confirm_topup, login, screenshot
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL
 
 # The live server needs a transactional database; the roles (groups) come from migrations,
@@ -166,11 +166,8 @@ def test_the_overview_survives_a_failing_spending_limit_read(page, live_server, 
 
 def test_a_double_click_on_charge_makes_one_top_up(page, live_server, finance, sim):
     login(page, live_server, finance, TOPUPS_URL)
-    form = page.locator("#topup-form")
-    form.get_by_label("Amount (US dollars)").fill("25")
-    form.get_by_role("button", name="Continue").click()
-    charge = form.get_by_role("button", name="Charge $25.00")
-    expect(charge).to_be_visible()
+    charge = confirm_topup(page, "25")
+    expect(charge).to_have_text("Charge $25.00")
     charge.dblclick()
 
     status = page.locator("#topup-status")

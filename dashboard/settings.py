@@ -325,13 +325,27 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# One process, one cache: enough for demo mode; a shared cache comes with REDIS_URL later.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "spend-dashboard",
+#: The shared cache (and single-flight lock) of all processes and hosts: redis://host:port/db.
+REDIS_URL = envsecret("REDIS_URL")
+if REDIS_URL:
+    if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Several dashboards (or test runs) can share one Redis without reading each other.
+            "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "spend-dashboard"),
+        }
     }
-}
+else:
+    # One process, one cache: enough for demo mode and `make run`.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "spend-dashboard",
+        }
+    }
 
 # The product sends no mail yet; Django would only mail errors to ADMINS (none). Defining
 # MAILERS opts out of the deprecated EMAIL_* settings.

@@ -286,6 +286,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Ends idle and old sessions before the login requirement sends them to the login page.
+    "dashboard.login.session_expiry",
     # Login required everywhere: a view is public only if it says so (@login_not_required).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -395,6 +397,33 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+# No script reads the CSRF cookie: htmx sends the token from the page (hx-headers on body).
+CSRF_COOKIE_HTTPONLY = True
+# A login lasts at most this long (log in again after a working day), and ends sooner after
+# SESSION_IDLE_SECONDS without a request (0: never for idleness). Logging out ends it at once.
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 60 * 60)
+SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 60 * 60)
+if SESSION_COOKIE_AGE < 60 or SESSION_IDLE_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "SESSION_COOKIE_AGE must be at least 60 seconds and SESSION_IDLE_SECONDS 0 or more"
+    )
+# Login throttling: this many failed logins within LOGIN_FAILURE_WINDOW_SECONDS lock out the
+# user name, or the client address, for LOGIN_LOCKOUT_SECONDS (counted in the shared cache).
+LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5)
+LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+_login_limits = (LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS)
+if min(*_login_limits, LOGIN_FAILURE_WINDOW_SECONDS, LOGIN_LOCKOUT_SECONDS) < 1:
+    raise ImproperlyConfigured(
+        "LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS, "
+        "LOGIN_FAILURE_WINDOW_SECONDS and LOGIN_LOCKOUT_SECONDS must each be at least 1"
+    )
+# How many proxies in front append to X-Forwarded-For: 0 (default) trusts only REMOTE_ADDR,
+# since a client can write any X-Forwarded-For it likes.
+LOGIN_TRUSTED_PROXIES = envint("LOGIN_TRUSTED_PROXIES", 0)
+if LOGIN_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("LOGIN_TRUSTED_PROXIES must be 0 or more")
 # Production defaults are HTTPS-only (`check --deploy` clean); behind a TLS-terminating proxy,
 # also set SECURE_PROXY_SSL_HEADER, or every request redirects to itself.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)

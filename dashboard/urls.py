@@ -4,18 +4,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from dashboard import views
+from dashboard import login, views
 from dashboard.converters import AccountIdConverter
 
 register_converter(AccountIdConverter, "account")
+# Django admin's own login page counts failures and honours locks like the main one.
+admin.site.login_form = login.ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    # Throttled: repeated failures lock out the user name and the address for a while.
+    path("accounts/login/", login.LoginView.as_view(), name="login"),
     # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", views.all_accounts, name="all_accounts"),

@@ -1,0 +1,336 @@
+"""Login throttling: locks per user name and per address, that say so, end, and tell nothing.
+
+The throttle's clock (``dashboard.throttle.now``) is moved by the tests, never slept on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
+from django.test import Client, RequestFactory
+
+from dashboard import throttle
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/accounts/login/"
+LOCKED = "Too many failed attempts to log in"
+WRONG = "Please enter a correct username and password"
+HOME = "1.2.3.4"
+ELSEWHERE = "5.6.7.8"
+START = 1_800_000_000.0  # a moment well inside a 15-minute window: 1800000000 % 900 == 0
+
+
+class Clock:
+    """The throttle's wall clock, moved by hand."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    moved = Clock(START + 60)
+    monkeypatch.setattr(throttle, "now", moved)
+    return moved
+
+
+def attempt(
+    username: str, password: str = "wrong guess", address: str = HOME, client: Client | None = None
+):
+    return (client or Client()).post(
+        LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address
+    )
+
+
+def fail(username: str, times: int, address: str = HOME) -> None:
+    for number in range(times):
+        response = attempt(username, address=address)
+        assert response.status_code == 200, f"failure {number + 1} of {username}"
+        assert WRONG in response.text
+
+
+def logged_in(response) -> bool:
+    return response.status_code == 302 and response["Location"] == "/"
+
+
+def notice(html: str) -> str:
+    """The words of the login page's error notice."""
+    found = re.search(r'<div class="notice notice-error" role="alert">(.*?)</div>', html, re.S)
+    assert found, "the page shows an error notice"
+    return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip()
+
+
+def test_it_locks_a_user_name_out_at_the_fifth_failure(clock, lead):
+    fail("lena", 4)
+    response = attempt("lena")
+    assert response.status_code == 429
+    assert notice(response.text) == (
+        "Too many failed attempts to log in. Logging in is paused for a while: "
+        "try again in about 15 minutes."
+    )
+    assert response["Retry-After"] == "900"
+    # The form is still there, with the name as typed.
+    assert 'value="lena"' in response.text
+
+
+def test_it_refuses_the_right_password_while_locked(clock, lead):
+    fail("lena", 5 - 1)
+    assert attempt("lena").status_code == 429
+    client = Client()
+    response = attempt("lena", PASSWORD, client=client)
+    assert response.status_code == 429
+    assert LOCKED in response.text
+    assert "_auth_user_id" not in client.session
+
+
+def test_it_counts_down_and_lets_the_user_in_when_the_lock_ends(clock, lead):
+    fail("lena", 4)
+    attempt("lena")
+    clock.advance(10 * 60 + 30)
+    response = attempt("lena", PASSWORD)
+    assert response.status_code == 429
+    assert "try again in about 5 minutes." in response.text
+    assert response["Retry-After"] == "270"
+    clock.advance(4 * 60)
+    assert "try again in about 1 minute." in attempt("lena", PASSWORD).text
+    clock.advance(31)
+    assert logged_in(attempt("lena", PASSWORD))
+
+
+def test_it_starts_counting_afresh_after_a_lock(clock, lead):
+    fail("lena", 4)
+    attempt("lena")
+    clock.advance(15 * 60 + 1)
+    fail("lena", 4)
+    assert attempt("lena").status_code == 429
+
+
+def test_it_forgets_failures_older_than_the_window(clock, lead):
+    fail("lena", 4)
+    clock.advance(2 * 15 * 60)
+    fail("lena", 4)
+    assert attempt("lena").status_code == 429
+
+
+def test_it_still_weighs_failures_of_the_window_just_gone(clock, lead):
+    """A sliding window: a new window does not hand out a fresh five tries at once."""
+    clock.at = START + 14 * 60
+    fail("lena", 4)
+    clock.at = START + 15 * 60 + 1  # the next window: the last one still weighs almost 4
+    fail("lena", 1)
+    assert attempt("lena").status_code == 429
+
+
+def test_a_success_clears_the_users_failures(clock, lead):
+    fail("lena", 4)
+    assert logged_in(attempt("lena", PASSWORD))
+    fail("lena", 4)
+    assert attempt("lena").status_code == 429
+
+
+def test_another_user_from_the_same_address_is_unaffected_until_the_address_limit(
+    clock, lead, finance
+):
+    fail("lena", 4)
+    assert attempt("lena").status_code == 429  # 5 failures from HOME so far
+    assert logged_in(attempt("frank", PASSWORD))
+    for number in range(14):  # 19 failures from HOME, each under another name
+        assert attempt(f"guess{number}").status_code == 200
+    assert logged_in(attempt("frank", PASSWORD))
+    # A success forgets the user name's failures, not the address's.
+    response = attempt("guess-twenty")
+    assert response.status_code == 429
+    assert LOCKED in response.text
+    assert attempt("frank", PASSWORD).status_code == 429
+    # The address is locked, not frank: from elsewhere he gets in.
+    assert logged_in(attempt("frank", PASSWORD, address=ELSEWHERE))
+
+
+def test_it_takes_its_limits_from_settings(clock, lead, settings):
+    settings.LOGIN_MAX_FAILURES_PER_USER = 2
+    settings.LOGIN_LOCKOUT_SECONDS = 120
+    fail("lena", 1)
+    response = attempt("lena")
+    assert response.status_code == 429
+    assert "about 2 minutes" in response.text
+
+
+def test_it_does_not_tell_whether_a_user_exists(clock, lead):
+    def story(username: str) -> list[tuple[int, str]]:
+        seen = []
+        for _ in range(6):
+            response = attempt(username)
+            seen.append((response.status_code, notice(response.text)))
+        return seen
+
+    assert story("lena") == story("nemo")
+    assert story("lena")[-1][0] == 429
+
+
+def test_it_does_not_escape_a_lock_by_changing_case_or_spaces(clock, lead):
+    fail("lena", 4)
+    assert attempt(" LENA ").status_code == 429
+    assert attempt("lena", PASSWORD).status_code == 429
+
+
+def test_a_forged_forwarded_for_header_changes_nothing_without_trusted_proxies(clock, lead):
+    for number in range(20):
+        Client().post(
+            LOGIN,
+            {"username": f"guess{number}", "password": "x"},
+            REMOTE_ADDR=HOME,
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{number}",
+        )
+    assert attempt("lena", PASSWORD).status_code == 429
+
+
+def test_it_locks_the_address_the_trusted_proxy_saw(clock, lead, settings):
+    settings.LOGIN_TRUSTED_PROXIES = 1
+    for number in range(20):
+        Client().post(
+            LOGIN,
+            {"username": f"guess{number}", "password": "x"},
+            REMOTE_ADDR="192.168.0.1",  # the proxy
+            HTTP_X_FORWARDED_FOR=f"6.6.6.6, {HOME}",  # whatever the client wrote, then HOME
+        )
+    behind_proxy = {"REMOTE_ADDR": "192.168.0.1"}
+    assert (
+        Client()
+        .post(
+            LOGIN,
+            {"username": "lena", "password": PASSWORD},
+            HTTP_X_FORWARDED_FOR=HOME,
+            **behind_proxy,
+        )
+        .status_code
+        == 429
+    )
+    assert logged_in(
+        Client().post(
+            LOGIN,
+            {"username": "lena", "password": PASSWORD},
+            HTTP_X_FORWARDED_FOR="6.6.6.6",
+            **behind_proxy,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "9.9.9.9", "10.1.1.1"),
+        (1, "9.9.9.9", "9.9.9.9"),
+        (1, "6.6.6.6, 9.9.9.9", "9.9.9.9"),
+        (2, "6.6.6.6, 9.9.9.9, 172.16.0.1", "9.9.9.9"),
+        (2, "9.9.9.9", "10.1.1.1"),  # fewer hops than proxies: not through them all
+        (1, "not-an-address", "10.1.1.1"),
+        (1, "", "10.1.1.1"),
+    ],
+)
+def test_it_reads_the_client_address(settings, proxies, forwarded, expected):
+    settings.LOGIN_TRUSTED_PROXIES = proxies
+    request = RequestFactory().get("/", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR=forwarded)
+    assert throttle.client_address(request) == expected
+
+
+def test_it_counts_an_ipv6_client_by_its_64_prefix(clock, lead):
+    for number in range(20):
+        attempt(f"guess{number}", address=f"2001:db8:1:2::{number + 1:x}")
+    assert attempt("lena", PASSWORD, address="2001:db8:1:2:ffff::1").status_code == 429
+    assert logged_in(attempt("lena", PASSWORD, address="2001:db8:1:3::1"))
+
+
+def test_it_logs_a_lockout_without_the_password(clock, lead, caplog):
+    with caplog.at_level(logging.WARNING, logger="dashboard.throttle"):
+        for _ in range(5):
+            attempt("lena", "hunter2-secret")
+    lockouts = [r for r in caplog.records if r.name == "dashboard.throttle"]
+    assert len(lockouts) == 1
+    assert lockouts[0].levelno == logging.WARNING
+    assert "user 'lena'" in lockouts[0].getMessage()
+    assert "hunter2-secret" not in caplog.text
+
+
+def test_it_does_not_count_a_form_left_empty(clock, lead):
+    for _ in range(10):
+        response = Client().post(LOGIN, {"username": "lena", "password": ""}, REMOTE_ADDR=HOME)
+        assert response.status_code == 200
+        assert "This field is required." in response.text
+    assert logged_in(attempt("lena", PASSWORD))
+
+
+def test_the_admin_login_honours_the_same_locks(clock, admin):
+    fail("ada", 5 - 1)
+    assert attempt("ada").status_code == 429
+    client = Client()
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "ada", "password": PASSWORD},
+        REMOTE_ADDR=HOME,
+    )
+    assert LOCKED in response.text
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_admin_login_counts_its_failures_too(clock, admin):
+    for _ in range(5):
+        Client().post("/admin/login/", {"username": "ada", "password": "wrong"}, REMOTE_ADDR=HOME)
+    assert attempt("ada", PASSWORD).status_code == 429
+
+
+def redis_cache(prefix: str) -> RedisCache:
+    """A cache as every process has it in production: Redis, under this test's own prefix."""
+    return RedisCache("redis://127.0.0.1:6379/0", {"KEY_PREFIX": prefix})
+
+
+@pytest.fixture
+def shared_prefix() -> Iterator[str]:
+    """A key prefix of this test's own in the shared Redis, its keys removed afterwards.
+
+    The throttle is handed Redis caches directly, never through settings.CACHES: the suite's
+    cache clearing would then flush the whole Redis database that others use too.
+    """
+    prefix = f"test-throttle-{uuid.uuid4().hex}"
+    yield prefix
+    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = list(server.scan_iter(f"{prefix}:*"))
+        if keys:
+            server.delete(*keys)
+    finally:
+        server.close()
+
+
+def test_it_keeps_its_locks_in_the_shared_cache(clock, lead, shared_prefix, monkeypatch):
+    """With Redis, a lock made by one process holds in another (here: another connection)."""
+    first = redis_cache(shared_prefix)
+    monkeypatch.setattr(throttle, "cache", first)
+    fail("lena", 4)
+    assert attempt("lena").status_code == 429
+    first.close()
+    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = list(server.scan_iter(f"{shared_prefix}:*"))
+    finally:
+        server.close()
+    assert any(b":login-throttle:lock:user:" in key for key in keys), keys
+    # Nothing readable about the user in the keys: the name is hashed.
+    assert not any(b"lena" in key for key in keys)
+    monkeypatch.setattr(throttle, "cache", redis_cache(shared_prefix))
+    assert attempt("lena", PASSWORD).status_code == 429
+    assert not cache.get(f"{shared_prefix}:anything")  # the suite's own cache was not used

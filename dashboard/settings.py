@@ -239,6 +239,15 @@ if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETC
         "BILLING_ERROR_CACHE_SECONDS must be 0 or more, BILLING_PAGE_DEADLINE more than 0 "
         "and BILLING_FETCH_WORKERS at least 1"
     )
+# With a shared cache, one process of all reads a key while the others wait; its lock
+# expires after this, so a worker that dies holding it stalls that read no longer. Default:
+# every try at its timeout, the longest wait between tries (a capped Retry-After), a margin.
+BILLING_LOCK_SECONDS = envfloat(
+    "BILLING_LOCK_SECONDS",
+    BILLING_API_TIMEOUT * (BILLING_API_MAX_RETRIES + 1) + 10.0 * BILLING_API_MAX_RETRIES + 5.0,
+)
+if BILLING_LOCK_SECONDS <= 0:
+    raise ImproperlyConfigured("BILLING_LOCK_SECONDS must be more than 0 seconds")
 
 # Invoice PDFs are linked only as https addresses on these hosts (Stripe serves Cloudflare's
 # invoice PDFs); any other address from upstream is shown as text, never as a link.

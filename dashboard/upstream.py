@@ -1,11 +1,18 @@
 """Reads from Cloudflare, shared: brief caching, one call for many askers, stale on failure.
 
 Cloudflare allows an API token about 1,200 requests per 5 minutes, so upstream calls must
-not grow with the number of people looking. Every read goes through :func:`read`:
+not grow with the number of people looking, nor with the number of processes serving them.
+Every read goes through :func:`read`:
 
 * a fresh cached answer (``BILLING_CACHE_SECONDS``) is used as is;
 * otherwise one thread per key asks Cloudflare while the others with the same key wait for
   its answer (single flight), so concurrent identical calls cost one upstream call;
+* with a shared cache (Redis, ``REDIS_URL``) that thread first takes a lock in Redis, so
+  that one process of all the processes and hosts asks while the others poll the cache for
+  its answer, with a short backoff and no longer than the page's deadline. The lock expires
+  after ``BILLING_LOCK_SECONDS`` (longer than a read can take, retries included), so a
+  worker that dies holding it delays the others by at most that, and only its owner's token
+  can delete it. With the local-memory cache (demo mode) the process is the whole world;
 * a failure is remembered briefly (``BILLING_ERROR_CACHE_SECONDS``) so that an outage is
   not hammered by every page view, and the last good answer, kept for
   ``BILLING_STALE_SECONDS``, is returned with the error so the page can say "as of".
@@ -15,24 +22,32 @@ not grow with the number of people looking. Every read goes through :func:`read`
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
+import os
+import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
 from billing_api.client import BillingClient
 from billing_api.errors import BillingError, BillingStatusError
-from dashboard import billing
+from dashboard import billing, metrics
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +113,7 @@ def read[T](
     """Read ``name`` for ``account_id`` through the cache; never raises a BillingError."""
     key = cache_key(account_id, name, params)
     entry = _fresh(cache.get(key))
+    metrics.record_cache(name, hit=entry is not None)
     if entry is not None:
         return Fetched(entry.value, entry.fetched_at)
     flight = _join(key)
@@ -112,26 +128,152 @@ def read[T](
             if _fresh(cached) is not None and cached is not None:
                 return Fetched(cached.value, cached.fetched_at)
             failure: _Failure | None = cache.get(key + ":failed")
-            if failure is None:
-                try:
-                    value = loader(billing.client_for(account_id))
-                except BillingError as err:
-                    _log_failure(name, account_id, err)
-                    failure = _Failure(err.user_message, timezone.now())
-                    cache.set(key + ":failed", failure, settings.BILLING_ERROR_CACHE_SECONDS)
-                else:
-                    now = timezone.now()
-                    keep = max(settings.BILLING_STALE_SECONDS, settings.BILLING_CACHE_SECONDS)
-                    cache.set(key, _Entry(value, now), keep)
-                    cache.delete(key + ":failed")
-                    return Fetched(value, now)
-            if cached is not None:
-                return Fetched(cached.value, cached.fetched_at, error=failure.message)
-            return Fetched(None, None, error=failure.message)
+            if failure is not None:
+                return _failed(cached, failure)
+            lock = _shared_lock(key)
+            if lock is None:
+                return _fetch(key, account_id, name, loader, cached)
+            return _fetch_shared(lock, key, account_id, name, loader)
         finally:
             flight.lock.release()
     finally:
         _leave(key, flight)
+
+
+def _fetch[T](
+    key: str,
+    account_id: str,
+    name: str,
+    loader: Callable[[BillingClient], T],
+    cached: _Entry | None,
+) -> Fetched[T]:
+    """Ask Cloudflare once; keep the answer for everyone, or remember the failure."""
+    try:
+        value = loader(billing.client_for(account_id))
+    except BillingError as err:
+        _log_failure(name, account_id, err)
+        failure = _Failure(err.user_message, timezone.now())
+        cache.set(key + ":failed", failure, settings.BILLING_ERROR_CACHE_SECONDS)
+        return _failed(cached, failure)
+    now = timezone.now()
+    keep = max(settings.BILLING_STALE_SECONDS, settings.BILLING_CACHE_SECONDS)
+    cache.set(key, _Entry(value, now), keep)
+    cache.delete(key + ":failed")
+    return Fetched(value, now)
+
+
+def _failed(cached: _Entry | None, failure: _Failure) -> Fetched[Any]:
+    if cached is not None:
+        return Fetched(cached.value, cached.fetched_at, error=failure.message)
+    return Fetched(None, None, error=failure.message)
+
+
+#: How often a process waiting for another's read looks at the cache: soon at first (reads
+#: take a few hundred milliseconds), then less often, never in step with the other waiters.
+POLL_FIRST_SECONDS = 0.02
+POLL_MAX_SECONDS = 0.25
+
+
+def _fetch_shared[T](
+    lock: _SharedLock, key: str, account_id: str, name: str, loader: Callable[[BillingClient], T]
+) -> Fetched[T]:
+    """One process of all asks Cloudflare; the others wait for its answer in the cache."""
+    delay = POLL_FIRST_SECONDS
+    waiting_since: float | None = None
+    while True:
+        if lock.acquire():
+            if waiting_since is not None:
+                logger.debug(
+                    "took the shared lock of %s after %.2fs", key, time.monotonic() - waiting_since
+                )
+            try:
+                # Another process may have answered between our look at the cache and now.
+                cached, failure = _look(key)
+                if _fresh(cached) is not None and cached is not None:
+                    return Fetched(cached.value, cached.fetched_at)
+                if failure is not None:
+                    return _failed(cached, failure)
+                return _fetch(key, account_id, name, loader, cached)
+            finally:
+                lock.release()
+        if waiting_since is None:
+            waiting_since = time.monotonic()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s is being read by %s; waiting for its answer", key, lock.holder())
+        cached, failure = _look(key)
+        if _fresh(cached) is not None and cached is not None:
+            return Fetched(cached.value, cached.fetched_at)
+        if failure is not None:
+            return _failed(cached, failure)
+        budget = _wait_budget()
+        if budget == 0:
+            logger.debug("gave up waiting for %s at the page deadline", key)
+            return Fetched(None, None, pending=True)
+        # No deadline: the lock's expiry bounds the wait (its owner answers or dies).
+        pause = delay * random.uniform(0.5, 1.0)
+        time.sleep(pause if budget < 0 else min(pause, budget))
+        delay = min(delay * 2, POLL_MAX_SECONDS)
+
+
+def _look(key: str) -> tuple[_Entry | None, _Failure | None]:
+    """The cached answer and the remembered failure of ``key``, in one round trip."""
+    found = cache.get_many([key, key + ":failed"])
+    return found.get(key), found.get(key + ":failed")
+
+
+#: Deletes the lock only if it still holds the caller's token: a lock that expired during a
+#: slow read and was taken by another process is theirs now.
+_RELEASE_SCRIPT = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("del", KEYS[1])
+end
+return 0
+"""
+
+
+class _SharedLock:
+    """A lock on one read, held in Redis for all processes, taken with SET NX PX."""
+
+    def __init__(self, client: Redis, redis_key: str, key: str) -> None:
+        self._client = client
+        self._redis_key = redis_key
+        self._key = key
+        # The process id tells an operator (and a test) which worker holds it; the random
+        # part makes it this read's alone.
+        self._token = f"{os.getpid()}:{uuid.uuid4().hex}"
+
+    def acquire(self) -> bool:
+        ttl_ms = max(1, int(settings.BILLING_LOCK_SECONDS * 1000))
+        taken = bool(self._client.set(self._redis_key, self._token, nx=True, px=ttl_ms))
+        if taken:
+            logger.debug("took the shared lock of %s for %sms", self._key, ttl_ms)
+        return taken
+
+    def release(self) -> None:
+        if self._client.eval(_RELEASE_SCRIPT, 1, self._redis_key, self._token):
+            logger.debug("released the shared lock of %s", self._key)
+        else:
+            logger.warning(
+                "the shared lock of %s expired before its read ended; "
+                "BILLING_LOCK_SECONDS may be too short",
+                self._key,
+            )
+
+    def holder(self) -> str:
+        """Which process holds the lock now, for the log."""
+        value = self._client.get(self._redis_key)
+        if not isinstance(value, bytes):
+            return "nobody (it just ended)"
+        return "process " + value.decode(errors="replace").partition(":")[0]
+
+
+def _shared_lock(key: str) -> _SharedLock | None:
+    """The cross-process lock of ``key`` when the cache is shared (Redis), else None."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    redis_key = backend.make_and_validate_key(key + ":lock")
+    return _SharedLock(backend._cache.get_client(redis_key, write=True), redis_key, key)
 
 
 def gather(
@@ -144,7 +286,10 @@ def gather(
     """
     deadline_at = time.monotonic() + deadline
     futures: dict[str, Future[Fetched[Any]]] = {
-        name: _executor().submit(_before, deadline_at, fn) for name, fn in reads.items()
+        # Each read runs in a copy of this context: its log lines and its upstream calls
+        # carry this request's id.
+        name: _executor().submit(contextvars.copy_context().run, _before, deadline_at, fn)
+        for name, fn in reads.items()
     }
     wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
     results: dict[str, Fetched[Any]] = {}

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
@@ -19,6 +20,7 @@ from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+import prometheus_client
 import pydantic
 
 from . import errors, models
@@ -39,6 +41,34 @@ RETRY_AFTER_CAP = 10.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 4.0
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+#: The id of the work (a page view) that makes the calls: sent as ``X-Request-ID`` so that
+#: Cloudflare's side can be matched with ours, and put on our log lines by the caller's
+#: logging filter. Set by whoever runs the client (the dashboard's request-id middleware).
+request_id: ContextVar[str | None] = ContextVar("billing_api_request_id", default=None)
+
+# What the API budget is spent on, per endpoint: every HTTP attempt (retries included) with
+# its outcome (status class, or timeout / connection error), its latency, the retries, and
+# the calls that ended in an error. Plain prometheus_client objects, no web framework.
+UPSTREAM_REQUESTS = prometheus_client.Counter(
+    "billing_api_upstream_requests",
+    "HTTP requests sent to the billing API, retries included, by outcome.",
+    ["endpoint", "method", "outcome"],
+)
+UPSTREAM_LATENCY = prometheus_client.Histogram(
+    "billing_api_upstream_request_duration_seconds",
+    "Time for one HTTP request to the billing API to answer or fail.",
+    ["endpoint", "method"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+UPSTREAM_RETRIES = prometheus_client.Counter(
+    "billing_api_upstream_retries", "Retries of billing API reads.", ["endpoint", "method"]
+)
+UPSTREAM_ERRORS = prometheus_client.Counter(
+    "billing_api_upstream_errors",
+    "Billing API calls that ended in an error (after retries), by error class.",
+    ["endpoint", "method", "error"],
+)
 
 _STATUS_ERRORS: dict[int, type[errors.BillingStatusError]] = {
     400: errors.ValidationError,
@@ -347,6 +377,20 @@ class BillingClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> Any:
+        try:
+            return self._request_once(method, endpoint, params=params, body=body)
+        except errors.BillingError as err:
+            UPSTREAM_ERRORS.labels(endpoint, method, type(err).__name__).inc()
+            raise
+
+    def _request_once(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
         retries_left = self.max_retries if method == "GET" else 0
         attempt = 0
         started = time.monotonic()
@@ -357,6 +401,7 @@ class BillingClient:
                 if retries_left > 0:
                     retries_left -= 1
                     attempt += 1
+                    UPSTREAM_RETRIES.labels(endpoint, method).inc()
                     self._sleep(self._backoff(attempt))
                     continue
                 self._log(method, endpoint, None, started, attempt, outcome=type(err).__name__)
@@ -366,6 +411,7 @@ class BillingClient:
                 if delay is not None:
                     retries_left -= 1
                     attempt += 1
+                    UPSTREAM_RETRIES.labels(endpoint, method).inc()
                     self._sleep(delay)
                     continue
             self._log(method, endpoint, response.status_code, started, attempt)
@@ -374,19 +420,25 @@ class BillingClient:
     def _send(
         self, method: str, endpoint: str, params: Mapping[str, str] | None, body: Any
     ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        current_request = request_id.get()
+        if current_request:
+            headers["X-Request-ID"] = current_request
+        started = time.perf_counter()
+        outcome = "connection_error"
         try:
-            return self._http.request(
+            response = self._http.request(
                 method,
                 self._prefix + endpoint,
                 params=params,
                 json=body,
-                headers={
-                    "Authorization": f"Bearer {self._token}",
-                    "Accept": "application/json",
-                },
+                headers=headers,
                 timeout=self._timeout,
             )
+            outcome = f"{response.status_code // 100}xx"
+            return response
         except httpx.TimeoutException as err:
+            outcome = "timeout"
             raise errors.BillingTimeout(
                 f"{method} {endpoint}: no answer in time ({type(err).__name__})"
             ) from None
@@ -394,6 +446,9 @@ class BillingClient:
             raise errors.BillingConnectionError(
                 f"{method} {endpoint}: {type(err).__name__}: {self._scrub(str(err))}"
             ) from None
+        finally:
+            UPSTREAM_REQUESTS.labels(endpoint, method, outcome).inc()
+            UPSTREAM_LATENCY.labels(endpoint, method).observe(time.perf_counter() - started)
 
     def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
         retry_after = _parse_retry_after(response.headers.get("Retry-After"))
@@ -478,18 +533,23 @@ class BillingClient:
         retries: int,
         outcome: str = "",
     ) -> None:
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
         logger.info(
             "billing_api %s %s status=%s duration_ms=%.0f retries=%d%s",
             method,
             endpoint,
             status if status is not None else "-",
-            (time.monotonic() - started) * 1000,
+            duration_ms,
             retries,
             f" outcome={outcome}" if outcome else "",
+            # Structured fields for JSON logs (the request id comes from the logging filter).
             extra={
                 "endpoint": f"{method} {endpoint}",
+                "method": method,
                 "status": status,
+                "duration_ms": duration_ms,
                 "retries": retries,
+                "outcome": outcome or (f"{status // 100}xx" if status is not None else ""),
                 "account_id": self.account_id,
             },
         )

@@ -289,6 +289,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response, a redirect or an error too, carries its request id and is timed.
+    "dashboard.observability.RequestIdMiddleware",
+    "dashboard.metrics.PageMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -447,18 +450,54 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets this header itself and strips it from clients.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# ---------------------------------------------------------------- logs and metrics
+
+#: Bearer token that lets a Prometheus scraper read /metrics (staff can read it logged in).
+METRICS_TOKEN = envsecret("METRICS_TOKEN")
+#: Several worker processes (gunicorn): the directory where each writes its metrics, summed
+#: at /metrics. Read by prometheus_client itself at import; emptied when the server starts.
+PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR").strip()
+if PROMETHEUS_MULTIPROC_DIR and not (
+    os.path.isdir(PROMETHEUS_MULTIPROC_DIR) and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK)
+):
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR must be a writable directory, not {PROMETHEUS_MULTIPROC_DIR!r}"
+    )
+
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").strip().upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {LOG_LEVEL!r}"
     )
 
+# json: one JSON object per line, for a log collector; plain: one readable line, for a terminal.
+LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or DEMO_MODE else "json").strip().lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Both formatters scrub the known secrets from every line, whatever was logged.
+    "formatters": {
+        "plain": {"()": "dashboard.observability.PlainFormatter"},
+        "json": {"()": "dashboard.observability.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "dashboard.observability.RequestIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "loggers": {
+        # Django's own warnings and errors (4xx/5xx requests, security) in the same format.
+        "django": {
+            "handlers": ["console"],
+            "level": "WARNING" if LOG_LEVEL in ("DEBUG", "INFO") else LOG_LEVEL,
+            "propagate": False,
+        },
         "dashboard": {"handlers": ["console"], "level": LOG_LEVEL},
         # One line per upstream call: endpoint, status, duration, retries (never the token).
         "billing_api": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -6,6 +6,7 @@ from django.urls import path, register_converter
 
 from dashboard import login, views
 from dashboard.converters import AccountIdConverter
+from dashboard.views import metrics as metrics_views
 
 register_converter(AccountIdConverter, "account")
 # Django admin's own login page counts failures and honours locks like the main one.
@@ -13,6 +14,8 @@ admin.site.login_form = login.ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Prometheus: a bearer token (METRICS_TOKEN) or a staff login, else 401/403.
+    path("metrics", metrics_views.metrics, name="metrics"),
     # Throttled: repeated failures lock out the user name and the address for a while.
     path("accounts/login/", login.LoginView.as_view(), name="login"),
     # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.

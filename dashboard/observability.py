@@ -1,0 +1,181 @@
+"""Request ids and structured logs: every line of one page view can be found by its id.
+
+* :class:`RequestIdMiddleware` takes a well-formed ``X-Request-ID`` from the client (a load
+  balancer usually sets one) or makes one, keeps it in a context variable for the length of
+  the request, and sends it back as a response header. The variable is the billing client's
+  own, so the id also goes to Cloudflare as ``X-Request-ID`` on every upstream call, and
+  :func:`dashboard.upstream.gather` copies the context into its pool threads.
+* :class:`RequestIdFilter` puts the id on every log record (``-`` outside a request).
+* :class:`JsonFormatter` writes one JSON object per line for log collectors;
+  :class:`PlainFormatter` one readable line for a developer's terminal. Both scrub the
+  secrets the process knows (API tokens, ``SECRET_KEY``, the metrics token, the database
+  password) and bearer credentials from every line, whatever was logged: a header or a URL
+  logged by mistake must not put a token in the logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from billing_api.client import request_id
+
+__all__ = [
+    "JsonFormatter",
+    "PlainFormatter",
+    "RequestIdFilter",
+    "RequestIdMiddleware",
+    "current_request_id",
+    "request_id",
+]
+
+#: Ids we accept from a client: short, and only characters that cannot forge a log line or
+#: a header (no spaces, quotes, newlines or control characters).
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+REQUEST_ID_HEADER = "X-Request-ID"
+NO_REQUEST = "-"
+REDACTED = "[redacted]"
+
+# A credential in a logged header or URL, whatever its value.
+_BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+# Secrets shorter than this are not scrubbed as text: replacing every "1234" in a log would
+# hide more than it protects (no real token or key is this short).
+_MIN_SECRET_LENGTH = 8
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "taskName"}
+)
+
+
+def current_request_id() -> str | None:
+    return request_id.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accepted_request_id(value: str | None) -> str | None:
+    """The client's id if it is well formed, else None (and we make our own)."""
+    if value and REQUEST_ID_RE.fullmatch(value):
+        return value
+    return None
+
+
+class RequestIdMiddleware:
+    """Gives each request an id: the client's well-formed ``X-Request-ID``, or a new one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = accepted_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        token = request_id.set(rid)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id.reset(token)
+        response[REQUEST_ID_HEADER] = rid
+        return response
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record that passes through the handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id.get() or NO_REQUEST
+        return True
+
+
+def known_secrets() -> list[str]:
+    """The secrets this process holds, longest first, read from settings at each call.
+
+    Read each time, so that a secret changed in tests (or a new account's token) is scrubbed
+    too; a handful of attribute reads per log line.
+    """
+    if not settings.configured:
+        return []
+    candidates: list[object] = [
+        getattr(settings, "CLOUDFLARE_API_TOKEN", ""),
+        getattr(settings, "SECRET_KEY", ""),
+        getattr(settings, "METRICS_TOKEN", ""),
+        *getattr(settings, "BILLING_ACCOUNT_TOKENS", {}).values(),
+    ]
+    for database in getattr(settings, "DATABASES", {}).values():
+        candidates.append(database.get("PASSWORD", ""))
+    secrets = {c for c in candidates if isinstance(c, str) and len(c) >= _MIN_SECRET_LENGTH}
+    return sorted(secrets, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every known secret and bearer credential replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return _BEARER_RE.sub(rf"\1 {REDACTED}", text)
+
+
+def _scrub_value(value: Any, secrets: list[str]) -> Any:
+    """A JSON-ready copy of ``value`` with secrets scrubbed from every string in it."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub_value(v, secrets) for v in value]
+    # Decimal, datetime, an exception, a model...: its text, scrubbed like any other.
+    return scrub(str(value), secrets)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (ISO-8601 UTC), level, logger, message, request id,
+    thread, the record's ``extra`` fields, and the exception, if any, as text. Secrets
+    scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        secrets = known_secrets()
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id.get() or NO_REQUEST,
+            # Which thread: a page's parallel reads log from the pool's ("billing-read_3").
+            "thread": record.threadName,
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(_scrub_value(entry, secrets), ensure_ascii=False)
+
+
+class PlainFormatter(logging.Formatter):
+    """A readable line with the request id, for a terminal; secrets scrubbed like JSON's."""
+
+    def __init__(self) -> None:
+        super().__init__("{asctime} {levelname} {name} [{request_id}] {message}", style="{")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id.get() or NO_REQUEST
+        return scrub(super().format(record), known_secrets())

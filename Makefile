@@ -10,7 +10,7 @@ PORT ?= 8000
 # Tests run on PostgreSQL, as production does; `make run` keeps the embedded SQLite.
 TEST_DATABASE_URL ?= postgres://127.0.0.1:5432/test
 
-.PHONY: run serve test lint types pytest browser services simulator bench-read fmt clean
+.PHONY: run serve test lint types pytest browser screenshots services simulator bench-read fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is needed, found " + sys.version'
@@ -47,6 +47,10 @@ browser:
 	@test -x /usr/bin/chromium || { \
 	  echo "installing Debian's chromium"; \
 	  apt-get update && apt-get install -y chromium; }
+
+# The README's screenshots (static/screenshots/), retaken from the current code in demo mode.
+screenshots: $(VENV)/.installed-test browser
+	$(BIN)/python -m tests.browser.readme_screenshots
 
 # Start PostgreSQL and Redis on 127.0.0.1 if they are installed here but not running.
 services:

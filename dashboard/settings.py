@@ -293,6 +293,8 @@ MIDDLEWARE = [
     "dashboard.observability.RequestIdMiddleware",
     "dashboard.metrics.PageMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files before anything touches the session or the database: cheap, cacheable.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -352,6 +354,9 @@ if REDIS_URL:
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "spend-dashboard"),
         }
     }
+    # Sessions read from the shared cache, written through to the database: no database
+    # query per page, and no one logged out when Redis restarts.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # One process, one cache: enough for demo mode and `make run`.
     CACHES = {
@@ -388,7 +393,22 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Where collectstatic writes and WhiteNoise serves from; settable so that several servers (or
+# test runs) on one machine need not share one directory.
+STATIC_ROOT = Path(envstr("STATIC_ROOT").strip() or BASE_DIR / "var" / "static")
+# Without DEBUG, static files get content-hashed names (cached for ever by browsers) and
+# compressed copies, from a manifest that `manage.py collectstatic` writes; with DEBUG (demo
+# mode, the tests) they are served straight from static/ and need no collectstatic.
+STORAGES: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # ---------------------------------------------------------------- security
 
@@ -439,6 +459,8 @@ if LOGIN_TRUSTED_PROXIES < 0:
 # Production defaults are HTTPS-only (`check --deploy` clean); behind a TLS-terminating proxy,
 # also set SECURE_PROXY_SSL_HEADER, or every request redirects to itself.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers probe over plain http inside the network: a redirect would fail the probe.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # An hour, not a year: long enough for the check, short enough to back out of a mistake.
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)

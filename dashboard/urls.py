@@ -6,6 +6,7 @@ from django.urls import path, register_converter
 
 from dashboard import login, views
 from dashboard.converters import AccountIdConverter
+from dashboard.views import health
 from dashboard.views import metrics as metrics_views
 
 register_converter(AccountIdConverter, "account")
@@ -14,6 +15,9 @@ admin.site.login_form = login.ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Probes for load balancers: public, cheap, exempt from the https redirect.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     # Prometheus: a bearer token (METRICS_TOKEN) or a staff login, else 401/403.
     path("metrics", metrics_views.metrics, name="metrics"),
     # Throttled: repeated failures lock out the user name and the address for a while.

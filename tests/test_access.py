@@ -24,6 +24,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "home": {"anonymous": LOGIN, "nobody": 403}
     | dict.fromkeys(("lead", "finance", "admin", "outsider"), 302),
     "login": dict.fromkeys(PERSONAS[1:], 302) | {"anonymous": 200},
+    # The load balancers' probes: public, and the same to everyone.
+    "healthz": dict.fromkeys(PERSONAS, 200),
+    "readyz": dict.fromkeys(PERSONAS, 200),
     # Prometheus' scrape: a bearer token or a staff login (Billing admins are staff).
     "metrics": {"anonymous": 401, "admin": 200}
     | dict.fromkeys(("nobody", "lead", "finance", "outsider"), 403),

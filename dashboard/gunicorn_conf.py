@@ -1,0 +1,60 @@
+"""Gunicorn's configuration for ``make serve``: ``gunicorn -c dashboard/gunicorn_conf.py``.
+
+Several worker processes, each with a few threads: a page waits on Cloudflare (network, not
+CPU), so threads keep a slow upstream read from blocking the process, and processes use the
+cores. Every process shares one Redis cache, so more workers do not mean more upstream calls.
+The values come from the environment; a malformed one stops gunicorn at start, naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def _positive(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
+wsgi_app = "dashboard.wsgi:application"
+# Overridden by `--bind` (make serve passes HOST:PORT).
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
+#: Worker processes (the name Heroku-style platforms set).
+workers = _positive("WEB_CONCURRENCY", 4)
+worker_class = "gthread"
+#: Threads per worker: requests one process serves at once.
+threads = _positive("GUNICORN_THREADS", 4)
+# A page waits at most BILLING_PAGE_DEADLINE for its cards and a read at most
+# BILLING_API_TIMEOUT: a request still running after this is stuck, and its worker restarts.
+timeout = _positive("GUNICORN_TIMEOUT", 60)
+graceful_timeout = 20
+keepalive = 5
+# One access line per request on stdout, next to the application's log lines.
+accesslog = "-"
+errorlog = "-"
+# The X-Forwarded-* headers are believed from these addresses only (the TLS proxy).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# Metrics of several processes: with PROMETHEUS_MULTIPROC_DIR, each worker writes its counters
+# to files there and /metrics sums them (dashboard/metrics.py). The server starts from an empty
+# directory, and the collector is told when a worker is gone.
+_METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+
+
+def on_starting(server: Any) -> None:
+    if _METRICS_DIR:
+        from dashboard.metrics import empty_multiproc_dir
+
+        empty_multiproc_dir(_METRICS_DIR)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if _METRICS_DIR:
+        from dashboard.metrics import mark_process_dead
+
+        mark_process_dead(worker.pid, _METRICS_DIR)

@@ -1,0 +1,113 @@
+"""Probes for load balancers and monitors: ``/healthz`` (alive) and ``/readyz`` (can serve).
+
+Both are public and cheap. ``/healthz`` touches nothing: no database, no session, no cache,
+so it says only that this process answers. ``/readyz`` checks each thing a page needs and
+names it in a JSON answer, 200 when all are fine and 503 otherwise; a failing check is
+reported, never raised, so the probe itself cannot answer 500, and an error is named by its
+kind, never by a message that could carry a host, a password or a token.
+
+The upstream check goes through the read layer (``reads.credit_balance``): it shares the
+overview's cache, single flight and error cache, so probes from any number of load
+balancers cost at most one Cloudflare call per cache period, and none while pages are
+being viewed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_safe
+
+from dashboard import upstream
+from dashboard.services import reads
+
+logger = logging.getLogger(__name__)
+
+#: How long /readyz waits for Cloudflare before calling the upstream check failed (a
+#: slower answer still fills the cache in the background for the next probe).
+UPSTREAM_DEADLINE = 3.0
+
+
+class CheckFailed(Exception):
+    """A check's failure in plain words that are safe to show (no host, no secret)."""
+
+
+@login_not_required
+@require_safe
+def healthz(request: HttpRequest) -> HttpResponse:
+    """The process is alive and serving requests."""
+    response = HttpResponse(b"ok\n", content_type="text/plain")
+    add_never_cache_headers(response)
+    return response
+
+
+@login_not_required
+@require_safe
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, cache and upstream, each with ok/error and how long it took."""
+    checks = {
+        "database": _run(_check_database),
+        "cache": _run(_check_cache),
+        "upstream": _run(_check_upstream),
+    }
+    ready = all(check["ok"] for check in checks.values())
+    response = JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
+    add_never_cache_headers(response)
+    return response
+
+
+def _run(check: Callable[[], None]) -> dict[str, Any]:
+    started = time.perf_counter()
+    result: dict[str, Any] = {"ok": True}
+    try:
+        check()
+    except CheckFailed as err:
+        result = {"ok": False, "error": str(err)}
+    except Exception as err:
+        # Logged for the operator (our loggers never carry the token); shown by kind only.
+        logger.warning("readiness check %s failed: %r", check.__name__, err)
+        result = {"ok": False, "error": f"{type(err).__name__}"}
+    result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        if cursor.fetchone() != (1,):
+            raise CheckFailed("the database answered SELECT 1 wrongly")
+
+
+def _check_cache() -> None:
+    # A key of its own per probe: concurrent probes never read each other's value.
+    key = f"readyz:{uuid.uuid4().hex}"
+    try:
+        cache.set(key, 1, timeout=5)
+        if cache.get(key) != 1:
+            raise CheckFailed("the cache did not keep a value")
+    finally:
+        cache.delete(key)
+
+
+def _check_upstream() -> None:
+    account_id = settings.BILLING_DEFAULT_ACCOUNT
+    fetched = upstream.gather(
+        {"balance": lambda: reads.credit_balance(account_id)}, deadline=UPSTREAM_DEADLINE
+    )["balance"]
+    if fetched.pending:
+        raise CheckFailed(f"no answer from Cloudflare within {UPSTREAM_DEADLINE:g} s")
+    if fetched.error is not None:
+        raise CheckFailed(fetched.error)

@@ -78,8 +78,10 @@ serve: export WEB_CONCURRENCY ?= 4
 serve: export SECURE_SSL_REDIRECT ?= false
 serve: export SESSION_COOKIE_SECURE ?= false
 serve: export CSRF_COOKIE_SECURE ?= false
+# Each gunicorn worker writes its metrics here and /metrics sums them; emptied at start.
+serve: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/metrics-$(PORT)
 serve: $(VENV)/.installed-run services
-	@set -euo pipefail; mkdir -p var; \
+	@set -euo pipefail; mkdir -p var "$$PROMETHEUS_MULTIPROC_DIR"; \
 	if [ "$$DATABASE_URL" = "postgres://127.0.0.1:5432/$(SERVE_DATABASE)" ] && \
 	   ! psql -h 127.0.0.1 -p 5432 -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$(SERVE_DATABASE)'" | grep -q 1; then \
 	  echo "creating database $(SERVE_DATABASE)"; createdb -h 127.0.0.1 -p 5432 $(SERVE_DATABASE); \

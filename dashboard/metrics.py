@@ -93,9 +93,12 @@ def exposition(multiproc_dir: str = "") -> tuple[bytes, str]:
 
 
 def empty_multiproc_dir(multiproc_dir: str) -> None:
-    """Removes the previous run's value files: counters start again at zero with the server
-    (Prometheus reads a reset as such), and files of long-gone processes are not summed."""
-    for path in Path(multiproc_dir).glob("*.db"):
+    """Creates the directory, or removes the previous run's value files from it: counters
+    start again at zero with the server (Prometheus reads a reset as such), and files of
+    long-gone processes are not summed."""
+    directory = Path(multiproc_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.glob("*.db"):
         path.unlink(missing_ok=True)
 
 

@@ -80,6 +80,9 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         rid = accepted_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        # Also on the request: Django logs a 4xx/5xx ("django.request") after the middleware
+        # has returned, with the request in the record but the context variable reset.
+        request.request_id = rid  # type: ignore[attr-defined]
         token = request_id.set(rid)
         try:
             response = self.get_response(request)
@@ -94,8 +97,15 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = request_id.get() or NO_REQUEST
+            record.request_id = record_request_id(record)
         return True
+
+
+def record_request_id(record: logging.LogRecord) -> str:
+    """The id of the request a record belongs to: the context's, or that of the request the
+    record carries (Django's request logging), else ``-``."""
+    rid = request_id.get() or getattr(getattr(record, "request", None), "request_id", None)
+    return rid if isinstance(rid, str) else NO_REQUEST
 
 
 def known_secrets() -> list[str]:
@@ -152,7 +162,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or request_id.get() or NO_REQUEST,
+            "request_id": getattr(record, "request_id", None) or record_request_id(record),
             # Which thread: a page's parallel reads log from the pool's ("billing-read_3").
             "thread": record.threadName,
         }
@@ -177,5 +187,5 @@ class PlainFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         if not getattr(record, "request_id", None):
-            record.request_id = request_id.get() or NO_REQUEST
+            record.request_id = record_request_id(record)
         return scrub(super().format(record), known_secrets())

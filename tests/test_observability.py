@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from billing_api.simulator import DEFAULT_TOKEN, Simulator
 from dashboard import metrics, observability
 from dashboard import settings as dashboard_settings
 from dashboard.observability import JsonFormatter, PlainFormatter
-from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT
+from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS_TOKEN = "metrics-token-for-the-tests-0123456789"
@@ -196,6 +198,16 @@ def test_it_replaces_a_malformed_request_id(lead_client, log_output, incoming):
     assert ours != incoming and len(ours) == 32
     assert {line["request_id"] for line in client_lines(log_output)} == {ours}
     assert incoming not in log_output.getvalue()
+
+
+def test_djangos_own_request_log_carries_the_request_id(client, settings, log_output):
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    response = client.get("/metrics", headers={"X-Request-ID": "probe-401"})
+
+    assert response.status_code == 401
+    logged = [line for line in lines(log_output) if line["logger"] == "django.request"]
+    assert [line["request_id"] for line in logged] == ["probe-401"]
+    assert logged[0]["status_code"] == 401
 
 
 def test_it_sends_the_request_id_to_cloudflare_as_a_header():
@@ -483,6 +495,108 @@ def test_multiprocess_mode_sums_every_worker_process(tmp_path, admin_client, set
     assert metrics.exposition(str(tmp_path))[0] == body
     metrics.empty_multiproc_dir(str(tmp_path))
     assert b"billing_api_upstream_requests_total{" not in metrics.exposition(str(tmp_path))[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def exposed_value(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_gunicorn_workers_share_one_metrics_view_from_an_emptied_directory(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    run_workers(metrics_dir, (2,))  # a previous run's figures, to be forgotten at start
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    drop = ("DATABASE_URL", "REDIS_URL", "CLOUDFLARE_", "BILLING_", "DJANGO_SETTINGS_MODULE")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)} | {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "LOG_FORMAT": "json",
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_THREADS": "2",
+    }
+    output = tmp_path / "gunicorn.out"
+    with output.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "--config",
+                "dashboard/gunicorn_conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def healthy() -> bool:
+            assert server.poll() is None, output.read_text(errors="replace")
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(healthy, "gunicorn answered /healthz", timeout=SAFETY_TIMEOUT * 3)
+        # One connection per request, so that both workers serve some.
+        for _ in range(20):
+            assert httpx.get(f"{base}/healthz", timeout=SAFETY_TIMEOUT).status_code == 200
+        refused = httpx.get(
+            f"{base}/metrics", headers={"X-Request-ID": "scrape-1"}, timeout=SAFETY_TIMEOUT
+        )
+        scrape = httpx.get(
+            f"{base}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=SAFETY_TIMEOUT,
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+    assert refused.status_code == 401 and refused.headers["X-Request-ID"] == "scrape-1"
+    assert scrape.status_code == 200
+    # Warming /healthz up counted too: at least the 20, from whichever workers served them.
+    healthz = exposed_value(
+        scrape.text, "dashboard_page_duration_seconds_count", status="2xx", view="healthz"
+    )
+    assert healthz is not None and healthz >= 20
+    assert (
+        exposed_value(
+            scrape.text,
+            "billing_api_upstream_requests_total",
+            endpoint="credit-balance",
+            method="GET",
+            outcome="2xx",
+        )
+        is None
+    ), "the previous run's counts were emptied at start"
+    logged = [
+        json.loads(line)
+        for line in output.read_text(errors="replace").splitlines()
+        if line.startswith("{")
+    ]
+    assert any(
+        line["logger"] == "django.request" and line["request_id"] == "scrape-1" for line in logged
+    ), "JSON log lines with the request id"
 
 
 def test_multiprocess_dir_must_be_a_writable_directory(load_settings, tmp_path):

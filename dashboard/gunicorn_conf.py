@@ -36,6 +36,12 @@ graceful_timeout = 20
 keepalive = 5
 # One access line per request on stdout, next to the application's log lines.
 accesslog = "-"
+# Gunicorn's default line, plus the time taken and the request id the dashboard answered with,
+# so that an access line leads to the application's log lines of the same request.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
+    "request_id=%({x-request-id}o)s"
+)
 errorlog = "-"
 # The X-Forwarded-* headers are believed from these addresses only (the TLS proxy).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

@@ -589,14 +589,15 @@ def test_gunicorn_workers_share_one_metrics_view_from_an_emptied_directory(tmp_p
         )
         is None
     ), "the previous run's counts were emptied at start"
-    logged = [
-        json.loads(line)
-        for line in output.read_text(errors="replace").splitlines()
-        if line.startswith("{")
-    ]
+    printed = output.read_text(errors="replace")
+    logged = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
     assert any(
         line["logger"] == "django.request" and line["request_id"] == "scrape-1" for line in logged
     ), "JSON log lines with the request id"
+    assert any(
+        '"GET /metrics HTTP/1.1" 401' in line and line.endswith("request_id=scrape-1")
+        for line in printed.splitlines()
+    ), "gunicorn's access line names the request id"
 
 
 def test_multiprocess_dir_must_be_a_writable_directory(load_settings, tmp_path):

@@ -5,18 +5,23 @@ The throttle's clock (``dashboard.throttle.now``) is moved by the tests, never s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, RequestFactory
 
+from dashboard import settings as dashboard_settings
 from dashboard import throttle
 from tests.conftest import PASSWORD
 
@@ -27,6 +32,7 @@ LOCKED = "Too many failed attempts to log in"
 WRONG = "Please enter a correct username and password"
 HOME = "1.2.3.4"
 ELSEWHERE = "5.6.7.8"
+SETTINGS_FILE = Path(dashboard_settings.__file__)
 START = 1_800_000_000.0  # a moment well inside a 15-minute window: 1800000000 % 900 == 0
 
 
@@ -324,3 +330,65 @@ def test_it_keeps_its_locks_in_the_shared_cache(clock, lead, shared_prefix, monk
     monkeypatch.setattr(throttle, "cache", redis_cache(shared_prefix))
     assert attempt("lena", PASSWORD).status_code == 429
     assert not cache.get(f"{shared_prefix}:anything")  # the suite's own cache was not used
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    """The settings module run afresh with these variables set (demo mode otherwise)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_its_limits_and_session_times_come_from_the_environment(monkeypatch):
+    loaded = load_settings(
+        monkeypatch,
+        LOGIN_MAX_FAILURES_PER_USER="3",
+        LOGIN_MAX_FAILURES_PER_ADDRESS="50",
+        LOGIN_FAILURE_WINDOW_SECONDS="600",
+        LOGIN_LOCKOUT_SECONDS="1800",
+        LOGIN_TRUSTED_PROXIES="1",
+        SESSION_COOKIE_AGE="3600",
+        SESSION_IDLE_SECONDS="0",
+    )
+    assert (loaded.LOGIN_MAX_FAILURES_PER_USER, loaded.LOGIN_MAX_FAILURES_PER_ADDRESS) == (3, 50)
+    assert (loaded.LOGIN_FAILURE_WINDOW_SECONDS, loaded.LOGIN_LOCKOUT_SECONDS) == (600, 1800)
+    assert loaded.LOGIN_TRUSTED_PROXIES == 1
+    assert (loaded.SESSION_COOKIE_AGE, loaded.SESSION_IDLE_SECONDS) == (3600, 0)
+    assert loaded.CSRF_COOKIE_HTTPONLY is True
+
+
+def test_its_defaults(monkeypatch):
+    for name in (
+        "LOGIN_MAX_FAILURES_PER_USER",
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        "LOGIN_FAILURE_WINDOW_SECONDS",
+        "LOGIN_LOCKOUT_SECONDS",
+        "LOGIN_TRUSTED_PROXIES",
+        "SESSION_COOKIE_AGE",
+        "SESSION_IDLE_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    loaded = load_settings(monkeypatch)
+    assert (loaded.LOGIN_MAX_FAILURES_PER_USER, loaded.LOGIN_MAX_FAILURES_PER_ADDRESS) == (5, 20)
+    assert (loaded.LOGIN_FAILURE_WINDOW_SECONDS, loaded.LOGIN_LOCKOUT_SECONDS) == (900, 900)
+    assert loaded.LOGIN_TRUSTED_PROXIES == 0
+    assert (loaded.SESSION_COOKIE_AGE, loaded.SESSION_IDLE_SECONDS) == (8 * 3600, 3600)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LOGIN_MAX_FAILURES_PER_USER", "0", "must each be at least 1"),
+        ("LOGIN_LOCKOUT_SECONDS", "soon", "LOGIN_LOCKOUT_SECONDS must be a whole number"),
+        ("LOGIN_TRUSTED_PROXIES", "-1", "LOGIN_TRUSTED_PROXIES must be 0 or more"),
+        ("SESSION_COOKIE_AGE", "10", "SESSION_COOKIE_AGE must be at least 60 seconds"),
+        ("SESSION_IDLE_SECONDS", "-5", "SESSION_IDLE_SECONDS 0 or more"),
+    ],
+)
+def test_it_refuses_a_bad_value_naming_it(monkeypatch, name, value, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        load_settings(monkeypatch, **{name: value})

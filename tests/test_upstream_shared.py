@@ -9,6 +9,7 @@ claim here is about who asked, never about timing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -25,19 +26,28 @@ from typing import Any
 import pytest
 import redis
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from billing_api.client import BillingClient
+from dashboard import settings as dashboard_settings
 from dashboard import upstream
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
 from tests.shared_reader import calls_key, go_key, held_loader
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
+SETTINGS_FILE = dashboard_settings.__file__
 NAME = "shared-test"
 KEY = upstream.cache_key(ACCOUNT_ID, NAME)
 #: Long enough that no lock in these tests expires unless the test means it to.
-LOCK_SECONDS = 30.0
+LOCK_SECONDS = 60.0
+#: A bound on another process starting (importing Django) on a busy machine.
+START_TIMEOUT = 30.0
+
+# Other processes start here, each importing Django: more than the suite's per-test bound
+# allows on a busy machine.
+pytestmark = pytest.mark.timeout(120)
 
 
 class Shared:
@@ -89,6 +99,9 @@ def shared(settings: Any, _empty_cache: None) -> Iterator[Shared]:
     try:
         yield state
     finally:
+        # Reads of this process still held (a failed test) answer now, before the clean-up.
+        state.let_answer()
+        eventually(lambda: not upstream._flights, "this process's reads ended")
         # Only this test's keys: the Redis is shared with everyone else's.
         for key in state.redis.scan_iter(match=f"{prefix}:*"):
             state.redis.delete(key)
@@ -137,7 +150,7 @@ class OtherProcess:
     def result(self) -> dict[str, Any]:
         """What the process read; fails the test if it does not finish in time."""
         try:
-            out, _ = self.process.communicate(timeout=SAFETY_TIMEOUT)
+            out, _ = self.process.communicate(timeout=START_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.stop()
             pytest.fail("the other process never finished its read")
@@ -195,7 +208,9 @@ def test_one_process_asks_and_the_others_wait_for_its_answer(shared, processes):
     assert 0 < lock_ttl <= LOCK_SECONDS * 1000
     others = [OtherProcess(shared), OtherProcess(shared)]
     processes.extend(others)
-    eventually(lambda: all(waiting(other) for other in others), "both others are waiting")
+    eventually(
+        lambda: all(waiting(other) for other in others), "both others are waiting", START_TIMEOUT
+    )
     assert all(other.logged(f"being read by process {os.getpid()}") for other in others)
     shared.let_answer()
     mine = leader.join()
@@ -243,7 +258,7 @@ def test_a_lock_that_expired_during_a_slow_read_is_not_deleted_by_its_old_owner(
 def test_a_lock_left_by_a_dead_owner_expires_and_the_next_reader_asks(shared, processes, settings):
     doomed = OtherProcess(shared, lock_seconds=1.0)
     processes.append(doomed)
-    eventually(lambda: shared.calls() == 1, "the other process is asking")
+    eventually(lambda: shared.calls() == 1, "the other process is asking", START_TIMEOUT)
     assert shared.lock_holder() == doomed.process.pid
     os.kill(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait(SAFETY_TIMEOUT)
@@ -263,7 +278,7 @@ def test_a_lock_left_by_a_dead_owner_expires_and_the_next_reader_asks(shared, pr
 def test_a_reader_past_its_deadline_gets_pending_and_the_answer_later(shared, processes):
     other = OtherProcess(shared)
     processes.append(other)
-    eventually(lambda: shared.calls() == 1, "the other process is asking")
+    eventually(lambda: shared.calls() == 1, "the other process is asking", START_TIMEOUT)
     got = upstream.gather({"it": shared.read}, deadline=0.05)["it"]
     assert got == upstream.Fetched(None, None, pending=True)
     shared.let_answer()
@@ -283,7 +298,9 @@ def test_after_the_cache_period_one_process_of_all_asks_again(shared, processes,
     eventually(lambda: shared.calls() == 1, "this process is asking")
     others = [OtherProcess(shared, "--reads", "3") for _ in range(3)]
     processes.extend(others)
-    eventually(lambda: all(waiting(other) for other in others), "the others are waiting")
+    eventually(
+        lambda: all(waiting(other) for other in others), "the others are waiting", START_TIMEOUT
+    )
     shared.let_answer()
     answer = f"answer from process {os.getpid()}"
     assert leader.join().value == answer
@@ -296,7 +313,7 @@ def test_a_failure_is_shared_across_processes(shared, processes, settings):
     settings.BILLING_ERROR_CACHE_SECONDS = 60
     failing = OtherProcess(shared, "--fail")
     processes.append(failing)
-    eventually(lambda: shared.calls() == 1, "the other process is asking")
+    eventually(lambda: shared.calls() == 1, "the other process is asking", START_TIMEOUT)
     waiter = Reader(shared.read)
     shared.let_answer()
     theirs = failing.result()
@@ -306,3 +323,30 @@ def test_a_failure_is_shared_across_processes(shared, processes, settings):
     # Remembered for everyone during the error period: nobody asks again.
     assert shared.read().error == theirs["error"]
     assert shared.calls() == 1
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    """The settings module run afresh with ``env`` on top of demo mode."""
+    for name in ("BILLING_LOCK_SECONDS", "BILLING_API_TIMEOUT", "BILLING_API_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_lock_outlives_the_longest_read_by_default(monkeypatch):
+    # Three tries of 10 s, two waits of at most 10 s (a capped Retry-After), 5 s to spare.
+    assert load_settings(monkeypatch).BILLING_LOCK_SECONDS == 55
+    quick = load_settings(monkeypatch, BILLING_API_TIMEOUT="2", BILLING_API_MAX_RETRIES="0")
+    assert quick.BILLING_LOCK_SECONDS == 7
+    assert load_settings(monkeypatch, BILLING_LOCK_SECONDS="90").BILLING_LOCK_SECONDS == 90
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_a_lock_time_that_is_not_a_positive_number_stops_the_start(monkeypatch, value):
+    with pytest.raises(ImproperlyConfigured, match="BILLING_LOCK_SECONDS"):
+        load_settings(monkeypatch, BILLING_LOCK_SECONDS=value)

@@ -10,7 +10,7 @@ PORT ?= 8000
 # Tests run on PostgreSQL, as production does; `make run` keeps the embedded SQLite.
 TEST_DATABASE_URL ?= postgres://127.0.0.1:5432/test
 
-.PHONY: run serve test lint types pytest browser screenshots services simulator bench-read fmt clean
+.PHONY: run serve test lint types pytest browser screenshots services simulator bench bench-read fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is needed, found " + sys.version'
@@ -123,6 +123,15 @@ serve: $(VENV)/.installed-run services
 # The standalone Cloudflare simulator, for pointing BILLING_API_BASE_URL (or an SDK) at it.
 simulator: $(VENV)/.installed-run
 	$(BIN)/python -m billing_api.simulator --port 8787
+
+# Not a test: the dashboard as deployed (gunicorn, 4 workers, PostgreSQL, Redis) under load and
+# faults, against a simulator with 200 ms per call; about 8 minutes (BENCH_ARGS=--quick: under
+# 2). Prints a table and writes it as JSON to bench/results/. Needs wrk: installed if missing.
+bench: $(VENV)/.installed-run services
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk"; \
+	  apt-get update && apt-get install -y wrk; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Not a test: prints the overview's response times and upstream calls against a slow simulator
 # (20 clients for 30 s; shorter with BENCH_ARGS="--seconds 10").

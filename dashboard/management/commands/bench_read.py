@@ -64,11 +64,54 @@ def _account_id(index: int) -> str:
     return hashlib.md5(f"bench-read-{index}".encode()).hexdigest()  # 32 lowercase hex
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Waits (at most 30 s) until ``url`` answers 200; the server's log tail if it does not."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise CommandError(f"{url}: the server stopped:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise CommandError(f"{url} did not answer within 30 s:\n{log.read_text()[-2000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def csrf_token(page: httpx.Response) -> str:
+    """The CSRF token of the (first) form on ``page``."""
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    if not match:
+        raise CommandError(f"no CSRF token on {page.url.path}")
+    return match[1]
+
+
+def log_in(http: httpx.Client, username: str = USERNAME, password: str = PASSWORD) -> None:
+    """Logs ``http`` in through the login form: its cookie jar then holds the session."""
+    token = csrf_token(http.get("/accounts/login/"))
+    answer = http.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+    )
+    if answer.status_code != 302:
+        raise CommandError(f"login failed: HTTP {answer.status_code}")
 
 
 def _ms(seconds: float) -> str:
@@ -113,7 +156,7 @@ class Command(BaseCommand):
             single = self.time_single_calls(server.base_url, accounts[0])
             base = self.start_dashboard(stack, tmp, server.base_url, accounts, cache_seconds)
             http = stack.enter_context(httpx.Client(base_url=base, timeout=30.0))
-            self.log_in(http)
+            log_in(http)
             self.overview(http, accounts[0])  # imports, templates, thread pool, connections
 
             cold_times = [self.overview(http, account) for account in accounts[1 : cold + 1]]
@@ -184,7 +227,7 @@ class Command(BaseCommand):
             )
             if done.returncode != 0:
                 raise CommandError(f"manage.py {step[0]} failed:\n{done.stderr[-2000:]}")
-        port = _free_port()
+        port = free_port()
         log = stack.enter_context((tmp / "server.log").open("w"))
         process = subprocess.Popen(
             [*manage, "runserver", f"{HOST}:{port}", "--noreload"],
@@ -192,45 +235,11 @@ class Command(BaseCommand):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(self.stop, process)
+        stack.callback(stop, process)
         base = f"http://{HOST}:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise CommandError(f"the dashboard did not start:\n{self.tail(tmp)}")
-            try:
-                if httpx.get(f"{base}/accounts/login/", timeout=1).status_code == 200:
-                    self.say(f"Dashboard on {base} (runserver, pid {process.pid}).")
-                    return base
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise CommandError(f"the dashboard did not answer within 30 s:\n{self.tail(tmp)}")
-
-    @staticmethod
-    def tail(tmp: Path) -> str:
-        return (tmp / "server.log").read_text()[-2000:]
-
-    @staticmethod
-    def stop(process: subprocess.Popen[bytes]) -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-    def log_in(self, http: httpx.Client) -> None:
-        page = http.get("/accounts/login/")
-        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-        if not match:
-            raise CommandError("no CSRF token on the login page")
-        answer = http.post(
-            "/accounts/login/",
-            data={"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": match[1]},
-        )
-        if answer.status_code != 302:
-            raise CommandError(f"login failed: HTTP {answer.status_code}")
+        wait_until_answering(process, f"{base}/accounts/login/", tmp / "server.log")
+        self.say(f"Dashboard on {base} (runserver, pid {process.pid}).")
+        return base
 
     def overview(self, http: httpx.Client, account_id: str) -> tuple[float, float]:
         """(server time from the view's Server-Timing header, time seen by the client)."""

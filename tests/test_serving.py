@@ -309,3 +309,49 @@ def test_make_serve_runs_the_dashboard_on_gunicorn_and_stops_with_its_simulator(
     process.wait(timeout=20)
     wait_until(lambda: not answers(simulator.group(1) + "/__simulator/info"), "simulator gone", 10)
     assert not answers(base + "/healthz")
+
+
+# ---------------------------------------------------------------- the list of settings
+
+
+def documented(name: str, text: str, line_start: str) -> bool:
+    """``NAME`` (or ``PREFIX<account id>`` for a built name) starts a line of ``text``."""
+    if name.endswith("<...>"):
+        pattern = re.escape(name.removesuffix("<...>")) + r"<[^>]+>"
+    else:
+        pattern = re.escape(name) + r"\b"
+    return re.search(line_start + pattern, text, re.MULTILINE) is not None
+
+
+def test_env_example_lists_every_variable_settings_reads() -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    missing = [name for name in settings_variables() if not documented(name, example, r"^(# )?")]
+    assert not missing, f".env.example lacks {missing}"
+
+
+def test_env_example_offers_the_file_form_of_the_required_secrets() -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    for name in ("CLOUDFLARE_API_TOKEN", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        assert re.search(rf"^# {name}_FILE=", example, re.MULTILINE), name
+
+
+def test_env_example_lists_the_gunicorn_variables() -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    config = (ROOT / "dashboard" / "gunicorn_conf.py").read_text(encoding="utf-8")
+    names = set(re.findall(r'(?:environ\.get|_positive)\(\s*"([A-Z_]+)"', config))
+    assert {"WEB_CONCURRENCY", "GUNICORN_THREADS"} <= names
+    missing = [name for name in sorted(names) if not documented(name, example, r"^(# )?")]
+    assert not missing, f".env.example lacks {missing}"
+
+
+def test_the_readme_configuration_table_lists_every_variable_settings_reads() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    # The first cell of each row names one variable or several: "| `A`, `B` | ...".
+    names = " ".join(row.split("|")[1] for row in section.splitlines() if row.startswith("| `"))
+    missing = [
+        name
+        for name in settings_variables()
+        if not documented(name, names.replace("`", "\n").replace(",", "\n"), r"^\s*")
+    ]
+    assert not missing, f"README's configuration table lacks {missing}"

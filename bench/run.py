@@ -720,42 +720,72 @@ def _setup_lines(setup: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _throughput_lines(t: dict[str, Any]) -> list[str]:
-    def cells(load: dict[str, Any]) -> str:
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A title line of column names over rows: each row's label, then right-aligned cells."""
+    label = max([len(title) - 2, *(len(str(row[0])) for row in rows)])
+    widths = [
+        max(len(name), *(len(str(row[i + 1])) for row in rows)) for i, name in enumerate(columns)
+    ]
+
+    def line(first: str, cells: Sequence[object]) -> str:
         return (
-            f"{load['rps']:>7.1f} {load['p50_ms']:>7.0f} {load['p95_ms']:>7.0f} "
-            f"{load['p99_ms']:>7.0f} {_not_200(load):>8}"
+            first
+            + "  "
+            + "  ".join(f"{cell!s:>{w}}" for cell, w in zip(cells, widths, strict=True))
         )
 
     return [
-        f"Throughput, {t['connections']} connections, {t['seconds']} s each"
-        "   req/s  p50 ms  p95 ms  p99 ms  not 200",
-        f"  /healthz{'':<37}{cells(t['healthz'])}",
-        f"  overview (warm cache){'':<24}{cells(t['overview'])}",
+        line(f"{title:<{label + 2}}", columns),
+        *(line(f"  {row[0]!s:<{label}}", row[1:]) for row in rows),
+    ]
+
+
+def _throughput_lines(t: dict[str, Any]) -> list[str]:
+    rows = [
+        (
+            name,
+            f"{load['rps']:.1f}",
+            f"{load['p50_ms']:.0f}",
+            f"{load['p95_ms']:.0f}",
+            f"{load['p99_ms']:.0f}",
+            _not_200(load),
+        )
+        for name, load in (("/healthz", t["healthz"]), ("overview, warm cache", t["overview"]))
+    ]
+    return [
+        *_table(
+            f"Throughput, {t['connections']} connections, {t['seconds']} s each",
+            ("req/s", "p50 ms", "p95 ms", "p99 ms", "not 200"),
+            rows,
+        ),
         f"  overview / healthz throughput: {t['overview_share']:.0%}"
         f"   [target >= 50%: {_verdict(t['target_met'])}]",
     ]
 
 
 def _viewer_lines(v: dict[str, Any]) -> list[str]:
-    short = ", ".join(name.split(" ", 1)[1] for name in OVERVIEW_ENDPOINTS)
-    lines = [
-        f"Viewers, {v['seconds']} s each   req/s  p95 ms  not 200  upstream calls/min"
-        f"  calls in the phase ({short}) / allowed",
-    ]
-    for row in v["levels"]:
-        load = row["load"]
-        calls = ", ".join(str(row["calls"].get(name, 0)) for name in OVERVIEW_ENDPOINTS)
-        lines.append(
-            f"  {row['viewers']:>3} viewers{'':<8}{load['rps']:>7.1f} {load['p95_ms']:>7.0f} "
-            f"{_not_200(load):>8} {row['calls_per_minute']:>18.1f}  ({calls}) / "
-            f"{row['allowed_per_endpoint']} each"
+    rows = [
+        (
+            f"{row['viewers']} viewer{'s' if row['viewers'] > 1 else ''}",
+            f"{row['load']['rps']:.1f}",
+            f"{row['load']['p95_ms']:.0f}",
+            _not_200(row["load"]),
+            f"{row['calls_per_minute']:.1f}",
+            *(row["calls"].get(name, 0) for name in OVERVIEW_ENDPOINTS),
+            row["allowed_per_endpoint"],
         )
-    lines.append(
+        for row in v["levels"]
+    ]
+    short = [f"calls {name.split(' ', 1)[1].split('-')[-1]}" for name in OVERVIEW_ENDPOINTS]
+    return [
+        *_table(
+            f"Viewers, {v['seconds']} s each",
+            ("req/s", "p95 ms", "not 200", "upstream calls/min", *short, "allowed"),
+            rows,
+        ),
         f"  one call per endpoint per cache period = {v['ideal_calls_per_minute']:g}/min;"
-        f" [target flat, never more at any level: {_verdict(v['target_met'])}]"
-    )
-    return lines
+        f" [target flat, never more calls than allowed: {_verdict(v['target_met'])}]",
+    ]
 
 
 def _memory_lines(m: dict[str, Any]) -> list[str]:
@@ -769,24 +799,29 @@ def _memory_lines(m: dict[str, Any]) -> list[str]:
 
 
 def _fault_lines(f: dict[str, Any]) -> list[str]:
-    lines = [
-        f"Faults, {f['viewers']} viewers, {f['seconds']} s each  pages  not 200  5xx  stale"
-        "  loading  failed  clean again after",
-    ]
-    for row in f["rows"]:
-        load = row["load"]
-        after = row["recovered_after_s"]
-        server_errors = sum(n for status, n in load["statuses"].items() if status[0] == "5")
-        lines.append(
-            f"  {row['endpoint']:<19} {row['fault']:<5} {load['requests']:>6} "
-            f"{_not_200(load):>8} {server_errors:>4} {load['stale']:>6} {load['pending']:>8} "
-            f"{load['failed']:>7}  " + (f"{after:.1f} s" if after is not None else "not in time")
+    rows = [
+        (
+            f"{row['endpoint'].split(' ', 1)[1]} {'5xx' if row['fault'] == 'error' else 'hang'}",
+            row["load"]["requests"],
+            f"{row['load']['p95_ms']:.0f}",
+            _not_200(row["load"]),
+            sum(n for status, n in row["load"]["statuses"].items() if status[0] == "5"),
+            row["load"]["stale"],
+            row["load"]["pending"],
+            row["load"]["failed"],
+            "-" if row["recovered_after_s"] is None else f"{row['recovered_after_s']:.1f} s",
         )
-    lines.append(
+        for row in f["rows"]
+    ]
+    return [
+        *_table(
+            f"Faults, {f['viewers']} viewers, {f['seconds']} s each",
+            ("pages", "p95 ms", "not 200", "5xx", "stale", "loading", "failed", "clean again"),
+            rows,
+        ),
         f"  5xx from the dashboard: {f['server_errors']} [target 0: {_verdict(f['target_met'])}];"
-        f" pages served with stale data: {f['stale_pages']}"
-    )
-    return lines
+        f" pages served with stale data: {f['stale_pages']}",
+    ]
 
 
 def _topup_lines(u: dict[str, Any]) -> list[str]:

@@ -414,7 +414,11 @@ class Bench:
 
     def warm_up(self) -> None:
         if not wait_for(self.overview_clean, 30):
-            raise CommandError("the overview did not show every card fresh within 30 s")
+            page = self.http.get(self.overview_path)
+            raise CommandError(
+                f"the overview did not show every card fresh within 30 s (HTTP "
+                f"{page.status_code}, {[m for m in CARD_MARKERS if m in page.text] or 'no marker'})"
+            )
         self.wrk(self.overview_path, self.plan.connections, self.plan.warmup)
 
     def throughput(self) -> None:

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from dashboard.models import AuditEvent, Topup
 
-from .conftest import ACCOUNT_ID, SAFETY_TIMEOUT, hold
+from .conftest import ACCOUNT_ID, SAFETY_TIMEOUT, ReleaseWhenInFlight, hold
 
 THREADS = 8
 CREATE = reverse("topup_create", args=[ACCOUNT_ID])
@@ -84,15 +84,13 @@ def fire(finance, data: dict[str, str], *, htmx: bool = False) -> list[int | str
 
 
 def test_it_pays_once_for_one_confirmation_sent_from_many_threads(finance, sim):
-    # The winner's upstream call is held a moment, so the others arrive while it is out.
+    # The winner's upstream call is held until it is seen in flight, so the others arrive
+    # while it is out (a fixed delay would release it too early on a busy machine).
     hold(sim, "POST topup", times=1)
-    releaser = threading.Timer(0.3, sim.release)
-    releaser.start()
     data = {"amount": "25", "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
-    try:
+    with ReleaseWhenInFlight(sim, {"POST topup": 1}) as watch:
         answers = fire(finance, data)
-    finally:
-        releaser.cancel()
+    assert watch.all_at_once, "the top-up call was never seen in flight"
     topup = Topup.objects.get()
     assert sim.calls["POST topup"] == 1
     assert answers == [f"/accounts/{ACCOUNT_ID}/topups/?topup={topup.pk}"] * THREADS

@@ -23,11 +23,14 @@ from typing import Literal
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["user", "address"]
 _PREFIX = "login-throttle"
+#: What a cache backend raises when it cannot be reached (Redis's own, or a socket's).
+CACHE_ERRORS = (RedisError, OSError)
 
 
 def now() -> float:
@@ -140,11 +143,14 @@ def lockout(username: str, address: str) -> Lockout | None:
     """The lock that refuses this login now, if any (the one that ends last)."""
     at = now()
     found: list[Lockout] = []
-    for kind, value in _subjects(username, address):
-        until = cache.get(_lock_key(kind, _subject(kind, value)))
-        # The cache entry outlives the lock a little; the time in it decides.
-        if until is not None and float(until) > at:
-            found.append(Lockout(kind, float(until)))
+    try:
+        for kind, value in _subjects(username, address):
+            until = cache.get(_lock_key(kind, _subject(kind, value)))
+            # The cache entry outlives the lock a little; the time in it decides.
+            if until is not None and float(until) > at:
+                found.append(Lockout(kind, float(until)))
+    except CACHE_ERRORS as error:
+        _unavailable(error)
     return max(found, key=lambda lock: lock.until, default=None)
 
 
@@ -157,10 +163,11 @@ def record_failure(username: str, address: str) -> Lockout | None:
     at = now()
     started: list[Lockout] = []
     seconds = int(settings.LOGIN_LOCKOUT_SECONDS)
-    for kind, value in _subjects(username, address):
-        subject = _subject(kind, value)
-        failures = _add_failure(kind, subject, at)
-        if failures >= _limit(kind):
+    try:
+        for kind, value in _subjects(username, address):
+            subject = _subject(kind, value)
+            if _add_failure(kind, subject, at) < _limit(kind):
+                continue
             until = at + seconds
             cache.set(_lock_key(kind, subject), until, seconds + 60)
             _clear_counts(kind, subject, at)
@@ -172,10 +179,21 @@ def record_failure(username: str, address: str) -> Lockout | None:
                 ascii(value[:150]),
                 _limit(kind),
             )
+    except CACHE_ERRORS as error:
+        _unavailable(error)
     return max(started, key=lambda lock: lock.until, default=None)
 
 
 def record_success(username: str) -> None:
     """A correct login forgets the user name's failures (not the address's: one good account
     must not buy an address fresh guesses at others)."""
-    _clear_counts("user", _subject("user", username), now())
+    try:
+        _clear_counts("user", _subject("user", username), now())
+    except CACHE_ERRORS as error:
+        _unavailable(error)
+
+
+def _unavailable(error: Exception) -> None:
+    """Without its cache the throttle lets logins through (passwords are still checked)
+    rather than lock everyone out or fail the page; it says so in the log each time."""
+    logger.error("login throttling is off: the cache cannot be reached (%s)", type(error).__name__)

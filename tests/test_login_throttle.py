@@ -392,3 +392,16 @@ def test_its_defaults(monkeypatch):
 def test_it_refuses_a_bad_value_naming_it(monkeypatch, name, value, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         load_settings(monkeypatch, **{name: value})
+
+
+def test_it_lets_logins_through_and_says_so_when_the_cache_is_down(
+    clock, lead, monkeypatch, caplog, free_tcp_port
+):
+    """Nothing listens on the port: every cache call fails. Passwords are still checked."""
+    down = RedisCache(f"redis://127.0.0.1:{free_tcp_port}/0", {})
+    monkeypatch.setattr(throttle, "cache", down)
+    with caplog.at_level(logging.ERROR, logger="dashboard.throttle"):
+        for _ in range(6):
+            assert WRONG in attempt("lena").text
+        assert logged_in(attempt("lena", PASSWORD))
+    assert "login throttling is off: the cache cannot be reached (ConnectionError)" in caplog.text

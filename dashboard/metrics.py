@@ -47,6 +47,12 @@ PAGE_LATENCY = Histogram(
     ["view", "status"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+CACHE_UNAVAILABLE = Counter(
+    "dashboard_cache_unavailable",
+    "Cache operations answered without Redis (a miss, or nothing stored), by operation and "
+    "reason: error (Redis was tried and failed) or skipped (it failed a moment ago).",
+    ["operation", "reason"],
+)
 #: The view label of a request that matched no URL: one label, whatever was asked.
 UNMATCHED = "unmatched"
 
@@ -54,6 +60,11 @@ UNMATCHED = "unmatched"
 def record_cache(read: str, *, hit: bool) -> None:
     """Counts one read of ``read`` (a constant name such as ``credit-balance``)."""
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
+
+
+def record_cache_unavailable(operation: str, reason: str) -> None:
+    """Counts one cache operation done without Redis (``get``, ``set``...; error/skipped)."""
+    CACHE_UNAVAILABLE.labels(operation, reason).inc()
 
 
 def view_label(request: HttpRequest) -> str:

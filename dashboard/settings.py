@@ -346,12 +346,23 @@ REDIS_URL = envsecret("REDIS_URL")
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    # Seconds one Redis command may wait for an answer (connecting: half of it). A Redis that
+    # is down or does not answer then costs a page this long, once: the cache answers as a
+    # miss without it for a few seconds after (dashboard/cache.py).
+    REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 1.0)
+    if REDIS_TIMEOUT <= 0:
+        raise ImproperlyConfigured("REDIS_TIMEOUT must be more than 0 seconds")
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, with Redis out of reach as a miss rather than a 500.
+            "BACKEND": "dashboard.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             # Several dashboards (or test runs) can share one Redis without reading each other.
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "spend-dashboard"),
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_TIMEOUT / 2,
+                "socket_timeout": REDIS_TIMEOUT,
+            },
         }
     }
     # Sessions read from the shared cache, written through to the database: no database

@@ -45,6 +45,8 @@ from django.utils import timezone
 from billing_api.client import BillingClient
 from billing_api.errors import BillingError, BillingStatusError
 from dashboard import billing, metrics
+from dashboard.cache import UNREACHABLE as REDIS_UNREACHABLE
+from dashboard.cache import ResilientRedisCache
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -232,25 +234,51 @@ return 0
 
 
 class _SharedLock:
-    """A lock on one read, held in Redis for all processes, taken with SET NX PX."""
+    """A lock on one read, held in Redis for all processes, taken with SET NX PX.
 
-    def __init__(self, client: Redis, redis_key: str, key: str) -> None:
+    If Redis cannot be reached, the lock is taken without it: this process's single flight
+    (which its caller holds) is then the only one, and its caller asks Cloudflare.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        redis_key: str,
+        key: str,
+        backend: ResilientRedisCache | None = None,
+    ) -> None:
         self._client = client
         self._redis_key = redis_key
         self._key = key
+        self._backend = backend
+        #: Taken without Redis, which could not be reached: nothing to release there.
+        self._local_only = False
         # The process id tells an operator (and a test) which worker holds it; the random
         # part makes it this read's alone.
         self._token = f"{os.getpid()}:{uuid.uuid4().hex}"
 
     def acquire(self) -> bool:
         ttl_ms = max(1, int(settings.BILLING_LOCK_SECONDS * 1000))
-        taken = bool(self._client.set(self._redis_key, self._token, nx=True, px=ttl_ms))
+        try:
+            taken = bool(self._client.set(self._redis_key, self._token, nx=True, px=ttl_ms))
+        except REDIS_UNREACHABLE as error:
+            self._unreachable("lock", error)
+            self._local_only = True
+            return True
         if taken:
             logger.debug("took the shared lock of %s for %sms", self._key, ttl_ms)
         return taken
 
     def release(self) -> None:
-        if self._client.eval(_RELEASE_SCRIPT, 1, self._redis_key, self._token):
+        if self._local_only:
+            return
+        try:
+            released = self._client.eval(_RELEASE_SCRIPT, 1, self._redis_key, self._token)
+        except REDIS_UNREACHABLE as error:
+            # It expires by itself after BILLING_LOCK_SECONDS.
+            self._unreachable("unlock", error)
+            return
+        if released:
             logger.debug("released the shared lock of %s", self._key)
         else:
             logger.warning(
@@ -261,10 +289,19 @@ class _SharedLock:
 
     def holder(self) -> str:
         """Which process holds the lock now, for the log."""
-        value = self._client.get(self._redis_key)
+        try:
+            value = self._client.get(self._redis_key)
+        except REDIS_UNREACHABLE:
+            return "unknown (the cache cannot be reached)"
         if not isinstance(value, bytes):
             return "nobody (it just ended)"
         return "process " + value.decode(errors="replace").partition(":")[0]
+
+    def _unreachable(self, operation: str, error: Exception) -> None:
+        if self._backend is not None:
+            self._backend.failed(operation, error)
+        else:
+            logger.warning("the shared lock of %s could not reach Redis: %r", self._key, error)
 
 
 def _shared_lock(key: str) -> _SharedLock | None:
@@ -272,8 +309,14 @@ def _shared_lock(key: str) -> _SharedLock | None:
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
+    resilient = backend if isinstance(backend, ResilientRedisCache) else None
+    if resilient is not None and resilient.unreachable():
+        # Redis failed a moment ago: this process's single flight alone, without waiting for
+        # a connection that would time out.
+        return None
     redis_key = backend.make_and_validate_key(key + ":lock")
-    return _SharedLock(backend._cache.get_client(redis_key, write=True), redis_key, key)
+    client = backend._cache.get_client(redis_key, write=True)
+    return _SharedLock(client, redis_key, key, resilient)
 
 
 def gather(

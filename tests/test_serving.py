@@ -122,7 +122,7 @@ def test_it_finds_the_variables_settings_reads() -> None:
 def test_it_selects_a_shared_redis_cache_and_cached_sessions_from_redis_url(load) -> None:
     settings = load(**production(REDIS_URL="redis://cache.internal:6380/2"))
     cache = settings.CACHES["default"]
-    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["BACKEND"] == "dashboard.cache.ResilientRedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6380/2"
     assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db"
 

@@ -26,8 +26,9 @@ not a billing key (those go to the local-memory cache instead):
   back with its data: a billing entry is refreshed after ``BILLING_CACHE_SECONDS`` anyway,
   and a session deleted then (a logout) has its row gone from the database already, but a
   process keeps the keys it failed to delete and deletes them as soon as Redis answers again;
-* ``incr``/``decr``: the error is raised (counted and logged like the others): a counter
-  cannot pretend to count, and its one user, the login throttle, decides what that means.
+* ``incr``/``decr``: the error is raised (counted and logged like the others; at once,
+  without trying, while Redis failed a moment ago): a counter cannot pretend to count, and
+  its one user, the login throttle, decides what that means.
   ``clear`` raises too: an operator's explicit act.
 
 Timeouts on the sockets (``REDIS_TIMEOUT``) bound how long one try can take with a Redis that
@@ -195,6 +196,9 @@ class ResilientRedisCache(RedisCache):
             self._remember_deletes([self.make_and_validate_key(key, version) for key in keys])
 
     def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        if self.unreachable():
+            self._count("incr", "skipped")
+            raise RedisConnectionError("Redis could not be reached a moment ago")
         try:
             value: int = super().incr(key, delta, version)
         except UNREACHABLE as error:

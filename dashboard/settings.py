@@ -232,6 +232,11 @@ BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10)
 # How long the overview waits for its cards before sending the page with the late ones
 # marked "still loading" (they then load themselves).
 BILLING_PAGE_DEADLINE = envfloat("BILLING_PAGE_DEADLINE", 2.5)
+# How long one session's overview is answered again as rendered (0: never); see
+# dashboard/pagecache.py. Writes make it forget at once.
+PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", 5)
+if PAGE_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("PAGE_CACHE_SECONDS must be 0 or more")
 # Threads per process for parallel upstream reads.
 BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16)
 if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETCH_WORKERS < 1:

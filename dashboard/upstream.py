@@ -22,15 +22,16 @@ Every read goes through :func:`read`:
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import logging
 import os
+import pickle
 import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
-from billing_api.client import BillingClient
+from billing_api.client import BillingClient, request_id
 from billing_api.errors import BillingError, BillingStatusError
 from dashboard import billing, metrics
 from dashboard.cache import UNREACHABLE as REDIS_UNREACHABLE
@@ -53,7 +54,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+# Raised whenever what is kept changes shape, so that a new release never unpickles an old one.
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,56 @@ class Fetched[T]:
         return self.value is not None and self.error is not None
 
 
-@dataclass(frozen=True)
 class _Entry:
-    value: Any
-    fetched_at: datetime
+    """A good answer and when it was fetched, as kept in the cache.
+
+    The cache pickles what it keeps, and a usage history is hundreds of pydantic models:
+    unpickling them on every page view cost more than the rest of a warm overview. So an entry
+    travels as its value's pickle plus a token naming that one answer, and each process keeps
+    the values it has already decoded, by token (``_decoded``): a warm read fetches the bytes
+    but decodes only the first time a process sees them. The values are frozen models, shared
+    read-only between requests, as they were within one request before.
+    """
+
+    __slots__ = ("fetched_at", "token", "value")
+
+    def __init__(self, value: Any, fetched_at: datetime, token: str | None = None) -> None:
+        self.value = value
+        self.fetched_at = fetched_at
+        self.token = token or uuid.uuid4().hex
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _remember(self.token, self.value)
+        blob = pickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL)
+        return (_restore, (self.token, self.fetched_at, blob))
+
+
+#: Decoded values by entry token, most recently used last; a few hundred keys at most are
+#: read per process in a cache period (accounts x reads x ranges), so old ones fall out.
+_decoded: OrderedDict[str, Any] = OrderedDict()
+_decoded_guard = threading.Lock()
+DECODED_MAX = 256
+
+
+def _remember(token: str, value: Any) -> None:
+    with _decoded_guard:
+        _decoded[token] = value
+        _decoded.move_to_end(token)
+        while len(_decoded) > DECODED_MAX:
+            _decoded.popitem(last=False)
+
+
+def _restore(token: str, fetched_at: datetime, blob: bytes) -> _Entry:
+    """Unpickles an entry, decoding its value only if this process has not already."""
+    with _decoded_guard:
+        known = token in _decoded
+        if known:
+            _decoded.move_to_end(token)
+            value = _decoded[token]
+    if not known:
+        value = pickle.loads(blob)  # the cache's own bytes, as Django's cache unpickles them
+        _remember(token, value)
+    return _Entry(value, fetched_at, token)
 
 
 @dataclass(frozen=True)
@@ -328,11 +376,13 @@ def gather(
     again (lazily, from the browser) gets it without a second upstream call.
     """
     deadline_at = time.monotonic() + deadline
+    # Each read carries this request's id into its log lines and upstream calls. Only the
+    # id is handed over, not a copy of the whole context: in a copied context Django's
+    # context-local cache connections would be opened anew (a Redis connection and its
+    # handshake per read per page) and dropped when the read ends.
+    rid = request_id.get()
     futures: dict[str, Future[Fetched[Any]]] = {
-        # Each read runs in a copy of this context: its log lines and its upstream calls
-        # carry this request's id.
-        name: _executor().submit(contextvars.copy_context().run, _before, deadline_at, fn)
-        for name, fn in reads.items()
+        name: _executor().submit(_before, deadline_at, fn, rid) for name, fn in reads.items()
     }
     wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
     results: dict[str, Fetched[Any]] = {}
@@ -347,12 +397,15 @@ def gather(
 _local = threading.local()
 
 
-def _before[T](deadline_at: float, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a pool thread, waiting for others' reads no later than ``deadline_at``."""
+def _before[T](deadline_at: float, fn: Callable[[], T], rid: str | None = None) -> T:
+    """Run ``fn`` in a pool thread, waiting for others' reads no later than ``deadline_at``,
+    as part of the request ``rid``."""
     _local.deadline_at = deadline_at
+    token = request_id.set(rid)
     try:
         return fn()
     finally:
+        request_id.reset(token)
         _local.deadline_at = None
 
 

@@ -32,7 +32,7 @@ import redis
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
-from dashboard import roles
+from dashboard import roles, upstream
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, PASSWORD, SAFETY_TIMEOUT, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ class Stack:
         self.redis = redis.Redis.from_url(REDIS_URL)
 
     def lock_key(self, name: str) -> str:
-        return f"{self.prefix}:1:billing:v1:{ACCOUNT_ID}:{name}:lock"
+        return f"{self.prefix}:1:{upstream.cache_key(ACCOUNT_ID, name)}:lock"
 
 
 @pytest.fixture(scope="module")

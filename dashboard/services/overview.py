@@ -182,6 +182,25 @@ class Overview:
     limit: Card[LimitInfo] | None = None
     invoice: Card[InvoiceInfo] | None = None
 
+    def fresh_until(self) -> datetime | None:
+        """Until when every card shown is fresh, as the read cache counts it: the oldest
+        figures' time plus ``BILLING_CACHE_SECONDS``. None if a card is still loading, failed
+        or stale.
+        """
+        cards: list[Card[Any]] = [
+            card
+            for card in (self.banner, self.balance, self.runway, self.spend, self.limit)
+            if card is not None
+        ]
+        if self.invoice is not None:
+            cards.append(self.invoice)
+        if any(card.pending or card.error for card in cards):
+            return None
+        times = [card.as_of for card in cards if card.as_of is not None]
+        if not times:
+            return None
+        return min(times) + timedelta(seconds=settings.BILLING_CACHE_SECONDS)
+
 
 def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
     return tuple(

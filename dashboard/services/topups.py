@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing_api import errors, models
-from dashboard import audit, billing, upstream
+from dashboard import audit, billing, pagecache, upstream
 from dashboard.models import Topup
 from dashboard.services import invoices, reads
 from dashboard.services.balance import describe_payment_method
@@ -253,6 +253,7 @@ def describe_error(error: errors.BillingError) -> str:
 def forget_balance(account_id: str) -> None:
     """The next balance read goes to Cloudflare: it changes when a top-up completes."""
     cache.delete(upstream.cache_key(account_id, "credit-balance"))
+    pagecache.forget(account_id)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -10,6 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from dashboard import pagecache
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
 from dashboard.services import overview as cards
 
@@ -43,17 +45,23 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             return HttpResponseBadRequest("Unknown partial")
         if partial not in allowed:
             raise PermissionDenied
-    page = cards.overview(account.id, (partial,) if partial else allowed)
-    template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
-    context = {
-        "account": account,
-        "page": page,
-        "overview_url": reverse("overview", args=[account.id]),
-        "invoices_url": _invoices_url(account),
-    }
-    response = render(request, template, context)
-    # The same URL answers a full page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ("HX-Request",))
+
+    def build() -> tuple[HttpResponse, datetime | None]:
+        page = cards.overview(account.id, (partial,) if partial else allowed)
+        template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
+        context = {
+            "account": account,
+            "page": page,
+            "overview_url": reverse("overview", args=[account.id]),
+            "invoices_url": _invoices_url(account),
+        }
+        response = render(request, template, context)
+        # The same URL answers a full page or a fragment: caches must keep them apart.
+        patch_vary_headers(response, ("HX-Request",))
+        return response, page.fresh_until()
+
+    # A reload within a few seconds gets the same page again (see dashboard.pagecache).
+    response = pagecache.serve(request, account.id, build)
     # How long the reads and the rendering took, for the browser's tools and the benchmark.
     response["Server-Timing"] = f"overview;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response

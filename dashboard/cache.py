@@ -234,6 +234,30 @@ class ResilientRedisCache(RedisCache):
 
     # decr() is incr(-delta) in Django's base class, so it raises the same way.
 
+    def clear(self) -> None:
+        """Deletes this cache's keys only (those under its ``KEY_PREFIX``).
+
+        Django's Redis cache empties the whole database (FLUSHDB): with several dashboards,
+        or a dashboard and a test run, sharing one Redis under different prefixes, one's
+        ``clear()`` would wipe the others' sessions and caches. Without a prefix there is no
+        telling its keys apart, and the whole database is emptied as Django does.
+        """
+        if not self.key_prefix:
+            super().clear()
+            return
+        client = self._cache.get_client(write=True)
+        pattern = self.key_prefix.replace("\\", "\\\\")
+        for char in "*?[]":
+            pattern = pattern.replace(char, "\\" + char)
+        batch: list[Any] = []
+        for key in client.scan_iter(match=f"{pattern}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+
     # ------------------------------------------------------------ the machinery
 
     def _run[T](

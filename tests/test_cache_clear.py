@@ -1,0 +1,34 @@
+"""``cache.clear()`` on the shared Redis deletes its own keys, never another prefix's."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from dashboard.cache import ResilientRedisCache
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def test_clear_leaves_other_prefixes_alone():
+    mine, theirs = (f"test-clear-{uuid.uuid4().hex}-{n}" for n in ("mine", "theirs"))
+    cache = ResilientRedisCache(REDIS_URL, {"KEY_PREFIX": mine})
+    other = ResilientRedisCache(REDIS_URL, {"KEY_PREFIX": theirs})
+    # A prefix with glob characters must not match more than itself.
+    globbed = ResilientRedisCache(REDIS_URL, {"KEY_PREFIX": mine[:-4] + "*"})
+    server = redis.Redis.from_url(REDIS_URL)
+    try:
+        cache.set_many({f"k{n}": n for n in range(1500)})
+        other.set("kept", "yes")
+        globbed.clear()
+        assert cache.get("k1") == 1, "a glob in a prefix matched another prefix"
+        cache.clear()
+        assert cache.get("k1") is None and cache.get("k1499") is None
+        assert other.get("kept") == "yes"
+        assert list(server.scan_iter(match=f"{mine}:*")) == []
+    finally:
+        for prefix in (mine, theirs):
+            for key in server.scan_iter(match=f"{prefix}:*"):
+                server.delete(key)
+        server.close()

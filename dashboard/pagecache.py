@@ -17,6 +17,7 @@ shared cache and sent again as is:
   reads (a top-up, a rule, a limit) calls :func:`forget`, which moves the account's
   generation on, and a kept page of an older generation is not used.
 
+A request with ``Cache-Control: no-cache`` (a browser's hard reload) is rendered anew.
 ``PAGE_CACHE_SECONDS = 0`` turns it off.
 """
 
@@ -81,6 +82,9 @@ def serve(
     if key is None:
         return render()[0]
     found = cache.get_many([key, _generation_key(account_id)])
+    # A browser's hard reload (or anyone asking with no-cache) gets the page rendered anew.
+    if _no_cache(request):
+        found.pop(key, None)
     kept: _Kept | None = found.get(key)
     generation: str | None = found.get(_generation_key(account_id))
     if kept is not None and kept.generation == generation and timezone.now() < kept.fresh_until:
@@ -98,6 +102,11 @@ def serve(
         headers = tuple((name, response[name]) for name in KEPT_HEADERS if name in response)
         cache.set(key, _Kept(generation, fresh_until, response.content, headers), seconds)
     return response
+
+
+def _no_cache(request: HttpRequest) -> bool:
+    asked = request.headers.get("Cache-Control", "") + "," + request.headers.get("Pragma", "")
+    return any(part.strip().lower() == "no-cache" for part in asked.split(","))
 
 
 def forget(account_id: str) -> None:

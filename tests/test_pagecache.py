@@ -138,3 +138,11 @@ def test_a_kept_page_still_shows_the_balance(finance_client, sim):
     first = finance_client.get(OVERVIEW_URL)
     again = finance_client.get(OVERVIEW_URL)
     assert kept(again) and balance(again.text) == balance(first.text)
+
+
+def test_a_hard_reload_renders_the_page_again(lead_client, sim):
+    lead_client.get(OVERVIEW_URL)
+    for header in ({"Cache-Control": "no-cache"}, {"Pragma": "no-cache"}):
+        assert not kept(lead_client.get(OVERVIEW_URL, headers=header))
+    # The page rendered then is kept for the next plain reload.
+    assert kept(lead_client.get(OVERVIEW_URL))

@@ -113,6 +113,9 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
             )
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     if parts.scheme in ("postgres", "postgresql"):
+        connect_timeout = envint("DATABASE_CONNECT_TIMEOUT", 5)
+        if connect_timeout < 1:
+            raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be at least 1 second")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
@@ -121,6 +124,9 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "CONN_MAX_AGE": 60,
+            # A database that does not answer fails a request (and /readyz) in seconds
+            # instead of holding a worker until the load balancer gives up.
+            "OPTIONS": {"connect_timeout": connect_timeout},
         }
     raise ImproperlyConfigured(
         f"{name} must be a sqlite:// or postgres:// URL, not a {parts.scheme or 'scheme-less'} one"

@@ -269,6 +269,16 @@ def test_it_reads_a_postgres_database_url(load):
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert (database["NAME"], database["USER"], database["PASSWORD"]) == ("spend", "spend", "p@ss")
     assert (database["HOST"], database["PORT"]) == ("db.internal", "5433")
+    assert database["OPTIONS"] == {"connect_timeout": 5}
+
+
+def test_the_database_connect_timeout_comes_from_the_environment(load):
+    settings = load(DATABASE_URL="postgres://db.internal/spend", DATABASE_CONNECT_TIMEOUT="2")
+    assert settings.DATABASES["default"]["OPTIONS"] == {"connect_timeout": 2}
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_CONNECT_TIMEOUT must be a whole"):
+        load(DATABASE_URL="postgres://db.internal/spend", DATABASE_CONNECT_TIMEOUT="soon")
+    with pytest.raises(ImproperlyConfigured, match="at least 1 second"):
+        load(DATABASE_URL="postgres://db.internal/spend", DATABASE_CONNECT_TIMEOUT="0")
 
 
 def test_it_refuses_a_database_url_it_does_not_support(load):

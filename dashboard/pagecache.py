@@ -81,12 +81,12 @@ def serve(
     key = _page_key(request, account_id) if seconds > 0 and request.method == "GET" else None
     if key is None:
         return render()[0]
-    found = cache.get_many([key, _generation_key(account_id)])
-    # A browser's hard reload (or anyone asking with no-cache) gets the page rendered anew.
-    if _no_cache(request):
-        found.pop(key, None)
+    # A browser's hard reload (or anyone asking with no-cache) gets the page rendered anew:
+    # the kept one is not even fetched.
+    generation_key = _generation_key(account_id)
+    found = cache.get_many([generation_key] if _no_cache(request) else [key, generation_key])
     kept: _Kept | None = found.get(key)
-    generation: str | None = found.get(_generation_key(account_id))
+    generation: str | None = found.get(generation_key)
     if kept is not None and kept.generation == generation and timezone.now() < kept.fresh_until:
         metrics.record_page_cache(hit=True)
         response = HttpResponse(kept.body)

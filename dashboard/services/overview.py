@@ -187,13 +187,15 @@ class Overview:
         figures' time plus ``BILLING_CACHE_SECONDS``. None if a card is still loading, failed
         or stale.
         """
-        cards: list[Card[Any]] = [
-            card
-            for card in (self.banner, self.balance, self.runway, self.spend, self.limit)
-            if card is not None
-        ]
-        if self.invoice is not None:
-            cards.append(self.invoice)
+        shown: tuple[Card[Any] | None, ...] = (
+            self.banner,
+            self.balance,
+            self.runway,
+            self.spend,
+            self.limit,
+            self.invoice,
+        )
+        cards = [card for card in shown if card is not None]
         if any(card.pending or card.error for card in cards):
             return None
         times = [card.as_of for card in cards if card.as_of is not None]

@@ -21,6 +21,9 @@ from django_htmx.middleware import HtmxDetails
 from dashboard import audit
 from dashboard.models import AccountAccess, AuditEvent
 
+#: Where :func:`granted_account_ids` keeps its answer on a user object.
+GRANTED_ATTRIBUTE = "_dashboard_granted_accounts"
+
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
@@ -42,8 +45,20 @@ def accounts_for(user: User | AnonymousUser) -> list[Account]:
         return []
     if user.is_superuser:
         return configured_accounts()
-    granted = set(AccountAccess.objects.filter(user=user).values_list("account_id", flat=True))
+    granted = granted_account_ids(user)
     return [account for account in configured_accounts() if account.id in granted]
+
+
+def granted_account_ids(user: User) -> frozenset[str]:
+    """The account ids granted to ``user``, read once and kept on the user object (as Django
+    keeps permissions): a snapshot from ``dashboard.authcache`` brings them along."""
+    granted: frozenset[str] | None = getattr(user, GRANTED_ATTRIBUTE, None)
+    if granted is None:
+        granted = frozenset(
+            AccountAccess.objects.filter(user=user).values_list("account_id", flat=True)
+        )
+        setattr(user, GRANTED_ATTRIBUTE, granted)
+    return granted
 
 
 def account_for_or_404(user: User | AnonymousUser, account_id: str) -> Account:

@@ -9,4 +9,7 @@ class DashboardConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receiver that drops built clients when billing settings change.
-        from dashboard import billing  # noqa: F401
+        from dashboard import authcache, billing  # noqa: F401
+
+        # Every change of a user, group, permission or grant ends the cached snapshots.
+        authcache.connect()

@@ -58,6 +58,12 @@ PAGE_CACHE = Counter(
     "Overviews answered from the few seconds' page cache (hit) or rendered (miss).",
     ["result"],
 )
+AUTH_CACHE = Counter(
+    "dashboard_auth_cache",
+    "Users read with their permissions and grants from the shared cache (hit) or from the "
+    "database (miss); see dashboard/authcache.py.",
+    ["result"],
+)
 #: The view label of a request that matched no URL: one label, whatever was asked.
 UNMATCHED = "unmatched"
 
@@ -69,6 +75,10 @@ def record_cache(read: str, *, hit: bool) -> None:
 
 def record_page_cache(*, hit: bool) -> None:
     PAGE_CACHE.labels("hit" if hit else "miss").inc()
+
+
+def record_auth_cache(*, hit: bool) -> None:
+    AUTH_CACHE.labels("hit" if hit else "miss").inc()
 
 
 def record_cache_unavailable(operation: str, reason: str) -> None:

@@ -28,13 +28,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, get_urlconf, resolve
 from django.utils import timezone
 
-from dashboard import metrics
+from dashboard import metrics, prefetch
 
 #: Headers of the kept answer that are sent again (the middleware adds the rest anew).
 KEPT_HEADERS = ("Content-Type", "Vary", "Server-Timing")
@@ -52,8 +54,7 @@ def _generation_key(account_id: str) -> str:
     return f"page-generation:{account_id}"
 
 
-def _page_key(request: HttpRequest, account_id: str) -> str | None:
-    session_key = getattr(request, "session", None) and request.session.session_key
+def _page_key(request: HttpRequest, account_id: str, session_key: str | None) -> str | None:
     if not session_key:
         return None
     parts = (
@@ -63,8 +64,51 @@ def _page_key(request: HttpRequest, account_id: str) -> str | None:
         request.headers.get("HX-Request", ""),
         request.headers.get("HX-Target", ""),
     )
-    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
-    return f"page:{digest}"
+    # Asked twice per request (by the prefetch, then by serve): the digest is made once.
+    made: tuple[tuple[str, ...], str] | None = getattr(request, "_dashboard_page_key", None)
+    if made is None or made[0] != parts:
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        made = (parts, f"page:{digest}")
+        request._dashboard_page_key = made  # type: ignore[attr-defined]
+    return made[1]
+
+
+def _keys(request: HttpRequest, account_id: str, session_key: str | None) -> list[str]:
+    """What :func:`serve` reads: the kept page (unless no-cache) and the account's generation."""
+    if settings.PAGE_CACHE_SECONDS <= 0 or request.method != "GET":
+        return []
+    key = _page_key(request, account_id, session_key)
+    if key is None:
+        return []
+    # A browser's hard reload (or anyone asking with no-cache) gets the page rendered anew:
+    # the kept one is not even fetched.
+    return [_generation_key(account_id)] + ([] if _no_cache(request) else [key])
+
+
+#: The URL names of the views that answer through :func:`serve` (with an ``account_id``).
+KEPT_VIEWS = frozenset({"overview"})
+
+
+def prefetch_keys(request: HttpRequest, session_key: str) -> list[str]:
+    """:func:`_keys` for a request to one of :data:`KEPT_VIEWS`, for ``dashboard.prefetch``."""
+    if settings.PAGE_CACHE_SECONDS <= 0 or request.method != "GET":
+        return []
+    account_id = _kept_account(get_urlconf() or settings.ROOT_URLCONF, request.path_info)
+    return [] if account_id is None else _keys(request, account_id, session_key)
+
+
+@lru_cache(maxsize=1024)
+def _kept_account(urlconf: str, path: str) -> str | None:
+    """The account of a path to one of :data:`KEPT_VIEWS`, else None. Django resolves the path
+    again for the view itself; the few paths a dashboard serves are resolved here once."""
+    try:
+        match = resolve(path, urlconf)
+    except Resolver404:
+        return None
+    account_id = match.kwargs.get("account_id")
+    if match.url_name not in KEPT_VIEWS or not isinstance(account_id, str):
+        return None
+    return account_id
 
 
 def serve(
@@ -78,13 +122,15 @@ def serve(
     was not fresh, do not keep it).
     """
     seconds = settings.PAGE_CACHE_SECONDS
-    key = _page_key(request, account_id) if seconds > 0 and request.method == "GET" else None
-    if key is None:
+    session = getattr(request, "session", None)
+    session_key = session.session_key if session is not None else None
+    keys = _keys(request, account_id, session_key)
+    key = _page_key(request, account_id, session_key)
+    if not keys or key is None:
         return render()[0]
-    # A browser's hard reload (or anyone asking with no-cache) gets the page rendered anew:
-    # the kept one is not even fetched.
     generation_key = _generation_key(account_id)
-    found = cache.get_many([generation_key] if _no_cache(request) else [key, generation_key])
+    # Usually fetched already, with the session, in one round trip (dashboard.prefetch).
+    found = prefetch.get_many(keys)
     kept: _Kept | None = found.get(key)
     generation: str | None = found.get(generation_key)
     if kept is not None and kept.generation == generation and timezone.now() < kept.fresh_until:

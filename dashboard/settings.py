@@ -307,6 +307,8 @@ MIDDLEWARE = [
     # Static files before anything touches the session or the database: cheap, cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # The session's, the user's and a kept page's cache reads, in one round trip.
+    "dashboard.prefetch.middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -377,8 +379,11 @@ if REDIS_URL:
         }
     }
     # Sessions read from the shared cache, written through to the database: no database
-    # query per page, and no one logged out when Redis restarts.
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    # query per page, and no one logged out when Redis restarts. Django's cached_db store,
+    # whose cache read comes with the request's other first reads, in one round trip
+    # (dashboard/prefetch.py). Without Redis, sessions are the database's alone: a cache
+    # per process would not hear of a logout in another.
+    SESSION_ENGINE = "dashboard.sessions"
 else:
     # One process, one cache: enough for demo mode and `make run`.
     CACHES = {
@@ -387,6 +392,13 @@ else:
             "LOCATION": "spend-dashboard",
         }
     }
+
+# How long a user is read from the shared cache with their permissions and grants (0: never);
+# see dashboard/authcache.py. Changes through Django end it at once. Only with a shared cache
+# by default: a cache per process would not hear of a change made in another process.
+AUTH_CACHE_SECONDS = envint("AUTH_CACHE_SECONDS", 60 if REDIS_URL else 0)
+if AUTH_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured("AUTH_CACHE_SECONDS must be 0 or more")
 
 # The product sends no mail yet; Django would only mail errors to ADMINS (none). Defining
 # MAILERS opts out of the deprecated EMAIL_* settings.
@@ -397,6 +409,8 @@ MAILERS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Django's ModelBackend, with each user's permissions and grants kept in the shared cache.
+AUTHENTICATION_BACKENDS = ["dashboard.authcache.CachedModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

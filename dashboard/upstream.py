@@ -31,7 +31,6 @@ import random
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from billing_api.errors import BillingError, BillingStatusError
 from dashboard import billing, metrics
 from dashboard.cache import UNREACHABLE as REDIS_UNREACHABLE
 from dashboard.cache import ResilientRedisCache
+from dashboard.memo import Recent
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -103,27 +103,19 @@ class _Entry:
 
 #: Decoded values by entry token, most recently used last; a few hundred keys at most are
 #: read per process in a cache period (accounts x reads x ranges), so old ones fall out.
-_decoded: OrderedDict[str, Any] = OrderedDict()
-_decoded_guard = threading.Lock()
-DECODED_MAX = 256
+_decoded: Recent[str, Any] = Recent(256)
+#: What ``_decoded.get`` answers for a token it does not hold (a decoded value may be None).
+_UNKNOWN = object()
 
 
 def _remember(token: str, value: Any) -> None:
-    with _decoded_guard:
-        _decoded[token] = value
-        _decoded.move_to_end(token)
-        while len(_decoded) > DECODED_MAX:
-            _decoded.popitem(last=False)
+    _decoded.put(token, value)
 
 
 def _restore(token: str, fetched_at: datetime, blob: bytes) -> _Entry:
     """Unpickles an entry, decoding its value only if this process has not already."""
-    with _decoded_guard:
-        known = token in _decoded
-        if known:
-            _decoded.move_to_end(token)
-            value = _decoded[token]
-    if not known:
+    value = _decoded.get(token, _UNKNOWN)
+    if value is _UNKNOWN:
         value = pickle.loads(blob)  # the cache's own bytes, as Django's cache unpickles them
         _remember(token, value)
     return _Entry(value, fetched_at, token)

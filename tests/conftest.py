@@ -8,13 +8,16 @@ out at once. Speed itself is shown by ``make bench-read``, which prints figures.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 
 import pytest
+import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
@@ -29,6 +32,8 @@ OVERVIEW_URL = f"/accounts/{ACCOUNT_ID}/"
 #: The second demo account (the simulator seeds it with no card and no auto top-up).
 OTHER_ACCOUNT_ID = "5a1b2c3d4e5f60718293a4b5c6d7e8f9"
 PASSWORD = "correct horse battery staple"
+#: The Redis the tests that need one use, each under a key prefix of its own.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The simulator's clock stands still in tests: no hour ends, so no balance burns down and no
 # auto top-up fires between setting up a state and reading the page.
 SIMULATOR_NOW = datetime(2026, 6, 10, 12, 30, tzinfo=UTC).timestamp()
@@ -114,6 +119,31 @@ def _empty_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def redis_cache(settings, _empty_cache: None) -> Iterator[str]:
+    """The dashboard's cache is the real Redis (``REDIS_URL``), under a key prefix of this
+    test's own, deleted at the end; then the local cache again. Sessions are read through it,
+    as in production with ``REDIS_URL``. Yields the prefix."""
+    local = settings.CACHES
+    settings.SESSION_ENGINE = "dashboard.sessions"
+    prefix = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "dashboard.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+        settings.CACHES = local
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 from dashboard import cache as resilient
 from dashboard import settings as dashboard_settings
 from dashboard import upstream
-from dashboard.models import Topup
+from dashboard.models import AccountAccess, Topup
 from dashboard.services import reads
 from tests.conftest import (
     ACCOUNT_ID,
@@ -101,7 +101,7 @@ def use_redis(settings: Any, _empty_cache: None) -> Iterator[Callable[[str], Non
                 },
             }
         }
-        settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+        settings.SESSION_ENGINE = "dashboard.sessions"
 
     yield use
     settings.CACHES = local
@@ -166,6 +166,16 @@ def test_a_black_holed_redis_costs_a_page_its_timeout_once_not_per_operation(
     # Operations after the first failure were answered at once, without trying Redis.
     assert unavailable("get", "skipped") > 0
     assert sum(pages) < PAGE_BOUND, pages
+
+
+def test_a_revoked_grant_is_refused_at_once_without_redis(use_redis, refused, lead, sim):
+    use_redis(refused)
+    client = log_in("lena")
+    assert client.get(OVERVIEW_URL).status_code == 200
+    # No snapshot of the user could be kept or told of the change: each page reads the user,
+    # permissions and grants from the database, as without the cache.
+    AccountAccess.objects.filter(user=lead, account_id=ACCOUNT_ID).delete()
+    assert client.get(OVERVIEW_URL).status_code == 404
 
 
 def test_a_double_submitted_top_up_pays_once_without_redis(use_redis, refused, finance, sim):

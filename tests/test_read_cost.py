@@ -7,19 +7,14 @@ Counted: calls of ``pickle.loads`` on a kept value, and Redis connections opened
 from __future__ import annotations
 
 import pickle
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import redis
 from django.core.cache import cache
 
 from dashboard import upstream
 from tests.conftest import OVERVIEW_URL
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def test_a_kept_answer_is_decoded_once_per_process(monkeypatch):
@@ -48,27 +43,6 @@ def test_an_unknown_answer_is_decoded(monkeypatch):
     blob = pickle.dumps(entry)
     upstream._decoded.clear()
     assert pickle.loads(blob).value == ["a"]
-
-
-@pytest.fixture
-def redis_cache(settings: Any, _empty_cache: None) -> Iterator[str]:
-    local = settings.CACHES
-    prefix = f"test-read-cost-{uuid.uuid4().hex}"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "dashboard.cache.ResilientRedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": prefix,
-        }
-    }
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
-        client.close()
-        settings.CACHES = local
 
 
 def test_warm_overviews_open_no_new_redis_connections(

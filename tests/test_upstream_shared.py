@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -83,31 +82,18 @@ class Shared:
 
 
 @pytest.fixture
-def shared(settings: Any, _empty_cache: None) -> Iterator[Shared]:
-    """The dashboard's cache is a Redis of its own prefix for this test, then local again."""
-    local = settings.CACHES
-    prefix = f"test-flight-{uuid.uuid4().hex}"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": prefix,
-        }
-    }
+def shared(settings: Any, redis_cache: str) -> Iterator[Shared]:
+    """The dashboard's cache is a Redis of its own prefix for this test (conftest's
+    ``redis_cache``), then local again."""
     settings.BILLING_LOCK_SECONDS = LOCK_SECONDS
-    state = Shared(prefix)
+    state = Shared(redis_cache)
     try:
         yield state
     finally:
         # Reads of this process still held (a failed test) answer now, before the clean-up.
         state.let_answer()
         eventually(lambda: not upstream._flights, "this process's reads ended")
-        # Only this test's keys: the Redis is shared with everyone else's.
-        for key in state.redis.scan_iter(match=f"{prefix}:*"):
-            state.redis.delete(key)
         state.redis.close()
-        # Back to the local cache before conftest's teardown clears "the" cache.
-        settings.CACHES = local
 
 
 class OtherProcess:

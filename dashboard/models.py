@@ -36,6 +36,7 @@ class Dashboard(models.Model):
             ("change_auto_topup", "Change or delete the auto top-up rule"),
             ("change_spending_limit", "Set or remove the spending limit"),
             ("view_activity", "See the activity (audit) log and export it"),
+            ("manage_alerts", "See and change alert rules and the auto top-up cap"),
         ]
 
 
@@ -73,6 +74,8 @@ class AuditEvent(models.Model):
         AUTO_TOPUP_DELETE = "auto_topup.delete", "Auto top-up rule deleted"
         SPENDING_LIMIT_SET = "spending_limit.set", "Spending limit set"
         SPENDING_LIMIT_DELETE = "spending_limit.delete", "Spending limit removed"
+        ALERT_RULE_SET = "alert_rule.set", "Alert rule saved"
+        ALERT_RULE_DELETE = "alert_rule.delete", "Alert rule deleted"
 
     class Outcome(models.TextChoices):
         ACCEPTED = "accepted", "Accepted"
@@ -192,3 +195,138 @@ class RefusedChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} refused for {self.account_id}"
+
+
+# ---------------------------------------------------------------- alerts
+
+
+class AlertRule(models.Model):
+    """A condition on one account, and who is told when it becomes true.
+
+    It fires once when its condition becomes true (an *episode* begins), then not again
+    until the condition has cleared, past a margin (hysteresis: a balance hovering at the
+    threshold does not fire at every check), or ``repeat_hours`` have passed with it still
+    true. Its state (``active``, ``episode``) is changed only by the alerts worker.
+    """
+
+    class Kind(models.TextChoices):
+        BALANCE_BELOW = "balance_below", "Balance below an amount"
+        RUNWAY_BELOW = "runway_below", "Runway shorter than a number of days"
+        AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed or turned off"
+        SPEND_SPIKE = "spend_spike", "Spend in the last day above K × the daily average"
+        MONTH_TO_DATE_ABOVE = "month_to_date_above", "Month-to-date spend above an amount"
+
+    class WebhookFormat(models.TextChoices):
+        JSON = "json", "JSON"
+        SLACK = "slack", "Slack-compatible"
+
+    account_id = models.CharField(max_length=32, db_index=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    #: Dollars: the balance or month-to-date threshold.
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    #: Days: the runway threshold.
+    days = models.PositiveSmallIntegerField(null=True, blank=True)
+    #: K: how many times the trailing daily average the last day's spend may reach.
+    factor = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    #: Email addresses, one per line.
+    emails = models.TextField(blank=True)
+    #: Webhook URLs, one per line, each sent ``webhook_format`` payloads.
+    webhooks = models.TextField(blank=True)
+    webhook_format = models.CharField(
+        max_length=8, choices=WebhookFormat.choices, default=WebhookFormat.JSON
+    )
+    #: While the condition stays true, fire again after this many hours (0: only once).
+    repeat_hours = models.PositiveSmallIntegerField(default=24)
+    enabled = models.BooleanField(default=True)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The worker's state.
+    active = models.BooleanField(default=False)
+    episode = models.PositiveIntegerField(default=0)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    last_cleared_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    #: What the last check saw, in words ("balance $12.40"), or why it could not check.
+    last_seen = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["account_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.account_id})"
+
+    def email_list(self) -> list[str]:
+        return _lines(self.emails)
+
+    def webhook_list(self) -> list[str]:
+        return _lines(self.webhooks)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class AlertFiring(models.Model):
+    """One firing of a rule: the first of an episode (``repeat`` 0) or a reminder.
+
+    ``(rule, episode, repeat)`` is unique: of two workers that see the same condition at
+    once, one inserts the firing and sends; the other's insert fails and it sends nothing.
+    """
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
+    episode = models.PositiveIntegerField()
+    repeat = models.PositiveIntegerField(default=0)
+    fired_at = models.DateTimeField(default=timezone.now, db_index=True)
+    subject = models.CharField(max_length=200)
+    message = models.TextField()
+    #: The figures behind it (JSON-safe: money as strings), for the webhook payload.
+    facts = models.JSONField(default=dict)
+    #: When the condition cleared, ending the episode (on its last firing).
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "episode", "repeat"], name="one_firing_per_episode_repeat"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class AlertDelivery(models.Model):
+    """Sending one firing to one recipient, retried with backoff until sent or given up."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed, given up"
+
+    firing = models.ForeignKey(AlertFiring, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    target = models.CharField(max_length=500)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
+    #: A worker sending it holds it until then; another may take it after (a crashed worker).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["firing", "channel", "target"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["firing", "channel", "target"], name="one_delivery_per_recipient"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.firing} to {self.target} ({self.status})"

@@ -26,7 +26,7 @@ _FINANCE = [
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     TEAM_LEAD: _READ,
     FINANCE: _FINANCE,
-    BILLING_ADMIN: [*_FINANCE, "change_auto_topup", "change_spending_limit"],
+    BILLING_ADMIN: [*_FINANCE, "change_auto_topup", "change_spending_limit", "manage_alerts"],
 }
 #: Billing admins manage users (and their roles and accounts) in Django's admin.
 ADMIN_AUTH_PERMISSIONS = [

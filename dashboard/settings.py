@@ -400,14 +400,62 @@ AUTH_CACHE_SECONDS = envint("AUTH_CACHE_SECONDS", 60 if REDIS_URL else 0)
 if AUTH_CACHE_SECONDS < 0:
     raise ImproperlyConfigured("AUTH_CACHE_SECONDS must be 0 or more")
 
-# The product sends no mail yet; Django would only mail errors to ADMINS (none). Defining
-# MAILERS opts out of the deprecated EMAIL_* settings.
-MAILERS: dict[str, dict[str, Any]] = {
-    "default": {
-        "BACKEND": "django.core.mail.backends."
-        + ("console.EmailBackend" if DEBUG else "smtp.EmailBackend")
-    },
-}
+# Mail (alerts and digests): EMAIL_URL names the server, e.g. smtp://user:pass@host:587
+# (STARTTLS; smtps:// for TLS from the start, port 465), or console:// (printed on stdout).
+# Without it: printed in demo mode and with DEBUG, else the SMTP server on localhost:25.
+# Defining MAILERS opts out of Django's deprecated EMAIL_* settings.
+EMAIL_URL = envsecret("EMAIL_URL")
+
+
+def mailer_from_url(name: str, url: str) -> dict[str, Any]:
+    """A MAILERS entry from ``url`` (the password is never put in an error message)."""
+    parts = urlsplit(url)
+    if parts.scheme == "console":
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must be smtp://[user:password@]host[:port], smtps://... or console://"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a malformed port") from None
+    ssl = parts.scheme == "smtps"
+    return {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": parts.hostname,
+            "port": port or (465 if ssl else 587),
+            "username": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            # smtp:// with a user name logs in, so only over STARTTLS; without one, as is.
+            "use_tls": not ssl and bool(parts.username),
+            "use_ssl": ssl,
+            "timeout": 10,
+        },
+    }
+
+
+if EMAIL_URL:
+    MAILERS: dict[str, dict[str, Any]] = {"default": mailer_from_url("EMAIL_URL", EMAIL_URL)}
+else:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends."
+            + ("console.EmailBackend" if DEBUG or DEMO_MODE else "smtp.EmailBackend")
+        },
+    }
+DEFAULT_FROM_EMAIL = envstr("EMAIL_FROM", "AI Gateway spend <spend-dashboard@localhost>")
+
+# Alerts (dashboard/services/alerts.py): the worker checks every rule this often.
+ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300)
+if ALERTS_INTERVAL_SECONDS < 10:
+    raise ImproperlyConfigured("ALERTS_INTERVAL_SECONDS must be at least 10")
+# The dashboard's address as its users reach it (https://spend.example.com), for the links in
+# alerts and digests; none without it.
+DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")
+# Webhooks to http://127.0.0.1 (tests and local receivers); otherwise https only.
+ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
 
 # Django's ModelBackend, with each user's permissions and grants kept in the shared cache.
 AUTHENTICATION_BACKENDS = ["dashboard.authcache.CachedModelBackend"]

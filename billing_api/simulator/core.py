@@ -67,6 +67,7 @@ from .state import (
     HOUR,
     MIN_TOPUP_CENTS,
     Account,
+    hour_floor,
     seed_account,
     stable_token,
 )
@@ -415,6 +416,18 @@ class Simulator:
         """Arms a failure for the account's next auto top-up."""
         with self._lock:
             self.account(account_id).auto_topup_failure = (error, disabled_reason)
+
+    def boost_usage(
+        self, account_id: str, factor: float, hours: int, start: float | None = None
+    ) -> None:
+        """Multiplies the account's spend by ``factor`` for ``hours`` hours from ``start``
+        (default: the current hour): a batch job, a runaway agent, a spike to alert on."""
+        if factor < 0 or hours < 1:
+            raise ValueError("factor must be 0 or more and hours at least 1")
+        with self._lock:
+            account = self.account(account_id)
+            first = hour_floor(self.now() if start is None else start)
+            account.boosts.append((first, first + hours, factor))
 
     def set_fault(
         self, endpoint: str, kind: str, *, times: int | None = None, **params: Any

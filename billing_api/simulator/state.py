@@ -184,6 +184,8 @@ class Account:
     first_topup_success: bool = False
     #: Armed by Simulator.fail_auto_topup: (error, disabled_reason) for the next auto top-up.
     auto_topup_failure: tuple[str, str] | None = None
+    #: Spend multiplied by a factor over hours [start, end) (Simulator.boost_usage).
+    boosts: list[tuple[int, int, float]] = field(default_factory=list)
     _usage_cache: dict[int, float] = field(default_factory=dict, repr=False)
     _serial: int = 0
 
@@ -191,6 +193,13 @@ class Account:
 
     def hour_usage(self, hour: int) -> float:
         """Spend in cents during the hour with this index; nothing before the history starts."""
+        value = self._seeded_usage(hour)
+        for start, end, factor in self.boosts:
+            if start <= hour < end:
+                value = round(value * factor, 2)
+        return value
+
+    def _seeded_usage(self, hour: int) -> float:
         if hour < self.origin_hour:
             return 0.0
         cached = self._usage_cache.get(hour)

@@ -1,0 +1,403 @@
+"""Alert rules: what a check of an account sees, when each rule fires, and what it says.
+
+A check reads what the overview reads (the balance with its auto top-up rule, and the last
+30 days of hourly usage), through the same shared cache: while anyone looks at the overview,
+checking costs Cloudflare nothing more. Figures that are not fresh (Cloudflare failing, the
+last good answer kept) are not judged: the rule keeps its state until a fresh answer.
+
+Each rule's condition is judged *true*, *clear* or in between. It fires when it turns true
+(a new episode), and again only after it has cleared or ``repeat_hours`` have passed. To
+clear, a figure must come back past a margin (``HYSTERESIS``): a balance hovering around its
+threshold fires once, not at every check. Several workers may check at once: a rule's state
+moves on by a conditional update, so only one of them fires (and the firing's unique key
+``(rule, episode, repeat)`` backs that up).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing_api import models as api
+from dashboard import clock
+from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.services import reads, runway
+from dashboard.services.overview import Usage, auto_topup_rule
+
+logger = logging.getLogger(__name__)
+
+Kind = AlertRule.Kind
+#: How far past its threshold a figure must come back for a rule to clear: 10 %.
+HYSTERESIS = Decimal("0.10")
+#: The spike rule compares the last 24 hours with the daily average of the 14 days before.
+SPIKE_BASELINE_DAYS = 14
+DAY = timedelta(days=1)
+
+
+def money(amount: Decimal) -> str:
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}"
+
+
+# ---------------------------------------------------------------- what a check sees
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One account's figures at ``at``; a figure is None when it could not be read fresh."""
+
+    at: datetime
+    balance: Decimal | None = None
+    #: None: no forecast (no usage yet) or not running out (no spend, or auto top-up).
+    runway_days: Decimal | None = None
+    runway_known: bool = False
+    #: Why auto top-up will not refill the balance ("" when it will); None: unknown.
+    auto_topup_problem: str | None = None
+    last_day: Decimal | None = None
+    daily_average: Decimal | None = None
+    month_to_date: Decimal | None = None
+    #: Why some figures are missing, in words.
+    problems: tuple[str, ...] = ()
+
+
+def read_account(account_id: str, now: datetime | None = None) -> Reading:
+    """Reads one account's figures through the shared cache (as the overview does)."""
+    now = now or clock.now()
+    tz = timezone.get_current_timezone()
+    span = runway.usage_range(now, tz)
+    balance = reads.credit_balance(account_id)
+    usage = reads.usage_history(account_id, "hour", span.start, span.end)
+    problems = []
+    if not balance.ok:
+        problems.append(f"balance: {balance.error or 'not read'}")
+    if not usage.ok:
+        problems.append(f"usage: {usage.error or 'not read'}")
+    return reading_of(
+        balance.value if balance.ok else None,
+        usage.value if usage.ok else None,
+        span,
+        now,
+        tz,
+        tuple(problems),
+    )
+
+
+def reading_of(
+    balance: api.CreditBalance | None,
+    history: api.UsageHistory | None,
+    span: runway.UsageRange,
+    now: datetime,
+    tz: tzinfo,
+    problems: tuple[str, ...] = (),
+) -> Reading:
+    """The figures the rules judge, from fresh answers (None where there is none)."""
+    figures: dict[str, Any] = {}
+    if balance is not None:
+        figures["balance"] = balance.balance
+        config = balance.topup_config
+        if not config.is_set:
+            figures["auto_topup_problem"] = "Auto top-up is off."
+        elif config.has_failed:
+            why = config.error or config.disabled_reason or "it failed"
+            figures["auto_topup_problem"] = f"Auto top-up failed: {why}"
+        else:
+            figures["auto_topup_problem"] = ""
+    if history is not None:
+        usage = Usage.of(history, span, tz)
+        figures["month_to_date"] = runway.month_to_date(
+            usage.buckets, now, tz, usage.start, usage.end
+        ).total
+        figures.update(_spike_figures(usage))
+        if balance is not None:
+            figures["runway_known"], figures["runway_days"] = _runway_days(balance, usage, now)
+    return Reading(at=now, problems=problems, **figures)
+
+
+def _runway_days(
+    balance: api.CreditBalance, usage: Usage, now: datetime
+) -> tuple[bool, Decimal | None]:
+    rule, _ = auto_topup_rule(balance)
+    forecast = runway.runway(balance.balance, usage.week, now, rule)
+    if forecast.kind == "no-rate":
+        return False, None
+    if forecast.kind == "overdrawn":
+        return True, Decimal(0)
+    if forecast.kind == "runs-out" and forecast.zero_at is not None:
+        return True, Decimal(str(round((forecast.zero_at - now) / DAY, 2)))
+    return True, None  # lasts beyond the horizon, does not burn, or auto top-up refills it
+
+
+def _spike_figures(usage: Usage) -> dict[str, Decimal]:
+    end = usage.end
+    start = end - DAY * (SPIKE_BASELINE_DAYS + 1)
+    if usage.start > start:
+        return {}  # not 15 days of history yet: nothing to compare with
+    last_day = runway.spend_between(usage.buckets, end - DAY, end)
+    baseline = runway.spend_between(usage.buckets, start, end - DAY)
+    return {"last_day": last_day, "daily_average": baseline / SPIKE_BASELINE_DAYS}
+
+
+# ---------------------------------------------------------------- judging a rule
+
+
+State = Literal["true", "clear", "between", "unknown"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: State
+    #: What was seen, in words ("balance $12.40").
+    seen: str
+    #: Subject and message when true.
+    subject: str = ""
+    message: str = ""
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+def _unknown(reading: Reading) -> Verdict:
+    why = "; ".join(reading.problems) or "not enough history yet"
+    return Verdict("unknown", f"Not judged: {why}")
+
+
+def judge(rule: AlertRule, reading: Reading) -> Verdict:
+    """Whether ``rule``'s condition holds for ``reading`` (see the module's docstring)."""
+    kind = rule.kind
+    if kind == Kind.BALANCE_BELOW:
+        return _crossing(
+            reading.balance,
+            rule.amount,
+            "Balance",
+            money,
+            reading,
+            "The balance is {value}, below the {threshold} this alert watches for.",
+            below=True,
+        )
+    if kind == Kind.MONTH_TO_DATE_ABOVE:
+        return _crossing(
+            reading.month_to_date,
+            rule.amount,
+            "Month-to-date spend",
+            money,
+            reading,
+            "Spend this month so far is {value}, above the {threshold} this alert watches for.",
+            below=False,
+        )
+    if kind == Kind.RUNWAY_BELOW:
+        if not reading.runway_known:
+            return _unknown(reading)
+        days = reading.runway_days
+        if days is None:
+            return Verdict("clear", "Runway: not running out at the current rate")
+        return _crossing(
+            days,
+            Decimal(rule.days or 0),
+            "Runway",
+            _days,
+            reading,
+            "At the last 7 days' rate the credit runs out in {value}, sooner than the "
+            "{threshold} this alert watches for.",
+            below=True,
+        )
+    if kind == Kind.AUTO_TOPUP_FAILED:
+        problem = reading.auto_topup_problem
+        if problem is None:
+            return _unknown(reading)
+        if not problem:
+            return Verdict("clear", "Auto top-up: on and working")
+        return Verdict(
+            "true",
+            problem,
+            subject=problem.rstrip(".").split(":")[0],
+            message=f"{problem} The balance will not be refilled automatically until "
+            "the auto top-up rule is saved again.",
+            facts={"problem": problem},
+        )
+    if kind == Kind.SPEND_SPIKE:
+        return _spike(rule, reading)
+    raise ValueError(f"unknown alert kind {kind!r}")
+
+
+def _days(value: Decimal) -> str:
+    return f"{value:.1f} days"
+
+
+def _crossing(
+    value: Decimal | None,
+    threshold: Decimal | None,
+    name: str,
+    show: Any,
+    reading: Reading,
+    sentence: str,
+    *,
+    below: bool,
+) -> Verdict:
+    """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it."""
+    if value is None or threshold is None:
+        return _unknown(reading)
+    seen = f"{name} {show(value)}"
+    facts = {"value": str(value), "threshold": str(threshold)}
+    if value < threshold if below else value > threshold:
+        return Verdict(
+            "true",
+            seen,
+            subject=f"{name} {'below' if below else 'above'} {show(threshold)}",
+            message=sentence.format(value=show(value), threshold=show(threshold)),
+            facts=facts,
+        )
+    margin = threshold * (1 + HYSTERESIS) if below else threshold * (1 - HYSTERESIS)
+    if value >= margin if below else value <= margin:
+        return Verdict("clear", seen, facts=facts)
+    return Verdict("between", seen, facts=facts)
+
+
+def _spike(rule: AlertRule, reading: Reading) -> Verdict:
+    last, average, factor = reading.last_day, reading.daily_average, rule.factor
+    if last is None or average is None or factor is None:
+        return _unknown(reading)
+    seen = f"Last 24 hours {money(last)}, daily average {money(average)}"
+    facts = {"last_day": str(last), "daily_average": str(average), "factor": str(factor)}
+    if average <= 0:
+        # Nothing spent in the 14 days before: any spend is "infinitely" more; not a ratio
+        # this rule can judge.
+        return Verdict("between", seen, facts=facts)
+    ratio = last / average
+    facts["ratio"] = f"{ratio:.2f}"
+    if ratio > factor:
+        return Verdict(
+            "true",
+            seen,
+            subject=f"Spend spike: {ratio:.1f}× the daily average",
+            message=f"The last 24 hours cost {money(last)}, {ratio:.1f} times the daily "
+            f"average of the {SPIKE_BASELINE_DAYS} days before ({money(average)}); this alert "
+            f"watches for more than {factor}×.",
+            facts=facts,
+        )
+    if ratio <= factor * (1 - HYSTERESIS):
+        return Verdict("clear", seen, facts=facts)
+    return Verdict("between", seen, facts=facts)
+
+
+# ---------------------------------------------------------------- firing
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rule_id: int
+    verdict: Verdict
+    #: The firing this check made (None: none, or another worker made it).
+    fired: AlertFiring | None = None
+    cleared: bool = False
+
+
+def check(rule: AlertRule, reading: Reading) -> Outcome:
+    """Judges ``rule`` on ``reading`` and moves its state on: fires, repeats or clears."""
+    verdict = judge(rule, reading)
+    now = reading.at
+    seen = verdict.seen[:200]
+    if verdict.state == "true":
+        if not rule.active:
+            fired = _fire(rule, verdict, now, episode=rule.episode + 1, repeat=0)
+            return Outcome(rule.pk, verdict, fired)
+        if _repeat_due(rule, now):
+            repeat = rule.firings.filter(episode=rule.episode).count()
+            fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat)
+            return Outcome(rule.pk, verdict, fired)
+    elif verdict.state == "clear" and rule.active:
+        with transaction.atomic():
+            moved = AlertRule.objects.filter(pk=rule.pk, active=True, episode=rule.episode).update(
+                active=False, last_cleared_at=now, last_checked_at=now, last_seen=seen
+            )
+            if moved:
+                AlertFiring.objects.filter(rule=rule, episode=rule.episode).update(cleared_at=now)
+        return Outcome(rule.pk, verdict, cleared=bool(moved))
+    AlertRule.objects.filter(pk=rule.pk).update(last_checked_at=now, last_seen=seen)
+    return Outcome(rule.pk, verdict)
+
+
+def _repeat_due(rule: AlertRule, now: datetime) -> bool:
+    if not rule.repeat_hours or rule.last_fired_at is None:
+        return False
+    return now - rule.last_fired_at >= timedelta(hours=rule.repeat_hours)
+
+
+def _fire(
+    rule: AlertRule, verdict: Verdict, now: datetime, *, episode: int, repeat: int
+) -> AlertFiring | None:
+    """Records the firing and its deliveries, unless another worker moved the rule first."""
+    name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
+    subject = f"{verdict.subject} ({name})"
+    if repeat:
+        subject = f"Still: {subject}"
+    try:
+        with transaction.atomic():
+            # Only if the rule is as this worker read it: of two workers, one moves it.
+            moved = AlertRule.objects.filter(
+                pk=rule.pk,
+                active=rule.active,
+                episode=rule.episode,
+                last_fired_at=rule.last_fired_at,
+            ).update(
+                active=True,
+                episode=episode,
+                last_fired_at=now,
+                last_checked_at=now,
+                last_seen=verdict.seen[:200],
+            )
+            if not moved:
+                return None
+            firing = AlertFiring.objects.create(
+                rule=rule,
+                episode=episode,
+                repeat=repeat,
+                fired_at=now,
+                subject=subject[:200],
+                message=verdict.message,
+                facts={"kind": rule.kind, "account_id": rule.account_id, **verdict.facts},
+            )
+            AlertDelivery.objects.bulk_create(
+                [
+                    AlertDelivery(
+                        firing=firing, channel=channel, target=target, next_attempt_at=now
+                    )
+                    for channel, target in recipients(rule)
+                ]
+            )
+    except IntegrityError:
+        return None  # the same firing was recorded by another worker
+    logger.info(
+        "alert fired",
+        extra={"rule": rule.pk, "kind": rule.kind, "episode": episode, "repeat": repeat},
+    )
+    return firing
+
+
+def recipients(rule: AlertRule) -> Iterable[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+    for address in rule.email_list():
+        seen.add((AlertDelivery.Channel.EMAIL, address))
+    for url in rule.webhook_list():
+        seen.add((AlertDelivery.Channel.WEBHOOK, url))
+    return sorted(seen)
+
+
+def check_all(now: datetime | None = None) -> list[Outcome]:
+    """Checks every enabled rule, reading each account once."""
+    now = now or clock.now()
+    rules = list(AlertRule.objects.filter(enabled=True))
+    outcomes = []
+    readings: dict[str, Reading] = {}
+    for rule in rules:
+        if rule.account_id not in settings.BILLING_ACCOUNTS:
+            continue
+        if rule.account_id not in readings:
+            readings[rule.account_id] = read_account(rule.account_id, now)
+        outcomes.append(check(rule, readings[rule.account_id]))
+    return outcomes

@@ -1,0 +1,293 @@
+"""Alert rules over days of simulated spend: each fires once per episode, and is delivered.
+
+Time travels: the simulator's clock and the dashboard's move on together, hours at a time,
+and the balance burns down hour by hour as Cloudflare's does. The worker's rounds are run as
+``manage.py alerts_worker`` runs them (check every rule, then send what is due). Webhooks go
+to a receiver on 127.0.0.1 that counts what it is sent; emails to Django's test outbox.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+from django.core.management import call_command
+
+from billing_api.simulator import Simulator
+from dashboard import billing, clock
+from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.services import alerts, notify
+from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW
+from tests.webhook_receiver import Receiver
+
+Kind = AlertRule.Kind
+HOUR = 3600.0
+
+
+class Travel:
+    """The simulator's and the dashboard's clocks, moved on together."""
+
+    def __init__(self, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sim = sim
+        monkeypatch.setattr(clock, "now", self.now)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.sim.now(), UTC)
+
+    def hours(self, count: float) -> None:
+        self.sim.advance_clock(count * HOUR)
+
+
+@pytest.fixture
+def travel(sim: Simulator, monkeypatch: pytest.MonkeyPatch, settings) -> Travel:
+    # Every check reads Cloudflare afresh (the cache counts real seconds, not travelled ones).
+    settings.BILLING_CACHE_SECONDS = 0
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    settings.DASHBOARD_URL = "https://spend.example.com"
+    return Travel(sim, monkeypatch)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+def worker_round() -> list[alerts.Outcome]:
+    """One round of ``manage.py alerts_worker``: check every rule, send what is due."""
+    outcomes = alerts.check_all()
+    notify.deliver_due()
+    return outcomes
+
+
+def days_of_rounds(travel: Travel, days: float, every_hours: float = 6) -> int:
+    """Rounds every ``every_hours`` over ``days``; how many firings they made."""
+    fired = 0
+    for _ in range(round(days * 24 / every_hours)):
+        travel.hours(every_hours)
+        fired += sum(outcome.fired is not None for outcome in worker_round())
+    return fired
+
+
+def balance(account_id: str = ACCOUNT_ID) -> Decimal:
+    reading = alerts.read_account(account_id)
+    assert reading.balance is not None, reading.problems
+    return reading.balance
+
+
+def make_rule(kind: str, receiver: Receiver, path: str = "/hook", **values: object) -> AlertRule:
+    return AlertRule.objects.create(
+        account_id=ACCOUNT_ID,
+        kind=kind,
+        emails="finance@example.com",
+        webhooks=receiver.url(path),
+        created_by="test",
+        **values,
+    )
+
+
+@pytest.fixture
+def no_auto_topup(sim: Simulator) -> None:
+    """The default account without its auto top-up rule: nothing refills the balance."""
+    billing.client_for(ACCOUNT_ID).delete_topup_config()
+
+
+def test_a_low_balance_fires_once_per_episode_over_days(travel, receiver, no_auto_topup, db):
+    start = balance()
+    # About two days of spend below today's balance.
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=(start - 400).quantize(Decimal("1")))
+    rule.repeat_hours = 0  # only once per episode, however long it lasts
+    rule.save()
+    assert days_of_rounds(travel, 5) == 1
+    assert receiver.count("/hook") == 1
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["finance@example.com"]
+    assert "Balance below" in mail.outbox[0].subject
+    rule.refresh_from_db()
+    assert rule.active and rule.episode == 1
+    # A top-up lifts it well clear: the episode ends...
+    billing.client_for(ACCOUNT_ID).create_topup(Decimal(1000))
+    assert days_of_rounds(travel, 0.5) == 0
+    rule.refresh_from_db()
+    assert not rule.active and rule.last_cleared_at is not None
+    assert AlertFiring.objects.get(rule=rule, episode=1).cleared_at is not None
+    # ...and the next fall below is a new one, told once again.
+    assert days_of_rounds(travel, 7) == 1
+    assert receiver.count("/hook") == 2
+    assert len(mail.outbox) == 2
+    assert list(AlertFiring.objects.filter(rule=rule).values_list("episode", "repeat")) == [
+        (2, 0),
+        (1, 0),
+    ]
+    payload = receiver.received["/hook"][0]
+    assert payload["kind"] == "balance_below" and payload["account_id"] == ACCOUNT_ID
+    assert payload["url"] == f"https://spend.example.com/accounts/{ACCOUNT_ID}/alerts/"
+    assert Decimal(payload["facts"]["value"]) < Decimal(payload["facts"]["threshold"])
+
+
+def test_a_lasting_condition_is_repeated_after_its_period_only(travel, receiver, no_auto_topup, db):
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=24)
+    # True from the first round; every 6 hours for 3 days: once, then once a day.
+    assert days_of_rounds(travel, 3) == 3
+    repeats = AlertFiring.objects.filter(rule=rule).order_by("fired_at")
+    assert [f.repeat for f in repeats] == [0, 1, 2]
+    assert [f.episode for f in repeats] == [1, 1, 1]
+    assert repeats[1].subject.startswith("Still: ")
+    assert receiver.count("/hook") == 3
+
+
+def test_a_failed_auto_topup_fires_once_and_clears_when_the_rule_is_saved_again(
+    travel, receiver, sim, db
+):
+    client = billing.client_for(ACCOUNT_ID)
+    rule = make_rule(Kind.AUTO_TOPUP_FAILED, receiver, repeat_hours=0)
+    assert days_of_rounds(travel, 0.25) == 0  # on and working
+    # The next auto top-up is declined: the balance is put under the threshold now.
+    sim.fail_auto_topup(ACCOUNT_ID)
+    client.set_topup_config(Decimal(1000), (balance() + 50).quantize(Decimal(1)))
+    assert days_of_rounds(travel, 2) == 1
+    assert "declined" in receiver.received["/hook"][0]["message"]
+    # Saving the rule again is how an account recovers (as in Cloudflare's dashboard).
+    client.set_topup_config(Decimal(1000), Decimal(570))
+    assert days_of_rounds(travel, 0.5) == 0
+    rule.refresh_from_db()
+    assert not rule.active
+    assert receiver.count("/hook") == 1
+
+
+def test_a_spend_spike_fires_once_and_clears_when_spend_is_back(travel, receiver, sim, db):
+    rule = make_rule(Kind.SPEND_SPIKE, receiver, factor=Decimal(3), repeat_hours=0)
+    assert days_of_rounds(travel, 1) == 0
+    sim.boost_usage(ACCOUNT_ID, 8.0, hours=24)
+    assert days_of_rounds(travel, 1) == 1
+    sent = receiver.received["/hook"][0]
+    assert Decimal(sent["facts"]["ratio"]) > 3
+    # A day after the spike ended, the last 24 hours are ordinary again.
+    assert days_of_rounds(travel, 2) == 0
+    rule.refresh_from_db()
+    assert not rule.active and rule.episode == 1
+    assert receiver.count("/hook") == 1
+
+
+def test_month_to_date_fires_once_a_month(travel, receiver, sim, db):
+    # June 10th: about 2 000 dollars spent so far; the alert is for 3 000. (Auto top-up keeps
+    # the balance up meanwhile.)
+    rule = make_rule(Kind.MONTH_TO_DATE_ABOVE, receiver, amount=Decimal(3000), repeat_hours=0)
+    days_of_rounds(travel, 36, every_hours=12)
+    fired = list(AlertFiring.objects.filter(rule=rule).order_by("fired_at"))
+    # Above 3 000 in June (fired once), cleared on July 1st, above again in mid-July.
+    assert [f.fired_at.month for f in fired] == [6, 7]
+    assert [f.episode for f in fired] == [1, 2]
+    assert receiver.count("/hook") == 2
+
+
+# Workers are threads with connections of their own: they see only committed rows. The flush
+# after a transactional test removes the roles a migration made too: serialized_rollback
+# puts them back for the tests after it.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topup):
+    make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=0)
+    make_rule(Kind.MONTH_TO_DATE_ABOVE, receiver, path="/mtd", amount=Decimal(1), repeat_hours=0)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        from django.db import connection
+
+        try:
+            for _ in range(3):
+                start.wait(10)
+                worker_round()
+        except BaseException as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert AlertFiring.objects.count() == 2
+    assert receiver.count("/hook") == 1
+    assert receiver.count("/mtd") == 1
+    assert len(mail.outbox) == 2
+    assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_worker_that_read_the_rule_before_another_fired_it_does_not_fire(
+    travel, receiver, no_auto_topup, db
+):
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100)
+    reading = alerts.read_account(ACCOUNT_ID)
+    first, second = AlertRule.objects.get(pk=rule.pk), AlertRule.objects.get(pk=rule.pk)
+    assert alerts.check(first, reading).fired is not None
+    assert alerts.check(second, reading).fired is None  # the same episode, already fired
+    assert AlertFiring.objects.count() == 1
+    assert AlertDelivery.objects.count() == 2
+
+
+def test_the_slack_format_posts_text(travel, receiver, no_auto_topup, db):
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100)
+    rule.webhook_format = AlertRule.WebhookFormat.SLACK
+    rule.save()
+    worker_round()
+    (payload,) = receiver.received["/hook"]
+    assert set(payload) == {"text"}
+    assert payload["text"].startswith("*Balance below $")
+    assert f"<https://spend.example.com/accounts/{ACCOUNT_ID}/alerts/|" in payload["text"]
+
+
+def test_the_alert_email_has_text_and_html(travel, receiver, no_auto_topup, db):
+    make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100)
+    worker_round()
+    (message,) = mail.outbox
+    assert message.subject.startswith("[AI Gateway spend] Balance below $")
+    assert "The balance is $" in message.body
+    assert f"https://spend.example.com/accounts/{ACCOUNT_ID}/alerts/" in message.body
+    assert isinstance(message, EmailMultiAlternatives)
+    html, kind = message.alternatives[0]
+    assert kind == "text/html" and isinstance(html, str) and "Open the alerts page" in html
+
+
+def test_a_check_reads_no_more_than_the_overview_does(travel, receiver, sim, db):
+    make_rule(Kind.BALANCE_BELOW, receiver, amount=Decimal(1))
+    make_rule(Kind.RUNWAY_BELOW, receiver, days=3)
+    make_rule(Kind.SPEND_SPIKE, receiver, factor=Decimal(5))
+    sim.reset_calls()
+    alerts.check_all()
+    assert sim.calls == {"GET credit-balance": 1, "GET usage-history": 1}
+
+
+def test_an_upstream_failure_changes_no_rule(travel, receiver, sim, no_auto_topup, db):
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100)
+    sim.set_fault("GET credit-balance", "error", status=503)
+    (outcome,) = alerts.check_all()
+    assert outcome.verdict.state == "unknown"
+    rule.refresh_from_db()
+    assert not rule.active and "Not judged" in rule.last_seen
+    assert AlertFiring.objects.count() == 0
+
+
+def test_now_moves_with_the_simulator(travel) -> None:
+    before = clock.now()
+    travel.hours(5)
+    assert clock.now() - before == timedelta(hours=5)
+    assert before == datetime.fromtimestamp(SIMULATOR_NOW, UTC)
+
+
+def test_the_worker_command_runs_a_round(travel, receiver, no_auto_topup, db):
+    make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100)
+    out = StringIO()
+    call_command("alerts_worker", "--once", stdout=out)
+    assert "fired: Balance below $" in out.getvalue()
+    assert receiver.count("/hook") == 1 and len(mail.outbox) == 1
+    call_command("alerts_worker", "--once", stdout=out)
+    assert receiver.count("/hook") == 1  # the same episode: nothing more

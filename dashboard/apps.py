@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class DashboardConfig(AppConfig):
@@ -13,3 +16,9 @@ class DashboardConfig(AppConfig):
 
         # Every change of a user, group, permission or grant ends the cached snapshots.
         authcache.connect()
+        # `make run`: the alerts worker in a thread of the serving process (the autoreloader's
+        # child, RUN_MAIN), sharing its in-process simulator.
+        if settings.ALERTS_IN_PROCESS and os.environ.get("RUN_MAIN") == "true":
+            from dashboard.services import worker
+
+            worker.start_in_process(float(settings.ALERTS_INTERVAL_SECONDS))

@@ -8,11 +8,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from django import forms
+from django.core.validators import validate_email
 from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
-from dashboard.models import AuditEvent
-from dashboard.services import activity, topups, usage
+from dashboard.models import AlertRule, AuditEvent
+from dashboard.services import activity, notify, topups, usage
 from dashboard.templatetags.money import format_usd
 
 # ---------------------------------------------------------------- invoices
@@ -432,3 +433,135 @@ class TopupForm(forms.Form):
                 f"The largest top-up for this account is {format_usd(maximum)}."
             )
         return amount.quantize(Decimal("0.01"))
+
+
+# ---------------------------------------------------------------- alerts
+
+#: At most this many recipients of each kind per rule.
+MAX_EMAILS = 20
+MAX_WEBHOOKS = 10
+
+
+class AlertRuleForm(forms.ModelForm[AlertRule]):
+    """An alert rule: its kind with the one threshold that kind needs, and its recipients.
+
+    A value for another kind is ignored (stored empty). Emails and webhook URLs are one per
+    line; webhooks must be https (``notify.check_webhook_url``).
+    """
+
+    amount = DollarField(
+        label="Amount, in dollars",
+        minimum=Decimal("0.01"),
+        maximum=Decimal("10000000"),
+        required=False,
+    )
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "kind",
+            "amount",
+            "days",
+            "factor",
+            "emails",
+            "webhooks",
+            "webhook_format",
+            "repeat_hours",
+            "enabled",
+        ]
+        labels = {
+            "kind": "Alert when",
+            "days": "Days",
+            "factor": "K (times the daily average)",
+            "emails": "Email addresses, one per line",
+            "webhooks": "Webhook URLs (https), one per line",
+            "webhook_format": "Webhook payload",
+            "repeat_hours": "While it lasts, remind every (hours; 0 for never)",
+            "enabled": "On",
+        }
+        widgets = {
+            "kind": forms.RadioSelect,
+            "emails": forms.Textarea(attrs={"rows": 3, "autocomplete": "email"}),
+            "webhooks": forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+            "webhook_format": forms.RadioSelect,
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].error_messages["min_value"] = "Enter an amount above $0.00."
+        # A radio list needs no "select an option" row.
+        kind = cast(forms.TypedChoiceField, self.fields["kind"])
+        kind.choices = AlertRule.Kind.choices
+        for name in ("days", "factor", "repeat_hours"):
+            self.fields[name].widget.attrs["inputmode"] = (
+                "decimal" if name == "factor" else "numeric"
+            )
+
+    def clean_emails(self) -> str:
+        addresses = _lines(self.cleaned_data.get("emails") or "")
+        if len(addresses) > MAX_EMAILS:
+            raise forms.ValidationError(f"At most {MAX_EMAILS} email addresses.")
+        for address in addresses:
+            try:
+                validate_email(address)
+            except forms.ValidationError:
+                raise forms.ValidationError(f"“{address}” is not an email address.") from None
+        return "\n".join(dict.fromkeys(addresses))
+
+    def clean_webhooks(self) -> str:
+        urls = _lines(self.cleaned_data.get("webhooks") or "")
+        if len(urls) > MAX_WEBHOOKS:
+            raise forms.ValidationError(f"At most {MAX_WEBHOOKS} webhook URLs.")
+        for url in urls:
+            try:
+                notify.check_webhook_url(url)
+            except notify.WebhookURLError as err:
+                # Name the host only: the path of a webhook URL is its secret.
+                raise forms.ValidationError(f"{notify.shown_url(url)}: {err}") from None
+        return "\n".join(dict.fromkeys(urls))
+
+    def clean_repeat_hours(self) -> int:
+        hours = self.cleaned_data.get("repeat_hours")
+        if hours is None:
+            return 24
+        if not 0 <= hours <= 24 * 31:
+            raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
+        return int(hours)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = data.get("kind")
+        needs: dict[str, str] = {
+            AlertRule.Kind.BALANCE_BELOW: "amount",
+            AlertRule.Kind.MONTH_TO_DATE_ABOVE: "amount",
+            AlertRule.Kind.RUNWAY_BELOW: "days",
+            AlertRule.Kind.SPEND_SPIKE: "factor",
+        }
+        needed = needs.get(str(kind))
+        for name in ("amount", "days", "factor"):
+            if name != needed:
+                data[name] = None
+        if needed == "amount" and data.get("amount") is None and "amount" not in self.errors:
+            self.add_error("amount", "Enter the amount in dollars, above $0.00.")
+        if needed == "days":
+            days = data.get("days")
+            if days is None or days < 1:
+                self.add_error("days", "Enter a number of days, at least 1.")
+        if needed == "factor":
+            factor = data.get("factor")
+            if factor is None or factor <= 1:
+                self.add_error(
+                    "factor",
+                    "Enter K above 1: the alert is for spend above K times the daily average.",
+                )
+        if (
+            not data.get("emails")
+            and not data.get("webhooks")
+            and not ("emails" in self.errors or "webhooks" in self.errors)
+        ):
+            raise forms.ValidationError("Name at least one email address or webhook URL.")
+        return data
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]

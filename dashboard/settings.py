@@ -451,6 +451,9 @@ DEFAULT_FROM_EMAIL = envstr("EMAIL_FROM", "AI Gateway spend <spend-dashboard@loc
 ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300)
 if ALERTS_INTERVAL_SECONDS < 10:
     raise ImproperlyConfigured("ALERTS_INTERVAL_SECONDS must be at least 10")
+# `make run`: the alerts worker runs in a thread of the development server (demo mode, one
+# process). In production run `manage.py alerts_worker` instead.
+ALERTS_IN_PROCESS = envbool("ALERTS_IN_PROCESS", False)
 # The dashboard's address as its users reach it (https://spend.example.com), for the links in
 # alerts and digests; none without it.
 DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")

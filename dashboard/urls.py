@@ -53,5 +53,12 @@ urlpatterns = [
         views.spending_limit_delete,
         name="spending_limit_delete",
     ),
+    path("accounts/<account:account_id>/alerts/", views.alerts, name="alerts"),
+    path("accounts/<account:account_id>/alerts/<int:pk>/", views.alert_rule, name="alert_rule"),
+    path(
+        "accounts/<account:account_id>/alerts/<int:pk>/delete/",
+        views.alert_rule_delete,
+        name="alert_rule_delete",
+    ),
     path("admin/", admin.site.urls),
 ]

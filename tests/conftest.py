@@ -21,11 +21,13 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
 from dashboard import billing, clock, roles, upstream
 from dashboard.models import AccountAccess
+from tests.webhook_receiver import Receiver
 
 ACCOUNT_ID = DEFAULT_ACCOUNT_ID
 OVERVIEW_URL = f"/accounts/{ACCOUNT_ID}/"
@@ -146,6 +148,17 @@ def redis_cache(settings, _empty_cache: None) -> Iterator[str]:
         settings.CACHES = local
 
 
+@pytest.fixture(scope="module")
+def roles_back_after_module(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """For a module of transactional tests only: the flush after its last test removed the
+    roles (and everything else a migration made); tests that get the database later need
+    them, so they are put back from the database's serialized contents."""
+    yield
+    with django_db_blocker.unblock():
+        contents: str = getattr(connection, "_test_serialized_contents")  # noqa: B009
+        connection.creation.deserialize_db_from_string(contents)
+
+
 @pytest.fixture(autouse=True)
 def _dashboard_simulator(settings) -> Iterator[Simulator]:
     """The app's simulator for this test only: state and faults never leak between tests.
@@ -259,3 +272,43 @@ def current_mode() -> Iterator[Simulator]:
     billing.use_simulator(simulator)
     yield simulator
     billing.use_simulator(None)
+
+
+# ---------------------------------------------------------------- alerts
+
+SECONDS_PER_HOUR = 3600.0
+
+
+class Travel:
+    """The simulator's and the dashboard's clocks, moved on together."""
+
+    def __init__(self, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sim = sim
+        monkeypatch.setattr(clock, "now", self.now)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.sim.now(), UTC)
+
+    def hours(self, count: float) -> None:
+        self.sim.advance_clock(count * SECONDS_PER_HOUR)
+
+
+@pytest.fixture
+def travel(sim: Simulator, monkeypatch: pytest.MonkeyPatch, settings) -> Travel:
+    # Every check reads Cloudflare afresh (the cache counts real seconds, not travelled ones).
+    settings.BILLING_CACHE_SECONDS = 0
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    settings.DASHBOARD_URL = "https://spend.example.com"
+    return Travel(sim, monkeypatch)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def no_auto_topup(sim: Simulator) -> None:
+    """The default account without its auto top-up rule: nothing refills the balance."""
+    billing.client_for(ACCOUNT_ID).delete_topup_config()

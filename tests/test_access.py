@@ -52,6 +52,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "auto_topup_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
     "spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
     "spending_limit_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    "alerts": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    # The walk asks for rule 1, which does not exist: permission first (403), then 404.
+    "alert_rule": {"anonymous": LOGIN, "nobody": 403, "outsider": 403}
+    | {"lead": 403, "finance": 403, "admin": 404},
+    "alert_rule_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403}
+    | {"lead": 403, "finance": 403, "admin": 404},
 }
 
 
@@ -197,6 +203,7 @@ WRITES = {
     "auto_topup_delete": "change_auto_topup",
     "spending_limit": "change_spending_limit",
     "spending_limit_delete": "change_spending_limit",
+    "alerts": "manage_alerts",
 }
 
 

@@ -7,7 +7,6 @@ never); emails to Django's test outbox, or to a backend that fails.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +16,6 @@ from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID
-from tests.webhook_receiver import Receiver
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
 Status = AlertDelivery.Status
@@ -30,12 +28,6 @@ def now(monkeypatch: pytest.MonkeyPatch, settings) -> list[datetime]:
     moment = [NOW]
     monkeypatch.setattr(clock, "now", lambda: moment[0])
     return moment
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def firing(*targets: tuple[str, str]) -> AlertFiring:

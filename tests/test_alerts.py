@@ -9,54 +9,21 @@ to a receiver on 127.0.0.1 that counts what it is sent; emails to Django's test 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
-import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 
-from billing_api.simulator import Simulator
 from dashboard import billing, clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import alerts, notify
-from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW
+from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW, Travel
 from tests.webhook_receiver import Receiver
 
 Kind = AlertRule.Kind
-HOUR = 3600.0
-
-
-class Travel:
-    """The simulator's and the dashboard's clocks, moved on together."""
-
-    def __init__(self, sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.sim = sim
-        monkeypatch.setattr(clock, "now", self.now)
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.sim.now(), UTC)
-
-    def hours(self, count: float) -> None:
-        self.sim.advance_clock(count * HOUR)
-
-
-@pytest.fixture
-def travel(sim: Simulator, monkeypatch: pytest.MonkeyPatch, settings) -> Travel:
-    # Every check reads Cloudflare afresh (the cache counts real seconds, not travelled ones).
-    settings.BILLING_CACHE_SECONDS = 0
-    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
-    settings.DASHBOARD_URL = "https://spend.example.com"
-    return Travel(sim, monkeypatch)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def worker_round() -> list[alerts.Outcome]:
@@ -90,12 +57,6 @@ def make_rule(kind: str, receiver: Receiver, path: str = "/hook", **values: obje
         created_by="test",
         **values,
     )
-
-
-@pytest.fixture
-def no_auto_topup(sim: Simulator) -> None:
-    """The default account without its auto top-up rule: nothing refills the balance."""
-    billing.client_for(ACCOUNT_ID).delete_topup_config()
 
 
 def test_a_low_balance_fires_once_per_episode_over_days(travel, receiver, no_auto_topup, db):
@@ -187,41 +148,6 @@ def test_month_to_date_fires_once_a_month(travel, receiver, sim, db):
     assert receiver.count("/hook") == 2
 
 
-# Workers are threads with connections of their own: they see only committed rows. The flush
-# after a transactional test removes the roles a migration made too: serialized_rollback
-# puts them back for the tests after it.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topup):
-    make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=0)
-    make_rule(Kind.MONTH_TO_DATE_ABOVE, receiver, path="/mtd", amount=Decimal(1), repeat_hours=0)
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        from django.db import connection
-
-        try:
-            for _ in range(3):
-                start.wait(10)
-                worker_round()
-        except BaseException as err:  # noqa: BLE001 (reported below)
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
-    assert AlertFiring.objects.count() == 2
-    assert receiver.count("/hook") == 1
-    assert receiver.count("/mtd") == 1
-    assert len(mail.outbox) == 2
-    assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
-
-
 def test_a_worker_that_read_the_rule_before_another_fired_it_does_not_fire(
     travel, receiver, no_auto_topup, db
 ):
@@ -291,3 +217,24 @@ def test_the_worker_command_runs_a_round(travel, receiver, no_auto_topup, db):
     assert receiver.count("/hook") == 1 and len(mail.outbox) == 1
     call_command("alerts_worker", "--once", stdout=out)
     assert receiver.count("/hook") == 1  # the same episode: nothing more
+
+
+def test_the_worker_loop_goes_on_after_a_failed_round_and_stops_when_told(monkeypatch, caplog, db):
+    from dashboard.services import worker
+
+    rounds: list[bool] = []
+    stop = threading.Event()
+
+    def flaky(*, check: bool, say: object) -> None:
+        rounds.append(check)
+        if len(rounds) == 1:
+            raise RuntimeError("the database went away")
+        stop.set()
+
+    monkeypatch.setattr(worker, "one_round", flaky)
+    monkeypatch.setattr(worker, "SEND_EVERY", 0.01)
+    with caplog.at_level("ERROR"):
+        worker.run(stop, interval=3600, say=print)
+    # The first round checked the rules and failed; the next (sending only) still ran.
+    assert rounds == [True, False]
+    assert "the round failed" in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -68,3 +69,13 @@ def test_it_creates_them_outside_demo_mode_when_forced(settings):
 
 def test_it_prints_the_address_it_is_given():
     assert "http://127.0.0.1:8021/" in run("--url", "http://127.0.0.1:8021/")
+
+
+def test_it_gives_each_demo_account_a_few_alert_rules_once():
+    from dashboard.models import AlertRule
+
+    run()
+    per_account = len(settings.BILLING_ACCOUNTS)
+    assert AlertRule.objects.count() == 3 * per_account
+    run()
+    assert AlertRule.objects.count() == 3 * per_account

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -25,17 +24,10 @@ CREATE = reverse("topup_create", args=[ACCOUNT_ID])
 
 # A transactional test flushes every table after itself, the roles a migration made too:
 # serialized_rollback puts them back.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _roles_back_after(django_db_setup, django_db_blocker) -> Iterator[None]:
-    # Tests that get the database later (non-transactional ones run last by pytest-django)
-    # need the roles; the flush after the last test here removed them.
-    yield
-    with django_db_blocker.unblock():
-        contents: str = getattr(connection, "_test_serialized_contents")  # noqa: B009
-        connection.creation.deserialize_db_from_string(contents)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("roles_back_after_module"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -226,7 +226,8 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
 
 
 def _days(value: Decimal) -> str:
-    return f"{value:.1f} days"
+    shown = f"{value:.0f}" if value == value.to_integral_value() else f"{value:.1f}"
+    return f"{shown} day{'' if shown == '1' else 's'}"
 
 
 def _crossing(

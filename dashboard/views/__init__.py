@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dashboard.views.activity import activity, activity_csv
+from dashboard.views.alerts import alert_rule, alert_rule_delete, alerts
 from dashboard.views.invoices import invoices
 from dashboard.views.overview import all_accounts, home, overview
 from dashboard.views.rules import (
@@ -17,6 +18,9 @@ from dashboard.views.usage import usage, usage_csv
 __all__ = [
     "activity",
     "activity_csv",
+    "alert_rule",
+    "alert_rule_delete",
+    "alerts",
     "all_accounts",
     "auto_topup",
     "auto_topup_delete",

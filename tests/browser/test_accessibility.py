@@ -44,6 +44,7 @@ PAGES = {
     "auto-topup": f"{OVERVIEW_URL}auto-top-up/",
     "spending-limit": f"{OVERVIEW_URL}spending-limit/",
     "activity": f"{OVERVIEW_URL}activity/",
+    "alerts": f"{OVERVIEW_URL}alerts/",
     "all-accounts": "/accounts/",
 }
 

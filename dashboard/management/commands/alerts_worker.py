@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
 
-from dashboard.services import alerts, notify
-
-#: Deliveries due (retries) are looked for this often between two checks of the rules.
-SEND_EVERY = 5.0
+from dashboard.services import worker
 
 
 class Command(BaseCommand):
@@ -39,35 +34,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        interval = options["interval"] or float(settings.ALERTS_INTERVAL_SECONDS)
         if options["once"]:
-            self.round(check=True)
+            worker.one_round(check=True, say=self.stdout.write)
             return
+        interval = options["interval"] or float(settings.ALERTS_INTERVAL_SECONDS)
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         self.stdout.write(f"alerts worker: checking every {interval:g} s; Ctrl-C stops it")
-        next_check = time.monotonic()
-        while not stop.is_set():
-            now = time.monotonic()
-            due = now >= next_check
-            if due:
-                next_check = now + interval
-            # A long-running process: drop a database connection that broke or grew old, as
-            # Django does around each request.
-            close_old_connections()
-            try:
-                self.round(check=due)
-            finally:
-                close_old_connections()
-            stop.wait(min(SEND_EVERY, max(0.0, next_check - time.monotonic())))
+        worker.run(stop, interval, say=self.stdout.write)
         self.stdout.write("alerts worker: stopped")
-
-    def round(self, *, check: bool) -> None:
-        if check:
-            for outcome in alerts.check_all():
-                if outcome.fired is not None:
-                    self.stdout.write(f"fired: {outcome.fired.subject}")
-        for attempt in notify.deliver_due():
-            if not attempt.ok:
-                self.stdout.write(f"delivery {attempt.delivery_id} failed: {attempt.error}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.db import transaction
 
 from dashboard import roles
 from dashboard.demo import DEMO_USERS
-from dashboard.models import AccountAccess
+from dashboard.models import AccountAccess, AlertRule
 
 DEFAULT_URL = "http://127.0.0.1:8000/"
 
@@ -60,9 +61,30 @@ class Command(BaseCommand):
                 AccountAccess.objects.filter(user=user).exclude(account_id__in=granted).delete()
                 for account_id in granted:
                     AccountAccess.objects.get_or_create(user=user, account_id=account_id)
+            self.demo_alerts(account_ids)
         width = max(len(demo.username) for demo in DEMO_USERS)
         pwidth = max(len(demo.password) for demo in DEMO_USERS)
         self.stdout.write("Demo logins:")
         for demo in DEMO_USERS:
             self.stdout.write(f"  {demo.username:<{width}}  {demo.password:<{pwidth}}  {demo.role}")
         self.stdout.write(f"Open {url} and log in with one of them.")
+
+    def demo_alerts(self, account_ids: list[str]) -> None:
+        """A few alert rules, so that the Alerts page and the worker have something to show
+        (their emails are printed); an account that has rules already is left as it is."""
+        examples: list[tuple[str, dict[str, Any]]] = [
+            (AlertRule.Kind.AUTO_TOPUP_FAILED, {}),
+            (AlertRule.Kind.SPEND_SPIKE, {"factor": Decimal(3)}),
+            (AlertRule.Kind.RUNWAY_BELOW, {"days": 30}),
+        ]
+        for account_id in account_ids:
+            if AlertRule.objects.filter(account_id=account_id).exists():
+                continue
+            for kind, values in examples:
+                AlertRule.objects.create(
+                    account_id=account_id,
+                    kind=kind,
+                    emails="finance@example.com",
+                    created_by="demo",
+                    **values,
+                )

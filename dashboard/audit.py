@@ -47,6 +47,7 @@ def record(
     detail: str = "",
     error: BillingError | None = None,
     idempotency_key: str = "",
+    actor: str = "",
 ) -> AuditEvent:
     """Append one event. ``error``: what Cloudflare answered, kept for follow-up."""
     status: int | None = None
@@ -60,7 +61,8 @@ def record(
         detail = f"{type(error).__name__}: {error.user_message}"
     return AuditEvent.objects.create(
         user=user if isinstance(user, User) else None,
-        username=user.get_username() if user.is_authenticated else "",
+        # ``actor``: who acted when no one was logged in (the alerts worker).
+        username=actor or (user.get_username() if user.is_authenticated else ""),
         account_id=account_id,
         action=action,
         outcome=outcome,

@@ -534,6 +534,7 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         needs: dict[str, str] = {
             AlertRule.Kind.BALANCE_BELOW: "amount",
             AlertRule.Kind.MONTH_TO_DATE_ABOVE: "amount",
+            AlertRule.Kind.AUTO_TOPUP_CAP: "amount",
             AlertRule.Kind.RUNWAY_BELOW: "days",
             AlertRule.Kind.SPEND_SPIKE: "factor",
         }

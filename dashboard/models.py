@@ -215,6 +215,10 @@ class AlertRule(models.Model):
         AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed or turned off"
         SPEND_SPIKE = "spend_spike", "Spend in the last day above K × the daily average"
         MONTH_TO_DATE_ABOVE = "month_to_date_above", "Month-to-date spend above an amount"
+        AUTO_TOPUP_CAP = (
+            "auto_topup_cap",
+            "Monthly cap: automatic top-ups this month reach an amount (turns auto top-up off)",
+        )
 
     class WebhookFormat(models.TextChoices):
         JSON = "json", "JSON"

@@ -18,7 +18,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 
 from dashboard import billing, clock
-from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts, notify
 from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW, Travel
 from tests.webhook_receiver import Receiver
@@ -238,3 +238,53 @@ def test_the_worker_loop_goes_on_after_a_failed_round_and_stops_when_told(monkey
     # The first round checked the rules and failed; the next (sending only) still ran.
     assert rounds == [True, False]
     assert "the round failed" in caplog.text
+
+
+def test_the_monthly_cap_turns_auto_topup_off_once_audited_and_alerted(
+    travel, receiver, sim, admin_client, db
+):
+    # The default account refills $1 000 when its balance falls below $570, and spends
+    # about $220 a day: within two weeks automatic top-ups this month reach a $1 000 cap.
+    rule = make_rule(Kind.AUTO_TOPUP_CAP, receiver, amount=Decimal(1000), repeat_hours=24)
+    sim.reset_calls()
+    assert days_of_rounds(travel, 14) >= 1
+    assert sim.calls["DELETE topup/config"] == 1
+    turned_off = AuditEvent.objects.filter(action="auto_topup.delete")
+    assert [(e.outcome, e.username) for e in turned_off] == [("accepted", alerts.CAP_ACTOR)]
+    assert not billing.client_for(ACCOUNT_ID).credit_balance().topup_config.is_set
+    first = AlertFiring.objects.filter(rule=rule).order_by("fired_at").first()
+    assert first is not None and first.facts["action"] == "turned_off"
+    # Sent once the action was done, saying what was done and how to restore it.
+    sent = receiver.received["/hook"][0]
+    assert "turned auto top-up off" in sent["message"]
+    assert "save the auto top-up rule again" in sent["message"]
+    # Later reminders (auto top-up already off) turn nothing off again.
+    assert all(f.facts["action"] == "already_off" for f in rule.firings.exclude(pk=first.pk))
+    # The pages say so, and how to restore it.
+    rule.refresh_from_db()
+    assert rule.active, (rule.last_seen, list(rule.firings.values_list("fired_at", "cleared_at")))
+    for page in (f"/accounts/{ACCOUNT_ID}/", f"/accounts/{ACCOUNT_ID}/auto-top-up/"):
+        text = admin_client.get(page, headers={"Cache-Control": "no-cache"}).text
+        assert "Auto top-up was turned off on" in text and "monthly cap" in text
+        assert f'href="/accounts/{ACCOUNT_ID}/alerts/"' in text
+
+
+def test_a_cap_cloudflare_refuses_to_enforce_says_so(current_mode, receiver, settings, db):
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    rule = make_rule(Kind.AUTO_TOPUP_CAP, receiver, amount=Decimal(100))
+    reading = alerts.Reading(
+        at=clock.now(),
+        auto_topups_this_month=Decimal(150),
+        auto_topup_rule=(Decimal(570), Decimal(1000)),
+    )
+    fired = alerts.check(rule, reading).fired
+    assert fired is not None and fired.facts["action"] == "refused"
+    assert "refused by Cloudflare" in fired.message
+    event = AuditEvent.objects.get(action="auto_topup.delete")
+    assert (event.outcome, event.username, event.upstream_status) == (
+        "refused",
+        alerts.CAP_ACTOR,
+        403,
+    )
+    notify.deliver_due()
+    assert "turn it off in Cloudflare's dashboard" in receiver.received["/hook"][0]["message"]

@@ -51,6 +51,7 @@ def test_a_billing_admin_adds_an_alert(admin_client):
         ({"amount": "-5"}, "amount", "Enter an amount above $0.00."),
         ({"amount": ""}, "amount", "Enter the amount in dollars, above $0.00."),
         ({"amount": "abc"}, "amount", "as a number of dollars"),
+        ({"kind": "auto_topup_cap", "amount": "0"}, "amount", "Enter an amount above $0.00."),
         ({"kind": "runway_below", "days": "0"}, "days", "at least 1"),
         ({"kind": "runway_below", "days": ""}, "days", "at least 1"),
         ({"kind": "spend_spike", "factor": "1"}, "factor", "Enter K above 1"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, Literal
@@ -64,12 +64,19 @@ class Reading:
     last_day: Decimal | None = None
     daily_average: Decimal | None = None
     month_to_date: Decimal | None = None
+    #: Paid by automatic top-ups since the 1st (read only for an account with a cap).
+    auto_topups_this_month: Decimal | None = None
+    #: The auto top-up rule as (threshold, amount), None when off; for the audit log.
+    auto_topup_rule: tuple[Decimal, Decimal] | None = None
     #: Why some figures are missing, in words.
     problems: tuple[str, ...] = ()
 
 
-def read_account(account_id: str, now: datetime | None = None) -> Reading:
-    """Reads one account's figures through the shared cache (as the overview does)."""
+def read_account(
+    account_id: str, now: datetime | None = None, *, auto_topups: bool = False
+) -> Reading:
+    """Reads one account's figures through the shared cache (as the overview does), and with
+    ``auto_topups`` what automatic top-ups paid this month (the invoice history)."""
     now = now or clock.now()
     tz = timezone.get_current_timezone()
     span = runway.usage_range(now, tz)
@@ -80,7 +87,7 @@ def read_account(account_id: str, now: datetime | None = None) -> Reading:
         problems.append(f"balance: {balance.error or 'not read'}")
     if not usage.ok:
         problems.append(f"usage: {usage.error or 'not read'}")
-    return reading_of(
+    reading = reading_of(
         balance.value if balance.ok else None,
         usage.value if usage.ok else None,
         span,
@@ -88,6 +95,34 @@ def read_account(account_id: str, now: datetime | None = None) -> Reading:
         tz,
         tuple(problems),
     )
+    if not auto_topups:
+        return reading
+    paid, problem = _auto_topups_since(account_id, runway.month_start(now, tz))
+    if problem:
+        return replace(reading, problems=(*reading.problems, problem))
+    return replace(reading, auto_topups_this_month=paid)
+
+
+#: At most this many pages of auto top-up invoices are read for one month.
+MAX_INVOICE_PAGES = 10
+
+
+def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:
+    """What automatic top-ups paid since ``since`` (newest first, page by page)."""
+    total = Decimal(0)
+    for page in range(1, MAX_INVOICE_PAGES + 1):
+        fetched = reads.invoice_history(account_id, "auto", page)
+        if not fetched.ok or fetched.value is None:
+            return None, f"auto top-ups: {fetched.error or 'not read'}"
+        older = False
+        for invoice in fetched.value.invoices:
+            if invoice.created is None or invoice.created < since:
+                older = True
+                continue
+            total += invoice.amount_paid or invoice.amount_due
+        if older or not fetched.value.pagination.has_more:
+            return total, ""
+    return total, ""
 
 
 def reading_of(
@@ -103,6 +138,8 @@ def reading_of(
     if balance is not None:
         figures["balance"] = balance.balance
         config = balance.topup_config
+        if config.is_set and config.threshold is not None and config.amount is not None:
+            figures["auto_topup_rule"] = (config.threshold, config.amount)
         if not config.is_set:
             figures["auto_topup_problem"] = "Auto top-up is off."
         elif config.has_failed:
@@ -222,6 +259,8 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
         )
     if kind == Kind.SPEND_SPIKE:
         return _spike(rule, reading)
+    if kind == Kind.AUTO_TOPUP_CAP:
+        return _cap(rule, reading)
     raise ValueError(f"unknown alert kind {kind!r}")
 
 
@@ -286,6 +325,26 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
     return Verdict("between", seen, facts=facts)
 
 
+def _cap(rule: AlertRule, reading: Reading) -> Verdict:
+    paid, cap = reading.auto_topups_this_month, rule.amount
+    if paid is None or cap is None:
+        return _unknown(reading)
+    seen = f"Automatic top-ups this month {money(paid)} of the {money(cap)} cap"
+    facts = {"value": str(paid), "threshold": str(cap)}
+    if paid >= cap:
+        return Verdict(
+            "true",
+            seen,
+            subject=f"Monthly cap on automatic top-ups reached ({money(cap)})",
+            message=f"Automatic top-ups this month came to {money(paid)}, reaching the "
+            f"{money(cap)} cap.",
+            facts=facts,
+        )
+    if paid <= cap * (1 - HYSTERESIS):
+        return Verdict("clear", seen, facts=facts)
+    return Verdict("between", seen, facts=facts)
+
+
 # ---------------------------------------------------------------- firing
 
 
@@ -304,13 +363,18 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
     now = reading.at
     seen = verdict.seen[:200]
     if verdict.state == "true":
+        capping = rule.kind == Kind.AUTO_TOPUP_CAP
+        fired = None
         if not rule.active:
-            fired = _fire(rule, verdict, now, episode=rule.episode + 1, repeat=0)
-            return Outcome(rule.pk, verdict, fired)
-        if _repeat_due(rule, now):
+            fired = _fire(rule, verdict, now, episode=rule.episode + 1, repeat=0, hold=capping)
+        elif _repeat_due(rule, now):
             repeat = rule.firings.filter(episode=rule.episode).count()
-            fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat)
-            return Outcome(rule.pk, verdict, fired)
+            fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat, hold=capping)
+        else:
+            return Outcome(rule.pk, verdict)
+        if fired is not None and capping:
+            enforce_cap(rule, reading, fired)
+        return Outcome(rule.pk, verdict, fired)
     elif verdict.state == "clear" and rule.active:
         with transaction.atomic():
             moved = AlertRule.objects.filter(pk=rule.pk, active=True, episode=rule.episode).update(
@@ -330,9 +394,19 @@ def _repeat_due(rule: AlertRule, now: datetime) -> bool:
 
 
 def _fire(
-    rule: AlertRule, verdict: Verdict, now: datetime, *, episode: int, repeat: int
+    rule: AlertRule,
+    verdict: Verdict,
+    now: datetime,
+    *,
+    episode: int,
+    repeat: int,
+    hold: bool = False,
 ) -> AlertFiring | None:
-    """Records the firing and its deliveries, unless another worker moved the rule first."""
+    """Records the firing and its deliveries, unless another worker moved the rule first.
+
+    ``hold``: the deliveries wait (a day at most) until the firing's action is done and
+    written into its message (:func:`enforce_cap` releases them).
+    """
     name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
     subject = f"{verdict.subject} ({name})"
     if repeat:
@@ -380,6 +454,82 @@ def _fire(
     return firing
 
 
+#: How long a firing's deliveries wait for its action at most (a worker died meanwhile).
+HOLD = timedelta(days=1)
+#: Who the audit log names for the cap's change.
+CAP_ACTOR = "alerts worker (monthly cap)"
+
+
+def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
+    """The monthly cap was reached: turns auto top-up off upstream (audited), says so in the
+    firing's message, and lets its deliveries go. Called once per firing, by the worker that
+    recorded it."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from dashboard.services import rules as writes
+
+    restore = (
+        " To restore it: raise or delete the cap on the Alerts page, then save the auto top-up "
+        "rule again on the Auto top-up page (otherwise the next check turns it off again)."
+    )
+    if reading.auto_topup_rule is None:
+        action, said = "already_off", " Auto top-up is already off: nothing more is charged."
+    else:
+        outcome = writes.delete_auto_topup(
+            AnonymousUser(), rule.account_id, reading.auto_topup_rule, actor=CAP_ACTOR
+        )
+        if outcome.ok:
+            action = "turned_off"
+            said = (
+                " So the dashboard turned auto top-up off (recorded in the activity log): no "
+                "more automatic top-ups are charged this month." + restore
+            )
+        elif outcome.refused:
+            action = "refused"
+            said = (
+                f" Turning auto top-up off was refused by Cloudflare ({outcome.message}): "
+                "turn it off in Cloudflare's dashboard (AI Gateway, billing) to stop further "
+                "charges."
+            )
+        else:
+            action = "failed"
+            said = (
+                f" Turning auto top-up off failed ({outcome.message}); the next reminder tries "
+                "again. Turn it off in Cloudflare's dashboard to be sure."
+            )
+    message = firing.message + said
+    facts = {**firing.facts, "action": action}
+    AlertFiring.objects.filter(pk=firing.pk).update(message=message, facts=facts)
+    AlertDelivery.objects.filter(firing=firing, status=AlertDelivery.Status.PENDING).update(
+        next_attempt_at=reading.at
+    )
+    firing.message, firing.facts = message, facts
+    logger.info("monthly cap reached", extra={"rule": rule.pk, "action": action})
+
+
+@dataclass(frozen=True)
+class CapBanner:
+    fired_at: datetime
+    cap: Decimal
+    action: str
+    message: str
+
+
+def cap_banner(account_id: str) -> CapBanner | None:
+    """While the account's monthly cap holds (this month), what it did, for the pages: the
+    firing that turned auto top-up off, else the latest one of the episode."""
+    rule = AlertRule.objects.filter(
+        account_id=account_id, kind=Kind.AUTO_TOPUP_CAP, active=True
+    ).first()
+    if rule is None or rule.amount is None:
+        return None
+    firings = list(rule.firings.filter(episode=rule.episode).order_by("fired_at", "id"))
+    if not firings:
+        return None
+    shown = next((f for f in firings if f.facts.get("action") == "turned_off"), firings[-1])
+    return CapBanner(shown.fired_at, rule.amount, str(shown.facts.get("action", "")), shown.message)
+
+
 def recipients(rule: AlertRule) -> Iterable[tuple[str, str]]:
     seen: set[tuple[str, str]] = set()
     for address in rule.email_list():
@@ -395,10 +545,13 @@ def check_all(now: datetime | None = None) -> list[Outcome]:
     rules = list(AlertRule.objects.filter(enabled=True))
     outcomes = []
     readings: dict[str, Reading] = {}
+    capped = {rule.account_id for rule in rules if rule.kind == Kind.AUTO_TOPUP_CAP}
     for rule in rules:
         if rule.account_id not in settings.BILLING_ACCOUNTS:
             continue
         if rule.account_id not in readings:
-            readings[rule.account_id] = read_account(rule.account_id, now)
+            readings[rule.account_id] = read_account(
+                rule.account_id, now, auto_topups=rule.account_id in capped
+            )
         outcomes.append(check(rule, readings[rule.account_id]))
     return outcomes

@@ -202,16 +202,21 @@ def _write(
     before: object,
     after: object,
     dropped: tuple[str, ...],
+    actor: str = "",
 ) -> Outcome:
     try:
         call(billing.client_for(account_id))
     except errors.BillingError as error:
         if isinstance(error, errors.BillingStatusError) and error.status_code is None:
             # Refused by the client before sending: the form should have caught it.
-            audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, error=error)
+            audit.record(
+                user, account_id, action, AuditEvent.Outcome.INVALID, error=error, actor=actor
+            )
             return Outcome(False, str(error))
         outcome = audit.outcome_of(error)
-        audit.record(user, account_id, action, outcome, before=before, after=after, error=error)
+        audit.record(
+            user, account_id, action, outcome, before=before, after=after, error=error, actor=actor
+        )
         _drop(account_id, dropped)
         if isinstance(error, errors.PermissionDeniedError):
             said = "; ".join(e.message for e in error.errors) or str(error)
@@ -220,14 +225,22 @@ def _write(
                 kind=kind,
                 defaults={
                     "refused_at": timezone.now(),
-                    "refused_by": user.get_username(),
+                    "refused_by": actor or user.get_username(),
                     "message": said,
                     "upstream_status": error.status_code,
                 },
             )
             return Outcome(False, said, refused=True)
         return Outcome(False, _explain(error))
-    audit.record(user, account_id, action, AuditEvent.Outcome.ACCEPTED, before=before, after=after)
+    audit.record(
+        user,
+        account_id,
+        action,
+        AuditEvent.Outcome.ACCEPTED,
+        before=before,
+        after=after,
+        actor=actor,
+    )
     clear_refusal(account_id, kind)
     _drop(account_id, dropped)
     return Outcome(True)
@@ -264,8 +277,13 @@ def save_auto_topup(
 
 
 def delete_auto_topup(
-    user: User | AnonymousUser, account_id: str, before: tuple[Decimal, Decimal] | None
+    user: User | AnonymousUser,
+    account_id: str,
+    before: tuple[Decimal, Decimal] | None,
+    *,
+    actor: str = "",
 ) -> Outcome:
+    """``actor``: who turns it off when no one is logged in (the monthly cap)."""
     return _write(
         user,
         account_id,
@@ -275,6 +293,7 @@ def delete_auto_topup(
         before=_rule_json(before),
         after=None,
         dropped=("credit-balance",),
+        actor=actor,
     )
 
 

@@ -42,6 +42,10 @@ def describe(rule: AlertRule) -> str:
             f"Last 24 hours above {rule.factor.normalize()}× the "
             f"{checks.SPIKE_BASELINE_DAYS}-day daily average"
         )
+    if rule.kind == AlertRule.Kind.AUTO_TOPUP_CAP and rule.amount is not None:
+        return (
+            f"Automatic top-ups this month reach {checks.money(rule.amount)}: turn auto top-up off"
+        )
     if rule.kind == AlertRule.Kind.AUTO_TOPUP_FAILED:
         return "Auto top-up failed or turned off"
     return rule.get_kind_display()

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import pagecache
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
+from dashboard.services import alerts
 from dashboard.services import overview as cards
 
 
@@ -54,6 +55,8 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             "page": page,
             "overview_url": reverse("overview", args=[account.id]),
             "invoices_url": _invoices_url(account),
+            # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
+            "cap_banner": None if partial else alerts.cap_banner(account.id),
         }
         response = render(request, template, context)
         # The same URL answers a full page or a fragment: caches must keep them apart.

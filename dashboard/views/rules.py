@@ -23,7 +23,7 @@ from dashboard.access import Account, HtmxHttpRequest, account_view
 from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.forms import AutoTopupForm, SpendingLimitForm
 from dashboard.models import AuditEvent, RefusedChange
-from dashboard.services import reads, rules
+from dashboard.services import alerts, reads, rules
 from dashboard.services.balance import card_from_fetched
 
 Action = AuditEvent.Action
@@ -66,6 +66,7 @@ def _auto_topup_context(account: Account, **extra: Any) -> dict[str, Any]:
         "page_url": reverse("auto_topup", args=[account.id]),
         "delete_url": reverse("auto_topup_delete", args=[account.id]),
         "dashboard_url": ai_gateway_url(account.id),
+        "cap_banner": alerts.cap_banner(account.id),
         **extra,
     }
 

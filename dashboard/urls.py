@@ -25,6 +25,7 @@ urlpatterns = [
     # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", views.all_accounts, name="all_accounts"),
+    path("digest/", views.digest, name="digest"),
     path("accounts/<account:account_id>/", views.overview, name="overview"),
     path("accounts/<account:account_id>/usage/", views.usage, name="usage"),
     path("accounts/<account:account_id>/usage.csv", views.usage_csv, name="usage_csv"),

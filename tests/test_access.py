@@ -32,6 +32,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     | dict.fromkeys(("nobody", "lead", "finance", "outsider"), 403),
     "logout": dict.fromkeys(PERSONAS[1:], 405) | {"anonymous": LOGIN},
     "all_accounts": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
+    "digest": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
     "overview": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
     "usage": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
     "usage_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},

@@ -103,26 +103,41 @@ def read_account(
     return replace(reading, auto_topups_this_month=paid)
 
 
-#: At most this many pages of auto top-up invoices are read for one month.
+#: At most this many pages of invoices are read back for one period.
 MAX_INVOICE_PAGES = 10
 
 
-def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:
-    """What automatic top-ups paid since ``since`` (newest first, page by page)."""
-    total = Decimal(0)
+def invoices_between(
+    account_id: str, type: api.InvoiceType, start: datetime, end: datetime | None = None
+) -> tuple[list[api.Invoice] | None, str]:
+    """The invoices of ``type`` created in ``[start, end)``, newest first, read page by page
+    until one is older than ``start``; (None, why) when Cloudflare did not answer."""
+    found: list[api.Invoice] = []
     for page in range(1, MAX_INVOICE_PAGES + 1):
-        fetched = reads.invoice_history(account_id, "auto", page)
+        fetched = reads.invoice_history(account_id, type, page)
         if not fetched.ok or fetched.value is None:
-            return None, f"auto top-ups: {fetched.error or 'not read'}"
+            return None, f"invoices: {fetched.error or 'not read'}"
         older = False
         for invoice in fetched.value.invoices:
-            if invoice.created is None or invoice.created < since:
+            if invoice.created is None or invoice.created < start:
                 older = True
-                continue
-            total += invoice.amount_paid or invoice.amount_due
+            elif end is None or invoice.created < end:
+                found.append(invoice)
         if older or not fetched.value.pagination.has_more:
-            return total, ""
-    return total, ""
+            break
+    return found, ""
+
+
+def paid(invoice: api.Invoice) -> Decimal:
+    return invoice.amount_paid or invoice.amount_due
+
+
+def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:
+    """What automatic top-ups paid since ``since``."""
+    invoices, problem = invoices_between(account_id, "auto", since)
+    if invoices is None:
+        return None, problem.replace("invoices", "auto top-ups", 1)
+    return sum((paid(invoice) for invoice in invoices), Decimal(0)), ""
 
 
 def reading_of(

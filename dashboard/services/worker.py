@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from django.db import close_old_connections
 
-from dashboard.services import alerts, notify
+from dashboard.services import alerts, digest, notify
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ def one_round(*, check: bool, say: Say) -> None:
         for outcome in alerts.check_all():
             if outcome.fired is not None:
                 say(f"fired: {outcome.fired.subject}")
+        if sent := digest.send_due():
+            say(f"weekly digests sent: {sent}")
     for attempt in notify.deliver_due():
         if not attempt.ok:
             say(f"delivery {attempt.delivery_id} failed: {attempt.error}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dashboard.views.activity import activity, activity_csv
 from dashboard.views.alerts import alert_rule, alert_rule_delete, alerts
+from dashboard.views.digest import digest
 from dashboard.views.invoices import invoices
 from dashboard.views.overview import all_accounts, home, overview
 from dashboard.views.rules import (
@@ -24,6 +25,7 @@ __all__ = [
     "all_accounts",
     "auto_topup",
     "auto_topup_delete",
+    "digest",
     "home",
     "invoices",
     "overview",

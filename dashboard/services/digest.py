@@ -1,0 +1,204 @@
+"""The weekly digest: for each account a subscriber may see, last week's spend against the
+week before, the runway, the top-ups made and the invoices issued, by email (text and HTML).
+
+Sent from Monday 08:00 in the reporting time zone, once per week per subscriber: the
+subscription's ``week`` moves on by a conditional update before sending, so of several
+workers one sends; a send that fails puts it back, and a later round tries again. What a
+user may not see (invoices and top-ups without the Finance permissions) is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from dashboard import clock
+from dashboard.access import Account, accounts_for
+from dashboard.models import DigestSubscription, Topup
+from dashboard.services import alerts, reads, runway
+
+logger = logging.getLogger(__name__)
+
+#: The digest goes out from this local time on Mondays.
+SEND_FROM = time(8, 0)
+WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class AccountWeek:
+    account: Account
+    #: Spend of the week the digest is about, and of the week before (None: not read).
+    spent: Decimal | None
+    spent_before: Decimal | None
+    runway: str
+    #: None when the user may not see them: (when, amount, how) per top-up; the invoices'
+    #: count and total.
+    topups: list[tuple[datetime, Decimal, str]] | None
+    invoices: tuple[int, Decimal] | None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def change(self) -> str:
+        if self.spent is None or self.spent_before is None:
+            return ""
+        if self.spent_before == 0:
+            return "" if self.spent == 0 else "up from nothing"
+        ratio = (self.spent - self.spent_before) / self.spent_before * 100
+        if abs(ratio) < Decimal("0.5"):
+            return "the same as the week before"
+        word = "up" if ratio > 0 else "down"
+        return f"{word} {abs(ratio):.0f}% on the week before"
+
+
+@dataclass(frozen=True)
+class Digest:
+    user: User
+    week_start: datetime
+    week_end: datetime
+    accounts: list[AccountWeek]
+
+
+def this_monday(now: datetime) -> date:
+    local = timezone.localtime(now, timezone.get_current_timezone())
+    return local.date() - timedelta(days=local.weekday())
+
+
+def due(now: datetime) -> bool:
+    """From Monday 08:00 on (local), the week's digest is due."""
+    local = timezone.localtime(now, timezone.get_current_timezone())
+    return local.weekday() > 0 or local.time() >= SEND_FROM
+
+
+def build(user: User, now: datetime) -> Digest:
+    """The digest of the week that ended last Sunday night, for ``user``."""
+    tz = timezone.get_current_timezone()
+    end = runway.week_start(now, tz)  # this Monday, local midnight
+    start = runway.week_start(end - timedelta(days=1), tz)
+    before = runway.week_start(start - timedelta(days=1), tz)
+    weeks = [
+        _account_week(user, account, before, start, end, now) for account in accounts_for(user)
+    ]
+    return Digest(user, start, end, weeks)
+
+
+def _account_week(
+    user: User, account: Account, before: datetime, start: datetime, end: datetime, now: datetime
+) -> AccountWeek:
+    problems: list[str] = []
+    span = runway.usage_range(now, timezone.get_current_timezone())
+    usage = reads.usage_history(account.id, "hour", span.start, span.end)
+    balance = reads.credit_balance(account.id)
+    spent = spent_before = None
+    runway_words = "not known (Cloudflare did not answer)"
+    if usage.ok and usage.value is not None:
+        buckets = usage.value.history
+        spent = runway.spend_between(buckets, start, end)
+        spent_before = runway.spend_between(buckets, before, start)
+        if balance.ok and balance.value is not None:
+            reading = alerts.reading_of(
+                balance.value, usage.value, span, now, timezone.get_current_timezone()
+            )
+            runway_words = _runway_words(reading)
+    else:
+        problems.append(f"usage: {usage.error or 'not read'}")
+    topups: list[tuple[datetime, Decimal, str]] | None = None
+    invoices: tuple[int, Decimal] | None = None
+    may_topups = user.has_perm("dashboard.view_topups")
+    may_invoices = user.has_perm("dashboard.view_invoices")
+    if may_topups or may_invoices:
+        # Each top-up, one-off or automatic, is an invoice at Cloudflare.
+        issued, problem = alerts.invoices_between(account.id, "all", start, end)
+        if issued is None:
+            problems.append(problem)
+        else:
+            if may_topups:
+                ours = dict(
+                    Topup.objects.filter(
+                        account_id=account.id,
+                        payment_intent_id__in=[i.id for i in issued if i.id],
+                    ).values_list("payment_intent_id", "username")
+                )
+                topups = sorted(
+                    (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
+                    for i in issued
+                    if i.created
+                )
+            if may_invoices:
+                invoices = (len(issued), sum((alerts.paid(i) for i in issued), Decimal(0)))
+    return AccountWeek(
+        account, spent, spent_before, runway_words, topups, invoices, tuple(problems)
+    )
+
+
+def _how(origin: str | None, username: str | None) -> str:
+    if origin == "auto":
+        return "automatic"
+    return f"one-off, by {username} on the dashboard" if username else "one-off"
+
+
+def _runway_words(reading: alerts.Reading) -> str:
+    if not reading.runway_known:
+        return "no forecast yet (not a full day of usage)"
+    if reading.runway_days is None:
+        if reading.auto_topup_problem == "":
+            return "refilled by auto top-up"
+        return "not running out at last week's rate"
+    if reading.runway_days <= 0:
+        return "the balance is used up"
+    return f"about {reading.runway_days:.0f} days at the last 7 days' rate"
+
+
+def message(digest: Digest, to: str) -> EmailMultiAlternatives:
+    context = {
+        "digest": digest,
+        "url": settings.DASHBOARD_URL,
+        "last_day": digest.week_end - timedelta(days=1),
+    }
+    text = render_to_string("dashboard/email/digest.txt", context)
+    html = render_to_string("dashboard/email/digest.html", context)
+    subject = (
+        f"[AI Gateway spend] Your week: {digest.week_start:%-d %b}–{context['last_day']:%-d %b}"
+    )
+    email = EmailMultiAlternatives(subject, text, to=[to])
+    email.attach_alternative(html, "text/html")
+    return email
+
+
+def send_due(now: datetime | None = None) -> int:
+    """Sends this week's digest to every subscriber who has not had it; how many were sent."""
+    now = now or clock.now()
+    if not due(now):
+        return 0
+    monday = this_monday(now)
+    sent = 0
+    for subscription in DigestSubscription.objects.select_related("user").exclude(week=monday):
+        previous = subscription.week
+        claimed = DigestSubscription.objects.filter(pk=subscription.pk, week=previous).update(
+            week=monday
+        )
+        if not claimed:
+            continue  # another worker took it
+        user = subscription.user
+        try:
+            if not user.is_active:
+                continue
+            message(build(user, now), subscription.email).send()
+        except Exception as err:  # an email backend's errors have no common base class
+            logger.warning("digest not sent", extra={"user": user.pk}, exc_info=True)
+            DigestSubscription.objects.filter(pk=subscription.pk).update(
+                week=previous, last_error=type(err).__name__
+            )
+            continue
+        DigestSubscription.objects.filter(pk=subscription.pk).update(
+            last_sent_at=now, last_error=""
+        )
+        sent += 1
+    return sent

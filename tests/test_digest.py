@@ -1,0 +1,135 @@
+"""The weekly digest (dashboard/services/digest.py): once a week from Monday 08:00, per
+subscriber, with what their role may see; and the page where anyone opts in or out."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+
+from dashboard.models import DigestSubscription
+from dashboard.services import digest
+from tests.conftest import Travel
+
+# The simulator's clock stands on Wednesday 10 June 2026, 12:30 UTC (the reporting zone).
+WEDNESDAY = datetime(2026, 6, 10, 12, 30, tzinfo=UTC)
+
+
+def subscribe(user, email: str) -> DigestSubscription:
+    return DigestSubscription.objects.create(user=user, email=email)
+
+
+def test_it_goes_out_once_a_week_from_monday_morning(travel: Travel, finance, lead):
+    subscribe(finance, "frank@example.com")
+    subscribe(lead, "lena@example.com")
+    assert travel.now() == WEDNESDAY
+    # Due since Monday 08:00: this week's digest (about the week before) goes out now...
+    assert digest.send_due() == 2
+    assert sorted(m.to[0] for m in mail.outbox) == ["frank@example.com", "lena@example.com"]
+    # ...once: not again this week, however often the worker looks.
+    for _ in range(4):
+        travel.hours(24)
+        assert digest.send_due() == 0
+    # Monday 15 June: at 07:00 not yet, from 08:00 the next one.
+    travel.hours(18.5)  # from Sunday 12:30 to Monday 07:00
+    assert travel.now().weekday() == 0 and travel.now().hour == 7
+    assert digest.send_due() == 0
+    travel.hours(1)
+    assert digest.send_due() == 2
+    assert len(mail.outbox) == 4
+    assert "8 Jun–14 Jun" in mail.outbox[-1].subject
+
+
+def test_each_reader_gets_what_their_role_shows(travel: Travel, finance, lead, settings):
+    subscribe(finance, "frank@example.com")
+    subscribe(lead, "lena@example.com")
+    digest.send_due()
+    by_reader = {m.to[0]: m for m in mail.outbox}
+    frank, lena = by_reader["frank@example.com"], by_reader["lena@example.com"]
+    for message in (frank, lena):
+        assert "Spend: $" in message.body and "Runway: " in message.body
+        assert "on the week before" in message.body or "the same as" in message.body
+        assert message.subject == "[AI Gateway spend] Your week: 1 Jun–7 Jun"
+    assert "Top-ups:" in frank.body and "Invoices issued:" in frank.body
+    assert "Top-ups:" not in lena.body and "Invoices issued:" not in lena.body
+    # One section per account each may see (both are granted every configured one).
+    accounts = len(settings.BILLING_ACCOUNTS)
+    assert frank.body.count("== ") == accounts == lena.body.count("== ")
+    assert isinstance(frank, EmailMultiAlternatives)
+    html, kind = frank.alternatives[0]
+    assert kind == "text/html" and isinstance(html, str)
+    assert "Spend last week" in html and "Invoices issued" in html
+    assert "Top-ups" in html
+
+
+def test_the_figures_are_last_weeks(travel: Travel, finance, sim):
+    subscribe(finance, "frank@example.com")
+    week = digest.build(finance, travel.now())
+    assert (week.week_start, week.week_end) == (
+        datetime(2026, 6, 1, tzinfo=UTC),
+        datetime(2026, 6, 8, tzinfo=UTC),
+    )
+    first = week.accounts[0]
+    account = sim.account(first.account.id)
+    hour = int(week.week_start.timestamp() // 3600)
+    expected = account.usage_between(hour, hour + 7 * 24) / 100
+    assert first.spent is not None and abs(float(first.spent) - expected) < 0.01
+    assert first.topups is not None and first.invoices is not None
+
+
+def test_a_failed_send_is_tried_again_and_reported(travel: Travel, finance, settings):
+    subscription = subscribe(finance, "frank@example.com")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    good = settings.MAILERS
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": port, "timeout": 2},
+        }
+    }
+    assert digest.send_due() == 0
+    subscription.refresh_from_db()
+    assert subscription.week is None and subscription.last_error == "ConnectionRefusedError"
+    settings.MAILERS = good
+    assert digest.send_due() == 1
+    subscription.refresh_from_db()
+    assert subscription.last_error == "" and subscription.week is not None
+
+
+def test_a_deactivated_user_gets_none(travel: Travel, finance):
+    subscribe(finance, "frank@example.com")
+    finance.is_active = False
+    finance.save()
+    assert digest.send_due() == 0
+    assert mail.outbox == []
+
+
+# ---------------------------------------------------------------- the page
+
+
+def test_anyone_who_sees_an_account_opts_in_and_out(lead_client, lead):
+    page = lead_client.get("/digest/")
+    assert page.status_code == 200 and "Email me a digest" in page.text
+    response = lead_client.post("/digest/", {"wanted": "on", "email": "lena@example.com"})
+    assert response.status_code == 302
+    assert DigestSubscription.objects.get(user=lead).email == "lena@example.com"
+    lead_client.post("/digest/", {"email": "lena@example.com"})
+    assert not DigestSubscription.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"wanted": "on", "email": ""}, "Enter the address to send the digest to."),
+        ({"wanted": "on", "email": "not an address"}, "Enter an email address."),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(lead_client, data, message):
+    response = lead_client.post("/digest/", data)
+    assert response.status_code == 200 and message in response.text
+    assert not DigestSubscription.objects.exists()

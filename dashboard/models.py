@@ -354,3 +354,19 @@ class DigestSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"Weekly digest for {self.user} to {self.email}"
+
+
+class AlertDeliveryAttempt(models.Model):
+    """One try at sending a delivery: when, and what happened (shown on the Alerts page)."""
+
+    delivery = models.ForeignKey(AlertDelivery, on_delete=models.CASCADE, related_name="tries")
+    at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    #: Why it failed, in words without secrets ("HTTP 500", "No answer in time").
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {'sent' if self.ok else self.error}"

@@ -93,6 +93,9 @@ def test_a_failing_webhook_is_retried_with_backoff_then_given_up(now, receiver, 
     assert timedelta(minutes=1) <= waits[0] < timedelta(minutes=2)
     assert waits[-1] >= timedelta(hours=3)
     assert notify.deliver_due() == []  # given up: never sent again
+    # Each attempt is kept, with what happened.
+    tries = list(delivery.tries.values_list("ok", "error"))
+    assert tries == [(False, "HTTP 500")] * notify.MAX_ATTEMPTS
 
 
 def test_a_webhook_that_recovers_is_sent_once(now, receiver, db):
@@ -105,6 +108,7 @@ def test_a_webhook_that_recovers_is_sent_once(now, receiver, db):
     assert attempt.ok
     delivery = AlertDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.last_error) == (Status.SENT, 2, "")
+    assert list(delivery.tries.values_list("ok", "error")) == [(False, "HTTP 500"), (True, "")]
     assert notify.deliver_due() == []
     assert receiver.count("/flaky") == 2
 

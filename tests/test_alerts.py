@@ -288,3 +288,20 @@ def test_a_cap_cloudflare_refuses_to_enforce_says_so(current_mode, receiver, set
     )
     notify.deliver_due()
     assert "turn it off in Cloudflare's dashboard" in receiver.received["/hook"][0]["message"]
+
+
+def test_a_short_runway_fires_once_per_episode(travel, receiver, no_auto_topup, db):
+    # About $2 360 at about $220 a day: some 11 days of credit, 7 days' worth in 4 days.
+    rule = make_rule(Kind.RUNWAY_BELOW, receiver, days=7, repeat_hours=0)
+    assert days_of_rounds(travel, 6) == 1
+    sent = receiver.received["/hook"][0]
+    assert sent["kind"] == "runway_below" and Decimal(sent["facts"]["value"]) < 7
+    assert "runs out in" in sent["message"]
+    # A top-up buys a few more days than the margin: the episode ends...
+    billing.client_for(ACCOUNT_ID).create_topup(Decimal(1000))
+    assert days_of_rounds(travel, 0.5) == 0
+    rule.refresh_from_db()
+    assert not rule.active
+    # ...and the credit running short again is a new one.
+    assert days_of_rounds(travel, 6) == 1
+    assert receiver.count("/hook") == 2 and len(mail.outbox) == 2

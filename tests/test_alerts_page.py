@@ -7,7 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
+from dashboard.models import (
+    AlertDelivery,
+    AlertDeliveryAttempt,
+    AlertFiring,
+    AlertRule,
+    AuditEvent,
+)
 from tests.conftest import ACCOUNT_ID
 
 URL = f"/accounts/{ACCOUNT_ID}/alerts/"
@@ -145,13 +151,21 @@ def test_the_history_shows_each_delivery(admin_client):
     AlertDelivery.objects.create(
         firing=firing, channel="email", target="finance@example.com", status="sent"
     )
-    AlertDelivery.objects.create(
+    retrying = AlertDelivery.objects.create(
         firing=firing, channel="webhook", target=SECRET_HOOK, attempts=2, last_error="HTTP 500"
     )
+    for minute, error in ((1, "No answer in time"), (2, "HTTP 500")):
+        AlertDeliveryAttempt.objects.create(
+            delivery=retrying,
+            at=datetime(2026, 6, 10, 12, minute, tzinfo=UTC),
+            ok=False,
+            error=error,
+        )
     page = admin_client.get(URL).text
     assert "Balance below $50.00 (Production)" in page
     assert "Firing" in page
     assert "Sent" in page and "Retrying" in page and "HTTP 500" in page
+    assert "Attempts:" in page and "10 Jun 12:01</time> No answer in time" in page
     assert "very-secret-token" not in page
 
 

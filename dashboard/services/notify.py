@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 
 from dashboard import clock
-from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.models import AlertDelivery, AlertDeliveryAttempt, AlertFiring, AlertRule
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +243,9 @@ def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> None:
         fields = {"next_attempt_at": now + wait, "last_error": attempt.error[:300]}
     AlertDelivery.objects.filter(pk=delivery.pk).update(
         attempts=attempts, claimed_until=None, **fields
+    )
+    AlertDeliveryAttempt.objects.create(
+        delivery=delivery, at=now, ok=attempt.ok, error=attempt.error[:300]
     )
     log = logger.info if attempt.ok else logger.warning
     log(

@@ -69,7 +69,7 @@ def _context(account: Account, **extra: Any) -> dict[str, Any]:
     firings = list(
         AlertFiring.objects.filter(rule__account_id=account.id)
         .select_related("rule")
-        .prefetch_related("deliveries")[:RECENT_FIRINGS]
+        .prefetch_related("deliveries__tries")[:RECENT_FIRINGS]
     )
     return {
         "account": account,

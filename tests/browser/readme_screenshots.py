@@ -2,7 +2,9 @@
 
 Runs what ``make run`` runs (demo mode: a fresh SQLite file, the built-in simulator, the demo
 users) on a free port of 127.0.0.1, logs in as finance staff in headless Chromium and saves
-the main pages to static/screenshots/. Unlike the browser tests it does not pin the clock:
+the main pages to static/screenshots/, then the Alerts page as a billing admin (after a round
+of the alerts worker) and the weekly digest email as finance would get it. Unlike the browser
+tests it does not pin the clock:
 the pages show today's dates, as a new user's would. Fails, saving nothing, on any console
 error or Content-Security-Policy violation.
 """
@@ -25,7 +27,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django.setup()
 
-from playwright.sync_api import Page, ViewportSize, expect, sync_playwright  # noqa: E402
+from django.conf import settings  # noqa: E402
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright  # noqa: E402
 
 from dashboard.demo import DEMO_USERS  # noqa: E402
 from tests.browser.conftest import (  # noqa: E402
@@ -53,14 +56,30 @@ def free_port() -> int:
         return port
 
 
+#: Renders the weekly digest's HTML for the demo user named in argv[1] (run with the
+#: server's environment, so on its database).
+DIGEST_HTML = """
+import sys, django
+django.setup()
+from django.contrib.auth.models import User
+from dashboard import clock
+from dashboard.services import digest
+user = User.objects.get(username=sys.argv[1])
+message = digest.message(digest.build(user, clock.now()), "to@example.com")
+sys.stdout.write(message.alternatives[0][0])
+"""
+
+
 @contextmanager
-def demo_server() -> Iterator[str]:
-    """``make run``'s server on a fresh SQLite file; yields its URL, stops it after."""
+def demo_server() -> Iterator[tuple[str, dict[str, str]]]:
+    """``make run``'s server on a fresh SQLite file, after one round of the alerts worker;
+    yields its URL and environment, stops it after."""
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_PASSED)}
         env["DATABASE_URL"] = f"sqlite:///{tmp}/db.sqlite3"
+        env["EMAIL_URL"] = "console://"
         manage = [sys.executable, str(ROOT / "manage.py")]
-        for command in (["migrate", "--noinput"], ["demo_users"]):
+        for command in (["migrate", "--noinput"], ["demo_users"], ["alerts_worker", "--once"]):
             subprocess.run([*manage, *command], env=env, check=True, stdout=subprocess.DEVNULL)
         port = free_port()
         server = subprocess.Popen(
@@ -79,7 +98,7 @@ def demo_server() -> Iterator[str]:
                     if server.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("the demo server did not start") from None
                     time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://127.0.0.1:{port}", env
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -108,12 +127,56 @@ STEPS: list[tuple[str, str, Callable[[Page], object]]] = [
 ]
 
 
+def log_in(page: Page, url: str, username: str) -> None:
+    user = next(user for user in DEMO_USERS if user.username == username)
+    page.goto(f"{url}/accounts/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{url}/accounts/*/")
+
+
+def alerts_and_digest(
+    browser: Browser, url: str, env: dict[str, str], errors: PageErrors, shots: Path
+) -> list[Path]:
+    """The Alerts page as a billing admin (of the demo account with alerts that fired), and
+    the digest email's HTML as finance would get it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1100}, reduced_motion="reduce")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
+    page = context.new_page()
+    page.on("console", errors.console)
+    page.on("pageerror", errors.page_error)
+    log_in(page, url, "admin")
+    research = list(settings.BILLING_ACCOUNTS)[1]
+    page.goto(f"{url}/accounts/{research}/alerts/")
+    expect(page.locator("#alert-history .badge-ok").first).to_be_visible()
+    taken = [shoot(page, shots, "alerts")]
+    html = subprocess.run(
+        [sys.executable, "-c", DIGEST_HTML, "finance"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    digest_file = shots / "digest.html"
+    digest_file.write_text(html, encoding="utf-8")
+    mail = browser.new_page(viewport={"width": 720, "height": 900})
+    mail.goto(digest_file.as_uri())
+    path = shots / "digest.png"
+    mail.screenshot(path=str(path), full_page=True)
+    digest_file.unlink()
+    context.close()
+    return [*taken, path]
+
+
 def main() -> None:
     finance = next(user for user in DEMO_USERS if user.username == "finance")
     errors = PageErrors()
     taken: list[Path] = []
     shots = Path(tempfile.mkdtemp(prefix="readme-shots-"))
-    with demo_server() as url, sync_playwright() as playwright:
+    with demo_server() as (url, env), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for scheme in ("light", "dark"):
@@ -144,6 +207,7 @@ def main() -> None:
                     ready(page)
                     taken.append(shoot(page, shots, name))
                 context.close()
+            taken += alerts_and_digest(browser, url, env, errors, shots)
         finally:
             browser.close()
     if errors.messages:

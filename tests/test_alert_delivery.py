@@ -162,6 +162,12 @@ def test_a_claimed_delivery_is_not_sent_by_another_worker(now, receiver, db):
         ("https:///nohost", False),
         ("https://example.com:notaport/", False),
         ("javascript:alert(1)", False),
+        # The dashboard's own network: private, link-local (cloud metadata), unspecified.
+        ("https://10.0.0.5/hook", False),
+        ("https://192.168.1.1/hook", False),
+        ("https://169.254.169.254/latest/meta-data", False),
+        ("https://[fd00::1]/hook", False),
+        ("https://0.0.0.0/hook", False),
     ],
 )
 def test_webhook_urls_must_be_https(now, url: str, allowed: bool) -> None:
@@ -176,6 +182,17 @@ def test_http_to_loopback_is_refused_outside_tests(settings) -> None:
     settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = False
     with pytest.raises(notify.WebhookURLError, match="https"):
         notify.check_webhook_url("http://127.0.0.1:9/hook")
+    with pytest.raises(notify.WebhookURLError, match="private or internal"):
+        notify.check_webhook_url("https://127.0.0.1/hook")
+
+
+def test_a_host_name_that_resolves_inside_is_refused_when_sending(now, settings, db) -> None:
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = False
+    # "localhost" passes the form (a name), and resolves to 127.0.0.1 when sending.
+    assert notify.check_webhook_url("https://localhost:9/hook")
+    firing(webhook("https://localhost:9/hook"))
+    (attempt,) = notify.deliver_due()
+    assert not attempt.ok and attempt.error == notify.INTERNAL
 
 
 def test_a_webhook_url_is_shown_without_its_secret_path() -> None:

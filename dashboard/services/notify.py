@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import random
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -71,7 +72,44 @@ def check_webhook_url(url: str) -> str:
         settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK and _is_loopback(host)
     ):
         raise WebhookURLError("A webhook URL must use https://.")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return url  # a host name: its addresses are checked when sending (check_webhook_host)
+    if _internal(literal):
+        raise WebhookURLError(INTERNAL)
     return url
+
+
+INTERNAL = "A webhook may not go to a private or internal address."
+
+
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A private, loopback, link-local (cloud metadata), reserved or multicast address: a
+    webhook must not reach the dashboard's own network. Loopback is allowed for tests."""
+    if address.is_loopback:
+        return not settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK
+    return (
+        address.is_private
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
+
+
+def check_webhook_host(url: str) -> None:
+    """Refuses a host name that resolves to an internal address (WebhookURLError)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError as err:
+        raise WebhookURLError(f"The webhook's host could not be found ({host}).") from err
+    for *_, sockaddr in found:
+        if _internal(ipaddress.ip_address(sockaddr[0])):
+            raise WebhookURLError(INTERNAL)
 
 
 def _is_loopback(host: str) -> bool:
@@ -204,6 +242,7 @@ def send(delivery: AlertDelivery) -> Attempt:
     try:
         if delivery.channel == AlertDelivery.Channel.WEBHOOK:
             url = check_webhook_url(delivery.target)
+            check_webhook_host(url)
             body = json.dumps(webhook_payload(firing, rule)).encode()
             response = httpx.post(
                 url,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
@@ -12,7 +12,7 @@ from django.core.validators import validate_email
 from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
-from dashboard.models import AlertRule, AuditEvent
+from dashboard.models import AlertRule, AuditEvent, split_lines
 from dashboard.services import activity, notify, topups, usage
 from dashboard.templatetags.money import format_usd
 
@@ -498,27 +498,19 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
             )
 
     def clean_emails(self) -> str:
-        addresses = _lines(self.cleaned_data.get("emails") or "")
-        if len(addresses) > MAX_EMAILS:
-            raise forms.ValidationError(f"At most {MAX_EMAILS} email addresses.")
-        for address in addresses:
-            try:
-                validate_email(address)
-            except forms.ValidationError:
-                raise forms.ValidationError(f"“{address}” is not an email address.") from None
-        return "\n".join(dict.fromkeys(addresses))
+        return self._recipients("emails", MAX_EMAILS, "email addresses", _check_email)
 
     def clean_webhooks(self) -> str:
-        urls = _lines(self.cleaned_data.get("webhooks") or "")
-        if len(urls) > MAX_WEBHOOKS:
-            raise forms.ValidationError(f"At most {MAX_WEBHOOKS} webhook URLs.")
-        for url in urls:
-            try:
-                notify.check_webhook_url(url)
-            except notify.WebhookURLError as err:
-                # Name the host only: the path of a webhook URL is its secret.
-                raise forms.ValidationError(f"{notify.shown_url(url)}: {err}") from None
-        return "\n".join(dict.fromkeys(urls))
+        return self._recipients("webhooks", MAX_WEBHOOKS, "webhook URLs", _check_webhook)
+
+    def _recipients(self, name: str, most: int, noun: str, check: Callable[[str], None]) -> str:
+        """One per line, at most ``most``, each passing ``check``; stored without repeats."""
+        values = split_lines(self.cleaned_data.get(name) or "")
+        if len(values) > most:
+            raise forms.ValidationError(f"At most {most} {noun}.")
+        for value in values:
+            check(value)
+        return "\n".join(dict.fromkeys(values))
 
     def clean_repeat_hours(self) -> int:
         hours = self.cleaned_data.get("repeat_hours")
@@ -564,5 +556,21 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         return data
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
+def _check_email(address: str) -> None:
+    try:
+        validate_email(address)
+    except forms.ValidationError:
+        raise forms.ValidationError(f"“{address}” is not an email address.") from None
+
+
+def _check_webhook(url: str) -> None:
+    try:
+        notify.check_webhook_url(url)
+    except notify.WebhookURLError as err:
+        # Name the host only: the path of a webhook URL is its secret.
+        raise forms.ValidationError(f"{notify.shown_url(url)}: {err}") from None
+
+
+def errors_of(form: forms.BaseForm) -> dict[str, list[str]]:
+    """A form's errors as plain strings per field, for the audit log."""
+    return {name: [str(message) for message in errors] for name, errors in form.errors.items()}

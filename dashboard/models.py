@@ -261,13 +261,14 @@ class AlertRule(models.Model):
         return f"{self.get_kind_display()} ({self.account_id})"
 
     def email_list(self) -> list[str]:
-        return _lines(self.emails)
+        return split_lines(self.emails)
 
     def webhook_list(self) -> list[str]:
-        return _lines(self.webhooks)
+        return split_lines(self.webhooks)
 
 
-def _lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
+    """The non-blank lines of ``text``, stripped (a list typed one per line)."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

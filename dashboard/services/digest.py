@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 from django.conf import settings
@@ -83,17 +83,25 @@ def build(user: User, now: datetime) -> Digest:
     end = runway.week_start(now, tz)  # this Monday, local midnight
     start = runway.week_start(end - timedelta(days=1), tz)
     before = runway.week_start(start - timedelta(days=1), tz)
+    span = runway.usage_range(now, tz)
     weeks = [
-        _account_week(user, account, before, start, end, now) for account in accounts_for(user)
+        _account_week(user, account, (before, start, end), now, span, tz)
+        for account in accounts_for(user)
     ]
     return Digest(user, start, end, weeks)
 
 
 def _account_week(
-    user: User, account: Account, before: datetime, start: datetime, end: datetime, now: datetime
+    user: User,
+    account: Account,
+    weeks: tuple[datetime, datetime, datetime],
+    now: datetime,
+    span: runway.UsageRange,
+    tz: tzinfo,
 ) -> AccountWeek:
+    """``weeks``: the starts of the week before, of the week, and its end."""
+    before, start, end = weeks
     problems: list[str] = []
-    span = runway.usage_range(now, timezone.get_current_timezone())
     usage = reads.usage_history(account.id, "hour", span.start, span.end)
     balance = reads.credit_balance(account.id)
     spent = spent_before = None
@@ -103,9 +111,7 @@ def _account_week(
         spent = runway.spend_between(buckets, start, end)
         spent_before = runway.spend_between(buckets, before, start)
         if balance.ok and balance.value is not None:
-            reading = alerts.reading_of(
-                balance.value, usage.value, span, now, timezone.get_current_timezone()
-            )
+            reading = alerts.reading_of(balance.value, usage.value, span, now, tz)
             runway_words = _runway_words(reading)
     else:
         problems.append(f"usage: {usage.error or 'not read'}")

@@ -344,6 +344,16 @@ def record_invalid(
     action: AuditEvent.Action,
     errors_by_field: dict[str, list[str]],
     sent: object,
+    *,
+    before: object = None,
 ) -> None:
     detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors_by_field.items())
-    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, after=sent, detail=detail)
+    audit.record(
+        user,
+        account_id,
+        action,
+        AuditEvent.Outcome.INVALID,
+        before=before,
+        after=sent,
+        detail=detail,
+    )

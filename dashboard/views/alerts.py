@@ -17,10 +17,11 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard import audit
 from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import AlertRuleForm
+from dashboard.forms import AlertRuleForm, errors_of
 from dashboard.models import AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts as checks
 from dashboard.services import notify
+from dashboard.services import rules as writes
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -99,15 +100,11 @@ def _context(account: Account, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _respond(request: HtmxHttpRequest, context: dict[str, Any], status: int = 200) -> HttpResponse:
+def _respond(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpResponse:
     template = f"{PAGE}#alert-rule-form" if request.htmx else PAGE
-    response = render(request, template, context, status=status)
+    response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
     return response
-
-
-def _errors(form: AlertRuleForm) -> dict[str, list[str]]:
-    return {name: [str(message) for message in errors] for name, errors in form.errors.items()}
 
 
 def _save(
@@ -115,13 +112,8 @@ def _save(
 ) -> HttpResponse | None:
     """Saves a valid form (audited) and redirects; None (invalid, audited) to show it again."""
     if not form.is_valid():
-        audit.record(
-            request.user,
-            account.id,
-            Action.ALERT_RULE_SET,
-            Outcome.INVALID,
-            before=before,
-            detail="; ".join(f"{k}: {' '.join(v)}" for k, v in _errors(form).items()),
+        writes.record_invalid(
+            request.user, account.id, Action.ALERT_RULE_SET, errors_of(form), None, before=before
         )
         return None
     rule = form.save(commit=False)

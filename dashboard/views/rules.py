@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods
 from billing_api import models
 from dashboard.access import Account, HtmxHttpRequest, account_view
 from dashboard.cloudflare_links import ai_gateway_url
-from dashboard.forms import AutoTopupForm, SpendingLimitForm
+from dashboard.forms import AutoTopupForm, SpendingLimitForm, errors_of
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import alerts, reads, rules
 from dashboard.services.balance import card_from_fetched
@@ -31,10 +31,6 @@ AUTO_TOPUP_PAGE = "dashboard/auto_topup.html"
 LIMIT_PAGE = "dashboard/spending_limit.html"
 #: Shown in the form when nothing is set yet: Cloudflare's minimums, doubled.
 DEFAULT_RULE = {"threshold": Decimal("10.00"), "amount": Decimal("20.00")}
-
-
-def _errors(form: AutoTopupForm | SpendingLimitForm) -> dict[str, list[str]]:
-    return {name: [str(message) for message in errors] for name, errors in form.errors.items()}
 
 
 def _respond(
@@ -134,7 +130,7 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     if intent != "save":
         return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
     if not form.is_valid():
-        rules.record_invalid(request.user, account.id, Action.AUTO_TOPUP_SET, _errors(form), None)
+        rules.record_invalid(request.user, account.id, Action.AUTO_TOPUP_SET, errors_of(form), None)
         return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
     threshold, amount = form.cleaned_data["threshold"], form.cleaned_data["amount"]
     outcome = rules.save_auto_topup(request.user, account.id, threshold, amount, context["current"])
@@ -250,7 +246,7 @@ def spending_limit(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         )
     if not form.is_valid():
         rules.record_invalid(
-            request.user, account.id, Action.SPENDING_LIMIT_SET, _errors(form), None
+            request.user, account.id, Action.SPENDING_LIMIT_SET, errors_of(form), None
         )
         return _respond(
             request, LIMIT_PAGE, "spending-limit-form", "spending-limit-summary", context

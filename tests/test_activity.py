@@ -10,6 +10,7 @@ from decimal import Decimal
 from html import unescape
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.http import HttpResponse
 from django.test import Client
@@ -41,12 +42,11 @@ def event(
     account_id: str = ACCOUNT_ID,
     **kwargs: object,
 ) -> AuditEvent:
-    recorded = audit.record(user, account_id, action, outcome, **kwargs)  # type: ignore[arg-type]
-    if at is not None:
-        # Test setup only: the model refuses to save a change, so the time is set in SQL.
-        AuditEvent.objects.filter(pk=recorded.pk).update(at=at)
-        recorded.refresh_from_db()
-    return recorded
+    if at is None:
+        return audit.record(user, account_id, action, outcome, **kwargs)  # type: ignore[arg-type]
+    # Recorded at that moment: the database refuses to change an event's time afterwards.
+    with time_machine.travel(at, tick=False):
+        return audit.record(user, account_id, action, outcome, **kwargs)  # type: ignore[arg-type]
 
 
 def table_rows(html: str) -> list[str]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 
 from billing_api import errors
 from dashboard import audit
@@ -12,6 +17,7 @@ from dashboard.models import AppendOnlyError, AuditEvent
 from tests.conftest import ACCOUNT_ID
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_it_records_who_what_before_after_and_outcome(finance):
@@ -86,3 +92,118 @@ def test_it_is_read_only_in_the_admin(client, admin):
     assert page.status_code == 200 and 'name="_save"' not in page.text
     assert client.post(f"/admin/dashboard/auditevent/{event.pk}/delete/").status_code == 403
     assert AuditEvent.objects.count() == 1
+
+
+# ---------------------------------------------------------------- append-only in the database
+
+# Statements that would rewrite history, as anyone with a database connection could run them.
+REWRITES = [
+    "UPDATE dashboard_auditevent SET detail = 'rewritten'",
+    "UPDATE dashboard_auditevent SET outcome = 'accepted', user_id = NULL",
+    "UPDATE dashboard_auditevent SET at = at - interval '1 day'",
+    "DELETE FROM dashboard_auditevent",
+]
+
+
+def run_sql(statement: str, params: list[int] | None = None) -> None:
+    """Raw SQL in a savepoint of its own, so that the test can go on after a refusal."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+@pytest.mark.parametrize("statement", REWRITES)
+def test_it_refuses_raw_sql_that_changes_or_deletes_an_event(finance, statement):
+    event = audit.record(finance, ACCOUNT_ID, audit.Action.TOPUP, audit.Outcome.INVALID)
+    with pytest.raises(DatabaseError, match="append-only"):
+        run_sql(statement)
+    stored = AuditEvent.objects.get()
+    assert (stored.pk, stored.detail, stored.outcome, stored.user) == (
+        event.pk,
+        "",
+        "invalid",
+        finance,
+    )
+    assert stored.at == event.at
+
+
+def test_it_refuses_to_give_an_event_to_another_user(finance, admin):
+    audit.record(finance, ACCOUNT_ID, audit.Action.TOPUP, audit.Outcome.ACCEPTED)
+    with pytest.raises(DatabaseError, match="append-only"):
+        run_sql("UPDATE dashboard_auditevent SET user_id = %s", [admin.pk])
+    assert AuditEvent.objects.get().user == finance
+
+
+def test_it_refuses_bulk_changes_that_skip_the_models_own_checks(finance):
+    audit.record(finance, ACCOUNT_ID, audit.Action.TOPUP, audit.Outcome.ACCEPTED)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.update(outcome=audit.Outcome.FAILED)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get().outcome == "accepted"
+
+
+def test_it_keeps_a_deleted_users_events_under_their_name(finance):
+    event = audit.record(finance, ACCOUNT_ID, audit.Action.TOPUP, audit.Outcome.ACCEPTED)
+    finance.delete()
+    stored = AuditEvent.objects.get()
+    assert (stored.pk, stored.user, stored.username, stored.outcome) == (
+        event.pk,
+        None,
+        "frank",
+        "accepted",
+    )
+
+
+# Run in a process of its own on a fresh SQLite file (demo mode's database), with every
+# migration applied as `make run` applies them.
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db import DatabaseError, connection, transaction
+from dashboard import audit
+from dashboard.models import AuditEvent
+
+call_command("migrate", verbosity=0)
+user = User.objects.create_user("frank")
+audit.record(user, 32 * "0", audit.Action.TOPUP, audit.Outcome.ACCEPTED)
+for statement in (
+    "UPDATE dashboard_auditevent SET detail = 'rewritten'",
+    "UPDATE dashboard_auditevent SET user_id = NULL, outcome = 'failed'",
+    "DELETE FROM dashboard_auditevent",
+):
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    except DatabaseError as err:
+        print("refused:", err)
+    else:
+        print("done:", statement)
+user.delete()
+event = AuditEvent.objects.get()
+print("kept:", event.username, event.user_id, event.outcome, repr(event.detail))
+"""
+
+
+def test_it_refuses_the_same_on_sqlite(tmp_path):
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DATABASE_URL", "REDIS_URL", "CLOUDFLARE_", "BILLING_"))
+    }
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    env["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", SQLITE_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["refused"] * 3 + ["kept"]
+    assert all("append-only" in line for line in lines[:3])
+    assert lines[3] == "kept: frank None accepted ''"

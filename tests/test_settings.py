@@ -237,6 +237,21 @@ def test_it_refuses_to_run_in_production_without_a_secret_key(load):
         load(**env)
 
 
+def test_it_refuses_debug_with_a_real_token_but_no_secret_key(load):
+    # The development key is public: with it anyone could sign a session for a real account.
+    env = production(DEBUG="true")
+    del env["SECRET_KEY"]
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY .* demo mode"):
+        load(**env)
+
+
+@pytest.mark.parametrize("debug", ["true", "false"])
+def test_it_gives_demo_mode_a_development_key(load, debug):
+    settings = load(DEBUG=debug)
+    assert settings.DEMO_MODE is True
+    assert settings.SECRET_KEY.startswith("dev-only-")
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -8,13 +8,17 @@
 * :class:`RequestIdFilter` puts the id on every log record (``-`` outside a request).
 * :class:`JsonFormatter` writes one JSON object per line for log collectors;
   :class:`PlainFormatter` one readable line for a developer's terminal. Both scrub the
-  secrets the process knows (API tokens, ``SECRET_KEY``, the metrics token, the database
-  password) and bearer credentials from every line, whatever was logged: a header or a URL
-  logged by mistake must not put a token in the logs.
+  secrets the process knows (API tokens, ``SECRET_KEY``, the metrics token, the passwords of
+  the database, Redis and mail server), bearer credentials and the password of any URL from
+  every line, whatever was logged: a header or a URL logged by mistake must not put a token
+  in the logs.
+* :class:`ScrubbingExceptionReporter` scrubs Django's error reports (the ``DEBUG`` error page,
+  the report mailed to admins) the same way.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -22,9 +26,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.safestring import SafeString, mark_safe
+from django.views.debug import ExceptionReporter
 
 from billing_api.client import request_id
 
@@ -33,6 +40,7 @@ __all__ = [
     "PlainFormatter",
     "RequestIdFilter",
     "RequestIdMiddleware",
+    "ScrubbingExceptionReporter",
     "current_request_id",
     "request_id",
 ]
@@ -46,6 +54,8 @@ REDACTED = "[redacted]"
 
 # A credential in a logged header or URL, whatever its value.
 _BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+# The password of a URL (scheme://user:password@host), however short: Redis, mail, databases.
+_URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:)[^/\s@?#]+@")
 # Secrets shorter than this are not scrubbed as text: replacing every "1234" in a log would
 # hide more than it protects (no real token or key is this short).
 _MIN_SECRET_LENGTH = 8
@@ -124,15 +134,30 @@ def known_secrets() -> list[str]:
     ]
     for database in getattr(settings, "DATABASES", {}).values():
         candidates.append(database.get("PASSWORD", ""))
+    for name in ("REDIS_URL", "EMAIL_URL"):
+        candidates.extend(url_password_forms(getattr(settings, name, "")))
     secrets = {c for c in candidates if isinstance(c, str) and len(c) >= _MIN_SECRET_LENGTH}
     return sorted(secrets, key=len, reverse=True)
 
 
+def url_password_forms(url: object) -> list[str]:
+    """The password of ``url`` as written in it (percent-encoded) and decoded, if it has one."""
+    if not isinstance(url, str) or not url:
+        return []
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every known secret and bearer credential replaced by ``[redacted]``."""
+    """``text`` with every known secret, bearer credential and URL password replaced by
+    ``[redacted]``."""
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD_RE.sub(rf"\1{REDACTED}@", text)
     return _BEARER_RE.sub(rf"\1 {REDACTED}", text)
 
 
@@ -189,3 +214,20 @@ class PlainFormatter(logging.Formatter):
         if not getattr(record, "request_id", None):
             record.request_id = record_request_id(record)
         return scrub(super().format(record), known_secrets())
+
+
+class ScrubbingExceptionReporter(ExceptionReporter):
+    """Django's error report with the known secrets scrubbed from the finished text.
+
+    Django hides settings by name (KEY, TOKEN, PASS...), but not ``REDIS_URL`` or a password
+    in an exception's message or a frame's variables; scrubbing the whole text catches all.
+    """
+
+    def get_traceback_html(self) -> SafeString:
+        secrets = known_secrets()
+        # The page shows values HTML-escaped: a password with & or ' is written differently.
+        escaped = [html.escape(secret) for secret in secrets]
+        return mark_safe(scrub(super().get_traceback_html(), [*secrets, *escaped]))
+
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(scrub(super().get_traceback_text(), known_secrets()))

@@ -566,6 +566,10 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
 
 # ---------------------------------------------------------------- logs and metrics
 
+# The DEBUG error page and the reports mailed to admins, with every known secret scrubbed
+# (Django hides settings by name only, and not REDIS_URL's or EMAIL_URL's password).
+DEFAULT_EXCEPTION_REPORTER = "dashboard.observability.ScrubbingExceptionReporter"
+
 #: Bearer token that lets a Prometheus scraper read /metrics (staff can read it logged in).
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
 #: Several worker processes (gunicorn): the directory where each writes its metrics, summed

@@ -21,6 +21,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.views.debug import technical_500_response
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -310,6 +311,78 @@ def test_it_scrubs_secrets_that_something_logs_by_mistake(settings, formatter):
     else:
         # A plain line has no extra fields: the header in the message, the URL in the trace.
         assert text.count("[redacted]") == 2
+
+
+REDIS_PASSWORD = "redis-password-for-the-tests-4821"
+MAIL_PASSWORD = "mail-password/for the tests-7310"
+REDIS_URL_WITH_PASSWORD = f"redis://:{REDIS_PASSWORD}@cache.internal:6379/0"
+# The URL carries the password percent-encoded; a library may log it decoded.
+EMAIL_URL_WITH_PASSWORD = "smtp://alerts:mail-password%2Ffor%20the%20tests-7310@mail.internal:587"
+
+
+@pytest.fixture
+def url_passwords(settings) -> None:
+    settings.REDIS_URL = REDIS_URL_WITH_PASSWORD
+    settings.EMAIL_URL = EMAIL_URL_WITH_PASSWORD
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter, PlainFormatter])
+def test_it_scrubs_the_passwords_of_redis_and_mail_from_log_lines(url_passwords, formatter):
+    record = logging.getLogger("dashboard").makeRecord(
+        "dashboard",
+        logging.ERROR,
+        __file__,
+        1,
+        "cache down at %s; mail server %s refused the password %r",
+        (REDIS_URL_WITH_PASSWORD, EMAIL_URL_WITH_PASSWORD, MAIL_PASSWORD),
+        None,
+    )
+    observability.RequestIdFilter().filter(record)
+
+    text = formatter().format(record)
+
+    assert "redis://:[redacted]@cache.internal:6379/0" in text
+    assert "smtp://alerts:[redacted]@mail.internal:587" in text
+    assert "refused the password '[redacted]'" in text
+    for secret in (REDIS_PASSWORD, MAIL_PASSWORD, "mail-password%2F"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter, PlainFormatter])
+def test_it_scrubs_the_password_of_any_url_however_short(formatter):
+    record = logging.getLogger("dashboard").makeRecord(
+        "dashboard",
+        logging.WARNING,
+        __file__,
+        1,
+        "retrying postgres://app:pw9@db.internal:5432/spend and https://example.com:8443/a@b",
+        (),
+        None,
+    )
+    observability.RequestIdFilter().filter(record)
+
+    text = formatter().format(record)
+
+    assert "postgres://app:[redacted]@db.internal:5432/spend" in text
+    assert "https://example.com:8443/a@b" in text, "a URL without a password is kept"
+
+
+@pytest.mark.parametrize("accept", ["text/html", "text/plain"])
+def test_it_keeps_passwords_off_the_debug_error_page(url_passwords, settings, rf, accept):
+    # text/html: the page DEBUG shows; text/plain: the report also sent to admins by mail.
+    settings.DEBUG = True
+    request = rf.get("/accounts/", headers={"Accept": accept})
+    cache_url = REDIS_URL_WITH_PASSWORD  # a local variable: the page lists each frame's
+    try:
+        raise ConnectionError(f"Error connecting to {cache_url}")
+    except ConnectionError:
+        response = technical_500_response(request, *sys.exc_info())
+
+    page = response.content.decode()
+    assert response.status_code == 500 and response["Content-Type"].startswith(accept)
+    assert "REDIS_URL" in page and "cache.internal" in page, "the page still says where"
+    for secret in (REDIS_PASSWORD, MAIL_PASSWORD, "mail-password%2F", "mail-password/"):
+        assert secret not in page
 
 
 # ---------------------------------------------------------------- /metrics access

@@ -7,6 +7,9 @@ keeps the user's name as written.
 
 TRUNCATE is not refused: Django's ``flush`` (and so every transactional test) empties the
 tables with it, and only the table's owner may run it.
+
+On SQLite a later migration that rebuilds this table drops its triggers: it must create them
+again (tests/test_audit.py applies every migration to SQLite and would fail).
 """
 
 from __future__ import annotations

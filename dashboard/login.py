@@ -1,12 +1,14 @@
 """The login page with throttling, and the end of idle or old sessions.
 
-A login is refused while its user name or its client address is locked out (see
-``dashboard.throttle``): with HTTP 429 and the same words whether the user exists or not,
-and even with the right password, so that a guesser learns nothing from a lock.
+A login is refused while its user name from this address, or the address itself, is locked
+out (see ``dashboard.throttle``): with HTTP 429 and the same words whether the user exists or
+not, and even with the right password, so that a guesser learns nothing from a lock.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +27,13 @@ STARTED_AT = "_session_started_at"
 SEEN_AT = "_session_seen_at"
 
 
-def lockout_message(lock: throttle.Lockout) -> str:
-    minutes = lock.minutes_left()
+def now() -> float:
+    """Wall-clock seconds: the one seam tests move to see a session end."""
+    return time.time()
+
+
+def lockout_message(seconds: int) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
     unit = "minute" if minutes == 1 else "minutes"
     return (
         "Too many failed attempts to log in. Logging in is paused for a while: "
@@ -35,26 +42,20 @@ def lockout_message(lock: throttle.Lockout) -> str:
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's login form, refusing while a lock is in force and counting each failure."""
+    """Django's login form; axes's backend refuses a locked-out login before the password is
+    checked, and this form says so (a right password is refused too)."""
+
+    #: Seconds until the lock that refused this login ends (for Retry-After).
+    retry_after: int | None = None
 
     def clean(self) -> dict[str, Any]:
-        username = str(self.cleaned_data.get("username") or "")
-        address = throttle.client_address(self.request) if self.request else "unknown"
-        lock = throttle.lockout(username, address)
-        if lock is not None:
-            # Before the password is checked: a locked-out right password is refused too.
-            raise ValidationError(lockout_message(lock), code="throttled")
         try:
-            cleaned = super().clean()
+            return super().clean()
         except ValidationError as error:
-            if error.code == "invalid_login":
-                started = throttle.record_failure(username, address)
-                if started is not None:
-                    raise ValidationError(lockout_message(started), code="throttled") from None
-            raise
-        if self.user_cache is not None:
-            throttle.record_success(username)
-        return cleaned
+            if self.request is None or not getattr(self.request, "axes_locked_out", False):
+                raise
+            self.retry_after = throttle.seconds_left(self.request)
+            raise ValidationError(lockout_message(self.retry_after), code="throttled") from error
 
 
 class ThrottledAdminAuthenticationForm(ThrottledAuthenticationForm, AdminAuthenticationForm):
@@ -71,12 +72,7 @@ class LoginView(auth_views.LoginView):
         response = super().form_invalid(form)
         if form.has_error(NON_FIELD_ERRORS, "throttled"):
             response.status_code = 429
-            lock = throttle.lockout(
-                str(form.cleaned_data.get("username") or ""),
-                throttle.client_address(self.request),
-            )
-            if lock is not None:
-                response["Retry-After"] = str(max(1, int(lock.until - throttle.now())))
+            response["Retry-After"] = str(getattr(form, "retry_after", None) or 1)
         return response
 
 
@@ -89,7 +85,7 @@ def session_expiry(get_response: Callable[[HttpRequest], HttpResponse]) -> Calla
 
     def middleware(request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
-            at = throttle.now()
+            at = now()
             started = request.session.get(STARTED_AT)
             seen = request.session.get(SEEN_AT)
             idle = int(settings.SESSION_IDLE_SECONDS)

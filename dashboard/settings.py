@@ -301,6 +301,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    # Login throttling: failed logins kept in PostgreSQL (see dashboard.throttle).
+    "axes",
     "dashboard",
 ]
 
@@ -465,8 +467,12 @@ DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")
 # Webhooks to http://127.0.0.1 (tests and local receivers); otherwise https only.
 ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
 
+# axes's backend first: it refuses a locked-out login before any password is checked. Then
 # Django's ModelBackend, with each user's permissions and grants kept in the shared cache.
-AUTHENTICATION_BACKENDS = ["dashboard.authcache.CachedModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "dashboard.throttle.ThrottleBackend",
+    "dashboard.authcache.CachedModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -531,18 +537,25 @@ if SESSION_COOKIE_AGE < 60 or SESSION_IDLE_SECONDS < 0:
     raise ImproperlyConfigured(
         "SESSION_COOKIE_AGE must be at least 60 seconds and SESSION_IDLE_SECONDS 0 or more"
     )
-# Login throttling: this many failed logins within LOGIN_FAILURE_WINDOW_SECONDS lock out the
-# user name, or the client address, for LOGIN_LOCKOUT_SECONDS (counted in the shared cache).
+# Login throttling: this many failed logins lock out a user name from one address, or an
+# address whatever the names, until LOGIN_LOCKOUT_SECONDS have passed since the last one.
 LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5)
 LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
-LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60)
-_login_limits = (LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS)
-if min(*_login_limits, LOGIN_FAILURE_WINDOW_SECONDS, LOGIN_LOCKOUT_SECONDS) < 1:
+if min(LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS, LOGIN_LOCKOUT_SECONDS) < 1:
     raise ImproperlyConfigured(
-        "LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS, "
-        "LOGIN_FAILURE_WINDOW_SECONDS and LOGIN_LOCKOUT_SECONDS must each be at least 1"
+        "LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS "
+        "and LOGIN_LOCKOUT_SECONDS must each be at least 1"
     )
+# django-axes does the counting; its settings follow ours (dashboard.throttle reads the limits
+# and the lockout time at each login). The user name with the address, and the address alone.
+AXES_HANDLER = "dashboard.throttle.PreCountingHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_COOLOFF_TIME = "dashboard.throttle.cool_off"
+AXES_USERNAME_CALLABLE = "dashboard.throttle.username_key"
+AXES_CLIENT_IP_CALLABLE = "dashboard.throttle.client_address"
+# The login view answers a lock itself (429, the form kept): no AxesMiddleware, no axes pages.
+AXES_ENABLE_ADMIN = False
 # How many proxies in front append to X-Forwarded-For: 0 (default) trusts only REMOTE_ADDR,
 # since a client can write any X-Forwarded-For it likes.
 LOGIN_TRUSTED_PROXIES = envint("LOGIN_TRUSTED_PROXIES", 0)
@@ -560,6 +573,8 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 # Both bind every other site on the domain (preload for years): the deployer's decision, made
 # with the two variables above, not a default an app may take for them.
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+# axes's middleware turns a lock into its own page; the login view answers a lock itself.
+SILENCED_SYSTEM_CHECKS += ["axes.W002"]
 if envbool("SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets this header itself and strips it from clients.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,66 +1,63 @@
-"""Login throttling: failed logins counted per user name and per client address.
+"""Login throttling: django-axes, with each attempt counted before its password is checked.
 
-Counters and locks live in Django's cache, so with ``REDIS_URL`` every process and host
-shares them. Each kind counts failures in a sliding window (the current and previous
-windows' counts, the previous weighted by how much of it still overlaps); reaching the limit
-locks that user name (or address) out for ``LOGIN_LOCKOUT_SECONDS``. A lock is refused the
-same way whether the user exists or not, so it tells nothing about who has an account.
+django-axes keeps failed logins in PostgreSQL (``AccessAttempt``, one row per user name,
+address and user agent) and refuses a login in its authentication backend while they reach a
+limit. It counts a failure only *after* the password was checked, so parallel guesses all pass
+the check before any is counted. :class:`PreCountingHandler` counts each attempt atomically
+first and lets its password be checked only if the count is still within the limits; a login
+that succeeds takes its count back. Two limits, after ``AXES_LOCKOUT_PARAMETERS``:
 
-Times come from ``now()`` (wall-clock seconds), not from the dashboard's reporting clock,
-which tests may move with the simulator's; tests move this one to see a lock expire.
+* ``LOGIN_MAX_FAILURES_PER_USER`` for a user name *from one address*: a stranger elsewhere
+  cannot lock the real user out;
+* ``LOGIN_MAX_FAILURES_PER_ADDRESS`` for an address whatever the names (an IPv6 /64).
+
+Failures are forgotten ``LOGIN_LOCKOUT_SECONDS`` after the last one; a lock ends then too.
+A lock is refused the same way whether the user exists or not.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import math
-import time
-from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any
 
+from axes.backends import AxesStandaloneBackend
+from axes.handlers.database import AxesDatabaseHandler
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_client_user_agent, get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
-from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, QuerySet, Sum
 from django.http import HttpRequest
-from redis.exceptions import RedisError
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["user", "address"]
-_PREFIX = "login-throttle"
-#: What a cache backend raises when it cannot be reached (Redis's own, or a socket's).
-CACHE_ERRORS = (RedisError, OSError)
+
+def cool_off(request: HttpRequest | None = None) -> timedelta:
+    """``AXES_COOLOFF_TIME``: read at each login, so a changed setting holds at once."""
+    return timedelta(seconds=int(settings.LOGIN_LOCKOUT_SECONDS))
 
 
-def now() -> float:
-    """Wall-clock seconds: the one seam tests move to see a window or a lock end."""
-    return time.time()
+def username_key(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str:
+    """``AXES_USERNAME_CALLABLE``: the name as counted, so " LENA " cannot escape lena's lock."""
+    raw = (credentials or {}).get("username") or request.POST.get("username") or ""
+    return str(raw).strip().casefold()
 
 
-@dataclass(frozen=True)
-class Lockout:
-    """A lock in force: which kind, and when it ends (wall-clock seconds)."""
-
-    kind: Kind
-    until: float
-
-    def minutes_left(self, at: float | None = None) -> int:
-        """Whole minutes until the lock ends, rounded up, at least 1."""
-        seconds = self.until - (now() if at is None else at)
-        return max(1, math.ceil(seconds / 60))
-
-
-def client_address(request: HttpRequest) -> str:
-    """The address a request came from, which a client cannot forge.
+def client_address(request: HttpRequest) -> str | None:
+    """``AXES_CLIENT_IP_CALLABLE``: the address a request came from, which a client cannot forge.
 
     ``REMOTE_ADDR``, unless ``LOGIN_TRUSTED_PROXIES`` says how many proxies stand in front:
     then the address the outermost trusted proxy saw, counted from the right of
     ``X-Forwarded-For`` (each proxy appends the address it was reached from; anything left of
     that was written by the client). A header too short or malformed falls back to
-    ``REMOTE_ADDR``.
+    ``REMOTE_ADDR``. An IPv6 client usually holds a whole /64: it is counted as one address.
     """
-    remote = str(request.META.get("REMOTE_ADDR", "") or "unknown")
+    remote = _grouped(str(request.META.get("REMOTE_ADDR", "")))
     proxies: int = settings.LOGIN_TRUSTED_PROXIES
     if proxies <= 0:
         return remote
@@ -68,132 +65,147 @@ def client_address(request: HttpRequest) -> str:
     chain = [part.strip() for part in forwarded.split(",") if part.strip()]
     if len(chain) < proxies:
         return remote
-    candidate = chain[-proxies]
-    try:
-        ipaddress.ip_address(candidate)
-    except ValueError:
-        return remote
-    return candidate
+    return _grouped(chain[-proxies]) or remote
 
 
-def _address_key(address: str) -> str:
-    """An IPv6 client usually holds a whole /64: counting single addresses would not hold it."""
+def _grouped(address: str) -> str | None:
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return None
     if isinstance(parsed, ipaddress.IPv6Address):
         if parsed.ipv4_mapped is not None:
             return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False).network_address)
     return str(parsed)
 
 
-def _subject(kind: Kind, value: str) -> str:
-    """A cache-safe, fixed-length name for a user name or address (never stored in clear)."""
-    normal = value.strip().casefold() if kind == "user" else _address_key(value)
-    return hashlib.sha256(normal.encode("utf-8", "replace")).hexdigest()[:32]
+class PreCountingHandler(AxesDatabaseHandler):
+    """axes's database handler, counting an attempt before its password is checked."""
 
+    def _counted_attempts(
+        self, request: HttpRequest, credentials: dict[str, Any] | None
+    ) -> list[tuple[QuerySet[AccessAttempt], int]]:
+        """Each lockout parameter's attempts still remembered, with its limit."""
+        limits = (settings.LOGIN_MAX_FAILURES_PER_USER, settings.LOGIN_MAX_FAILURES_PER_ADDRESS)
+        return list(zip(self.get_user_attempts(request, credentials), limits, strict=True))
 
-def _limit(kind: Kind) -> int:
-    if kind == "user":
-        return int(settings.LOGIN_MAX_FAILURES_PER_USER)
-    return int(settings.LOGIN_MAX_FAILURES_PER_ADDRESS)
+    def _counts(
+        self, request: HttpRequest, credentials: dict[str, Any] | None
+    ) -> list[tuple[int, int]]:
+        return [
+            (attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0, limit)
+            for attempts, limit in self._counted_attempts(request, credentials)
+        ]
 
+    def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
+        return any(count >= limit for count, limit in self._counts(request, credentials))
 
-def _lock_key(kind: Kind, subject: str) -> str:
-    return f"{_PREFIX}:lock:{kind}:{subject}"
+    def is_allowed(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
+        """Called by axes's backend before the password is checked: counts this attempt first.
 
+        Each attempt's own count is committed before the counts are read, so of N attempts at
+        once against a limit of L at most L read a count within it. A locked-out attempt is
+        not counted: retrying does not make a lock last longer.
+        """
+        self.clean_expired_user_attempts(request, credentials)
+        if self.is_locked(request, credentials):
+            request.axes_locked_out = True  # type: ignore[attr-defined]
+            return False
+        self._count(request, credentials)
+        if any(count > limit for count, limit in self._counts(request, credentials)):
+            request.axes_locked_out = True  # type: ignore[attr-defined]
+            return False
+        return True
 
-def _count_key(kind: Kind, subject: str, window: int) -> str:
-    return f"{_PREFIX}:fail:{kind}:{subject}:{window}"
+    def _count(self, request: HttpRequest, credentials: dict[str, Any] | None) -> None:
+        """One more attempt on this name, address and user agent's row: one atomic UPDATE."""
+        key = {
+            "username": get_client_username(request, credentials),
+            "ip_address": request.axes_ip_address,  # type: ignore[attr-defined]
+            "user_agent": get_client_user_agent(request),
+        }
+        at = request.axes_attempt_time  # type: ignore[attr-defined]
+        row = AccessAttempt.objects.filter(**key)
+        bump = {"failures_since_start": F("failures_since_start") + 1, "attempt_time": at}
+        if row.update(**bump):
+            return
+        try:
+            with transaction.atomic():
+                AccessAttempt.objects.create(
+                    **key,
+                    failures_since_start=1,
+                    attempt_time=at,
+                    get_data="",
+                    post_data="",  # never the form: it holds the password
+                    http_accept=request.META.get("HTTP_ACCEPT", "")[:1025],
+                    path_info=request.path[:255],
+                )
+        except IntegrityError:  # created by a parallel attempt meanwhile
+            row.update(**bump)
 
-
-def _increment(key: str, ttl: int) -> int:
-    """Adds one to a counter that expires ``ttl`` seconds after its first failure; atomic."""
-    cache.add(key, 0, ttl)
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, ttl)
-        return 1
-
-
-def _add_failure(kind: Kind, subject: str, at: float) -> float:
-    """Counts one failure at ``at``; returns the failures in the sliding window ending then."""
-    length = int(settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    window = int(at // length)
-    # Kept for two windows: the next one still weighs it.
-    current = _increment(_count_key(kind, subject, window), 2 * length)
-    previous = int(cache.get(_count_key(kind, subject, window - 1), 0))
-    overlap = 1 - (at - window * length) / length
-    return current + previous * overlap
-
-
-def _clear_counts(kind: Kind, subject: str, at: float) -> None:
-    window = int(at // int(settings.LOGIN_FAILURE_WINDOW_SECONDS))
-    cache.delete_many([_count_key(kind, subject, w) for w in (window, window - 1)])
-
-
-def _subjects(username: str, address: str) -> tuple[tuple[Kind, str], ...]:
-    return (("user", username), ("address", address))
-
-
-def lockout(username: str, address: str) -> Lockout | None:
-    """The lock that refuses this login now, if any (the one that ends last)."""
-    at = now()
-    found: list[Lockout] = []
-    try:
-        for kind, value in _subjects(username, address):
-            until = cache.get(_lock_key(kind, _subject(kind, value)))
-            # The cache entry outlives the lock a little; the time in it decides.
-            if until is not None and float(until) > at:
-                found.append(Lockout(kind, float(until)))
-    except CACHE_ERRORS as error:
-        _unavailable(error)
-    return max(found, key=lambda lock: lock.until, default=None)
-
-
-def record_failure(username: str, address: str) -> Lockout | None:
-    """Counts a failed login against the user name and the address; locks what reached its limit.
-
-    Returns the lock this failure started, if any. The counters of a locked user name or
-    address start again from nothing when its lock ends.
-    """
-    at = now()
-    started: list[Lockout] = []
-    seconds = int(settings.LOGIN_LOCKOUT_SECONDS)
-    try:
-        for kind, value in _subjects(username, address):
-            subject = _subject(kind, value)
-            if _add_failure(kind, subject, at) < _limit(kind):
-                continue
-            until = at + seconds
-            cache.set(_lock_key(kind, subject), until, seconds + 60)
-            _clear_counts(kind, subject, at)
-            started.append(Lockout(kind, until))
+    def user_login_failed(
+        self,
+        sender: Any,
+        credentials: dict[str, Any],
+        request: HttpRequest | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """The failure was counted before the check: only notes whether it locked."""
+        if request is None or getattr(request, "axes_locked_out", False):
+            return
+        if self.is_locked(request, credentials):
+            request.axes_locked_out = True  # type: ignore[attr-defined]
             logger.warning(
-                "login locked out for %d s: %s %s after %d failed attempts",
-                seconds,
-                kind,
-                ascii(value[:150]),
-                _limit(kind),
+                "login locked out for %d s: user %s from %s",
+                int(settings.LOGIN_LOCKOUT_SECONDS),
+                ascii(get_client_username(request, credentials)[:150]),
+                request.axes_ip_address,  # type: ignore[attr-defined]
             )
-    except CACHE_ERRORS as error:
-        _unavailable(error)
-    return max(started, key=lambda lock: lock.until, default=None)
+
+    def user_logged_in(self, sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+        """A right password takes back this user's failures from this address, its own
+        attempt's count included; the address's failures at other names stay counted."""
+        AccessAttempt.objects.filter(
+            username=get_client_username(request, {"username": user.get_username()}),
+            ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
+        ).delete()
+
+    def user_logged_out(self, sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
+        """Nothing to note: Django's sessions and the audit log say who was logged in."""
+
+    def lock_ends(self, request: HttpRequest) -> datetime | None:
+        """When the lock on this request's user name and address ends, if one is in force."""
+        ends = []
+        for attempts, limit in self._counted_attempts(request, None):
+            found = attempts.aggregate(n=Sum("failures_since_start"), last=Max("attempt_time"))
+            if (found["n"] or 0) >= limit:
+                ends.append(found["last"] + cool_off(request))
+        return max(ends, default=None)
 
 
-def record_success(username: str) -> None:
-    """A correct login forgets the user name's failures (not the address's: one good account
-    must not buy an address fresh guesses at others)."""
-    try:
-        _clear_counts("user", _subject("user", username), now())
-    except CACHE_ERRORS as error:
-        _unavailable(error)
+class ThrottleBackend(AxesStandaloneBackend):
+    """axes's backend, first in ``AUTHENTICATION_BACKENDS``: refuses a locked-out login.
+
+    ``authenticate()`` without a request is no login from a client (Django's test client, a
+    shell): there is no address to count, so it passes on to the password check, as before.
+    """
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if request is not None:
+            super().authenticate(request, username, password, **kwargs)
 
 
-def _unavailable(error: Exception) -> None:
-    """Without its cache the throttle lets logins through (passwords are still checked)
-    rather than lock everyone out or fail the page; it says so in the log each time."""
-    logger.error("login throttling is off: the cache cannot be reached (%s)", type(error).__name__)
+def seconds_left(request: HttpRequest) -> int:
+    """Whole seconds until this request's lock ends, rounded up, at least 1."""
+    AxesProxyHandler.update_request(request)
+    ends = PreCountingHandler().lock_ends(request)
+    if ends is None:
+        return 1
+    return max(1, math.ceil((ends - timezone.now()).total_seconds()))

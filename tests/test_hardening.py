@@ -30,7 +30,7 @@ from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, HOSTILE_URL, Simulator
 from dashboard import login as dashboard_login
-from dashboard import roles, throttle
+from dashboard import roles
 from dashboard.services import overview as overview_service
 from tests.conftest import (
     ACCOUNT_ID,
@@ -404,7 +404,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     moved = Clock(1_800_000_000.0)
-    monkeypatch.setattr(throttle, "now", moved)
+    monkeypatch.setattr(dashboard_login, "now", moved)
     return moved
 
 

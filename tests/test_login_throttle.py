@@ -1,6 +1,7 @@
-"""Login throttling: locks per user name and per address, that say so, end, and tell nothing.
+"""Login throttling: locks per user name and address and per address, that say so, end,
+tell nothing, and cannot be raced.
 
-The throttle's clock (``dashboard.throttle.now``) is moved by the tests, never slept on.
+Time is moved by ageing the failures kept in the database (``later``), never slept on.
 """
 
 from __future__ import annotations
@@ -8,17 +9,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-import uuid
-from collections.abc import Iterator
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import redis
-from django.core.cache import cache
-from django.core.cache.backends.redis import RedisCache
+from axes.models import AccessAttempt
+from django.contrib.auth.hashers import MD5PasswordHasher
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.db.models import F
 from django.test import Client, RequestFactory
 
 from dashboard import settings as dashboard_settings
@@ -33,27 +36,11 @@ WRONG = "Please enter a correct username and password"
 HOME = "1.2.3.4"
 ELSEWHERE = "5.6.7.8"
 SETTINGS_FILE = Path(dashboard_settings.__file__)
-START = 1_800_000_000.0  # a moment well inside a 15-minute window: 1800000000 % 900 == 0
 
 
-class Clock:
-    """The throttle's wall clock, moved by hand."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def __call__(self) -> float:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    moved = Clock(START + 60)
-    monkeypatch.setattr(throttle, "now", moved)
-    return moved
+def later(seconds: float) -> None:
+    """As if ``seconds`` had passed since every failure kept."""
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(seconds=seconds))
 
 
 def attempt(
@@ -82,7 +69,52 @@ def notice(html: str) -> str:
     return re.sub(r"<[^>]+>|\s+", " ", found.group(1)).strip()
 
 
-def test_it_locks_a_user_name_out_at_the_fifth_failure(clock, lead):
+# ------------------------------------------------- the race, and locks per name and address
+
+
+def test_it_checks_no_more_passwords_than_the_limit_when_guesses_arrive_at_once(
+    transactional_db, lead, monkeypatch
+):
+    """Twelve guesses at once, each in its own thread, connection and client: the failure is
+    counted before the password is checked, so at most five passwords are ever checked."""
+    checked: list[str] = []
+    verify = MD5PasswordHasher.verify
+
+    def counted(self: MD5PasswordHasher, password: str, encoded: str) -> bool:
+        checked.append(password)
+        time.sleep(0.2)  # holds the check open while the others arrive: the race, every time
+        return verify(self, password, encoded)
+
+    monkeypatch.setattr(MD5PasswordHasher, "verify", counted)
+    start = threading.Barrier(12)
+    answers: list[int] = []
+
+    def guess(number: int) -> None:
+        try:
+            start.wait()
+            answers.append(attempt("lena", f"guess {number}").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(answers) == 12
+    assert len(checked) <= 5, f"{len(checked)} passwords checked"
+    assert answers.count(429) >= 12 - 5
+
+
+def test_a_stranger_elsewhere_cannot_lock_the_user_out(lead):
+    fail("lena", 4, address=ELSEWHERE)
+    assert attempt("lena", address=ELSEWHERE).status_code == 429
+    assert attempt("lena", PASSWORD, address=ELSEWHERE).status_code == 429
+    # From her own address lena still gets in.
+    assert logged_in(attempt("lena", PASSWORD, address=HOME))
+
+
+def test_it_locks_a_user_name_out_at_the_fifth_failure(lead):
     fail("lena", 4)
     response = attempt("lena")
     assert response.status_code == 429
@@ -95,7 +127,7 @@ def test_it_locks_a_user_name_out_at_the_fifth_failure(clock, lead):
     assert 'value="lena"' in response.text
 
 
-def test_it_refuses_the_right_password_while_locked(clock, lead):
+def test_it_refuses_the_right_password_while_locked(lead):
     fail("lena", 5 - 1)
     assert attempt("lena").status_code == 429
     client = Client()
@@ -105,54 +137,52 @@ def test_it_refuses_the_right_password_while_locked(clock, lead):
     assert "_auth_user_id" not in client.session
 
 
-def test_it_counts_down_and_lets_the_user_in_when_the_lock_ends(clock, lead):
+def test_it_counts_down_and_lets_the_user_in_when_the_lock_ends(lead):
     fail("lena", 4)
     attempt("lena")
-    clock.advance(10 * 60 + 30)
+    later(10 * 60 + 30)
     response = attempt("lena", PASSWORD)
     assert response.status_code == 429
     assert "try again in about 5 minutes." in response.text
     assert response["Retry-After"] == "270"
-    clock.advance(4 * 60)
+    later(4 * 60)
+    # Attempts refused meanwhile did not make the lock last longer.
     assert "try again in about 1 minute." in attempt("lena", PASSWORD).text
-    clock.advance(31)
+    later(31)
     assert logged_in(attempt("lena", PASSWORD))
 
 
-def test_it_starts_counting_afresh_after_a_lock(clock, lead):
+def test_it_starts_counting_afresh_after_a_lock(lead):
     fail("lena", 4)
     attempt("lena")
-    clock.advance(15 * 60 + 1)
+    later(15 * 60 + 1)
     fail("lena", 4)
     assert attempt("lena").status_code == 429
 
 
-def test_it_forgets_failures_older_than_the_window(clock, lead):
+def test_it_forgets_failures_once_the_lockout_time_has_passed_without_one(lead):
     fail("lena", 4)
-    clock.advance(2 * 15 * 60)
+    later(15 * 60 + 1)
     fail("lena", 4)
     assert attempt("lena").status_code == 429
 
 
-def test_it_still_weighs_failures_of_the_window_just_gone(clock, lead):
-    """A sliding window: a new window does not hand out a fresh five tries at once."""
-    clock.at = START + 14 * 60
+def test_it_remembers_failures_while_they_keep_coming(lead):
+    """No fresh five tries at the turn of a window: each failure keeps the earlier ones."""
     fail("lena", 4)
-    clock.at = START + 15 * 60 + 1  # the next window: the last one still weighs almost 4
-    fail("lena", 1)
+    later(14 * 60)
+    fail("lena", 0)
     assert attempt("lena").status_code == 429
 
 
-def test_a_success_clears_the_users_failures(clock, lead):
+def test_a_success_clears_the_users_failures(lead):
     fail("lena", 4)
     assert logged_in(attempt("lena", PASSWORD))
     fail("lena", 4)
     assert attempt("lena").status_code == 429
 
 
-def test_another_user_from_the_same_address_is_unaffected_until_the_address_limit(
-    clock, lead, finance
-):
+def test_another_user_from_the_same_address_is_unaffected_until_the_address_limit(lead, finance):
     fail("lena", 4)
     assert attempt("lena").status_code == 429  # 5 failures from HOME so far
     assert logged_in(attempt("frank", PASSWORD))
@@ -168,16 +198,19 @@ def test_another_user_from_the_same_address_is_unaffected_until_the_address_limi
     assert logged_in(attempt("frank", PASSWORD, address=ELSEWHERE))
 
 
-def test_it_takes_its_limits_from_settings(clock, lead, settings):
+def test_it_takes_its_limits_from_settings(lead, settings):
     settings.LOGIN_MAX_FAILURES_PER_USER = 2
     settings.LOGIN_LOCKOUT_SECONDS = 120
     fail("lena", 1)
     response = attempt("lena")
     assert response.status_code == 429
     assert "about 2 minutes" in response.text
+    settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 4  # 2 from HOME so far
+    fail("nemo", 1)
+    assert attempt("nobody").status_code == 429
 
 
-def test_it_does_not_tell_whether_a_user_exists(clock, lead):
+def test_it_does_not_tell_whether_a_user_exists(lead):
     def story(username: str) -> list[tuple[int, str]]:
         seen = []
         for _ in range(6):
@@ -189,13 +222,13 @@ def test_it_does_not_tell_whether_a_user_exists(clock, lead):
     assert story("lena")[-1][0] == 429
 
 
-def test_it_does_not_escape_a_lock_by_changing_case_or_spaces(clock, lead):
+def test_it_does_not_escape_a_lock_by_changing_case_or_spaces(lead):
     fail("lena", 4)
     assert attempt(" LENA ").status_code == 429
     assert attempt("lena", PASSWORD).status_code == 429
 
 
-def test_a_forged_forwarded_for_header_changes_nothing_without_trusted_proxies(clock, lead):
+def test_a_forged_forwarded_for_header_changes_nothing_without_trusted_proxies(lead):
     for number in range(20):
         Client().post(
             LOGIN,
@@ -216,7 +249,7 @@ def through_proxy(username: str, password: str, forwarded: str) -> Any:
     )
 
 
-def test_it_locks_the_address_the_trusted_proxy_saw(clock, lead, settings):
+def test_it_locks_the_address_the_trusted_proxy_saw(lead, settings):
     settings.LOGIN_TRUSTED_PROXIES = 1
     for number in range(20):
         # Whatever the client wrote first, then the address the proxy saw: HOME.
@@ -236,6 +269,8 @@ def test_it_locks_the_address_the_trusted_proxy_saw(clock, lead, settings):
         (2, "9.9.9.9", "10.1.1.1"),  # fewer hops than proxies: not through them all
         (1, "not-an-address", "10.1.1.1"),
         (1, "", "10.1.1.1"),
+        (1, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),  # an IPv6 client's /64
+        (1, "::ffff:9.9.9.9", "9.9.9.9"),
     ],
 )
 def test_it_reads_the_client_address(settings, proxies, forwarded, expected):
@@ -244,25 +279,32 @@ def test_it_reads_the_client_address(settings, proxies, forwarded, expected):
     assert throttle.client_address(request) == expected
 
 
-def test_it_counts_an_ipv6_client_by_its_64_prefix(clock, lead):
+def test_it_counts_an_ipv6_client_by_its_64_prefix(lead):
     for number in range(20):
         attempt(f"guess{number}", address=f"2001:db8:1:2::{number + 1:x}")
     assert attempt("lena", PASSWORD, address="2001:db8:1:2:ffff::1").status_code == 429
     assert logged_in(attempt("lena", PASSWORD, address="2001:db8:1:3::1"))
 
 
-def test_it_logs_a_lockout_without_the_password(clock, lead, caplog):
-    with caplog.at_level(logging.WARNING, logger="dashboard.throttle"):
-        for _ in range(5):
+def test_it_logs_a_lockout_without_the_password(lead, caplog):
+    with caplog.at_level(logging.INFO):
+        for _ in range(6):
             attempt("lena", "hunter2-secret")
     lockouts = [r for r in caplog.records if r.name == "dashboard.throttle"]
     assert len(lockouts) == 1
     assert lockouts[0].levelno == logging.WARNING
-    assert "user 'lena'" in lockouts[0].getMessage()
+    assert "user 'lena' from 1.2.3.4" in lockouts[0].getMessage()
     assert "hunter2-secret" not in caplog.text
 
 
-def test_it_does_not_count_a_form_left_empty(clock, lead):
+def test_it_keeps_no_password_with_the_failures(lead):
+    fail("lena", 2)
+    attempt("nemo", "hunter2-secret")
+    kept = list(AccessAttempt.objects.values_list("username", "post_data", "get_data"))
+    assert sorted(kept) == [("lena", "", ""), ("nemo", "", "")]
+
+
+def test_it_does_not_count_a_form_left_empty(lead):
     for _ in range(10):
         response = Client().post(LOGIN, {"username": "lena", "password": ""}, REMOTE_ADDR=HOME)
         assert response.status_code == 200
@@ -270,7 +312,7 @@ def test_it_does_not_count_a_form_left_empty(clock, lead):
     assert logged_in(attempt("lena", PASSWORD))
 
 
-def test_the_admin_login_honours_the_same_locks(clock, admin):
+def test_the_admin_login_honours_the_same_locks(admin):
     fail("ada", 5 - 1)
     assert attempt("ada").status_code == 429
     client = Client()
@@ -283,53 +325,10 @@ def test_the_admin_login_honours_the_same_locks(clock, admin):
     assert "_auth_user_id" not in client.session
 
 
-def test_the_admin_login_counts_its_failures_too(clock, admin):
+def test_the_admin_login_counts_its_failures_too(admin):
     for _ in range(5):
         Client().post("/admin/login/", {"username": "ada", "password": "wrong"}, REMOTE_ADDR=HOME)
     assert attempt("ada", PASSWORD).status_code == 429
-
-
-def redis_cache(prefix: str) -> RedisCache:
-    """A cache as every process has it in production: Redis, under this test's own prefix."""
-    return RedisCache("redis://127.0.0.1:6379/0", {"KEY_PREFIX": prefix})
-
-
-@pytest.fixture
-def shared_prefix() -> Iterator[str]:
-    """A key prefix of this test's own in the shared Redis, its keys removed afterwards.
-
-    The throttle is handed Redis caches directly, never through settings.CACHES: the suite's
-    cache clearing would then flush the whole Redis database that others use too.
-    """
-    prefix = f"test-throttle-{uuid.uuid4().hex}"
-    yield prefix
-    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        keys = list(server.scan_iter(f"{prefix}:*"))
-        if keys:
-            server.delete(*keys)
-    finally:
-        server.close()
-
-
-def test_it_keeps_its_locks_in_the_shared_cache(clock, lead, shared_prefix, monkeypatch):
-    """With Redis, a lock made by one process holds in another (here: another connection)."""
-    first = redis_cache(shared_prefix)
-    monkeypatch.setattr(throttle, "cache", first)
-    fail("lena", 4)
-    assert attempt("lena").status_code == 429
-    first.close()
-    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        keys = list(server.scan_iter(f"{shared_prefix}:*"))
-    finally:
-        server.close()
-    assert any(b":login-throttle:lock:user:" in key for key in keys), keys
-    # Nothing readable about the user in the keys: the name is hashed.
-    assert not any(b"lena" in key for key in keys)
-    monkeypatch.setattr(throttle, "cache", redis_cache(shared_prefix))
-    assert attempt("lena", PASSWORD).status_code == 429
-    assert not cache.get(f"{shared_prefix}:anything")  # the suite's own cache was not used
 
 
 def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
@@ -348,14 +347,13 @@ def test_its_limits_and_session_times_come_from_the_environment(monkeypatch):
         monkeypatch,
         LOGIN_MAX_FAILURES_PER_USER="3",
         LOGIN_MAX_FAILURES_PER_ADDRESS="50",
-        LOGIN_FAILURE_WINDOW_SECONDS="600",
         LOGIN_LOCKOUT_SECONDS="1800",
         LOGIN_TRUSTED_PROXIES="1",
         SESSION_COOKIE_AGE="3600",
         SESSION_IDLE_SECONDS="0",
     )
     assert (loaded.LOGIN_MAX_FAILURES_PER_USER, loaded.LOGIN_MAX_FAILURES_PER_ADDRESS) == (3, 50)
-    assert (loaded.LOGIN_FAILURE_WINDOW_SECONDS, loaded.LOGIN_LOCKOUT_SECONDS) == (600, 1800)
+    assert loaded.LOGIN_LOCKOUT_SECONDS == 1800
     assert loaded.LOGIN_TRUSTED_PROXIES == 1
     assert (loaded.SESSION_COOKIE_AGE, loaded.SESSION_IDLE_SECONDS) == (3600, 0)
     assert loaded.CSRF_COOKIE_HTTPONLY is True
@@ -365,7 +363,6 @@ def test_its_defaults(monkeypatch):
     for name in (
         "LOGIN_MAX_FAILURES_PER_USER",
         "LOGIN_MAX_FAILURES_PER_ADDRESS",
-        "LOGIN_FAILURE_WINDOW_SECONDS",
         "LOGIN_LOCKOUT_SECONDS",
         "LOGIN_TRUSTED_PROXIES",
         "SESSION_COOKIE_AGE",
@@ -374,9 +371,11 @@ def test_its_defaults(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     loaded = load_settings(monkeypatch)
     assert (loaded.LOGIN_MAX_FAILURES_PER_USER, loaded.LOGIN_MAX_FAILURES_PER_ADDRESS) == (5, 20)
-    assert (loaded.LOGIN_FAILURE_WINDOW_SECONDS, loaded.LOGIN_LOCKOUT_SECONDS) == (900, 900)
+    assert loaded.LOGIN_LOCKOUT_SECONDS == 900
     assert loaded.LOGIN_TRUSTED_PROXIES == 0
     assert (loaded.SESSION_COOKIE_AGE, loaded.SESSION_IDLE_SECONDS) == (8 * 3600, 3600)
+    # axes's backend comes first: it refuses a locked-out login before any password check.
+    assert loaded.AUTHENTICATION_BACKENDS[0] == "dashboard.throttle.ThrottleBackend"
 
 
 @pytest.mark.parametrize(
@@ -392,16 +391,3 @@ def test_its_defaults(monkeypatch):
 def test_it_refuses_a_bad_value_naming_it(monkeypatch, name, value, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         load_settings(monkeypatch, **{name: value})
-
-
-def test_it_lets_logins_through_and_says_so_when_the_cache_is_down(
-    clock, lead, monkeypatch, caplog, free_tcp_port
-):
-    """Nothing listens on the port: every cache call fails. Passwords are still checked."""
-    down = RedisCache(f"redis://127.0.0.1:{free_tcp_port}/0", {})
-    monkeypatch.setattr(throttle, "cache", down)
-    with caplog.at_level(logging.ERROR, logger="dashboard.throttle"):
-        for _ in range(6):
-            assert WRONG in attempt("lena").text
-        assert logged_in(attempt("lena", PASSWORD))
-    assert "login throttling is off: the cache cannot be reached (ConnectionError)" in caplog.text

@@ -125,6 +125,48 @@ def test_it_lets_only_billing_admins_into_user_management(personas, persona, sta
     assert personas[persona].get("/admin/auth/user/").status_code == status
 
 
+# Django's admin, per URL: what a Billing admin (Ada, granted every account) gets for a GET.
+# Nobody else is staff: every other persona is sent to the admin's login. A superuser is
+# never shown to a Billing admin: the change form says "does not exist" (a redirect to the
+# admin's index), the password form 404. The walk of every change a Billing admin may and
+# may not make is in test_admin_roles.py.
+ADMIN_EXPECTED = {
+    "/admin/": 200,
+    "/admin/auth/user/": 200,
+    "/admin/auth/user/add/": 200,
+    "/admin/auth/user/{lena}/change/": 200,
+    "/admin/auth/user/{lena}/password/": 200,
+    "/admin/auth/user/{lena}/delete/": 403,
+    "/admin/auth/user/{root}/change/": 302,
+    "/admin/auth/user/{root}/password/": 404,
+    "/admin/auth/user/{root}/history/": 302,
+    "/admin/auth/group/": 200,
+    "/admin/auth/group/add/": 403,
+    "/admin/dashboard/auditevent/": 200,
+    "/admin/dashboard/auditevent/add/": 403,
+}
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_it_answers_each_persona_in_djangos_admin_as_its_role_allows(personas, persona):
+    from django.contrib.auth.models import User
+
+    root = User.objects.create_superuser("root", "root@example.com", "not used")
+    lena = User.objects.get(username="lena")
+    for template, expected in ADMIN_EXPECTED.items():
+        url = template.format(root=root.pk, lena=lena.pk)
+        response = personas[persona].get(url)
+        if persona != "admin":
+            # To a login page (the site's or the admin's own).
+            assert response.status_code == 302, f"{persona} GET {url}"
+            login = (reverse("login"), "/admin/login/")
+            assert response["Location"].startswith(login), f"{persona} GET {url}"
+            continue
+        assert response.status_code == expected, f"{persona} GET {url}"
+        if expected == 302:
+            assert response["Location"] == "/admin/", url
+
+
 def test_it_hides_superuser_powers_from_billing_admins(personas):
     from django.contrib.auth.models import User
 

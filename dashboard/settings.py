@@ -326,6 +326,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files before anything touches the session or the database: cheap, cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every answer after static files: private, no-store (see dashboard/no_store.py).
+    "dashboard.no_store.middleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # The session's, the user's and a kept page's cache reads, in one round trip.
     "dashboard.prefetch.middleware",

@@ -168,6 +168,10 @@ def check_security(url: str, response: Any, seen: Crawl) -> None:
     for header, value in expected.items():
         if response.get(header) != value:
             problems.append(f"{where}: {header} is {response.get(header)!r}, not {value!r}")
+    # No proxy or browser cache keeps a page, fragment or export behind the login.
+    directives = {part.strip() for part in response.get("Cache-Control", "").split(",")}
+    if not {"private", "no-store"} <= directives:
+        problems.append(f"{where}: Cache-Control is {response.get('Cache-Control')!r}")
     for name, morsel in response.cookies.items():
         if name not in ("sessionid", "csrftoken"):
             continue

@@ -16,6 +16,9 @@ from dashboard import roles
 from dashboard.models import AuditEvent, Topup
 
 from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
+from .test_access import url_for, url_names
+
+HTMX_GET = {"HX-Request": "true"}
 
 # ---------------------------------------------------------------- the forbidden-attempt audit
 
@@ -170,3 +173,59 @@ def test_it_keeps_the_one_time_key_across_the_confirmation(finance_client, sim):
     assert f'name="idempotency_key" value="{key}"' in step
     send_back(finance_client, step)
     assert Topup.objects.get().idempotency_key == key
+
+
+# ---------------------------------------------------------------- no answer kept by a cache
+
+PERSONAS = {
+    "nobody": None,
+    "lead": roles.TEAM_LEAD,
+    "finance": roles.FINANCE,
+    "admin": roles.BILLING_ADMIN,
+}
+
+
+def assert_not_kept(response: Any, where: str) -> None:
+    directives = {part.strip() for part in response.get("Cache-Control", "").split(",")}
+    assert {"private", "no-store"} <= directives, f"{where}: {response.get('Cache-Control')!r}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_it_tells_caches_to_keep_no_signed_in_answer(persona):
+    client = Client()
+    client.force_login(make_user(persona, PERSONAS[persona]))
+    statuses = set()
+    urls = [url_for(name, pattern) for name, pattern in url_names()]
+    # The same URLs for an account that does not exist: the 404s.
+    urls += [url.replace(ACCOUNT_ID, UNKNOWN_ACCOUNT_ID) for url in urls if ACCOUNT_ID in url]
+    urls.sort(key=lambda url: url == reverse("logout"))  # last: its POST ends the session
+    for url in urls:
+        for method, headers in (("GET", {}), ("GET", HTMX_GET), ("POST", {})):
+            response = client.generic(method, url, headers=headers)
+            statuses.add(response.status_code)
+            assert_not_kept(response, f"{persona} {method} {url} {headers}")
+    # Pages, redirects, missing things, wrong methods and (but to admins) refusals were seen.
+    assert {200, 302, 404, 405} <= statuses
+    assert persona == "admin" or 403 in statuses
+
+
+@pytest.mark.django_db
+def test_it_tells_caches_to_keep_no_csv_export_or_fragment(finance_client):
+    for name in ("usage_csv", "activity_csv"):
+        response = finance_client.get(reverse(name, args=[ACCOUNT_ID]))
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        assert_not_kept(response, name)
+    fragment = finance_client.get(
+        reverse("topups", args=[ACCOUNT_ID]), headers={"HX-Target": "topup-history", **HTMX_GET}
+    )
+    assert fragment.text.lstrip().startswith('<section id="topup-history"')
+    assert_not_kept(fragment, "topup-history fragment")
+
+
+@pytest.mark.django_db
+def test_it_keeps_stricter_directives_of_public_answers(client):
+    healthz = client.get(reverse("healthz"))
+    assert_not_kept(healthz, "healthz")
+    assert "must-revalidate" in healthz["Cache-Control"]
+    assert_not_kept(client.get(reverse("login")), "login page")

@@ -431,7 +431,8 @@ class TopupForm(forms.Form):
             "invalid": "This form's one-time key is not valid: reload the page and try again.",
         },
     )
-    confirmation = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+    # Any text: a wrong one only leads back to the confirmation step, never to an error.
+    confirmation = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(
         self, data: QueryDict | None = None, *, limits: topups.Limits, **kwargs: Any

@@ -73,9 +73,8 @@ def topup_create(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     if "edit" in request.POST:
         return _form(request, account, form, step="form")
     data = form.cleaned_data
-    amount, key = data["amount"], data["idempotency_key"]
-    shown = service.confirmed(request.user, account.id, key, amount, data["confirmation"])
-    if not (confirming and shown):
+    amount, key, token = data["amount"], data["idempotency_key"], data["confirmation"]
+    if not (confirming and service.confirmed(request.user, account.id, key, amount, token)):
         # A confirm without the confirmation step's token is shown that step: nothing is
         # charged that the person was not shown, with the card, on this very form.
         return _form(request, account, form, step="confirm")

@@ -597,9 +597,11 @@ class Bench:
             "idempotency_key": key[1],
         }
         step = self.http.post(f"{path}new/", data=form)
-        if step.status_code != 200 or "Charge $" not in step.text:
+        confirmation = re.search(r'name="confirmation" value="([^"]*)"', step.text)
+        if step.status_code != 200 or "Charge $" not in step.text or confirmation is None:
             raise CommandError(f"the top-up form was not confirmed (HTTP {step.status_code})")
-        return form
+        # The Charge button sends back what the confirmation step handed out.
+        return form | {"confirmation": confirmation[1]}
 
     def confirm(self, form: dict[str, str]) -> int:
         """Presses "Charge" with its own connection (as a second click or tab does)."""

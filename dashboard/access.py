@@ -1,8 +1,9 @@
 """Who may see what: permissions by role, accounts by grant. Checked in every view.
 
-A view names the permission it needs; ``account_view`` checks it (403 without it), then
-that the account in the URL is configured and granted to the user (404 otherwise, so that
-an account id someone may not see cannot be told apart from one that does not exist).
+A view names the permission it needs; ``account_view`` first checks that the account in
+the URL is configured and granted to the user (404 otherwise, so that an account id
+someone may not see cannot be told apart from one that does not exist), then the
+permission (403 without it).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def account_view(
     """Decorate a view taking ``(request, account, ...)`` for URLs with ``<account_id>``.
 
     ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``. With
-    ``audit_action`` (a write view), a POST refused for want of the permission is recorded
-    in the audit log before the 403.
+    ``audit_action`` (a write view), a POST to a granted account refused for want of the
+    permission is recorded in the audit log before the 403.
     """
 
     def decorator(view: AccountView) -> Callable[..., HttpResponse]:
@@ -88,17 +89,18 @@ def account_view(
         def wrapper(
             request: HtmxHttpRequest, account_id: str, *args: Any, **kwargs: Any
         ) -> HttpResponse:
+            # The account first: nobody writes audit rows into an account they cannot see.
+            account = account_for_or_404(request.user, account_id)
             if not request.user.has_perm(f"dashboard.{permission}"):
                 if audit_action is not None and request.method == "POST":
                     audit.record(
                         request.user,
-                        account_id,
+                        account.id,
                         audit_action,
                         AuditEvent.Outcome.FORBIDDEN,
                         detail=f"missing permission {permission}",
                     )
                 raise PermissionDenied
-            account = account_for_or_404(request.user, account_id)
             return view(request, account, *args, **kwargs)
 
         wrapper.required_permission = permission  # type: ignore[attr-defined]

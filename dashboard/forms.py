@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -380,14 +381,34 @@ class SpendingLimitForm(forms.Form):
 # ---------------------------------------------------------------- top-ups
 
 
+#: An amount as people type it: digits, a point, cents (ASCII only: Python's Decimal would
+#: also read "1E+9", "Infinity" and other scripts' digits, which nobody means as dollars).
+PLAIN_AMOUNT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+EXPONENT = re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+")
+
+
+class PlainAmountField(forms.DecimalField):
+    """A ``DecimalField`` that reads plain digits only; an exponent gets its own message."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and (text := value.strip()):
+            if EXPONENT.fullmatch(text):
+                raise forms.ValidationError(self.error_messages["exponent"], code="exponent")
+            if not PLAIN_AMOUNT.fullmatch(text):
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
 class TopupForm(forms.Form):
     """A one-off top-up: ``amount`` in dollars, and the idempotency key the form was given.
 
     ``preset`` (a quick-pick button, a real submit button) stands in for the amount. The
-    account's limits come from Cloudflare (``topup/limits``) or are the documented minimum.
+    account's limits come from Cloudflare (``topup/limits``) or are the documented minimum,
+    within this dashboard's ceiling (``TOPUP_MAX_AMOUNT``). ``confirmation`` is what the
+    confirmation step handed out (see ``topups.confirmation``).
     """
 
-    amount = forms.DecimalField(
+    amount = PlainAmountField(
         label="Amount (US dollars)",
         max_digits=12,
         decimal_places=2,
@@ -395,6 +416,8 @@ class TopupForm(forms.Form):
         error_messages={
             "required": "Enter an amount in dollars, such as 25 or 25.50.",
             "invalid": "Enter the amount as a number of dollars, such as 25 or 25.50.",
+            "exponent": "Enter the amount as plain digits, such as 25 or 25.50, without an "
+            "exponent.",
             "max_decimal_places": "Enter whole cents: at most 2 digits after the point.",
             "max_digits": "That amount is far too large for a top-up.",
             "max_whole_digits": "That amount is far too large for a top-up.",
@@ -408,6 +431,8 @@ class TopupForm(forms.Form):
             "invalid": "This form's one-time key is not valid: reload the page and try again.",
         },
     )
+    # Any text: a wrong one only leads back to the confirmation step, never to an error.
+    confirmation = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(
         self, data: QueryDict | None = None, *, limits: topups.Limits, **kwargs: Any
@@ -428,10 +453,9 @@ class TopupForm(forms.Form):
             raise forms.ValidationError(
                 f"The smallest top-up for this account is {format_usd(minimum)}."
             )
-        if maximum is not None and amount > maximum:
-            raise forms.ValidationError(
-                f"The largest top-up for this account is {format_usd(maximum)}."
-            )
+        if amount > maximum:
+            whose = "this dashboard allows" if self.limits.ceiling else "for this account"
+            raise forms.ValidationError(f"The largest top-up {whose} is {format_usd(maximum)}.")
         return amount.quantize(Decimal("0.01"))
 
 

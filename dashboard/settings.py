@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -82,6 +83,20 @@ def envsecret(name: str, default: str = "") -> str:
                 f"{name}_FILE names a file that cannot be read ({err.strerror})"
             ) from None
     return os.environ.get(name, default).strip()
+
+
+def envdollars(name: str, default: Decimal, *, minimum: Decimal) -> Decimal:
+    """Dollars as plain digits with at most two decimals (no exponent, sign or NaN)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", value):
+        raise ImproperlyConfigured(
+            f"{name} must be dollars such as 10000 or 2500.50, not {value!r}"
+        )
+    if Decimal(value) < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value!r}")
+    return Decimal(value)
 
 
 def envlist(name: str, default: list[str] | None = None) -> list[str]:
@@ -260,6 +275,11 @@ BILLING_LOCK_SECONDS = envfloat(
 if BILLING_LOCK_SECONDS <= 0:
     raise ImproperlyConfigured("BILLING_LOCK_SECONDS must be more than 0 seconds")
 
+# The largest one-off top-up this dashboard sends, in dollars, whatever Cloudflare allows:
+# a typo of a few zeros is refused even when topup/limits does not answer. At least $10,
+# Cloudflare's documented minimum top-up.
+TOPUP_MAX_AMOUNT = envdollars("TOPUP_MAX_AMOUNT", Decimal("10000"), minimum=Decimal("10"))
+
 # Invoice PDFs are linked only as https addresses on these hosts (Stripe serves Cloudflare's
 # invoice PDFs); any other address from upstream is shown as text, never as a link.
 INVOICE_PDF_HOSTS = [
@@ -313,6 +333,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files before anything touches the session or the database: cheap, cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Every answer after static files: private, no-store (see dashboard/no_store.py).
+    "dashboard.no_store.middleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # The session's, the user's and a kept page's cache reads, in one round trip.
     "dashboard.prefetch.middleware",

@@ -48,16 +48,16 @@ EXPECTED: dict[str, dict[str, Any]] = {
     | {"lead": 403, "finance": 404, "admin": 404},
     "activity": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
     "activity_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
-    # The standing rules: Billing admins only (outsider is finance staff: no permission, 403).
-    "auto_topup": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
-    "auto_topup_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
-    "spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
-    "spending_limit_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
-    "alerts": {"anonymous": LOGIN, "nobody": 403, "outsider": 403, **ADMIN_ONLY},
+    # The standing rules: Billing admins only (the account first: 404 to the outsider).
+    "auto_topup": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "auto_topup_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "spending_limit_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "alerts": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
     # The walk asks for rule 1, which does not exist: permission first (403), then 404.
-    "alert_rule": {"anonymous": LOGIN, "nobody": 403, "outsider": 403}
+    "alert_rule": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 403, "admin": 404},
-    "alert_rule_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 403}
+    "alert_rule_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 403, "admin": 404},
 }
 
@@ -271,11 +271,13 @@ def test_it_refuses_every_write_without_its_permission_and_sends_nothing(persona
         allowed = user.has_perm(f"dashboard.{permission}")
         before = AuditEvent.objects.filter(outcome="forbidden").count()
         response = client.post(url, {})
-        if not allowed:
+        if persona == "outsider":
+            # The account is not theirs: 404 before any permission, and nothing recorded.
+            assert response.status_code == 404, url
+            assert AuditEvent.objects.filter(outcome="forbidden").count() == before, url
+        elif not allowed:
             assert response.status_code == 403, f"{persona} POST {url}"
             assert AuditEvent.objects.filter(outcome="forbidden").count() == before + 1, url
-        elif persona == "outsider":
-            assert response.status_code == 404, url
         else:
             assert response.status_code != 403, f"{persona} POST {url}"
     writes = [key for key in sim.calls if not key.startswith("GET ")]

@@ -42,6 +42,7 @@ from tests.conftest import (
     flight_users,
     hold,
 )
+from tests.topup_flow import confirm_data
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKEND = "dashboard.cache.ResilientRedisCache"
@@ -181,7 +182,7 @@ def test_a_revoked_grant_is_refused_at_once_without_redis(use_redis, refused, le
 def test_a_double_submitted_top_up_pays_once_without_redis(use_redis, refused, finance, sim):
     use_redis(refused)
     client = log_in("frank")
-    data = {"amount": "25", "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
+    data = confirm_data(client, CREATE, "25")
     first = client.post(CREATE, data)
     second = client.post(CREATE, data)
     assert first.status_code == second.status_code == 302

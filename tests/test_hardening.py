@@ -40,6 +40,7 @@ from tests.conftest import (
     SIMULATOR_NOW,
     make_user,
 )
+from tests.topup_flow import confirm_data
 
 pytestmark = pytest.mark.django_db
 
@@ -167,6 +168,10 @@ def check_security(url: str, response: Any, seen: Crawl) -> None:
     for header, value in expected.items():
         if response.get(header) != value:
             problems.append(f"{where}: {header} is {response.get(header)!r}, not {value!r}")
+    # No proxy or browser cache keeps a page, fragment or export behind the login.
+    directives = {part.strip() for part in response.get("Cache-Control", "").split(",")}
+    if not {"private", "no-store"} <= directives:
+        problems.append(f"{where}: Cache-Control is {response.get('Cache-Control')!r}")
     for name, morsel in response.cookies.items():
         if name not in ("sessionid", "csrftoken"):
             continue
@@ -280,7 +285,7 @@ def test_hostile_strings_from_every_endpoint_render_inert_everywhere(production,
     assert_inert(f"POST {create}", confirm.text)
     assert any(escape(payload) in confirm.text for payload in HOSTILE_HTML)
     # A top-up, so the history, its status poll and the activity log have rows.
-    data = {"amount": "25", "idempotency_key": "b" * 32, "confirm": "1"}
+    data = confirm_data(client, create, "25", key="b" * 32, secure=True)
     assert client.post(create, data, secure=True).status_code == 302
 
     csv_cells = 0

@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
@@ -37,6 +38,7 @@ VARIABLES = (
     "LOG_LEVEL",
     "SECRET_KEY",
     "SECRET_KEY_FILE",
+    "TOPUP_MAX_AMOUNT",
 )
 
 
@@ -212,6 +214,17 @@ def test_it_reads_the_token_from_a_file(load, tmp_path):
 def test_it_points_at_another_base_url(load):
     settings = load(**production(BILLING_API_BASE_URL="http://127.0.0.1:8787/client/v4/"))
     assert settings.BILLING_API_BASE_URL == "http://127.0.0.1:8787/client/v4"
+
+
+def test_it_reads_the_top_up_ceiling_from_the_environment(load):
+    assert Decimal("10000") == load().TOPUP_MAX_AMOUNT
+    assert Decimal("2500.50") == load(TOPUP_MAX_AMOUNT="2500.50").TOPUP_MAX_AMOUNT
+
+
+@pytest.mark.parametrize("value", ["lots", "1e4", "NaN", "Infinity", "-50", "9.99", "100.001"])
+def test_it_refuses_a_malformed_top_up_ceiling(load, value):
+    with pytest.raises(ImproperlyConfigured, match="TOPUP_MAX_AMOUNT"):
+        load(TOPUP_MAX_AMOUNT=value)
 
 
 def test_it_refuses_a_token_without_an_account(load):

@@ -7,7 +7,6 @@ concurrent inserts of one key wait for each other, which SQLite cannot show.
 from __future__ import annotations
 
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -18,6 +17,7 @@ from django.urls import reverse
 from dashboard.models import AuditEvent, Topup
 
 from .conftest import ACCOUNT_ID, SAFETY_TIMEOUT, ReleaseWhenInFlight, hold
+from .topup_flow import confirm_data
 
 THREADS = 8
 CREATE = reverse("topup_create", args=[ACCOUNT_ID])
@@ -36,6 +36,13 @@ def _postgresql() -> None:
         "the top-up concurrency tests need PostgreSQL: run them with `make test` "
         "(DATABASE_URL=postgres://...)"
     )
+
+
+def confirmation_of(finance, amount: str) -> dict[str, str]:
+    """One confirmation, as the page rendered it for ``finance``."""
+    client = Client()
+    client.force_login(finance)
+    return confirm_data(client, CREATE, amount)
 
 
 def fire(finance, data: dict[str, str], *, htmx: bool = False) -> list[int | str]:
@@ -79,7 +86,7 @@ def test_it_pays_once_for_one_confirmation_sent_from_many_threads(finance, sim):
     # The winner's upstream call is held until it is seen in flight, so the others arrive
     # while it is out (a fixed delay would release it too early on a busy machine).
     hold(sim, "POST topup", times=1)
-    data = {"amount": "25", "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
+    data = confirmation_of(finance, "25")
     with ReleaseWhenInFlight(sim, {"POST topup": 1}) as watch:
         answers = fire(finance, data)
     assert watch.all_at_once, "the top-up call was never seen in flight"
@@ -92,7 +99,7 @@ def test_it_pays_once_for_one_confirmation_sent_from_many_threads(finance, sim):
 
 
 def test_it_pays_once_with_htmx_too(finance, sim):
-    data = {"amount": "40", "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
+    data = confirmation_of(finance, "40")
     answers = fire(finance, data, htmx=True)
     assert answers == [200] * THREADS
     assert sim.calls["POST topup"] == 1
@@ -100,9 +107,9 @@ def test_it_pays_once_with_htmx_too(finance, sim):
 
 
 def test_it_never_pays_again_for_a_completed_top_ups_key(finance, sim):
-    data = {"amount": "25", "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
     client = Client()
     client.force_login(finance)
+    data = confirm_data(client, CREATE, "25")
     first = client.post(CREATE, data)
     sim.advance_clock(6)
     topup = Topup.objects.get()

@@ -18,6 +18,7 @@ from dashboard.models import AuditEvent, Topup
 from dashboard.services import topups as service
 
 from .conftest import ACCOUNT_ID
+from .topup_flow import confirm_data
 
 PAGE = reverse("topups", args=[ACCOUNT_ID])
 CREATE = reverse("topup_create", args=[ACCOUNT_ID])
@@ -28,8 +29,7 @@ HTMX = {"HX-Request": "true", "HX-Target": "topup-status"}
 def timed_out(client: Client, sim: Simulator, amount: str = "25") -> Topup:
     """A top-up whose POST got no answer: stored unknown, without a payment id."""
     sim.set_fault("POST topup", "hang", seconds=30)
-    data = {"amount": amount, "idempotency_key": uuid.uuid4().hex, "confirm": "1"}
-    client.post(CREATE, data)
+    client.post(CREATE, confirm_data(client, CREATE, amount))
     sim.clear_faults()
     topup = Topup.objects.get(amount=Decimal(amount))
     assert topup.status == Topup.Status.UNKNOWN and not topup.payment_intent_id

@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.cache import cache
 from django.core.paginator import Page, Paginator
+from django.core.signing import Signer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from billing_api import errors, models
 from dashboard import audit, billing, pagecache, upstream
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 DOCUMENTED_MINIMUM = models.cents_to_dollars(models.MIN_TOPUP_CENTS)
 QUICK_PICKS = (Decimal(25), Decimal(50), Decimal(100), Decimal(250))
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+CONFIRMATION_SALT = "dashboard.topups.confirmation"
 HISTORY_PAGE_SIZE = 20
 #: Polls every 2 s from each open page: one upstream status call per top-up per this long.
 STATUS_CACHE_SECONDS = 2
@@ -67,17 +71,41 @@ def new_key() -> str:
 @dataclass(frozen=True)
 class Limits:
     minimum: Decimal
-    maximum: Decimal | None
-    #: False when ``topup/limits`` did not answer: the documented minimum, no maximum.
+    maximum: Decimal
+    #: False when ``topup/limits`` did not answer: the documented minimum.
     from_cloudflare: bool
+    #: True when ``maximum`` is this dashboard's ceiling (``TOPUP_MAX_AMOUNT``), not Cloudflare's.
+    ceiling: bool
 
 
 def limits(account_id: str) -> Limits:
+    """Cloudflare's limits within ours: the higher minimum, the lower maximum."""
+    ceiling: Decimal = settings.TOPUP_MAX_AMOUNT
     fetched = reads.topup_limits(account_id)
     if fetched.value is None:
-        return Limits(DOCUMENTED_MINIMUM, None, from_cloudflare=False)
+        return Limits(DOCUMENTED_MINIMUM, ceiling, from_cloudflare=False, ceiling=True)
     value = fetched.value
-    return Limits(max(value.minimum, DOCUMENTED_MINIMUM), value.maximum, from_cloudflare=True)
+    return Limits(
+        max(value.minimum, DOCUMENTED_MINIMUM),
+        min(value.maximum, ceiling),
+        from_cloudflare=True,
+        ceiling=ceiling < value.maximum,
+    )
+
+
+def confirmation(user: User | AnonymousUser, account_id: str, key: str, amount: Decimal) -> str:
+    """What the confirmation step hands back: proof that this user was shown this charge.
+
+    A POST that confirms without it (a script, a stale or edited form) is shown the
+    confirmation instead of being charged; the one-time key stays the same.
+    """
+    return Signer(salt=CONFIRMATION_SALT).signature(f"{user.pk}:{account_id}:{key}:{amount:.2f}")
+
+
+def confirmed(
+    user: User | AnonymousUser, account_id: str, key: str, amount: Decimal, token: str
+) -> bool:
+    return constant_time_compare(token, confirmation(user, account_id, key, amount))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 "Check again" for a top-up whose outcome is unknown (it is looked for, never sent again).
 
 The form posts twice: the amount (answered with a confirmation naming the card), then the
-confirmation (the charge). Both carry the idempotency key the form was rendered with.
+confirmation (the charge). Both carry the idempotency key the form was rendered with; the
+confirmation also carries a token binding user, account, key and amount, without which a
+"confirm" is answered with the confirmation step, never charged.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ def topup_create(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         return _form(request, account, form, step="form")
     if "edit" in request.POST:
         return _form(request, account, form, step="form")
-    if not confirming:
-        return _form(request, account, form, step="confirm")
     data = form.cleaned_data
-    created = service.create(request.user, account.id, data["amount"], data["idempotency_key"])
+    amount, key, token = data["amount"], data["idempotency_key"], data["confirmation"]
+    if not (confirming and service.confirmed(request.user, account.id, key, amount, token)):
+        # A confirm without the confirmation step's token is shown that step: nothing is
+        # charged that the person was not shown, with the card, on this very form.
+        return _form(request, account, form, step="confirm")
+    created = service.create(request.user, account.id, amount, key)
     return _done(request, account, created)
 
 
@@ -156,6 +161,10 @@ def _form(
         context["fresh_key"] = service.new_key()
     if step == "confirm":
         context["card"] = service.card_on_file(account.id)
+        data = form.cleaned_data
+        context["confirmation"] = service.confirmation(
+            request.user, account.id, data["idempotency_key"], data["amount"]
+        )
     return _render(request, ["topup-form"] if request.htmx else [], context)
 
 

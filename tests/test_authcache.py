@@ -136,10 +136,10 @@ def test_a_new_grant_or_permission_is_seen_at_once(backend, db):
     user = make_user("nina", None, accounts=[])
     client = Client()
     assert client.login(username=user.username, password=PASSWORD)
-    assert client.get(OVERVIEW_URL).status_code == 403
-    user.user_permissions.add(Permission.objects.get(codename="view_overview"))
-    assert client.get(OVERVIEW_URL).status_code == 404  # allowed, but not this account
+    assert client.get(OVERVIEW_URL).status_code == 404  # not granted this account
     AccountAccess.objects.create(user=user, account_id=ACCOUNT_ID)
+    assert client.get(OVERVIEW_URL).status_code == 403  # granted, but without the permission
+    user.user_permissions.add(Permission.objects.get(codename="view_overview"))
     assert client.get(OVERVIEW_URL).status_code == 200
 
 

@@ -8,18 +8,24 @@ tolerantly, money and times strictly.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
 
-from billing_api import errors
+from billing_api import errors, models
 from billing_api.client import BillingClient
 
 TOKEN = "tok_Sup3rS3cret-value"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 BASE = "https://api.example.test/client/v4"
+SPEC_NAME = "cloudflare-ai-gateway-billing.openapi.json"
 
 
 def envelope(result: Any, **overrides: Any) -> dict[str, Any]:
@@ -157,3 +163,254 @@ def test_it_ignores_a_python_field_name_sent_as_an_unknown_field():
     # Cloudflare names it disabledReason; disabled_reason is an unknown field, of any type.
     config = {"amount": None, "threshold": None, "disabled_reason": 5}
     assert answer_with(envelope(config)).topup_config().disabled_reason is None
+
+
+# ------------------------------------------------------------------ answers drawn from the spec
+
+SPEC = json.loads((Path(__file__).parent / "data" / SPEC_NAME).read_text())
+BILLING = "/accounts/{account_id}/ai-gateway/billing/"
+
+UNKNOWN_FIELD = {"type": ["null", "boolean", "number", "string"]}
+# In Cloudflare's spec but left out of the reference copy; written from the reference notes:
+# "result: {min_cents: integer, max_cents: integer, currency: string}, all required".
+TOPUP_LIMITS_RESULT = {
+    "type": "object",
+    "properties": {
+        "min_cents": {"type": "integer"},
+        "max_cents": {"type": "integer"},
+        "currency": {"type": "string"},
+    },
+    "required": ["min_cents", "max_cents", "currency"],
+}
+
+# The short list of answers that the spec allows but the dashboard cannot use, refused with a
+# BillingResponseError: money of 10**20 cents or more (no real balance; Decimal arithmetic on
+# it is no longer exact to the cent), a time outside the years 1 to 9999 (margin: a day either
+# side, for float rounding), and topup/limits that are not 0 <= min <= max <= $10 billion.
+MONEY_FIELDS = {
+    "balance",
+    "amount",
+    "threshold",
+    "amount_due",
+    "amount_paid",
+    "amount_remaining",
+    "aggregated_value",
+}
+TIME_FIELDS = {
+    "start_time",
+    "end_time",
+    "created",
+    "period_start",
+    "period_end",
+    "start",
+    "end",
+    "lastFailedAt",
+}
+MONEY_REFUSED_FROM = 10**20
+FIRST_SECOND = -62135596800 + 86400
+LAST_SECOND = 253402300799 - 86400
+LIMIT_REFUSED_ABOVE = 10**12
+
+
+def json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 to self-contained JSON Schema: $refs inlined, ``nullable`` as a null type."""
+    if isinstance(node, list):
+        return [json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return json_schema(target)
+    schema = {
+        key: json_schema(value)
+        for key, value in node.items()
+        if key not in ("nullable", "description", "example") and not key.startswith("x-")
+    }
+    # Bounded, so that a run takes seconds: lists of at most three, and unknown fields (which
+    # the spec allows everywhere) only where answer_schema() adds them.
+    if schema.get("type") == "array":
+        schema["maxItems"] = 3
+    if schema.get("type") == "object":
+        schema["additionalProperties"] = False
+    if node.get("nullable") and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    if node.get("nullable") and "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def with_unknown_fields(schema: Any) -> Any:
+    """The envelope and its result may carry fields the spec does not name, of any scalar."""
+    if schema.get("type") == "object":
+        schema["additionalProperties"] = UNKNOWN_FIELD
+    return schema
+
+
+def answer_schema(path: str, method: str, status: str = "200", result: Any = None) -> Any:
+    response = SPEC["paths"][BILLING + path][method]["responses"][status]
+    schema = json_schema(response["content"]["application/json"]["schema"])
+    if result is not None:
+        schema["properties"]["result"] = result
+    with_unknown_fields(schema["properties"]["result"])
+    return with_unknown_fields(schema)
+
+
+Call = Callable[[BillingClient], Any]
+
+ENDPOINTS: dict[str, tuple[Any, Call, type | None]] = {
+    "GET credit-balance": (
+        answer_schema("credit-balance", "get"),
+        lambda client: client.credit_balance(),
+        models.CreditBalance,
+    ),
+    "GET usage-history": (
+        answer_schema("usage-history", "get"),
+        lambda client: client.usage_history("day"),
+        models.UsageHistory,
+    ),
+    "GET invoice-history": (
+        answer_schema("invoice-history", "get"),
+        lambda client: client.invoice_history("all"),
+        models.InvoiceHistory,
+    ),
+    "GET invoice-preview": (
+        answer_schema("invoice-preview", "get"),
+        lambda client: client.invoice_preview(),
+        models.InvoicePreview,
+    ),
+    "POST topup": (
+        answer_schema("topup", "post"),
+        lambda client: client.create_topup(Decimal("10.00")),
+        models.Topup,
+    ),
+    "POST topup/status": (
+        answer_schema("topup/status", "post"),
+        lambda client: client.topup_status("in_1abc"),
+        models.TopupStatus,
+    ),
+    "GET topup/config": (
+        answer_schema("topup/config", "get"),
+        lambda client: client.topup_config(),
+        models.TopupConfig,
+    ),
+    "POST topup/config": (
+        answer_schema("topup/config", "post"),
+        lambda client: client.set_topup_config(Decimal("20.00"), Decimal("5.00")),
+        models.TopupConfigSet,
+    ),
+    "DELETE topup/config": (
+        answer_schema("topup/config", "delete"),
+        lambda client: client.delete_topup_config(),
+        None,
+    ),
+    "GET spending-limit": (
+        answer_schema("spending-limit", "get"),
+        lambda client: client.spending_limit(),
+        models.SpendingLimit,
+    ),
+    "POST spending-limit": (
+        answer_schema("spending-limit", "post", "201"),
+        lambda client: client.set_spending_limit(Decimal("100.00"), "monthly", "fixed"),
+        None,
+    ),
+    "DELETE spending-limit": (
+        answer_schema("spending-limit", "delete"),
+        lambda client: client.delete_spending_limit(),
+        None,
+    ),
+    "GET topup/limits": (
+        answer_schema("credit-balance", "get", result=TOPUP_LIMITS_RESULT),
+        lambda client: client.topup_limits(),
+        models.TopupLimits,
+    ),
+}
+STRATEGIES = {name: from_schema(schema) for name, (schema, _, _) in ENDPOINTS.items()}
+
+BOUNDED = settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def numbers_at(node: Any, fields: set[str]) -> Iterator[float | int]:
+    """Every number under one of ``fields``, at any depth."""
+    if isinstance(node, list):
+        for item in node:
+            yield from numbers_at(item, fields)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in fields and isinstance(value, int | float) and not isinstance(value, bool):
+                yield value
+            yield from numbers_at(value, fields)
+
+
+def is_calendar_date(value: float) -> bool:
+    # The documented reading: 10**11 or more is Unix milliseconds, less is Unix seconds.
+    seconds = value / 1000 if abs(value) >= 10**11 else value
+    return FIRST_SECOND < seconds < LAST_SECOND
+
+
+def unusable_money_or_time(result: Any) -> bool:
+    huge_money = any(abs(v) >= MONEY_REFUSED_FROM for v in numbers_at(result, MONEY_FIELDS))
+    no_date = any(not is_calendar_date(v) for v in numbers_at(result, TIME_FIELDS))
+    return huge_money or no_date
+
+
+def usable_limits(result: dict[str, Any]) -> bool:
+    low, high = result["min_cents"], result["max_cents"]
+    return bool(0 <= low <= high <= LIMIT_REFUSED_ABOVE)
+
+
+@pytest.mark.parametrize("name", ENDPOINTS)
+@BOUNDED
+@given(data=st.data())
+def test_it_reads_every_answer_the_spec_allows(name, data):
+    _, call, model = ENDPOINTS[name]
+    body = data.draw(STRATEGIES[name], label="answer")
+    result = body["result"]
+    limits = name == "GET topup/limits"
+    try:
+        value = call(answer_with(body, status=201 if name == "POST spending-limit" else 200))
+    except errors.BillingResponseError as err:
+        unusable = not usable_limits(result) if limits else unusable_money_or_time(result)
+        assert unusable, f"refused a usable answer: {err}"
+        assert name in str(err)
+        return
+    if limits:
+        assert usable_limits(result), "believed topup/limits that cannot bound a payment"
+    assert value is None if model is None else isinstance(value, model)
+
+
+@BOUNDED
+@given(body=STRATEGIES["GET credit-balance"])
+def test_it_reads_a_spec_balance_in_cents_to_the_digit(body):
+    try:
+        balance = answer_with(body).credit_balance().balance
+    except errors.BillingResponseError:
+        assert unusable_money_or_time(body["result"])
+        return
+    assert balance == Decimal(json.dumps(body["result"]["balance"])) / 100
+
+
+ERROR_STATUSES = {
+    400: errors.ValidationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+}
+
+
+@BOUNDED
+@given(
+    status=st.sampled_from(sorted(ERROR_STATUSES)),
+    body=from_schema(answer_schema("credit-balance", "get", "400")),
+)
+def test_it_reports_every_error_answer_the_spec_allows_with_its_messages(status, body):
+    with pytest.raises(ERROR_STATUSES[status]) as caught:
+        answer_with(body, status=status).credit_balance()
+    assert [detail.message for detail in caught.value.errors] == [
+        error["message"] for error in body["errors"]
+    ]

@@ -66,7 +66,7 @@ def _money(value: Any) -> Any:
     if amount is None:
         return value
     if amount.copy_abs() >= MAX_RESPONSE_MONEY:
-        raise ValueError(f"an amount of {MAX_RESPONSE_MONEY:.0E} or more is no real balance")
+        raise ValueError(f"an amount of {MAX_RESPONSE_MONEY:.0E} cents or more cannot be real")
     # Money is converted exactly or refused, never rounded on the way in.
     with localcontext() as context:
         context.traps[Inexact] = True

@@ -10,6 +10,12 @@ Wire units are converted here and nowhere else (see the reference notes, "Units"
   milliseconds, a smaller one as Unix seconds (10**11 s is the year 5138, 10**11 ms is
   1973, so the two ranges cannot be confused for any date this product shows).
 * ``usage-history`` query times are documented Unix milliseconds.
+
+Every answer Cloudflare's spec allows is read, tolerantly where the value is metadata and
+strictly where it is money or time. The spec types codes and pagination as any ``number``:
+they are read as their whole part. Money is read exactly or refused (10**20 cents or more,
+or more digits than Decimal holds); a time must be a calendar date; ``topup/limits`` must
+be a usable range. A refusal is a BillingResponseError naming the field.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ MIN_SPENDING_LIMIT_CENTS = 100
 
 MS_THRESHOLD = 10**11
 #: Response money at or beyond this many wire units is refused: no real account holds it,
-#: and Decimal arithmetic on it would no longer be exact to the cent.
+#: and below it Decimal's 28 digits keep every cent of a sum exact.
 MAX_RESPONSE_MONEY = Decimal(10) ** 20
 #: Codes and counts are capped here (the largest signed 64-bit integer).
 MAX_COUNT = 2**63 - 1

@@ -465,8 +465,9 @@ class BillingClient:
 
     def _result(self, method: str, endpoint: str, response: httpx.Response) -> Any:
         try:
-            # parse_float=Decimal: money keeps its exact wire digits.
-            payload = json.loads(response.content, parse_float=Decimal)
+            # Decimal: money keeps its exact wire digits, and a whole number too long for
+            # int() (4,300+ digits) still parses, to be judged by the models.
+            payload = json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
         except ValueError:
             payload = None
             if response.is_success:
@@ -557,4 +558,5 @@ class BillingClient:
 
 def _first_loc(err: pydantic.ValidationError) -> str:
     first = err.errors()[0]
-    return ".".join(str(part) for part in first["loc"]) or "(root)"
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return f"{where} ({first['msg']})"

@@ -10,15 +10,21 @@ Wire units are converted here and nowhere else (see the reference notes, "Units"
   milliseconds, a smaller one as Unix seconds (10**11 s is the year 5138, 10**11 ms is
   1973, so the two ranges cannot be confused for any date this product shows).
 * ``usage-history`` query times are documented Unix milliseconds.
+
+Every answer Cloudflare's spec allows is read, tolerantly where the value is metadata and
+strictly where it is money or time. The spec types codes and pagination as any ``number``:
+they are read as their whole part. Money is read exactly or refused (10**20 cents or more,
+or more digits than Decimal holds); a time must be a calendar date; ``topup/limits`` must
+be a usable range. A refusal is a BillingResponseError naming the field.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 #: Dollars per unit of money in a response. Undocumented upstream; see the module docstring.
 RESPONSE_MONEY_UNIT = Decimal("0.01")
@@ -33,6 +39,14 @@ MIN_AUTO_TOPUP_THRESHOLD_CENTS = 500
 MIN_SPENDING_LIMIT_CENTS = 100
 
 MS_THRESHOLD = 10**11
+#: Response money at or beyond this many wire units is refused: no real account holds it,
+#: and below it Decimal's 28 digits keep every cent of a sum exact.
+MAX_RESPONSE_MONEY = Decimal(10) ** 20
+#: Codes and counts are capped here (the largest signed 64-bit integer).
+MAX_COUNT = 2**63 - 1
+#: The largest top-up limit believed from ``topup/limits`` ($10 billion); beyond it the
+#: answer is refused and the dashboard falls back as if Cloudflare had not answered.
+MAX_TOPUP_LIMIT_CENTS = 10**12
 
 UsageWindow = Literal["day", "hour"]
 InvoiceType = Literal["auto", "all", "manual"]
@@ -40,37 +54,65 @@ LimitDuration = Literal["daily", "weekly", "monthly"]
 LimitStrategy = Literal["fixed", "sliding"]
 
 
+def _number(value: Any) -> Decimal | None:
+    """A JSON number as an exact Decimal; None for anything else (pydantic reports it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    return number if number.is_finite() else None
+
+
 def _money(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int | float | Decimal | str):
+    if isinstance(value, str):
         try:
-            amount = Decimal(str(value))
+            value = Decimal(value)
         except InvalidOperation:
             return value  # let pydantic report it
-        if not amount.is_finite():
-            return value
-        return amount * RESPONSE_MONEY_UNIT
-    return value
+    amount = _number(value)
+    if amount is None:
+        return value
+    if amount.copy_abs() >= MAX_RESPONSE_MONEY:
+        raise ValueError(f"an amount of {MAX_RESPONSE_MONEY:.0E} cents or more cannot be real")
+    # Money is converted exactly or refused, never rounded on the way in.
+    with localcontext() as context:
+        context.traps[Inexact] = True
+        try:
+            return amount * RESPONSE_MONEY_UNIT
+        except Inexact:
+            raise ValueError("an amount with more digits than can be held exactly") from None
 
 
 def _timestamp(value: Any) -> Any:
-    if value is None or isinstance(value, bool | datetime):
+    number = _number(value)
+    if number is None:
         return value
-    if isinstance(value, int | float | Decimal):
-        number = float(value)
-        seconds = number / 1000 if abs(number) >= MS_THRESHOLD else number
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return value
-    return value
+    seconds = float(number)
+    if abs(seconds) >= MS_THRESHOLD:
+        seconds /= 1000
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{value} is no calendar date (years 1 to 9999)") from None
+
+
+def _whole(value: Any) -> Any:
+    # Codes and counts are metadata: a fraction is read as its whole part (1000.5 as 1000), and
+    # a huge one is capped so that it can still be printed (str() refuses 4,300+ digits).
+    number = _number(value)
+    if number is None:
+        return value
+    if number.copy_abs() > MAX_COUNT:
+        return MAX_COUNT if number > 0 else -MAX_COUNT
+    return int(number)  # int() of a Decimal drops the fraction
 
 
 #: Money from a response, in dollars.
 Money = Annotated[Decimal, BeforeValidator(_money)]
 #: A time from a response, as an aware UTC datetime.
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+#: A code, page number or count from a response: metadata, typed ``number`` by the spec and
+#: read as its whole part.
+Count = Annotated[int, BeforeValidator(_whole)]
 
 
 def dollars_to_cents(amount: Decimal) -> int:
@@ -92,22 +134,24 @@ def to_unix_ms(moment: datetime) -> int:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # Answers are read by Cloudflare's names only: a key spelled like a Python field name
+    # (disabled_reason) is an unknown field and is ignored, like any other.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 # ---------------------------------------------------------------- envelope
 
 
 class ResponseMessage(_Model):
-    code: int
+    code: Count
     message: str
 
 
 class ResultInfo(_Model):
     has_more: bool | None = None
-    page: int | None = None
-    per_page: int | None = None
-    total_count: int | None = None
+    page: Count | None = None
+    per_page: Count | None = None
+    total_count: Count | None = None
 
 
 class Envelope(_Model):
@@ -173,9 +217,9 @@ class UsageHistory(_Model):
 
 class Pagination(_Model):
     has_more: bool
-    page: int
-    per_page: int
-    total_count: int
+    page: Count
+    per_page: Count
+    total_count: Count
 
 
 class Invoice(_Model):
@@ -184,7 +228,7 @@ class Invoice(_Model):
     amount_remaining: Money
     currency: str
     id: str | None = None
-    attempt_count: int | None = None
+    attempt_count: Count | None = None
     attempted: bool | None = None
     auto_advance: bool | None = None
     created: Timestamp | None = None
@@ -281,6 +325,15 @@ class TopupLimits(_Model):
     min_cents: int
     max_cents: int
     currency: str
+
+    @model_validator(mode="after")
+    def _usable_as_bounds(self) -> TopupLimits:
+        # These bound what a user may pay: an answer that cannot is refused, not believed.
+        if not 0 <= self.min_cents <= self.max_cents <= MAX_TOPUP_LIMIT_CENTS:
+            raise ValueError(
+                f"limits of {self.min_cents} to {self.max_cents} cents are no usable range"
+            )
+        return self
 
     @property
     def minimum(self) -> Decimal:

@@ -8,9 +8,6 @@ Everything the dashboard keeps in Redis can be done without, at a cost:
   it, and the cross-process lock falls back to that flight (see ``upstream._SharedLock``);
 * sessions (``cached_db``): a miss is read from the database, so logins and sessions carry
   on from PostgreSQL;
-* login throttling (:mod:`dashboard.throttle`): fails *open*, logging an error. Failing closed
-  would lock every user out for as long as Redis is down; failing open lets guessing go on
-  unthrottled meanwhile, still slowed by password hashing, and the error says so loudly;
 * ``/readyz`` must not be fooled: it checks inside :func:`errors_raised`, which lets the
   errors through.
 
@@ -28,7 +25,7 @@ not a billing key (those go to the local-memory cache instead):
   process keeps the keys it failed to delete and deletes them as soon as Redis answers again;
 * ``incr``/``decr``: the error is raised (counted and logged like the others; at once,
   without trying, while Redis failed a moment ago): a counter cannot pretend to count, and
-  its one user, the login throttle, decides what that means.
+  its caller decides what that means (login throttling counts in the database, not here).
   ``clear`` raises too: an operator's explicit act.
 
 Timeouts on the sockets (``REDIS_TIMEOUT``) bound how long one try can take with a Redis that

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.core.validators import validate_email
 from django.http import QueryDict
 
@@ -256,7 +257,30 @@ class ActivityFilterForm(forms.Form):
 # ---------------------------------------------------------------- auto top-up and spending limit
 
 
-class DollarField(forms.DecimalField):
+#: An amount as people type it: digits, a point, cents (ASCII only: Python's Decimal would
+#: also read "1E+9", "Infinity" and other scripts' digits, which nobody means as dollars).
+PLAIN_AMOUNT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
+EXPONENT = re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+")
+
+
+def check_plain_amount(text: str, messages: dict[str, Any]) -> None:
+    """Refuses anything but plain digits (an exponent with its own message)."""
+    if EXPONENT.fullmatch(text):
+        raise forms.ValidationError(messages["exponent"], code="exponent")
+    if not PLAIN_AMOUNT.fullmatch(text):
+        raise forms.ValidationError(messages["invalid"], code="invalid")
+
+
+class PlainAmountField(forms.DecimalField):
+    """A ``DecimalField`` that reads plain digits only; an exponent gets its own message."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and (text := value.strip()):
+            check_plain_amount(text, self.error_messages)
+        return super().to_python(value)
+
+
+class DollarField(PlainAmountField):
     """Dollars and cents: "$1,250.5" is read as 1250.50; more than two decimals is an error."""
 
     def __init__(self, *, label: str, minimum: Decimal, maximum: Decimal, **kwargs: Any) -> None:
@@ -269,6 +293,8 @@ class DollarField(forms.DecimalField):
             error_messages={
                 "required": f"Enter the {label.lower()} in dollars.",
                 "invalid": f"Enter the {label.lower()} as a number of dollars, like 20.00.",
+                "exponent": f"Enter the {label.lower()} as plain digits, like 20.00, without an "
+                "exponent.",
                 "min_value": f"The {label.lower()} must be at least {low} (Cloudflare's minimum).",
                 "max_value": f"The {label.lower()} can be at most {high}.",
                 "max_decimal_places": f"Enter the {label.lower()} in whole cents (two decimals).",
@@ -287,17 +313,12 @@ class DollarField(forms.DecimalField):
     def to_python(self, value: Any) -> Any:
         if isinstance(value, str):
             value = value.strip().replace(",", "").removeprefix("$").strip()
-            try:
-                if value and not Decimal(value).is_finite():
-                    raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-            except InvalidOperation:
-                pass
         return super().to_python(value)
 
 
-#: Sane upper bounds: a typo of a few extra zeros must not reach Cloudflare.
+#: Sane upper bounds: a typo of a few extra zeros must not reach Cloudflare. The rule's amount
+#: is a top-up made again and again: ``TOPUP_MAX_AMOUNT`` bounds it like a one-off one.
 AUTO_TOPUP_MAX_THRESHOLD = Decimal("10000")
-AUTO_TOPUP_MAX_AMOUNT = Decimal("10000")
 SPENDING_LIMIT_MAX = Decimal("1000000")
 
 
@@ -307,15 +328,16 @@ class AutoTopupForm(forms.Form):
     threshold = DollarField(
         label="Threshold", minimum=Decimal("5.00"), maximum=AUTO_TOPUP_MAX_THRESHOLD
     )
-    amount = DollarField(label="Amount", minimum=Decimal("10.00"), maximum=AUTO_TOPUP_MAX_AMOUNT)
 
     def __init__(self, *args: Any, max_amount: Decimal | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if max_amount is not None and max_amount < AUTO_TOPUP_MAX_AMOUNT:
-            # Cloudflare's own largest top-up for the account, from topup/limits.
-            self.fields["amount"] = DollarField(
-                label="Amount", minimum=Decimal("10.00"), maximum=max_amount
-            )
+        # Cloudflare's own largest top-up for the account (topup/limits), if lower.
+        ceiling = settings.TOPUP_MAX_AMOUNT
+        if max_amount is not None:
+            ceiling = min(ceiling, max_amount)
+        self.fields["amount"] = DollarField(
+            label="Amount", minimum=Decimal("10.00"), maximum=ceiling
+        )
 
 
 LIMIT_DURATIONS = [
@@ -379,24 +401,6 @@ class SpendingLimitForm(forms.Form):
 
 
 # ---------------------------------------------------------------- top-ups
-
-
-#: An amount as people type it: digits, a point, cents (ASCII only: Python's Decimal would
-#: also read "1E+9", "Infinity" and other scripts' digits, which nobody means as dollars).
-PLAIN_AMOUNT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
-EXPONENT = re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+")
-
-
-class PlainAmountField(forms.DecimalField):
-    """A ``DecimalField`` that reads plain digits only; an exponent gets its own message."""
-
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str) and (text := value.strip()):
-            if EXPONENT.fullmatch(text):
-                raise forms.ValidationError(self.error_messages["exponent"], code="exponent")
-            if not PLAIN_AMOUNT.fullmatch(text):
-                raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        return super().to_python(value)
 
 
 class TopupForm(forms.Form):

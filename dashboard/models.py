@@ -64,8 +64,10 @@ class AccountAccess(models.Model):
 class AuditEvent(models.Model):
     """One attempted change: who, when, which account, what, before, after, outcome.
 
-    Append-only: saving an existing row or deleting one raises. What Cloudflare said when
-    it refused or failed (status, error codes, request id) is kept for follow-up.
+    Append-only: saving an existing row or deleting one raises, and the database refuses any
+    UPDATE or DELETE of a row too (a trigger: migration 0010), but for clearing ``user`` when
+    that user is deleted. What Cloudflare said when it refused or failed (status, error codes,
+    request id) is kept for follow-up.
     """
 
     class Action(models.TextChoices):

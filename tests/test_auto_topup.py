@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -118,7 +119,10 @@ def test_it_saves_over_htmx_with_the_summary_out_of_band(admin_client, sim):
         ("10", "NaN", "Enter the amount as a number of dollars, like 20.00."),
         ("5.001", "20", "Enter the threshold in whole cents (two decimals)."),
         ("10", "99999999999", "The amount can be at most $1,000.00."),
-        ("10", "1e9", "The amount can be at most"),
+        ("10", "1e9", "without an exponent."),
+        ("10", "1e2", "Enter the amount as plain digits, like 20.00, without an exponent."),
+        ("10", "٢٠", "Enter the amount as a number of dollars, like 20.00."),
+        ("Infinity", "20", "Enter the threshold as a number of dollars, like 20.00."),
         ("4.99", "20", "The threshold must be at least $5.00 (Cloudflare&#x27;s minimum)."),
         ("10", "9.99", "The amount must be at least $10.00 (Cloudflare&#x27;s minimum)."),
     ],
@@ -133,6 +137,16 @@ def test_it_refuses_bad_input_keeping_it(admin_client, sim, threshold, amount, m
     (event,) = events()
     assert event.outcome == Outcome.INVALID
     assert event.detail
+
+
+def test_it_keeps_the_amount_under_the_dashboards_top_up_ceiling(admin_client, sim, settings):
+    """The rule's amount is a top-up made again and again: TOPUP_MAX_AMOUNT bounds it too."""
+    settings.TOPUP_MAX_AMOUNT = Decimal("500")
+    response = save(admin_client, "10", "500.01")
+    assert "The amount can be at most $500.00." in response.text
+    assert writes(sim) == 0
+    save(admin_client, "10", "500")
+    assert sim.account(ACCOUNT_ID).topup_config.amount == 50000
 
 
 def test_it_refuses_bad_input_over_htmx_as_the_form_partial(admin_client, sim):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import socket
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 
+from billing_api.simulator.state import Invoice
 from dashboard.models import DigestSubscription
 from dashboard.services import digest
 from tests.conftest import Travel
@@ -133,3 +135,23 @@ def test_bad_input_is_refused_and_changes_nothing(lead_client, data, message):
     response = lead_client.post("/digest/", data)
     assert response.status_code == 200 and message in response.text
     assert not DigestSubscription.objects.exists()
+
+
+@pytest.mark.parametrize("status", ["draft", "open", "paid", "uncollectible", "void", None])
+def test_it_counts_only_paid_money(travel: Travel, finance, sim, status):
+    before = digest.build(finance, travel.now()).accounts[0]
+    wednesday_last_week = int(datetime(2026, 6, 3, 9, tzinfo=UTC).timestamp())
+    invoice = Invoice("in_1digeststatus", 77_777, wednesday_last_week, "auto", "auto-topup")
+    invoice.status = status
+    sim.account(before.account.id).invoices.append(invoice)
+    after = digest.build(finance, travel.now()).accounts[0]
+    assert before.topups is not None and after.topups is not None
+    assert before.invoices is not None and after.invoices is not None
+    added = [t for t in after.topups if t not in before.topups]
+    # Each invoice issued is counted; only money paid is listed and added up.
+    assert after.invoices[0] == before.invoices[0] + 1
+    if status == "paid":
+        assert added == [(datetime(2026, 6, 3, 9, tzinfo=UTC), Decimal("777.77"), "automatic")]
+        assert after.invoices[1] - before.invoices[1] == Decimal("777.77")
+    else:
+        assert added == [] and after.invoices[1] == before.invoices[1]

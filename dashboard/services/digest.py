@@ -40,7 +40,7 @@ class AccountWeek:
     spent_before: Decimal | None
     runway: str
     #: None when the user may not see them: (when, amount, how) per top-up; the invoices'
-    #: count and total.
+    #: count and the money they took (paid invoices only).
     topups: list[tuple[datetime, Decimal, str]] | None
     invoices: tuple[int, Decimal] | None
     problems: tuple[str, ...] = ()
@@ -132,10 +132,11 @@ def _account_week(
                         payment_intent_id__in=[i.id for i in issued if i.id],
                     ).values_list("payment_intent_id", "username")
                 )
+                # A top-up whose invoice was never paid (open, void...) added no money.
                 topups = sorted(
                     (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
                     for i in issued
-                    if i.created
+                    if i.created and alerts.paid(i)
                 )
             if may_invoices:
                 invoices = (len(issued), sum((alerts.paid(i) for i in issued), Decimal(0)))

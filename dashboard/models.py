@@ -342,13 +342,14 @@ class AlertDelivery(models.Model):
 class DigestSubscription(models.Model):
     """A user who asked for the weekly digest, and the week last sent (its Monday).
 
-    ``week`` moves on by a conditional update before sending: of several workers, one sends.
+    It goes to the user's own address (``User.email``), never to one typed in: the digest
+    shows an account's money to whoever reads it. ``week`` moves on by a conditional update
+    before sending: of several workers, one sends.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest"
     )
-    email = models.EmailField()
     created_at = models.DateTimeField(default=timezone.now)
     #: The Monday (reporting time zone) starting the week whose digest was sent last.
     week = models.DateField(null=True, blank=True)
@@ -356,7 +357,7 @@ class DigestSubscription(models.Model):
     last_error = models.CharField(max_length=300, blank=True)
 
     def __str__(self) -> str:
-        return f"Weekly digest for {self.user} to {self.email}"
+        return f"Weekly digest for {self.user}"
 
 
 class AlertDeliveryAttempt(models.Model):

@@ -6,8 +6,10 @@ never); emails to Django's test outbox, or to a backend that fails.
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -16,6 +18,7 @@ from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID
+from tests.webhook_receiver import Receiver
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
 Status = AlertDelivery.Status
@@ -53,7 +56,7 @@ def email(address: str) -> tuple[str, str]:
 
 
 def test_a_hanging_webhook_holds_up_no_other_delivery(now, receiver, monkeypatch, db):
-    monkeypatch.setattr(notify, "WEBHOOK_TIMEOUT", 1.0)
+    monkeypatch.setattr(notify, "WEBHOOK_DEADLINE", 1.0)
     firing(
         webhook(receiver.url("/hangs", "hang")),
         webhook(receiver.url("/works")),
@@ -168,6 +171,18 @@ def test_a_claimed_delivery_is_not_sent_by_another_worker(now, receiver, db):
         ("https://169.254.169.254/latest/meta-data", False),
         ("https://[fd00::1]/hook", False),
         ("https://0.0.0.0/hook", False),
+        # Not globally routable either: carrier-grade NAT, IETF protocol assignments, benchmarks,
+        # an IPv4 address inside IPv6 (mapped, 6to4, NAT64), broadcast and multicast.
+        ("https://100.64.0.1/hook", False),
+        ("https://192.0.0.1/hook", False),
+        ("https://198.18.0.1/hook", False),
+        ("https://[::ffff:10.0.0.1]/hook", False),
+        ("https://[2002:a00:1::]/hook", False),
+        ("https://[64:ff9b::a00:1]/hook", False),
+        ("https://255.255.255.255/hook", False),
+        ("https://224.0.0.1/hook", False),
+        ("https://8.8.8.8/hook", True),
+        ("https://[2606:4700::1111]/hook", True),
     ],
 )
 def test_webhook_urls_must_be_https(now, url: str, allowed: bool) -> None:
@@ -182,8 +197,9 @@ def test_http_to_loopback_is_refused_outside_tests(settings) -> None:
     settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = False
     with pytest.raises(notify.WebhookURLError, match="https"):
         notify.check_webhook_url("http://127.0.0.1:9/hook")
-    with pytest.raises(notify.WebhookURLError, match="private or internal"):
-        notify.check_webhook_url("https://127.0.0.1/hook")
+    for url in ("https://127.0.0.1/hook", "https://[::ffff:127.0.0.1]/hook"):
+        with pytest.raises(notify.WebhookURLError, match="private or internal"):
+            notify.check_webhook_url(url)
 
 
 def test_a_host_name_that_resolves_inside_is_refused_when_sending(now, settings, db) -> None:
@@ -208,3 +224,68 @@ def test_no_secret_path_reaches_the_log(now, receiver, caplog, db) -> None:
         notify.deliver_due()
     assert "secret-token-path" not in caplog.text
     assert any(getattr(r, "target", "").endswith("/…") for r in caplog.records)
+
+
+def resolving(monkeypatch: pytest.MonkeyPatch, host: str, *answers: str) -> list[str]:
+    """``host`` resolves to each of ``answers`` in turn (as a DNS name whose answer changes);
+    returns the answers given so far."""
+    real = socket.getaddrinfo
+    given: list[str] = []
+
+    def getaddrinfo(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name != host:
+            return real(name, *args, **kwargs)
+        given.append(answers[min(len(given), len(answers) - 1)])
+        return real(given[-1], *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return given
+
+
+@pytest.mark.parametrize("address", ["100.64.0.1", "192.0.0.1", "10.0.0.5", "::ffff:10.0.0.1"])
+def test_it_refuses_a_host_name_that_resolves_to_an_address_not_global(
+    now, monkeypatch, address, db
+) -> None:
+    resolving(monkeypatch, "hooks.example.com", address)
+    firing(webhook("https://hooks.example.com/hook"))
+    (attempt,) = notify.deliver_due()
+    assert not attempt.ok and attempt.error == notify.INTERNAL
+
+
+def test_it_connects_to_the_address_it_checked(now, receiver, monkeypatch, db) -> None:
+    # Checked: loopback (allowed in tests). Asked again, the name would say a private address.
+    given = resolving(monkeypatch, "localhost", "127.0.0.1", "10.255.255.1")
+    port = receiver.server.server_address[1]
+    receiver.modes["/rebind"] = "ok"
+    firing(webhook(f"http://localhost:{port}/rebind"))
+    (attempt,) = notify.deliver_due()
+    assert attempt.ok, attempt.error
+    assert receiver.count("/rebind") == 1
+    assert given == ["127.0.0.1"]  # looked up once: the second answer was never asked for
+
+
+def test_it_uses_no_proxy_from_the_environment(now, receiver, monkeypatch, db) -> None:
+    with Receiver() as proxy:
+        address = f"http://127.0.0.1:{proxy.server.server_address[1]}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+            monkeypatch.setenv(name, address)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        firing(webhook(receiver.url("/direct")))
+        (attempt,) = notify.deliver_due()
+        assert attempt.ok, attempt.error
+        assert receiver.count("/direct") == 1
+        assert not proxy.received
+
+
+def test_it_reads_no_endless_answer(now, receiver, db) -> None:
+    firing(webhook(receiver.url("/endless-body", "endless")))
+    firing(webhook(receiver.url("/endless-headers", "long-headers")))
+    started = time.monotonic()
+    attempts = notify.deliver_due()
+    assert time.monotonic() - started < 5
+    # A 200 is a 200 however long the body: it is not read. Headers past a few KB are refused.
+    outcomes = dict(AlertDelivery.objects.values_list("target", "last_error"))
+    assert sorted(a.ok for a in attempts) == [False, True]
+    assert outcomes[receiver.url("/endless-body", "endless")] == ""
+    assert outcomes[receiver.url("/endless-headers", "long-headers")] == "The answer was too long"

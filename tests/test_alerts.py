@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
+import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 
+from billing_api.simulator.state import Invoice
 from dashboard import billing, clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts, notify
@@ -305,3 +307,19 @@ def test_a_short_runway_fires_once_per_episode(travel, receiver, no_auto_topup, 
     # ...and the credit running short again is a new one.
     assert days_of_rounds(travel, 6) == 1
     assert receiver.count("/hook") == 2 and len(mail.outbox) == 2
+
+
+# Every status Cloudflare's spec lists for an invoice (Stripe's), and none at all.
+INVOICE_STATUSES = ["draft", "open", "paid", "uncollectible", "void", None]
+
+
+@pytest.mark.parametrize("status", INVOICE_STATUSES)
+def test_it_counts_only_paid_auto_topups_towards_the_cap(travel, sim, status):
+    before = alerts.read_account(ACCOUNT_ID, auto_topups=True).auto_topups_this_month
+    invoice = Invoice("in_1capstatus", 77_777, int(sim.now()) - 3600, "auto", "auto-topup")
+    invoice.status = status
+    sim.account(ACCOUNT_ID).invoices.append(invoice)
+    after = alerts.read_account(ACCOUNT_ID, auto_topups=True).auto_topups_this_month
+    assert before is not None and after is not None
+    # Only a paid invoice moved money: the others are due, abandoned or cancelled.
+    assert after - before == (Decimal("777.77") if status == "paid" else 0)

@@ -65,6 +65,8 @@ def test_a_billing_admin_adds_an_alert(admin_client):
         ({"emails": "not-an-address"}, "emails", "is not an email address"),
         ({"webhooks": "http://example.com/hook"}, "webhooks", "must use https://"),
         ({"webhooks": "https://u:p@example.com/x"}, "webhooks", "no user name or password"),
+        ({"webhooks": "https://100.64.0.1/x"}, "webhooks", "private or internal address"),
+        ({"webhooks": "https://192.0.0.1/x"}, "webhooks", "private or internal address"),
         ({"emails": "", "webhooks": ""}, None, "at least one email address or webhook URL"),
         ({"repeat_hours": "9999"}, "repeat_hours", "Between 0"),
         ({"kind": "nonsense"}, "kind", "Select a valid choice"),

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +21,11 @@ import pytest
 from django.core import mail
 from django.db import connection
 
+from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
+from tests.test_alert_delivery import firing, webhook
 from tests.test_alerts import balance, make_rule, worker_round
 
 pytestmark = [
@@ -126,3 +130,35 @@ def test_two_worker_processes_send_each_alert_once(receiver, tmp_path, settings)
     assert output.count("Subject: [AI Gateway spend]") == 2, output[-3000:]
     assert AlertFiring.objects.count() == 2
     assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def one_round() -> None:
+    """One round of a worker in a thread of its own, as another process would run it."""
+    try:
+        notify.deliver_due()
+    finally:
+        connection.close()
+
+
+def test_a_receiver_that_dribbles_is_cut_at_the_deadline_and_sent_once(
+    receiver, monkeypatch, settings
+) -> None:
+    """Real time: two workers take turns while one dribbling receiver after another holds the
+    first. Each is cut at the deadline, within its claim, so none is sent twice."""
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    monkeypatch.setattr(notify, "WEBHOOK_DEADLINE", 1.0)
+    monkeypatch.setattr(notify, "CLAIM", timedelta(seconds=2.5))
+    monkeypatch.setattr(notify, "PARALLEL", 1)  # one after the other: the third waits 2 s
+    paths = ["/dribble-1", "/dribble-2", "/dribble-3"]
+    for path in paths:
+        made = firing(webhook(receiver.url(path, "dribble")))
+        made.deliveries.update(next_attempt_at=clock.now())
+    first = threading.Thread(target=one_round)
+    first.start()
+    while first.is_alive():
+        notify.deliver_due()  # the second worker, looking all the time
+        time.sleep(0.1)
+    assert [receiver.count(path) for path in paths] == [1, 1, 1]
+    for delivery in AlertDelivery.objects.all():
+        assert delivery.attempts == 1 and delivery.last_error == "No answer in time"
+        assert delivery.tries.count() == 1

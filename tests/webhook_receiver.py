@@ -1,7 +1,9 @@
 """A webhook receiver on 127.0.0.1 for tests: counts what it is sent, per path.
 
-Each path answers as the test sets it: ``ok`` (204), ``fail`` (HTTP 500) or ``hang`` (no
-answer until the test ends). ``received`` keeps every body, by path, in arrival order.
+Each path answers as the test sets it: ``ok`` (204), ``fail`` (HTTP 500), ``hang`` (no
+answer until the test ends), ``dribble`` (an answer, one byte every 0.2 s, never ending),
+``endless`` (204, then a body that never ends) or ``long-headers`` (headers that never end).
+``received`` keeps every body, by path, in arrival order.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-Mode = Literal["ok", "fail", "hang"]
+Mode = Literal["ok", "fail", "hang", "dribble", "endless", "long-headers"]
 
 
 class Receiver:
@@ -33,9 +35,27 @@ class Receiver:
                 if mode == "hang":
                     receiver.released.wait(30)
                     return
+                if mode in ("dribble", "endless", "long-headers"):
+                    self.hostile(mode)
+                    return
                 self.send_response(204 if mode == "ok" else 500)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def hostile(self, mode: Mode) -> None:
+                """Writes until the client hangs up or the test ends."""
+                start, again, pause = {
+                    "dribble": (b"HTTP/1.1 204 No Content\r\nX-Slow: ", b"a", 0.2),
+                    "endless": (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"a" * 4096, 0.01),
+                    "long-headers": (b"HTTP/1.1 204 No Content\r\n", b"X-Pad: aaaa\r\n", 0),
+                }[mode]
+                try:
+                    self.wfile.write(start)
+                    while not receiver.released.wait(pause):
+                        self.wfile.write(again)
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client hung up
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -129,7 +129,12 @@ def invoices_between(
 
 
 def paid(invoice: api.Invoice) -> Decimal:
-    return invoice.amount_paid or invoice.amount_due
+    """Money the invoice took: a draft, open, void or uncollectible invoice moved none, so
+    it counts towards no cap or total. Cloudflare's history may leave the status out: then
+    ``amount_paid`` alone says what was paid (never ``amount_due``, which was only asked)."""
+    if invoice.status not in ("paid", None):
+        return Decimal(0)
+    return invoice.amount_paid
 
 
 def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:

@@ -3,8 +3,9 @@ week before, the runway, the top-ups made and the invoices issued, by email (tex
 
 Sent from Monday 08:00 in the reporting time zone, once per week per subscriber: the
 subscription's ``week`` moves on by a conditional update before sending, so of several
-workers one sends; a send that fails puts it back, and a later round tries again. What a
-user may not see (invoices and top-ups without the Finance permissions) is left out.
+workers one sends; a send that fails puts it back, and a later round tries again. It goes to
+the user's own address, and only while they may still see an account (``why_not_sent``);
+what a user may not see (invoices and top-ups without the Finance permissions) is left out.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dashboard.services import alerts, reads, runway
 
 logger = logging.getLogger(__name__)
 
+#: Who may ask for the digest, and get it: whoever may see an account's overview.
+PERMISSION = "dashboard.view_overview"
 #: The digest goes out from this local time on Mondays.
 SEND_FROM = time(8, 0)
 WEEK = timedelta(days=7)
@@ -40,7 +43,7 @@ class AccountWeek:
     spent_before: Decimal | None
     runway: str
     #: None when the user may not see them: (when, amount, how) per top-up; the invoices'
-    #: count and total.
+    #: count and the money they took (paid invoices only).
     topups: list[tuple[datetime, Decimal, str]] | None
     invoices: tuple[int, Decimal] | None
     problems: tuple[str, ...] = ()
@@ -132,10 +135,11 @@ def _account_week(
                         payment_intent_id__in=[i.id for i in issued if i.id],
                     ).values_list("payment_intent_id", "username")
                 )
+                # A top-up whose invoice was never paid (open, void...) added no money.
                 topups = sorted(
                     (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
                     for i in issued
-                    if i.created
+                    if i.created and alerts.paid(i)
                 )
             if may_invoices:
                 invoices = (len(issued), sum((alerts.paid(i) for i in issued), Decimal(0)))
@@ -178,6 +182,21 @@ def message(digest: Digest, to: str) -> EmailMultiAlternatives:
     return email
 
 
+def why_not_sent(user: User) -> str:
+    """Why ``user`` gets no digest now ("" when they get one). Checked when sending, as the
+    page is checked on each view: a subscriber deactivated, or who lost the role or every
+    account grant since subscribing, gets nothing; nor does one with no address."""
+    if not user.is_active:
+        return "deactivated"
+    if not user.has_perm(PERMISSION):
+        return "no permission"
+    if not accounts_for(user):
+        return "no account granted"
+    if not user.email:
+        return "no email address"
+    return ""
+
+
 def send_due(now: datetime | None = None) -> int:
     """Sends this week's digest to every subscriber who has not had it; how many were sent."""
     now = now or clock.now()
@@ -193,10 +212,12 @@ def send_due(now: datetime | None = None) -> int:
         if not claimed:
             continue  # another worker took it
         user = subscription.user
+        if why := why_not_sent(user):
+            # Kept, and this week skipped: it resumes once the role, grant or address is back.
+            logger.info("digest not sent", extra={"user": user.pk, "why": why})
+            continue
         try:
-            if not user.is_active:
-                continue
-            message(build(user, now), subscription.email).send()
+            message(build(user, now), user.email).send()
         except Exception as err:  # an email backend's errors have no common base class
             logger.warning("digest not sent", extra={"user": user.pk}, exc_info=True)
             DigestSubscription.objects.filter(pk=subscription.pk).update(

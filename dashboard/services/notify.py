@@ -8,6 +8,12 @@ attempt (``BACKOFF``) and is given up after the last one; both are shown on the 
 
 A webhook URL is a secret (a Slack incoming-webhook URL lets anyone post to the channel):
 it is shown and logged as its scheme and host only (:func:`shown_url`).
+
+A webhook is sent to a globally routable address only: the host is looked up once, every
+address it answers is checked, and the connection goes to a checked address (a second lookup
+could answer an internal one); TLS still checks the certificate against the host's name. No
+proxy is read from the environment, and the whole exchange ends by ``WEBHOOK_DEADLINE`` with at
+most ``MAX_ANSWER_BYTES`` read: a hostile receiver holds neither the worker nor the claim.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import json
 import logging
 import random
 import socket
+import ssl
+import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import Q
@@ -43,11 +52,17 @@ BACKOFF = (
     timedelta(hours=3),
 )
 MAX_ATTEMPTS = len(BACKOFF) + 1
-#: How long a worker holds a delivery it is sending; past it, another worker may take it.
+#: How long a worker holds a delivery it is sending; past it, another worker may take it. Well
+#: above one round of sends (a webhook's deadline, an email's timeout), so none goes twice.
 CLAIM = timedelta(minutes=2)
-#: At most this many deliveries are sent at once by one worker.
+#: At most this many deliveries are sent at once by one worker (one round).
 PARALLEL = 8
-WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+#: Seconds for a whole webhook exchange, connection to answer: per-read timeouts alone let a
+#: receiver sending a byte a second hold the worker for ever.
+WEBHOOK_DEADLINE = 10.0
+WEBHOOK_CONNECT_TIMEOUT = 3.0
+#: At most this much of the answer is read (its status line and headers; the body is not).
+MAX_ANSWER_BYTES = 8 * 1024
 USER_AGENT = "ai-gateway-spend-dashboard alerts"
 
 
@@ -82,34 +97,41 @@ def check_webhook_url(url: str) -> str:
 
 
 INTERNAL = "A webhook may not go to a private or internal address."
+#: IPv6 ranges that carry an IPv4 address to a gateway (6to4, NAT64), which may reach inside.
+_IPV4_GATEWAYS = tuple(
+    ipaddress.ip_network(n) for n in ("2002::/16", "64:ff9b::/96", "64:ff9b:1::/48")
+)
 
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """A private, loopback, link-local (cloud metadata), reserved or multicast address: a
-    webhook must not reach the dashboard's own network. Loopback is allowed for tests."""
+    """Anything but a globally routable unicast address (private, carrier-grade NAT,
+    link-local cloud metadata, reserved...): a webhook must not reach the dashboard's own
+    network. Loopback is allowed for tests (``ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK``)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
     if address.is_loopback:
         return not settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK
-    return (
-        address.is_private
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-    )
+    if isinstance(address, ipaddress.IPv6Address) and any(
+        address in network for network in _IPV4_GATEWAYS
+    ):
+        return True
+    return not address.is_global or address.is_multicast
 
 
-def check_webhook_host(url: str) -> None:
-    """Refuses a host name that resolves to an internal address (WebhookURLError)."""
+def check_webhook_host(url: str) -> list[str]:
+    """The addresses the URL's host resolves to, looked up once, each checked: the webhook is
+    sent to these and no others. Raises WebhookURLError if any is internal."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as err:
         raise WebhookURLError(f"The webhook's host could not be found ({host}).") from err
-    for *_, sockaddr in found:
-        if _internal(ipaddress.ip_address(sockaddr[0])):
-            raise WebhookURLError(INTERNAL)
+    addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+    if not addresses or any(_internal(ipaddress.ip_address(a)) for a in addresses):
+        raise WebhookURLError(INTERNAL)
+    return addresses
 
 
 def _is_loopback(host: str) -> bool:
@@ -199,8 +221,22 @@ class Attempt:
 
 
 def deliver_due(now: datetime | None = None, limit: int = 100) -> list[Attempt]:
-    """Claims and sends every delivery that is due, in parallel; records each outcome."""
-    now = now or clock.now()
+    """Sends every delivery that is due, ``PARALLEL`` at a time; records each outcome.
+
+    Each round claims only what it sends at once: a delivery claimed, then kept waiting
+    behind slow ones past its claim, could be taken and sent again by another worker.
+    """
+    attempts: list[Attempt] = []
+    while len(attempts) < limit:
+        sent = _deliver_round(now or clock.now(), min(PARALLEL, limit - len(attempts)))
+        if not sent:
+            break
+        attempts += sent
+    return attempts
+
+
+def _deliver_round(now: datetime, limit: int) -> list[Attempt]:
+    """Claims up to ``limit`` due deliveries, sends them in parallel, records each outcome."""
     claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     due = list(
         AlertDelivery.objects.filter(claimable, status=Status.PENDING, next_attempt_at__lte=now)
@@ -219,7 +255,7 @@ def deliver_due(now: datetime | None = None, limit: int = 100) -> list[Attempt]:
     deliveries = list(
         AlertDelivery.objects.filter(pk__in=mine).select_related("firing", "firing__rule")
     )
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(deliveries))) as pool:
+    with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
         attempts = list(pool.map(_send_and_close, deliveries))
     for delivery, attempt in zip(deliveries, attempts, strict=True):
         _record(delivery, attempt, now)
@@ -242,24 +278,18 @@ def send(delivery: AlertDelivery) -> Attempt:
     try:
         if delivery.channel == AlertDelivery.Channel.WEBHOOK:
             url = check_webhook_url(delivery.target)
-            check_webhook_host(url)
-            body = json.dumps(webhook_payload(firing, rule)).encode()
-            response = httpx.post(
-                url,
-                content=body,
-                headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
-                timeout=WEBHOOK_TIMEOUT,
-                follow_redirects=False,
-            )
-            if not 200 <= response.status_code < 300:
-                return Attempt(delivery.pk, False, f"HTTP {response.status_code}")
+            status = post_webhook(url, json.dumps(webhook_payload(firing, rule)).encode())
+            if not 200 <= status < 300:
+                return Attempt(delivery.pk, False, f"HTTP {status}")
         else:
             email_message(firing, rule, delivery.target).send()
     except WebhookURLError as err:
         return Attempt(delivery.pk, False, str(err))
-    except httpx.TimeoutException:
+    except AnswerTooLong:
+        return Attempt(delivery.pk, False, "The answer was too long")
+    except httpcore.TimeoutException:
         return Attempt(delivery.pk, False, "No answer in time")
-    except httpx.HTTPError as err:
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as err:
         return Attempt(delivery.pk, False, f"Could not connect ({type(err).__name__})")
     except Exception as err:  # an email backend's errors have no common base class
         logger.warning(
@@ -269,6 +299,98 @@ def send(delivery: AlertDelivery) -> Attempt:
         )
         return Attempt(delivery.pk, False, f"{type(err).__name__}")
     return Attempt(delivery.pk, True)
+
+
+def post_webhook(url: str, body: bytes) -> int:
+    """POSTs ``body`` to a checked URL (see the module's docstring); the answer's status.
+
+    Raises WebhookURLError, AnswerTooLong, or httpcore's errors. httpcore rather than httpx:
+    its network backend is where the connection can be pinned and every read bounded, and it
+    reads no proxy from the environment.
+    """
+    backend = _PinnedBackend(check_webhook_host(url), time.monotonic() + WEBHOOK_DEADLINE)
+    headers = [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
+    with (
+        httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool,
+        pool.stream("POST", url, headers=headers, content=body) as response,
+    ):
+        return response.status  # the body is not read
+
+
+class AnswerTooLong(Exception):
+    pass
+
+
+class _PinnedBackend(httpcore.SyncBackend):
+    """Connects to the checked addresses only, whatever the URL's host name would resolve to
+    now, and ends every step by one deadline."""
+
+    def __init__(self, addresses: list[str], deadline: float) -> None:
+        self.addresses = addresses
+        self.deadline = deadline
+        self.received = 0
+
+    def left(self, timeout: float | None) -> float:
+        """The timeout for one step: what is left of the deadline, if less."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.TimeoutException("the webhook's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in self.addresses:
+            try:
+                stream = super().connect_tcp(
+                    address, port, self.left(WEBHOOK_CONNECT_TIMEOUT), local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as err:
+                failure = err  # the next checked address, as a resolver's client would
+                continue
+            return _BoundedStream(stream, self)
+        raise failure
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end by the backend's deadline, and whose reads stop
+    at ``MAX_ANSWER_BYTES`` in all."""
+
+    def __init__(self, stream: httpcore.NetworkStream, backend: _PinnedBackend) -> None:
+        self.stream = stream
+        self.backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        allowed = MAX_ANSWER_BYTES - self.backend.received
+        if allowed <= 0:
+            raise AnswerTooLong
+        data = self.stream.read(min(max_bytes, allowed), self.backend.left(timeout))
+        self.backend.received += len(data)
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.backend.left(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self.stream.start_tls(ssl_context, server_hostname, self.backend.left(timeout))
+        return _BoundedStream(tls, self.backend)
+
+    def get_extra_info(self, info: str) -> object:
+        return self.stream.get_extra_info(info)
 
 
 def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> None:

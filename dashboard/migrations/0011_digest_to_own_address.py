@@ -7,7 +7,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dashboard", "0009_delivery_attempts"),
+        ("dashboard", "0010_audit_append_only"),
     ]
 
     operations = [

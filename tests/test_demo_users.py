@@ -42,6 +42,17 @@ def test_it_gives_each_demo_user_a_role_and_accounts_and_nobody_superuser():
     assert AccountAccess.objects.filter(user__username="finance").count() == 3
 
 
+def test_it_gives_each_demo_user_an_address_so_the_digest_can_be_tried():
+    """The digest goes only to the user's own address: without one, demo mode could not show it."""
+    run()
+    addresses = dict(User.objects.values_list("username", "email"))
+    assert addresses == {
+        "lead": "lead@example.com",
+        "finance": "finance@example.com",
+        "admin": "admin@example.com",
+    }
+
+
 def test_it_is_idempotent_and_resets_the_passwords():
     run()
     lead = User.objects.get(username="lead")

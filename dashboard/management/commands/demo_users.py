@@ -50,6 +50,8 @@ class Command(BaseCommand):
                 user, _ = User.objects.get_or_create(username=demo.username)
                 # Reset every time, so the printed password is always the one that works.
                 user.set_password(demo.password)
+                # The digest goes to the user's own address only; demo mode prints emails.
+                user.email = f"{demo.username}@example.com"
                 user.is_active = True
                 # Billing admins manage users in Django's admin; nobody is a superuser.
                 user.is_staff = demo.role == roles.BILLING_ADMIN

@@ -158,6 +158,15 @@ class Topup(models.Model):
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    #: When the worker next asks Cloudflare where a pending or unknown top-up stands; null
+    #: once there is nothing more to ask (completed, failed, or given up on).
+    follow_up_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    #: How many times it was asked: the wait before the next time grows with it.
+    follow_ups = models.PositiveSmallIntegerField(default=0)
+    #: A worker asking now holds the row until then; another worker leaves it alone.
+    follow_up_claimed_until = models.DateTimeField(null=True, blank=True)
+    #: What the last follow-up found, for the page ("Cloudflare could not be asked...").
+    follow_up_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

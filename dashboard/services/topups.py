@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from billing_api import errors, models
-from dashboard import audit, billing, pagecache, upstream
+from dashboard import audit, billing, clock, pagecache, upstream
 from dashboard.models import Topup
 from dashboard.services import invoices, reads
 from dashboard.services.balance import describe_payment_method
@@ -62,6 +62,20 @@ CHECK_EVERY_SECONDS = 60
 #: ...for this long after it was made, and this many at most per page view.
 AUTO_CHECK_FOR = timedelta(days=1)
 AUTO_CHECK_MAX = 5
+#: Top-ups whose outcome Cloudflare may still change: the worker follows them up.
+WAITING = (Topup.Status.PENDING, Topup.Status.UNKNOWN)
+#: Waits before the worker's 1st, 2nd... follow-up; then every hour until it settles. Most
+#: payments settle in seconds; one waiting on 3-D Secure may take hours.
+FOLLOW_UP_BACKOFF = (
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+)
+#: Who the audit log names for a change Cloudflare made and the dashboard followed up.
+FOLLOW_UP_ACTOR = "dashboard follow-up"
 
 
 def new_key() -> str:
@@ -161,6 +175,19 @@ def card_name(topup: Topup) -> str:
     )
 
 
+def shown(account_id: str, pk: int | None) -> Topup | None:
+    """The top-up whose status the page shows: the one asked for, else the newest in flight.
+
+    A reload while Cloudflare is processing (the address has no ``?topup=``) keeps the live
+    status, whoever made it.
+    """
+    found = Topup.objects.filter(account_id=account_id)
+    if pk is not None:
+        return found.filter(pk=pk).first()
+    in_flight = (Topup.Status.CREATING, Topup.Status.PENDING)
+    return found.filter(status__in=in_flight).order_by("-created_at", "-id").first()
+
+
 @dataclass(frozen=True)
 class Created:
     topup: Topup
@@ -244,6 +271,9 @@ def _finish(
     message: str = "",
 ) -> None:
     topup.status = status
+    if status in WAITING:
+        # No browser needs to stay open: the worker asks Cloudflare until it settles.
+        topup.follow_up_at = clock.now() + FOLLOW_UP_BACKOFF[0]
     if error is not None:
         message = describe_error(error)
         if isinstance(error, errors.BillingStatusError):
@@ -315,15 +345,8 @@ def progress(topup: Topup) -> Progress:
                 status = answer.status
                 cache.set(key, status, STATUS_CACHE_SECONDS)
         if status == "completed":
-            now = timezone.now()
-            # Conditional: of several pollers, one records the completion.
-            updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
-                status=Topup.Status.COMPLETED, completed_at=now, updated_at=now
-            )
-            topup.refresh_from_db()
+            complete(topup)
             just_completed = True
-            if updated:
-                forget_balance(topup.account_id)
     waiting = topup.status in (Topup.Status.CREATING, Topup.Status.PENDING)
     old = timezone.now() - topup.created_at > STUCK_AFTER
     return Progress(
@@ -334,6 +357,43 @@ def progress(topup: Topup) -> Progress:
         just_completed=just_completed,
         check_error=check_error,
     )
+
+
+def complete(topup: Topup) -> bool:
+    """Record that Cloudflare completed a pending top-up; True for the one caller that did.
+
+    The update is conditional, so of the pages polling and the workers following it up, one
+    records it. The audit log gains a settling event (its rows are never changed): Activity
+    shows the top-up accepted, then completed.
+    """
+    now = timezone.now()
+    updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
+        status=Topup.Status.COMPLETED,
+        completed_at=now,
+        updated_at=now,
+        follow_up_at=None,
+        follow_up_note="",
+    )
+    topup.refresh_from_db()
+    if not updated:
+        return False
+    forget_balance(topup.account_id)
+    audit.record(
+        AnonymousUser(),
+        topup.account_id,
+        audit.Action.TOPUP,
+        audit.Outcome.ACCEPTED,
+        before={"status": Topup.Status.PENDING},
+        after={
+            "amount": topup.amount,
+            "payment_intent_id": topup.payment_intent_id,
+            "status": Topup.Status.COMPLETED,
+        },
+        detail="Cloudflare completed the payment; the balance includes it.",
+        idempotency_key=topup.idempotency_key,
+        actor=FOLLOW_UP_ACTOR,
+    )
+    return True
 
 
 # ---------------------------------------------------------------- reconciling unknown top-ups
@@ -364,7 +424,9 @@ def last_check(topup: Topup) -> str | None:
     return said
 
 
-def reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool = True) -> Check:
+def reconcile(
+    user: User | AnonymousUser, topup: Topup, *, fresh: bool = True, actor: str = ""
+) -> Check:
     """Look for the charge of an unknown top-up in the manual invoices; never send it again.
 
     One invoice of its amount, made from ``CLOCK_SKEW`` before it to ``CHARGE_WINDOW`` after
@@ -373,12 +435,12 @@ def reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool = True) -
     moved, and the dashboard does not guess). ``fresh``: read the invoices from Cloudflare
     rather than the cached list.
     """
-    result = _reconcile(user, topup, fresh=fresh)
+    result = _reconcile(user, topup, fresh=fresh, actor=actor)
     cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
     return result
 
 
-def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Check:
+def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> Check:
     if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
         return Check(topup, found=False, message="")
     if fresh:
@@ -424,6 +486,10 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
         payment_intent_id=payment_id,
         completed_at=now if status == Topup.Status.COMPLETED else None,
         updated_at=now,
+        # Found pending: the worker asks its status from the start of its schedule again.
+        follow_up_at=clock.now() + FOLLOW_UP_BACKOFF[0] if status in WAITING else None,
+        follow_ups=0,
+        follow_up_note="",
     )
     topup.refresh_from_db()
     if not updated:
@@ -441,6 +507,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
             "reconciled": True,
         },
         idempotency_key=topup.idempotency_key,
+        actor=actor,
     )
     if status == Topup.Status.COMPLETED:
         forget_balance(topup.account_id)

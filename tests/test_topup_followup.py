@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from billing_api.simulator.core import Simulator
+from billing_api.simulator.state import Invoice
 from dashboard.models import AuditEvent, Topup
 from dashboard.services import worker
 
@@ -66,6 +67,40 @@ def test_it_completes_a_pending_topup_with_no_browser_open(finance_client, sim, 
     worker_round()
     assert sim.calls[STATUS_CALLS] == 2
     assert sim.calls["POST topup"] == 1
+
+
+def test_it_completes_it_from_its_paid_invoice_when_the_status_lags(finance_client, sim, travel):
+    topup = pending(finance_client, sim)
+    (made,) = sim.account(ACCOUNT_ID).topups.values()
+    made.settles_at = sim.now() + 86400  # topup/status answers "pending" all day
+    created = int(travel.now().timestamp())
+    paid = Invoice(topup.payment_intent_id, 2500, created, "manual", "api-token", status="paid")
+    sim.account(ACCOUNT_ID).invoices.append(paid)
+    for wait in (11, 30, 60):
+        seconds(sim, wait)
+        worker_round()
+        topup.refresh_from_db()
+        assert topup.status == Topup.Status.PENDING
+    assert sim.calls["GET invoice-history"] == 0
+    seconds(sim, 300)  # about 5 minutes in, its invoice is looked at too
+    worker_round()
+    topup.refresh_from_db()
+    assert topup.status == Topup.Status.COMPLETED and topup.follow_up_at is None
+
+
+def test_it_says_so_when_cloudflare_forgot_the_id_and_its_invoice_is_unpaid(
+    finance_client, sim, travel
+):
+    topup = pending(finance_client, sim)
+    del sim.account(ACCOUNT_ID).topups[topup.payment_intent_id]  # topup/status answers 404
+    seconds(sim, 11)
+    worker_round()
+    topup.refresh_from_db()
+    assert topup.status == Topup.Status.PENDING
+    assert topup.follow_up_note == (
+        "Cloudflare no longer knows this payment id, and its invoice is not paid yet. "
+        "The dashboard asks again at 12:30 UTC."
+    )
 
 
 def test_it_appends_the_completion_to_the_activity(finance_client, admin_client, sim, travel):

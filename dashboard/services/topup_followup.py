@@ -1,6 +1,7 @@
 """Following up top-ups without a browser open: the worker asks until each one settles.
 
-A pending top-up is asked about (``topup/status``) and an unknown one is looked for in the
+A pending top-up is asked about (``topup/status``; after a few minutes, or when Cloudflare no
+longer knows its id, its invoice is looked at too) and an unknown one is looked for in the
 manual invoices (:func:`topups.reconcile`), each on a growing wait (``FOLLOW_UP_BACKOFF``)
 until it is completed; an unknown one is given up on when its charge window has passed with
 nothing found, as the page then says. Nothing here creates a payment.
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=2)
 #: At most this many top-ups are asked about per round (Cloudflare's rate limit is shared).
 PER_ROUND = 20
+#: From this follow-up on (about 5 minutes in), a top-up still pending is also looked for
+#: in the invoices: a paid invoice of its payment id means the money is in.
+INVOICES_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def _ask(topup: Topup) -> tuple[str, bool]:
 def _ask_status(topup: Topup) -> tuple[str, bool]:
     try:
         answer = billing.client_for(topup.account_id).topup_status(topup.payment_intent_id)
+    except errors.NotFoundError:
+        return _look_in_invoices(topup, "Cloudflare no longer knows this payment id")
     except errors.BillingError as err:
         logger.warning(
             "top-up %s for account %s: status could not be asked (%s)",
@@ -106,7 +112,20 @@ def _ask_status(topup: Topup) -> tuple[str, bool]:
     if answer.status == "completed":
         topups.complete(topup)
         return "", False
+    if topup.follow_ups >= INVOICES_AFTER:
+        return _look_in_invoices(topup, "")
     return "", True
+
+
+def _look_in_invoices(topup: Topup, why: str) -> tuple[str, bool]:
+    """Completes it if its invoice is paid; else says why it is still pending."""
+    paid, error = topups.paid_invoice(topup)
+    if paid:
+        topups.complete(topup)
+        return "", False
+    if error:
+        return error, True
+    return (f"{why}, and its invoice is not paid yet." if why else ""), True
 
 
 def _time(moment: datetime) -> str:

@@ -443,12 +443,8 @@ def reconcile(
 def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> Check:
     if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
         return Check(topup, found=False, message="")
-    if fresh:
-        key = upstream.cache_key(topup.account_id, "invoice-history-assembled", {"type": "manual"})
-        cache.delete_many([key, key + ":failed"])
-    fetched = invoices.invoice_list(topup.account_id, "manual")
-    if fetched.value is None or fetched.error is not None:
-        why = fetched.error or "Cloudflare is still being asked."
+    listed, why = manual_invoices(topup.account_id, fresh=fresh)
+    if listed is None:
         return Check(topup, found=False, message=f"The check could not be made: {why}")
     taken = set(
         Topup.objects.filter(account_id=topup.account_id)
@@ -456,7 +452,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         .exclude(payment_intent_id="")
         .values_list("payment_intent_id", flat=True)
     )
-    found = candidates(topup, fetched.value.invoices, taken)
+    found = candidates(topup, listed, taken)
     if len(found) > 1:
         return Check(
             topup,
@@ -516,6 +512,29 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         found=True,
         message="Its charge was found in the invoice list: Cloudflare took the top-up.",
     )
+
+
+def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
+    """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
+    if fresh:
+        key = upstream.cache_key(account_id, "invoice-history-assembled", {"type": "manual"})
+        cache.delete_many([key, key + ":failed"])
+    fetched = invoices.invoice_list(account_id, "manual")
+    if fetched.value is None or fetched.error is not None:
+        return None, fetched.error or "Cloudflare is still being asked."
+    return list(fetched.value.invoices), ""
+
+
+def paid_invoice(topup: Topup) -> tuple[bool, str]:
+    """(whether the invoice of a pending top-up's payment id is paid, what could not be read).
+
+    ``topup`` answers with the id of a Stripe invoice: once that invoice is paid, the money
+    is in, whatever ``topup/status`` says (it may lag, or no longer know the id).
+    """
+    listed, why = manual_invoices(topup.account_id, fresh=True)
+    if listed is None:
+        return False, f"The invoice list could not be read: {why}"
+    return any(i.id == topup.payment_intent_id and i.status == "paid" for i in listed), ""
 
 
 def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[str]) -> list[str]:

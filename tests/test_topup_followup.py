@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from billing_api.simulator.core import Simulator
 from billing_api.simulator.state import Invoice
@@ -243,3 +245,31 @@ def test_it_follows_up_once_with_two_workers_at_once(finance_client, sim, travel
     assert sim.calls[STATUS_CALLS] == 1
     settled = AuditEvent.objects.filter(username="dashboard follow-up")
     assert settled.count() == 1
+
+
+def test_it_adopts_a_topup_whose_sender_died_and_never_sends_it_again(finance, sim):
+    topup = Topup.objects.create(
+        account_id=ACCOUNT_ID,
+        idempotency_key="0" * 32,
+        amount=Decimal(40),
+        created_by=finance,
+        username="frank",
+        created_at=timezone.now() - timedelta(minutes=6),
+    )
+    recent = Topup.objects.create(
+        account_id=ACCOUNT_ID, idempotency_key="1" * 32, amount=Decimal(30), username="frank"
+    )
+    said: list[str] = []
+    worker_round(said)
+    topup.refresh_from_db()
+    assert topup.status == Topup.Status.UNKNOWN
+    assert topup.error.startswith("The dashboard stopped while sending it to Cloudflare")
+    (line,) = said
+    assert line.startswith(
+        f"top-up {topup.pk}: unknown. No charge of this amount was found in the invoice list yet."
+    )
+    recent.refresh_from_db()
+    assert recent.status == Topup.Status.CREATING  # still being sent, perhaps
+    (event,) = AuditEvent.objects.filter(outcome=AuditEvent.Outcome.UNKNOWN)
+    assert event.username == "dashboard follow-up" and event.after == {"amount": "40.00"}
+    assert sim.calls["POST topup"] == 0

@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import formats, timezone
 
 from billing_api import errors
-from dashboard import billing, clock
+from dashboard import audit, billing, clock
 from dashboard.models import Topup
 from dashboard.services import topups
 
@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 CLAIM = timedelta(minutes=2)
 #: At most this many top-ups are asked about per round (Cloudflare's rate limit is shared).
 PER_ROUND = 20
+#: A top-up still "creating" this long after it was made lost the process sending it (the
+#: call's own timeout is seconds): its outcome is unknown.
+ABANDONED_AFTER = timedelta(minutes=5)
+ABANDONED = (
+    "The dashboard stopped while sending it to Cloudflare: it may or may not have been charged."
+)
 #: From this follow-up on (about 5 minutes in), a top-up still pending is also looked for
 #: in the invoices: a paid invoice of its payment id means the money is in.
 INVOICES_AFTER = 3
@@ -49,6 +55,7 @@ class FollowUp:
 def follow_up_due(now: datetime | None = None, limit: int = PER_ROUND) -> list[FollowUp]:
     """Claims the top-ups whose follow-up is due and asks Cloudflare about each."""
     now = now or clock.now()
+    adopt_abandoned(now)
     claimable = Q(follow_up_claimed_until__isnull=True) | Q(follow_up_claimed_until__lt=now)
     waiting = Q(status__in=topups.WAITING)
     due = list(
@@ -64,6 +71,36 @@ def follow_up_due(now: datetime | None = None, limit: int = PER_ROUND) -> list[F
         if claimed:
             done.append(follow_up(Topup.objects.get(pk=pk), now))
     return done
+
+
+def adopt_abandoned(now: datetime) -> int:
+    """Top-ups left "creating" by a process that died while sending become unknown.
+
+    The card may have been charged, so they are never sent again: they are looked for in
+    the invoices like any top-up that got no answer, and the audit log says so.
+    """
+    adopted = 0
+    old = Topup.objects.filter(status=Topup.Status.CREATING, created_at__lt=now - ABANDONED_AFTER)
+    for pk in old.values_list("pk", flat=True)[:PER_ROUND]:
+        # Conditional: of two workers, one adopts it.
+        if not Topup.objects.filter(pk=pk, status=Topup.Status.CREATING).update(
+            status=Topup.Status.UNKNOWN, error=ABANDONED, follow_up_at=now, updated_at=now
+        ):
+            continue
+        topup = Topup.objects.get(pk=pk)
+        audit.record(
+            AnonymousUser(),
+            topup.account_id,
+            audit.Action.TOPUP,
+            audit.Outcome.UNKNOWN,
+            after={"amount": topup.amount},
+            detail=ABANDONED,
+            idempotency_key=topup.idempotency_key,
+            actor=topups.FOLLOW_UP_ACTOR,
+        )
+        logger.warning("top-up %s for account %s: abandoned while sending", pk, topup.account_id)
+        adopted += 1
+    return adopted
 
 
 def follow_up(topup: Topup, now: datetime) -> FollowUp:

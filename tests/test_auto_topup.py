@@ -346,3 +346,11 @@ def test_it_previews_the_rule_against_the_burn_rate(admin_client, sim):
         **HTMX,
     )
     assert "so a top-up would be due at once" in due.text
+
+
+def test_a_refusal_says_what_to_do_before_cloudflares_words(admin_client, current_mode):
+    plain = "Cloudflare accepts changes to the auto top-up rule only from its own dashboard"
+    for page in (save(admin_client, "12", "40").text, admin_client.get(URL).text):
+        assert page.index(plain) < page.index("Dashboard sessions only")
+        assert page.index("dash.cloudflare.com") < page.index("Dashboard sessions only")
+        assert page.index("Dashboard sessions only") < page.index('name="threshold"')

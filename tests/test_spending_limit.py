@@ -11,7 +11,7 @@ from django.test import Client
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import rules
 
-from .conftest import ACCOUNT_ID, SIMULATOR_NOW
+from .conftest import ACCOUNT_ID, OVERVIEW_URL, SIMULATOR_NOW
 
 URL = f"/accounts/{ACCOUNT_ID}/spending-limit/"
 DELETE_URL = f"/accounts/{ACCOUNT_ID}/spending-limit/delete/"
@@ -33,6 +33,12 @@ def save(client: Client, amount: str, duration="weekly", strategy="sliding", **e
     data.update({k: v for k, v in extra.items() if not k.startswith("HTTP_")})
     headers = {k: v for k, v in extra.items() if k.startswith("HTTP_")}
     return client.post(URL, data, **headers)
+
+
+def limit_card(client: Client) -> str:
+    """The overview's spending-limit card, as HTML."""
+    page = client.get(OVERVIEW_URL).text
+    return page[page.index('<section id="limit-card"') :].split("</section>", 1)[0]
 
 
 def spent_today() -> Decimal:
@@ -226,3 +232,70 @@ def test_it_reports_a_failed_delete(admin_client, sim):
     assert sim.calls["DELETE spending-limit"] == 1
     (event,) = events()
     assert event.outcome == Outcome.FAILED
+
+
+# ---------------------------------------------------------------- saying what Cloudflare did
+
+DEPRECATED = "Deprecated: spending limits can no longer be created"
+PLAIN_WORDS = "Cloudflare no longer lets anyone set or change an account-wide spending limit"
+
+
+def test_the_overview_shows_a_limit_just_set_as_set(admin_client, sim):
+    assert save(admin_client, SAFE).status_code == 302
+    card = limit_card(admin_client)
+    assert "$50,000.00" in card and "per week" in card
+    assert "can no longer be set" not in card
+    assert "refused" not in card
+
+
+def test_the_overview_says_a_refusal_in_plain_words_first(admin_client, current_mode):
+    save(admin_client, SAFE)
+    card = limit_card(admin_client)
+    assert PLAIN_WORDS in card
+    assert f"https://dash.cloudflare.com/{ACCOUNT_ID}/ai/ai-gateway" in card
+    assert "https://developers.cloudflare.com/ai-gateway/features/spend-limits/" in card
+    assert DEPRECATED in card
+    assert card.index(PLAIN_WORDS) < card.index("dash.cloudflare.com") < card.index(DEPRECATED)
+
+
+def test_the_limit_page_says_a_refusal_in_plain_words_first(admin_client, current_mode):
+    for page in (save(admin_client, SAFE).text, admin_client.get(URL).text):
+        assert page.index(PLAIN_WORDS) < page.index(DEPRECATED) < page.index('name="amount"')
+        assert page.index("dash.cloudflare.com") < page.index(DEPRECATED)
+
+
+def test_a_later_success_clears_the_refusal_everywhere(admin_client, sim):
+    RefusedChange.objects.create(
+        account_id=ACCOUNT_ID,
+        kind=RefusedChange.Kind.SPENDING_LIMIT,
+        refused_by="ada",
+        message=DEPRECATED,
+    )
+    assert PLAIN_WORDS in limit_card(admin_client)
+    assert save(admin_client, SAFE, confirm="on").status_code == 302
+    assert not RefusedChange.objects.exists()
+    assert PLAIN_WORDS not in limit_card(admin_client)
+    assert PLAIN_WORDS not in admin_client.get(URL).text
+
+
+def test_removing_the_limit_does_not_forget_that_setting_one_was_refused(
+    admin_client, current_mode
+):
+    save(admin_client, SAFE)
+    assert admin_client.post(DELETE_URL).status_code == 302
+    assert RefusedChange.objects.filter(kind=RefusedChange.Kind.SPENDING_LIMIT).exists()
+    page = admin_client.get(URL).text
+    assert "No account-wide spending limit." in page and PLAIN_WORDS in page
+
+
+def test_a_refused_removal_says_what_to_do_before_cloudflares_words(admin_client, sim):
+    sim.set_fault("DELETE spending-limit", "error", status=503, message="Try later <b>now</b>")
+    response = admin_client.post(DELETE_URL)
+    assert response.status_code == 200
+    text = response.text
+    assert "Cloudflare did not confirm that the limit is removed." in text
+    assert f"https://dash.cloudflare.com/{ACCOUNT_ID}/ai/ai-gateway" in text
+    assert "Try later &lt;b&gt;now&lt;/b&gt;" in text
+    assert text.index("Cloudflare did not confirm that the limit is removed.") < text.index(
+        "Try later"
+    )

@@ -198,9 +198,11 @@ def test_it_explains_and_remembers_the_deprecation(admin_client, current_mode):
     page = admin_client.get(URL).text
     assert page.index("Cloudflare refused this on") < page.index('name="amount"')
     retry = admin_client.post(URL, {"intent": "retry", "amount": SAFE, "duration": "daily"})
-    assert "Cloudflare refused this on" not in retry.text
     assert f'name="amount" value="{SAFE}"' in retry.text
-    assert not RefusedChange.objects.exists()
+    assert "disabled>" not in retry.text and 'name="retrying" value="1"' in retry.text
+    # Only Cloudflare's answer changes what is remembered: choosing to try again does not.
+    assert RefusedChange.objects.exists()
+    assert 'class="rule-fields" disabled' in admin_client.get(URL).text
 
 
 def test_it_still_deletes_in_current_mode(admin_client, current_mode):
@@ -276,6 +278,19 @@ def test_a_later_success_clears_the_refusal_everywhere(admin_client, sim):
     assert not RefusedChange.objects.exists()
     assert PLAIN_WORDS not in limit_card(admin_client)
     assert PLAIN_WORDS not in admin_client.get(URL).text
+
+
+def test_trying_again_keeps_the_form_open_until_cloudflare_answers(admin_client, current_mode):
+    save(admin_client, SAFE)
+    admin_client.post(URL, {"intent": "retry"})
+    typo = save(admin_client, "1e3", retrying="1")
+    assert "without an exponent." in typo.text
+    assert "disabled>" not in typo.text
+    assert current_mode.calls["POST spending-limit"] == 1
+    again = save(admin_client, SAFE, retrying="1")
+    assert current_mode.calls["POST spending-limit"] == 2
+    assert PLAIN_WORDS in again.text and 'class="rule-fields" disabled' in again.text
+    assert RefusedChange.objects.count() == 1
 
 
 def test_removing_the_limit_does_not_forget_that_setting_one_was_refused(

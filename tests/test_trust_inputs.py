@@ -437,3 +437,13 @@ def test_it_bounds_the_top_up_by_the_dashboards_ceiling_in_the_range(admin_clien
         "dashboard allows." in response.text
     )
     assert writes(sim) == 0
+
+
+def test_it_charges_an_amount_typed_with_a_dollar_sign_and_commas(finance_client, sim):
+    sim.set_fault("GET topup/limits", "error", status=500)
+    page = first_step(finance_client, "$1,000.50")
+    assert "Charge $1,000.50" in page
+    response = send_back(finance_client, page)
+    assert response.status_code == 302
+    assert sim.calls["POST topup"] == 1
+    assert Topup.objects.get().amount == Decimal("1000.50")

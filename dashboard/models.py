@@ -184,7 +184,7 @@ class RefusedChange(models.Model):
     """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only).
 
     Remembered so that the next admin sees the notice before filling the form in; cleared
-    when a later attempt succeeds, or when someone chooses to try again.
+    only when a later attempt succeeds (choosing to try again just opens the form).
     """
 
     class Kind(models.TextChoices):

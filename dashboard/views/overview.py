@@ -13,7 +13,9 @@ from django.views.decorators.http import require_GET
 
 from dashboard import pagecache
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
-from dashboard.services import alerts
+from dashboard.cloudflare_links import ai_gateway_url
+from dashboard.models import RefusedChange
+from dashboard.services import alerts, rules
 from dashboard.services import overview as cards
 
 
@@ -57,6 +59,11 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             "invoices_url": _invoices_url(account),
             # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
             "cap_banner": None if partial else alerts.cap_banner(account.id),
+            # The limit card says what Cloudflare did with the last attempt to set a limit.
+            "limit_refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
+            if partial in (None, cards.LIMIT)
+            else None,
+            "cloudflare_dashboard_url": ai_gateway_url(account.id),
         }
         response = render(request, template, context)
         # The same URL answers a full page or a fragment: caches must keep them apart.

@@ -40,7 +40,8 @@ CARD_READS: Final[dict[str, tuple[str, ...]]] = {
     RUNWAY: ("balance", "usage"),
     SPEND: ("usage",),
     LIMIT: ("limit", "usage"),
-    INVOICE: ("preview",),
+    # The balance says how much of the period's usage the prepaid credit covers.
+    INVOICE: ("preview", "balance"),
 }
 #: Cards that need a permission beyond view_overview.
 CARD_PERMISSIONS: Final = {INVOICE: "dashboard.view_invoices"}
@@ -161,6 +162,18 @@ class InvoiceInfo:
     preview: models.InvoicePreview | None
     lines: tuple[models.InvoiceLine, ...]
     more_lines: int
+    #: The period's usage (its lines before credits) and the credits Cloudflare lists on them.
+    usage: Decimal = Decimal(0)
+    credits: Decimal = Decimal(0)
+    #: The prepaid balance now; None when it could not be read (the card shows without it).
+    balance: Decimal | None = None
+
+    @property
+    def uncovered(self) -> Decimal:
+        """Usage the prepaid credit does not cover: what the balance is below zero."""
+        if self.balance is None or self.balance >= 0:
+            return Decimal(0)
+        return -self.balance
 
     @property
     def period_last(self) -> datetime | None:
@@ -266,7 +279,11 @@ def build_overview(
     if LIMIT in cards and "limit" in got and usage_read is not None:
         built["limit"] = limit_card(got["limit"], usage_read, usage, now, tz)
     if INVOICE in cards and "preview" in got:
-        built["invoice"] = card_from([got["preview"]], lambda: invoice_info(got["preview"].value))
+        # Only the preview makes the card: without the balance it still explains itself.
+        known = balance.value if balance is not None else None
+        built["invoice"] = card_from(
+            [got["preview"]], lambda: invoice_info(got["preview"].value, known)
+        )
     return Overview(cards, **built)
 
 
@@ -349,14 +366,27 @@ def _with_window(
     return dataclasses.replace(info, window=window)
 
 
-def invoice_info(upcoming: reads.Upcoming | None) -> InvoiceInfo:
+def invoice_info(
+    upcoming: reads.Upcoming | None, balance: models.CreditBalance | None = None
+) -> InvoiceInfo:
     assert upcoming is not None
     preview = upcoming.preview
     if preview is None:
         return InvoiceInfo(None, (), 0)
     lines = sorted(preview.invoice_lines, key=lambda line: line.amount, reverse=True)
     shown = tuple(lines[:INVOICE_LINES_SHOWN])
-    return InvoiceInfo(preview, shown, len(lines) - len(shown))
+    usage = sum((line.amount for line in lines), Decimal(0)) if lines else preview.amount_due
+    credits = sum(
+        (credit.amount for line in lines for credit in line.pretax_credit_amounts), Decimal(0)
+    )
+    return InvoiceInfo(
+        preview,
+        shown,
+        len(lines) - len(shown),
+        usage=usage,
+        credits=credits,
+        balance=balance.balance if balance is not None else None,
+    )
 
 
 # ---------------------------------------------------------------- all accounts

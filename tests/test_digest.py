@@ -206,13 +206,14 @@ def test_it_counts_a_topup_once(travel: Travel, finance, sim):
     account.invoices.append(Invoice("in_1fifty", 5_000, wednesday_last_week, "manual", "api"))
     subscribe(finance)
     digest.send_due()
-    body = next(m for m in mail.outbox if m.to == ["frank@example.com"]).body
-    production = body.split("== Production ==")[1].split("==")[0]
+    sent = next(m for m in mail.outbox if m.to == ["frank@example.com"])
+    assert isinstance(sent, EmailMultiAlternatives)
+    production = sent.body.split("== Production ==")[1].split("==")[0]
     assert production.count("$50.00") == 1, production
     assert "Top-ups:" in production and "Wed 3 Jun  $50.00  one-off" in production
     assert "Other invoices: none (each top-up above is an invoice)" in production, production
-    html = next(m for m in mail.outbox if m.to == ["frank@example.com"]).alternatives[0][0]
-    assert "Other invoices:" in str(html) and "Invoices issued" not in str(html)
+    html = str(sent.alternatives[0][0])
+    assert "Other invoices:" in html and "Invoices issued" not in html
 
 
 def test_a_reader_without_topups_sees_every_invoice(travel: Travel, finance, sim):

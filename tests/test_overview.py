@@ -105,7 +105,14 @@ def test_it_reads_each_endpoint_once_for_the_whole_page(finance_client, sim):
         "GET usage-history": 1,
         "GET spending-limit": 1,
         "GET invoice-preview": 1,
+        # The attention list's open invoices: the Invoices page's read (30 invoices, 2 pages).
+        "GET invoice-history": 2,
     }
+
+
+def test_it_reads_no_invoices_for_a_reader_who_may_not_see_them(lead_client, sim):
+    lead_client.get(OVERVIEW_URL)
+    assert sim.calls["GET invoice-history"] == 0
 
 
 def test_it_names_the_time_zone(lead_client, settings):
@@ -243,7 +250,8 @@ def test_it_fetches_the_cards_reads_in_parallel(finance_client, sim, settings):
         response = finance_client.get(OVERVIEW_URL)
     assert watch.all_at_once
     assert "Still loading" not in response.text
-    assert sim.calls == four
+    # Then the invoice history's pages, one after the other (for the attention list).
+    assert sim.calls == {**four, "GET invoice-history": 2}
 
 
 def test_it_lets_a_pending_banner_load_itself(lead_client, sim, settings):

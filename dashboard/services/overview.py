@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing_api import models
 from dashboard import clock, upstream
 from dashboard.access import Account
-from dashboard.services import reads, runway
+from dashboard.services import attention, invoices, reads, runway
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
 BANNER: Final = "topup-banner"
@@ -32,10 +32,13 @@ RUNWAY: Final = "runway-card"
 SPEND: Final = "spend-card"
 LIMIT: Final = "limit-card"
 INVOICE: Final = "invoice-card"
+ATTENTION: Final = "attention-list"
 
 #: Every partial of the overview (its name is its DOM id), in page order, with its reads.
 CARD_READS: Final[dict[str, tuple[str, ...]]] = {
     BANNER: ("balance",),
+    # Plus the invoice history, for a reader who may see invoices (ATTENTION_INVOICES).
+    ATTENTION: ("balance", "usage"),
     BALANCE: ("balance",),
     RUNWAY: ("balance", "usage"),
     SPEND: ("usage",),
@@ -43,6 +46,8 @@ CARD_READS: Final[dict[str, tuple[str, ...]]] = {
     # The balance says how much of the period's usage the prepaid credit covers.
     INVOICE: ("preview", "balance"),
 }
+#: The attention list reads open invoices only for a reader who may open the invoices.
+ATTENTION_INVOICES: Final = "dashboard.view_invoices"
 #: Cards that need a permission beyond view_overview.
 CARD_PERMISSIONS: Final = {INVOICE: "dashboard.view_invoices"}
 #: Lines of the upcoming invoice shown on its card; the invoices page has them all.
@@ -194,6 +199,7 @@ class Overview:
     spend: Card[SpendInfo] | None = None
     limit: Card[LimitInfo] | None = None
     invoice: Card[InvoiceInfo] | None = None
+    attention: Card[tuple[attention.Item, ...]] | None = None
 
     def fresh_until(self) -> datetime | None:
         """Until when every card shown is fresh, as the read cache counts it: the oldest
@@ -207,6 +213,7 @@ class Overview:
             self.spend,
             self.limit,
             self.invoice,
+            self.attention,
         )
         cards = [card for card in shown if card is not None]
         if any(card.pending or card.error for card in cards):
@@ -225,8 +232,11 @@ def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
     )
 
 
-def overview(account_id: str, cards: Iterable[str]) -> Overview:
-    """The cards named, from reads gathered in parallel under the page deadline."""
+def overview(
+    account_id: str, cards: Iterable[str], has_perm: Callable[[str], bool] = lambda _: False
+) -> Overview:
+    """The cards named, from reads gathered in parallel under the page deadline; ``has_perm``
+    is the reader's, for what the attention list may read and link to."""
     chosen = tuple(cards)
     now = clock.now()
     tz = timezone.get_current_timezone()
@@ -236,13 +246,22 @@ def overview(account_id: str, cards: Iterable[str]) -> Overview:
         "usage": partial(reads.usage_history, account_id, "hour", span.start, span.end),
         "limit": partial(reads.spending_limit, account_id),
         "preview": partial(reads.invoice_preview, account_id),
+        # The Invoices page's own read, so that one visit of either serves both.
+        "invoices": partial(invoices.invoice_list, account_id, "all"),
     }
     needed = {read for card in chosen for read in CARD_READS[card]}
+    if ATTENTION in chosen and has_perm(ATTENTION_INVOICES):
+        needed.add("invoices")
     got = upstream.gather(
         {name: loaders[name] for name in loaders if name in needed},
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
-    return build_overview(chosen, got, now, tz, span)
+    page = build_overview(chosen, got, now, tz, span)
+    if ATTENTION not in chosen:
+        return page
+    return dataclasses.replace(
+        page, attention=attention_card(account_id, got, page.runway, now, has_perm)
+    )
 
 
 def build_overview(
@@ -270,7 +289,7 @@ def build_overview(
             built["banner"] = card_from([balance], lambda: topup_banner(balance.value))
         if BALANCE in cards:
             built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
-    if RUNWAY in cards and balance is not None and usage_read is not None:
+    if (RUNWAY in cards or ATTENTION in cards) and balance is not None and usage_read is not None:
         built["runway"] = card_from(
             [balance, usage_read], lambda: runway_info(balance.value, usage(), now)
         )
@@ -285,6 +304,31 @@ def build_overview(
             [got["preview"]], lambda: invoice_info(got["preview"].value, known)
         )
     return Overview(cards, **built)
+
+
+def attention_card(
+    account_id: str,
+    got: Mapping[str, upstream.Fetched[Any]],
+    runway_card: Card[RunwayInfo] | None,
+    now: datetime,
+    has_perm: Callable[[str], bool],
+) -> Card[tuple[attention.Item, ...]]:
+    """What needs action, from whatever came back: one read failing drops only its checks."""
+    reads_used = [got[name] for name in ("balance", "usage", "invoices") if name in got]
+    if any(read.pending for read in reads_used):
+        return Card(pending=True)
+    forecast = runway_card.value.forecast if runway_card and runway_card.value else None
+    history = got["invoices"].value if "invoices" in got else None
+    facts = attention.Facts(
+        balance=got["balance"].value,
+        zero_at=forecast.zero_at if forecast and forecast.kind == "runs-out" else None,
+        overdrawn=forecast is not None and forecast.kind == "overdrawn",
+        invoices=attention.open_invoices(history.invoices) if history else None,
+    )
+    error = next((read.error for read in reads_used if read.error), None)
+    times = [read.as_of for read in reads_used if read.as_of is not None]
+    items = attention.items(account_id, facts, now, has_perm)
+    return Card(items, error=error, as_of=min(times) if times else None)
 
 
 def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:

@@ -48,7 +48,7 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             raise PermissionDenied
 
     def build() -> tuple[HttpResponse, datetime | None]:
-        page = cards.overview(account.id, (partial,) if partial else allowed)
+        page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
         template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
         context = {
             "account": account,

@@ -442,6 +442,8 @@ class AccountSummary:
     balance: Card[BalanceCard]
     runway: Card[RunwayInfo]
     spend: Card[SpendInfo]
+    #: What needs action on the account (not one of the row's figures).
+    attention: Card[tuple[attention.Item, ...]] = Card(value=())
 
     @property
     def _cards(self) -> tuple[Card[Any], ...]:
@@ -466,27 +468,33 @@ class AccountSummary:
         return min(times) if times else None
 
 
-def account_summaries(accounts: list[Account]) -> list[AccountSummary]:
-    """One row per account, every account's reads in parallel under one deadline."""
+def account_summaries(
+    accounts: list[Account], has_perm: Callable[[str], bool] = lambda _: False
+) -> list[AccountSummary]:
+    """One row per account, every account's reads in parallel under one deadline, with
+    what needs attention on each (open invoices only for a reader who may see invoices)."""
     now = clock.now()
     tz = timezone.get_current_timezone()
     span = runway.usage_range(now, tz)
+    with_invoices = has_perm(ATTENTION_INVOICES)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     for account in accounts:
         loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
         loaders[f"{account.id}:usage"] = partial(
             reads.usage_history, account.id, "hour", span.start, span.end
         )
+        if with_invoices:
+            loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
     rows = []
     for account in accounts:
-        page = build_overview(
-            (BALANCE, RUNWAY, SPEND),
-            {"balance": got[f"{account.id}:balance"], "usage": got[f"{account.id}:usage"]},
-            now,
-            tz,
-            span,
-        )
+        mine = {
+            name: got[f"{account.id}:{name}"]
+            for name in ("balance", "usage", "invoices")
+            if f"{account.id}:{name}" in got
+        }
+        page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz, span)
         assert page.balance is not None and page.runway is not None and page.spend is not None
-        rows.append(AccountSummary(account, page.balance, page.runway, page.spend))
+        needs = attention_card(account.id, mine, page.runway, now, has_perm)
+        rows.append(AccountSummary(account, page.balance, page.runway, page.spend, needs))
     return rows

@@ -28,8 +28,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("dashboard.view_overview", raise_exception=True)
 def all_accounts(request: HttpRequest) -> HttpResponse:
-    rows = cards.account_summaries(accounts_for(request.user))
-    return render(request, "dashboard/all_accounts.html", {"rows": rows})
+    rows = cards.account_summaries(accounts_for(request.user), request.user.has_perm)
+    needs_attention = [row for row in rows if row.attention.value]
+    context = {"rows": rows, "needs_attention": needs_attention}
+    return render(request, "dashboard/all_accounts.html", context)
 
 
 @require_GET

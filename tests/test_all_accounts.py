@@ -168,7 +168,10 @@ def test_it_lists_what_needs_attention_per_account(finance_client, sim):
     listed = attention(response.text)
     words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", listed))
     # Production's only problem is the open invoice; Research (no card, no rule) has three.
-    assert "Production" in words and "An invoice for $50.00 is open for 87 days" in words
+    assert (
+        "Production" in words
+        and "An invoice for $50.00, issued 15 Mar 2026, is open for 87 days." in words
+    )
     research = words.split("Research")[1]
     assert research.index("No card is on file") < research.index("1 alert is firing")
     assert research.index("1 alert is firing") < research.index("Auto top-up is off")

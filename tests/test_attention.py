@@ -83,7 +83,7 @@ def test_it_lists_what_needs_action_most_urgent_first(finance_client, sim):
     assert "About 12 days of credit left at the 7-day rate, under 14 days (the default)" in found[1]
     assert found[2].startswith("2 alerts are firing: Balance below an amount")
     assert found[3].startswith("Auto top-up is off")
-    assert "An invoice for $50.00 is open for 87 days (in_1septembr)" in found[4]
+    assert "An invoice for $50.00, issued 15 Mar 2026, is open for 87 days." in found[4]
     # On the page, the list comes before the cards.
     assert response.text.index('id="attention-list"') < response.text.index('id="balance-card"')
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Final
 
 from django.urls import reverse
+from django.utils import dateformat, timezone
 from django.utils.timesince import timesince
 
 from billing_api import models
@@ -202,11 +203,14 @@ def _invoice_items(
     url = links.to("invoices", "view_invoices")
     found = []
     for invoice in sorted(invoices, key=lambda i: i.created or now):
-        age = _days(now - invoice.created) if invoice.created else "an unknown time"
         status = "unpaid" if invoice.status == "uncollectible" else "open"
-        text = f"An invoice for {format_usd(invoice.amount_remaining)} is {status} for {age}" + (
-            f" ({invoice.id})." if invoice.id else "."
-        )
+        amount = format_usd(invoice.amount_remaining)
+        if invoice.created is None:
+            text = f"An invoice for {amount} is {status} (Cloudflare gives no date)."
+        else:
+            issued = dateformat.format(timezone.localtime(invoice.created), "j M Y")
+            age = _days(now - invoice.created)
+            text = f"An invoice for {amount}, issued {issued}, is {status} for {age}."
         found.append(_item("invoices", text, "See the invoices", url))
     return found
 

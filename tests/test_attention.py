@@ -172,3 +172,13 @@ def test_it_answers_the_list_alone(finance_client, sim):
     assert response.status_code == 200
     assert response.text.strip().startswith('<section id="attention-list"')
     assert 'id="balance-card"' not in response.text
+
+
+def test_it_keeps_what_it_knows_when_cloudflare_fails(finance_client, sim):
+    sim.set_fault("GET credit-balance", "error", status=500)
+    firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500))
+    response = finance_client.get(RESEARCH)
+    assert response.status_code == 200
+    listed = attention(response.text)
+    assert "1 alert is firing: Balance below an amount." in text(listed)
+    assert "Not every check could be made: Cloudflare" in text(listed)

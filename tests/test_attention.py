@@ -161,6 +161,7 @@ def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim
     for page in ("topups", "alerts", "auto-top-up", "invoices"):
         assert f"/{page}/" not in lead_list
     assert "Top up</a>" not in lead_list and "About 5 days of credit left" in lead_list
+    assert "No card is on file" in lead_list and "dash.cloudflare.com" not in lead_list
     admin_list = attention(admin_client.get(RESEARCH).text)
     for page in ("topups/new", "alerts", "auto-top-up", "invoices"):
         assert f'href="/accounts/{OTHER_ACCOUNT_ID}/{page}/"' in admin_list

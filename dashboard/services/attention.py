@@ -122,15 +122,13 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
             )
         )
     if not balance.has_default_payment_method:
-        found.append(
-            Item(
-                "no-card",
-                "No card is on file: no top-up can be charged, by hand or automatically.",
-                "Add a card in Cloudflare’s dashboard",
-                ai_gateway_url(links.account_id),
-                external=True,
-            )
-        )
+        text = "No card is on file: no top-up can be charged, by hand or automatically."
+        # Cards are managed in Cloudflare's dashboard, by whoever pays here.
+        if links.has_perm("dashboard.create_topup"):
+            url = ai_gateway_url(links.account_id)
+            found.append(Item("no-card", text, "Add a card in Cloudflare’s dashboard", url, True))
+        else:
+            found.append(Item("no-card", text))
     return found
 
 

@@ -105,7 +105,14 @@ def test_it_reads_each_endpoint_once_for_the_whole_page(finance_client, sim):
         "GET usage-history": 1,
         "GET spending-limit": 1,
         "GET invoice-preview": 1,
+        # The attention list's open invoices: the Invoices page's read (30 invoices, 2 pages).
+        "GET invoice-history": 2,
     }
+
+
+def test_it_reads_no_invoices_for_a_reader_who_may_not_see_them(lead_client, sim):
+    lead_client.get(OVERVIEW_URL)
+    assert sim.calls["GET invoice-history"] == 0
 
 
 def test_it_names_the_time_zone(lead_client, settings):
@@ -243,7 +250,8 @@ def test_it_fetches_the_cards_reads_in_parallel(finance_client, sim, settings):
         response = finance_client.get(OVERVIEW_URL)
     assert watch.all_at_once
     assert "Still loading" not in response.text
-    assert sim.calls == four
+    # Then the invoice history's pages, one after the other (for the attention list).
+    assert sim.calls == {**four, "GET invoice-history": 2}
 
 
 def test_it_lets_a_pending_banner_load_itself(lead_client, sim, settings):
@@ -630,3 +638,45 @@ def test_it_does_not_ask_a_failing_cloudflare_again_for_every_view(lead_client, 
     for _ in range(3):
         assert "having trouble" in lead_client.get(OVERVIEW_URL).text
     assert sim.calls["GET credit-balance"] == 1
+
+
+# ---------------------------------------------------------------- prepaid credit and the invoice
+
+
+def test_it_says_the_upcoming_invoice_is_drawn_from_the_prepaid_credit(finance_client, sim):
+    account(sim).balance = 12_345  # cents
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    preview = account(sim).invoice_preview(SIMULATOR_NOW)
+    usage = Decimal(preview["amount_due"]) / 100
+    assert f"Usage so far this period {format_usd(usage)}" in words
+    assert "Usage is drawn from your prepaid credit as it happens (balance now $123.45)" in words
+    assert "Nothing is charged beyond the credit unless the balance runs out" in words
+    assert "Credits applied None listed by Cloudflare" in words
+    assert "Total due" not in words and "remaining" not in words
+
+
+def test_it_says_how_much_usage_the_credit_does_not_cover(finance_client, sim):
+    account(sim).balance = -2_500
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "The balance is $25.00 below zero: $25.00 of usage is not covered by credit" in words
+    assert "Nothing is charged beyond" not in words
+
+
+def test_it_shows_the_credits_cloudflare_applied(finance_client, sim, monkeypatch):
+    state = account(sim)
+    preview = state.invoice_preview(SIMULATOR_NOW)
+    preview["invoice_lines"][0]["pretax_credit_amounts"] = [
+        {"amount": 1_000, "type": "credit_balance_transaction"},
+        {"amount": 250, "type": "discount"},
+    ]
+    monkeypatch.setattr(state, "invoice_preview", lambda now: preview)
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "Credits applied $12.50" in words
+
+
+def test_it_explains_the_invoice_without_the_balance_when_that_fails(finance_client, sim):
+    sim.set_fault("GET credit-balance", "error", status=500)
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "Usage is drawn from your prepaid credit as it happens." in words
+    assert "Nothing is charged beyond the credit unless the balance runs out" in words
+    assert "balance now" not in words

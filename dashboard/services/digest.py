@@ -21,6 +21,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_api.models import Invoice
 from dashboard import clock
 from dashboard.access import Account, accounts_for
 from dashboard.models import DigestSubscription, Topup
@@ -42,8 +43,9 @@ class AccountWeek:
     spent: Decimal | None
     spent_before: Decimal | None
     runway: str
-    #: None when the user may not see them: (when, amount, how) per top-up; the invoices'
-    #: count and the money they took (paid invoices only).
+    #: None when the user may not see them: (when, amount, how) per paid top-up; the count
+    #: of the other invoices and the money they took (paid ones only). Each invoice is
+    #: counted once: a paid top-up's invoice is the top-up.
     topups: list[tuple[datetime, Decimal, str]] | None
     invoices: tuple[int, Decimal] | None
     problems: tuple[str, ...] = ()
@@ -128,23 +130,30 @@ def _account_week(
         if issued is None:
             problems.append(problem)
         else:
+            # A top-up whose invoice was never paid (open, void...) added no money.
+            paid = [i for i in issued if i.created and alerts.paid(i)]
             if may_topups:
-                ours = dict(
-                    Topup.objects.filter(
-                        account_id=account.id,
-                        payment_intent_id__in=[i.id for i in issued if i.id],
-                    ).values_list("payment_intent_id", "username")
-                )
-                # A top-up whose invoice was never paid (open, void...) added no money.
-                topups = sorted(
-                    (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
-                    for i in issued
-                    if i.created and alerts.paid(i)
-                )
+                topups = _topups(account.id, paid)
             if may_invoices:
-                invoices = (len(issued), sum((alerts.paid(i) for i in issued), Decimal(0)))
+                # Each invoice counted once: a paid top-up's invoice is the top-up listed,
+                # so a $50 top-up reads as $50 once. The others (unpaid) are counted here.
+                others = [i for i in issued if i not in paid] if may_topups else issued
+                invoices = (len(others), sum((alerts.paid(i) for i in others), Decimal(0)))
     return AccountWeek(
         account, spent, spent_before, runway_words, topups, invoices, tuple(problems)
+    )
+
+
+def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decimal, str]]:
+    ours = dict(
+        Topup.objects.filter(
+            account_id=account_id, payment_intent_id__in=[i.id for i in paid if i.id]
+        ).values_list("payment_intent_id", "username")
+    )
+    return sorted(
+        (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
+        for i in paid
+        if i.created
     )
 
 

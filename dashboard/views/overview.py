@@ -30,8 +30,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("dashboard.view_overview", raise_exception=True)
 def all_accounts(request: HttpRequest) -> HttpResponse:
-    rows = cards.account_summaries(accounts_for(request.user))
-    return render(request, "dashboard/all_accounts.html", {"rows": rows})
+    rows = cards.account_summaries(accounts_for(request.user), request.user.has_perm)
+    needs_attention = [row for row in rows if row.attention.value]
+    context = {"rows": rows, "needs_attention": needs_attention}
+    return render(request, "dashboard/all_accounts.html", context)
 
 
 @require_GET
@@ -50,7 +52,7 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             raise PermissionDenied
 
     def build() -> tuple[HttpResponse, datetime | None]:
-        page = cards.overview(account.id, (partial,) if partial else allowed)
+        page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
         template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
         context = {
             "account": account,

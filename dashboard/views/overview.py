@@ -29,7 +29,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @permission_required("dashboard.view_overview", raise_exception=True)
 def all_accounts(request: HttpRequest) -> HttpResponse:
     rows = cards.account_summaries(accounts_for(request.user))
-    return render(request, "dashboard/all_accounts.html", {"rows": rows})
+    context = {"rows": rows, "spans": cards.shared_spans(rows)}
+    return render(request, "dashboard/all_accounts.html", context)
 
 
 @require_GET

@@ -169,7 +169,7 @@ def test_it_dates_the_runway_the_same_on_the_overview_and_all_accounts(client, f
     client.force_login(finance)
     overview = client.get(f"/accounts/{OTHER_ACCOUNT_ID}/").text
     everyone = client.get("/accounts/").text
-    dated = re.findall(r'data-figure="runway" datetime="([\d-]+)"', overview)
-    listed = re.findall(r'data-figure="runway" datetime="([\d-]+)"', everyone)
+    dated = re.findall(r'<time datetime="([\d-]+)" data-figure="runway">', overview)
+    listed = re.findall(r'<time datetime="([\d-]+)" data-figure="runway">', everyone)
     assert dated and dated[0] in listed
     assert BURN_7D_SPAN in overview

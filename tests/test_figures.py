@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -20,7 +21,7 @@ from django.core.mail import EmailMultiAlternatives
 
 from dashboard import billing
 from dashboard.models import AlertRule, DigestSubscription
-from dashboard.services import alerts, digest, notify
+from dashboard.services import alerts, digest, figures, notify
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
 
 pytestmark = pytest.mark.usefixtures("frozen_clock")
@@ -173,3 +174,39 @@ def test_it_dates_the_runway_the_same_on_the_overview_and_all_accounts(client, f
     listed = re.findall(r'<time datetime="([\d-]+)" data-figure="runway">', everyone)
     assert dated and dated[0] in listed
     assert BURN_7D_SPAN in overview
+
+
+# ---------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "label"),
+    [
+        (date(2026, 12, 6), date(2026, 12, 6), "6 Dec"),
+        (date(2026, 12, 1), date(2026, 12, 7), "1–7 Dec"),
+        (date(2026, 11, 30), date(2026, 12, 6), "30 Nov–6 Dec"),
+        (date(2026, 12, 28), date(2027, 1, 3), "28 Dec 2026–3 Jan 2027"),
+    ],
+)
+def test_it_names_a_run_of_days_briefly(first, last, label):
+    assert figures.days_label(first, last) == label
+
+
+def test_it_labels_a_rate_with_its_complete_days_and_zone():
+    berlin = ZoneInfo("Europe/Berlin")
+    # Monday 7 December, 20:30 in Berlin: today is not a complete day.
+    now = datetime(2026, 12, 7, 19, 30, tzinfo=UTC)
+    span = figures.last_complete_days(7, now, berlin)
+    assert (span.start, span.end) == (
+        datetime(2026, 11, 29, 23, tzinfo=UTC),
+        datetime(2026, 12, 6, 23, tzinfo=UTC),
+    )
+    burn = figures.Figure("burn-7d", Decimal("232.75"), span, per_day=True)
+    assert burn.label == "per day over 30 Nov–6 Dec, complete days, Europe/Berlin"
+
+
+def test_it_labels_the_last_24_hours_up_to_the_last_complete_hour():
+    now = datetime(2026, 12, 7, 20, 45, tzinfo=UTC)
+    figure = figures.last_24h([], now, UTC)
+    assert figure.value == 0
+    assert figure.label == "over 6 Dec 20:00–7 Dec 20:00, UTC"

@@ -66,6 +66,8 @@ class Reading:
     month_to_date: Decimal | None = None
     #: Each figure's span in words, keyed as ``figures`` names them ("mtd": "over 1–7 Jun…").
     spans: dict[str, str] = field(default_factory=dict)
+    #: The burn rate the runway is forecast at, in words ("$216.15 per day over 3–9 Jun…").
+    burn_text: str = ""
     #: Paid by automatic top-ups since the 1st (read only for an account with a cap).
     auto_topups_this_month: Decimal | None = None
     #: The auto top-up rule as (threshold, amount), None when off; for the audit log.
@@ -176,6 +178,7 @@ def reading_of(
         burn = usage.burn_week
         if burn is not None:
             shown.append(burn)
+            values["burn_text"] = f"{money(burn.value)} {burn.label}"
             # A spike is judged against a full week only.
             values["burn_week"] = None if usage.week_short else burn.value
         values["month_to_date"], values["last_day"] = shown[0].value, shown[1].value
@@ -261,7 +264,7 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             "The credit runs out in {value} {span}, sooner than the {threshold} this alert "
             "watches for.",
             below=True,
-            span=f"at the burn rate {reading.spans.get('burn-7d', 'of the last 7 days')}",
+            span=f"at {reading.burn_text or 'the burn rate of the last 7 days'}",
         )
     if kind == Kind.AUTO_TOPUP_FAILED:
         problem = reading.auto_topup_problem

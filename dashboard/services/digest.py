@@ -197,8 +197,7 @@ def _runway_words(reading: alerts.Reading) -> str:
         return "not running out at the 7-day burn rate"
     if reading.runway_days <= 0:
         return "the balance is used up"
-    rate = reading.spans.get("burn-7d", "of the last 7 days")
-    return f"about {reading.runway_days:.0f} days at the burn rate {rate}"
+    return f"about {reading.runway_days:.0f} days at {reading.burn_text}"
 
 
 def message(digest: Digest, to: str) -> EmailMultiAlternatives:

@@ -224,7 +224,7 @@ class AlertRule(models.Model):
         BALANCE_BELOW = "balance_below", "Balance below an amount"
         RUNWAY_BELOW = "runway_below", "Runway shorter than a number of days"
         AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed or turned off"
-        SPEND_SPIKE = "spend_spike", "Spend in the last day above K × the daily average"
+        SPEND_SPIKE = "spend_spike", "Spend in the last 24 hours above K × the 7-day burn rate"
         MONTH_TO_DATE_ABOVE = "month_to_date_above", "Month-to-date spend above an amount"
         AUTO_TOPUP_CAP = (
             "auto_topup_cap",
@@ -241,7 +241,7 @@ class AlertRule(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     #: Days: the runway threshold.
     days = models.PositiveSmallIntegerField(null=True, blank=True)
-    #: K: how many times the trailing daily average the last day's spend may reach.
+    #: K: how many times the burn per day (last 7 complete days) the last 24 hours may reach.
     factor = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     #: Email addresses, one per line.
     emails = models.TextField(blank=True)

@@ -119,7 +119,7 @@ def test_it_names_the_time_zone(lead_client, settings):
     settings.TIME_ZONE = "Europe/Berlin"
     response = lead_client.get(OVERVIEW_URL)
     assert "Times are shown in Europe/Berlin." in response.text
-    assert "midnight to midnight in Europe/Berlin" in response.text
+    assert "per day over 3–9 Jun, complete days, Europe/Berlin" in response.text
 
 
 def test_it_refuses_a_post(lead_client):
@@ -356,8 +356,10 @@ def test_it_shows_the_7_and_30_day_burn_rates_over_complete_days(lead_client, si
     week = expected_spend(sim, midnight - timedelta(days=7), midnight) / 7
     month = expected_spend(sim, midnight - timedelta(days=30), midnight) / 30
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
-    assert f"Last 7 days {format_usd(week)} a day" in runway_card
-    assert f"Last 30 days {format_usd(month)} a day" in runway_card
+    assert f"Last 7 days {format_usd(week)} per day over 3–9 Jun, complete days, UTC" in runway_card
+    assert f"Last 30 days {format_usd(month)} per day over 11 May–9 Jun, complete days, UTC" in (
+        runway_card
+    )
     assert "today so far is not counted" in runway_card
 
 
@@ -389,7 +391,10 @@ def test_it_dates_the_day_the_balance_runs_out_without_auto_topup(lead_client, s
     state.balance = float(per_day * 100 * 10)  # ten days' worth, in cents
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
     zero = (NOW + timedelta(days=10)).strftime("%a %-d %b %Y")
-    assert f"At the 7-day rate, the balance reaches zero around {zero}" in runway_card
+    assert (
+        f"At {format_usd(per_day)} a day (the last 7 complete days), the balance reaches zero "
+        f"around {zero}"
+    ) in runway_card
 
 
 def test_it_does_not_count_auto_topup_without_a_card(client, lead, sim):
@@ -413,7 +418,7 @@ def test_it_says_when_nothing_was_spent(lead_client, sim):
     state.topup_config.amount = state.topup_config.threshold = None
     state._usage_cache.update(dict.fromkeys(range(state.origin_hour, state.settled_hour), 0.0))
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
-    assert "Last 7 days $0.00 a day" in runway_card
+    assert "Last 7 days $0.00 per day over" in runway_card
     assert "No net spend in the last 7 complete days" in runway_card
 
 
@@ -434,8 +439,8 @@ def test_it_sums_the_spend_since_the_1st_of_the_month(lead_client, sim):
     spent = expected_spend(sim, datetime(2026, 6, 1, tzinfo=UTC), NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
     assert f"Spend this month Loading Refresh {format_usd(spent)}" in spend_card
-    assert "Since 1 Jun, 00:00 through 10 Jun, 12:00 UTC" in spend_card
-    assert "At the 7-day rate, the month comes to about $" in spend_card
+    assert "Month to date over 1 Jun 00:00–10 Jun 12:00, UTC" in spend_card
+    assert "At the 7-day burn rate, the month (1 Jun–30 Jun) comes to about $" in spend_card
 
 
 def test_it_starts_the_month_at_midnight_in_the_reporting_zone(lead_client, sim, settings):
@@ -444,7 +449,7 @@ def test_it_starts_the_month_at_midnight_in_the_reporting_zone(lead_client, sim,
     spent = expected_spend(sim, start, NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
     assert f"Refresh {format_usd(spent)}" in spend_card
-    assert "Since 1 Jun, 00:00 through 10 Jun, 08:00 EDT" in spend_card
+    assert "over 1 Jun 00:00–10 Jun 08:00, America/New_York" in spend_card
 
 
 # ---------------------------------------------------------------- spending limit

@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing_api import models
 from dashboard import clock, upstream
 from dashboard.access import Account
-from dashboard.services import attention, invoices, reads, runway
+from dashboard.services import attention, figures, invoices, reads, runway
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
 BANNER: Final = "topup-banner"
@@ -101,6 +101,7 @@ class Usage:
     days: tuple[runway.DayTotal, ...]
     week: runway.BurnRate | None
     month: runway.BurnRate | None
+    zone: tzinfo
 
     @classmethod
     def of(cls, history: models.UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
@@ -114,7 +115,21 @@ class Usage:
             days,
             runway.burn_rate(days, runway.SHORT_DAYS),
             runway.burn_rate(days, runway.LONG_DAYS),
+            tz,
         )
+
+    @property
+    def burn_week(self) -> figures.Figure | None:
+        return figures.burn_of(self.week, self.zone)
+
+    @property
+    def burn_month(self) -> figures.Figure | None:
+        return figures.burn_of(self.month, self.zone)
+
+    @property
+    def week_short(self) -> bool:
+        """Fewer than 7 complete days of history."""
+        return self.week is None or self.week.short
 
 
 # ---------------------------------------------------------------- card values
@@ -138,6 +153,8 @@ class RunwayInfo:
     #: Why auto top-up does not count for the forecast, when a rule exists but cannot fire.
     auto_topup_problem: str | None
     now: datetime
+    burn_week: figures.Figure | None = None
+    burn_month: figures.Figure | None = None
 
     @property
     def topup_frequency(self) -> str | None:
@@ -148,6 +165,8 @@ class RunwayInfo:
 @dataclass(frozen=True)
 class SpendInfo:
     month: runway.MonthToDate
+    total: figures.Figure
+    forecast: figures.Figure | None
 
 
 @dataclass(frozen=True)
@@ -355,13 +374,22 @@ def runway_info(balance: models.CreditBalance | None, usage: Usage, now: datetim
     assert balance is not None
     rule, problem = auto_topup_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
-    return RunwayInfo(balance.balance, usage.week, usage.month, forecast, rule, problem, now)
+    return RunwayInfo(
+        balance.balance,
+        usage.week,
+        usage.month,
+        forecast,
+        rule,
+        problem,
+        now,
+        usage.burn_week,
+        usage.burn_month,
+    )
 
 
 def spend_info(usage: Usage, now: datetime, tz: tzinfo) -> SpendInfo:
-    return SpendInfo(
-        runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
-    )
+    month = runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
+    return SpendInfo(month, figures.month_to_date(month, tz), figures.month_end_forecast(month, tz))
 
 
 def limit_card(
@@ -498,3 +526,17 @@ def account_summaries(
         needs = attention_card(account.id, mine, page.runway, now, has_perm)
         rows.append(AccountSummary(account, page.balance, page.runway, page.spend, needs))
     return rows
+
+
+def shared_spans(rows: Iterable[AccountSummary]) -> dict[str, str]:
+    """The spans of the table's burn and month columns, from the first row that has them:
+    every account read at the same moment shares them (a newer account's burn may cover
+    fewer days; its overview names them)."""
+    spans: dict[str, str] = {}
+    for row in rows:
+        runway_info, spend = row.runway.value, row.spend.value
+        if runway_info is not None and runway_info.burn_week is not None:
+            spans.setdefault("burn", runway_info.burn_week.label)
+        if spend is not None:
+            spans.setdefault("mtd", spend.total.label)
+    return spans

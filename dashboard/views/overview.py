@@ -32,7 +32,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def all_accounts(request: HttpRequest) -> HttpResponse:
     rows = cards.account_summaries(accounts_for(request.user), request.user.has_perm)
     needs_attention = [row for row in rows if row.attention.value]
-    context = {"rows": rows, "needs_attention": needs_attention}
+    context = {"rows": rows, "needs_attention": needs_attention, "spans": cards.shared_spans(rows)}
     return render(request, "dashboard/all_accounts.html", context)
 
 

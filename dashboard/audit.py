@@ -58,7 +58,8 @@ def record(
         codes = list(error.codes)
         request_id = error.request_id or ""
     if error is not None and not detail:
-        detail = f"{type(error).__name__}: {error.user_message}"
+        # Words for the Activity page; status, codes and request id are kept apart below.
+        detail = error.user_message
     return AuditEvent.objects.create(
         user=user if isinstance(user, User) else None,
         # ``actor``: who acted when no one was logged in (the alerts worker).

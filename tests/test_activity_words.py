@@ -121,6 +121,13 @@ def test_it_lists_values_in_words_not_json(finance_client, finance):
     assert not MACHINERY.search(unescape(table)), MACHINERY.search(unescape(table))
 
 
+def test_it_calls_the_payment_intent_a_payment_reference(finance_client, finance):
+    after = {"amount": "25.00", "payment_intent_id": "in_1abc", "status": "pending"}
+    audit.record(finance, ACCOUNT_ID, audit.Action.TOPUP, audit.Outcome.ACCEPTED, after=after)
+    page = unescape(finance_client.get(ACTIVITY).text)
+    assert "Payment reference:" in page and "Payment intent id" not in page
+
+
 def test_it_exports_the_detail_in_words(finance_client, finance):
     error = errors.UpstreamError("POST topup answered HTTP 502", status_code=502)
     audit.record(

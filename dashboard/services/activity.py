@@ -190,7 +190,13 @@ def _detail_part(part: str) -> str:
     return message if name == "__all__" else f"{_label(name)}: {message}"
 
 
+#: Recorded keys whose plain reading would still be machinery; the top-ups page says the same.
+_LABELS = {"payment_intent_id": "Payment reference"}
+
+
 def _label(key: str) -> str:
+    if key in _LABELS:
+        return _LABELS[key]
     text = key.replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else "Value"
 

@@ -1,4 +1,10 @@
-"""The audit log: every attempted change, recorded once, whatever its outcome."""
+"""The audit log: every attempted change, recorded once, whatever its outcome.
+
+An attempt is a change that was confirmed or sent to Cloudflare, or refused for want of a
+permission. A form sent back for a typo is not one; the invalid submissions kept are a
+top-up refused at its confirmation step and a spending limit refused after its "I understand"
+box was ticked. Details are kept in words, as the Activity page shows them.
+"""
 
 from __future__ import annotations
 

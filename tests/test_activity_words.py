@@ -97,6 +97,10 @@ def test_it_records_what_cloudflare_said_without_class_names(admin):
         ),
         ("missing permission dashboard.create_topup", "Their role does not allow this change."),
         ("amount: ['Enter a number.']", "Amount: Enter a number."),
+        (
+            "Cloudflare refused the values sent. Cloudflare said: “amount: too low; try 10”",
+            "Cloudflare refused the values sent. Cloudflare said: “amount: too low; try 10”",
+        ),
         ("", "—"),
     ],
 )

@@ -176,7 +176,11 @@ def detail_text(detail: str) -> str:
     if detail.startswith("missing permission "):
         return FORBIDDEN_TEXT
     detail = _CLASS_PREFIX.sub("", detail)
-    return " ".join(_detail_part(part.strip()) for part in detail.split("; ") if part.strip())
+    parts = [part.strip() for part in detail.split("; ") if part.strip()]
+    if not parts or not all(_FIELD_PART.match(part) for part in parts):
+        # Not a form's errors: Cloudflare's own words, kept as they were (semicolons too).
+        return detail
+    return " ".join(_detail_part(part) for part in parts)
 
 
 def _detail_part(part: str) -> str:

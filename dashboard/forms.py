@@ -257,68 +257,109 @@ class ActivityFilterForm(forms.Form):
 # ---------------------------------------------------------------- auto top-up and spending limit
 
 
-#: An amount as people type it: digits, a point, cents (ASCII only: Python's Decimal would
-#: also read "1E+9", "Infinity" and other scripts' digits, which nobody means as dollars).
-PLAIN_AMOUNT = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
-EXPONENT = re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+")
+#: Dollars as people type them: digits, thousands commas ("1,000") and cents after a point.
+#: ASCII only: Python's Decimal would also read "1E+9", "Infinity" and other scripts' digits,
+#: which nobody means as dollars.
+PLAIN_DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+GROUPED_DOLLARS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
+EXPONENT = re.compile(r"[0-9.,]+[eE][-+]?[0-9]+")
 
 
-def check_plain_amount(text: str, messages: dict[str, Any]) -> None:
-    """Refuses anything but plain digits (an exponent with its own message)."""
-    if EXPONENT.fullmatch(text):
-        raise forms.ValidationError(messages["exponent"], code="exponent")
-    if not PLAIN_AMOUNT.fullmatch(text):
-        raise forms.ValidationError(messages["invalid"], code="invalid")
+def read_dollars(text: str) -> str:
+    """``text`` as a plain number ("-$1,000.50" is "-1000.50"), or a ``ValidationError``.
+
+    Its ``code`` is ``exponent``, ``grouping`` (commas that do not separate thousands, as in
+    "1,50", which may mean $1.50 or $150) or ``invalid``.
+    """
+    number = text.strip()
+    # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
+    sign = "-" if number.startswith("-") else ""
+    number = number.removeprefix("-").strip().removeprefix("$").strip()
+    if not sign and number.startswith("-"):
+        sign, number = "-", number.removeprefix("-").strip()
+    if PLAIN_DOLLARS.fullmatch(number):
+        return sign + number
+    if GROUPED_DOLLARS.fullmatch(number):
+        return sign + number.replace(",", "")
+    code = "exponent" if EXPONENT.fullmatch(number) else "invalid"
+    if code == "invalid" and re.fullmatch(r"[0-9.,]+", number):
+        code = "grouping"
+    raise forms.ValidationError(code, code=code)
 
 
-class PlainAmountField(forms.DecimalField):
-    """A ``DecimalField`` that reads plain digits only; an exponent gets its own message."""
+class DollarField(forms.DecimalField):
+    """Dollars and cents as people type them: "$1,250.5" is 1250.50. Every error a sentence.
 
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str) and (text := value.strip()):
-            check_plain_amount(text, self.error_messages)
-        return super().to_python(value)
+    ``noun`` names the value in messages ("the threshold"); the range, when given, is named
+    in full in a refusal, with why its end is where it is ("Cloudflare's minimum").
+    """
 
+    #: Whole digits beyond these are refused before any arithmetic (Decimal's precision is 28).
+    MAX_WHOLE_DIGITS = 15
 
-class DollarField(PlainAmountField):
-    """Dollars and cents: "$1,250.5" is read as 1250.50; more than two decimals is an error."""
-
-    def __init__(self, *, label: str, minimum: Decimal, maximum: Decimal, **kwargs: Any) -> None:
-        low, high = f"${minimum:,.2f}", f"${maximum:,.2f}"
+    def __init__(
+        self,
+        *,
+        label: str,
+        noun: str,
+        minimum: Decimal | None = None,
+        maximum: Decimal | None = None,
+        why_minimum: str = "",
+        why_maximum: str = "",
+        **kwargs: Any,
+    ) -> None:
+        messages = {
+            "required": f"Enter the {noun} in dollars, such as 25 or 1,000.50.",
+            "invalid": f"Enter the {noun} as a number of dollars, such as 25 or 1,000.50.",
+            "exponent": f"Enter the {noun} as plain digits, such as 25 or 1,000.50, without an "
+            "exponent.",
+            "grouping": f"Enter the {noun} with commas only between thousands and a point "
+            "before the cents, such as 1,000.50.",
+            "max_decimal_places": f"Enter the {noun} in whole cents, with at most two digits "
+            "after the point.",
+            "too_large": f"The {noun} is far too large.",
+        }
+        if minimum is not None and maximum is not None:
+            low, high = format_usd(minimum), format_usd(maximum)
+            between = f"The {noun} must be between {low} and {high}"
+            messages["min_value"] = f"{between}: {low} is {why_minimum}." if why_minimum else ""
+            messages["max_value"] = f"{between}: {high} is {why_maximum}." if why_maximum else ""
+            for code in ("min_value", "max_value"):
+                messages[code] = messages[code] or f"{between}."
+            messages["too_large"] = messages["max_value"]
         super().__init__(
             label=label,
             min_value=minimum,
             max_value=maximum,
             decimal_places=2,
-            error_messages={
-                "required": f"Enter the {label.lower()} in dollars.",
-                "invalid": f"Enter the {label.lower()} as a number of dollars, like 20.00.",
-                "exponent": f"Enter the {label.lower()} as plain digits, like 20.00, without an "
-                "exponent.",
-                "min_value": f"The {label.lower()} must be at least {low} (Cloudflare's minimum).",
-                "max_value": f"The {label.lower()} can be at most {high}.",
-                "max_decimal_places": f"Enter the {label.lower()} in whole cents (two decimals).",
-                "max_digits": f"The {label.lower()} can be at most {high}.",
-                "max_whole_digits": f"The {label.lower()} can be at most {high}.",
-            },
+            error_messages=messages,
             # Text, not number: browsers would refuse "$20" or "1,000" and hide the reason.
             widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
             **kwargs,
         )
 
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+        if isinstance(value, str) and value:
+            try:
+                value = read_dollars(value)
+            except forms.ValidationError as error:
+                code = error.code or "invalid"
+                raise forms.ValidationError(self.error_messages[code], code=code) from None
+            if len(value.lstrip("-").split(".")[0]) > self.MAX_WHOLE_DIGITS:
+                raise forms.ValidationError(self.error_messages["too_large"], code="too_large")
+        return super().to_python(value)
+
     def clean(self, value: Any) -> Decimal | None:
         result = super().clean(value)
         return None if result is None else Decimal(result).quantize(Decimal("0.01"))
-
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip().replace(",", "").removeprefix("$").strip()
-        return super().to_python(value)
 
 
 #: Sane upper bounds: a typo of a few extra zeros must not reach Cloudflare. The rule's amount
 #: is a top-up made again and again: ``TOPUP_MAX_AMOUNT`` bounds it like a one-off one.
 AUTO_TOPUP_MAX_THRESHOLD = Decimal("10000")
+CLOUDFLARES_MINIMUM = "Cloudflare’s minimum"
 SPENDING_LIMIT_MAX = Decimal("1000000")
 
 
@@ -326,7 +367,11 @@ class AutoTopupForm(forms.Form):
     """When the balance falls below ``threshold``, add ``amount`` (Cloudflare's minimums)."""
 
     threshold = DollarField(
-        label="Threshold", minimum=Decimal("5.00"), maximum=AUTO_TOPUP_MAX_THRESHOLD
+        label="Threshold",
+        noun="threshold",
+        minimum=Decimal("5.00"),
+        maximum=AUTO_TOPUP_MAX_THRESHOLD,
+        why_minimum=CLOUDFLARES_MINIMUM,
     )
 
     def __init__(self, *args: Any, max_amount: Decimal | None = None, **kwargs: Any) -> None:
@@ -336,7 +381,11 @@ class AutoTopupForm(forms.Form):
         if max_amount is not None:
             ceiling = min(ceiling, max_amount)
         self.fields["amount"] = DollarField(
-            label="Amount", minimum=Decimal("10.00"), maximum=ceiling
+            label="Amount",
+            noun="amount",
+            minimum=Decimal("10.00"),
+            maximum=ceiling,
+            why_minimum=CLOUDFLARES_MINIMUM,
         )
 
 
@@ -358,7 +407,13 @@ class SpendingLimitForm(forms.Form):
     reaches the amount; the form keeps its answer in ``impact`` for the page.
     """
 
-    amount = DollarField(label="Limit", minimum=Decimal("1.00"), maximum=SPENDING_LIMIT_MAX)
+    amount = DollarField(
+        label="Limit",
+        noun="limit",
+        minimum=Decimal("1.00"),
+        maximum=SPENDING_LIMIT_MAX,
+        why_minimum=CLOUDFLARES_MINIMUM,
+    )
     duration = forms.ChoiceField(
         label="Window",
         choices=LIMIT_DURATIONS,
@@ -412,21 +467,8 @@ class TopupForm(forms.Form):
     confirmation step handed out (see ``topups.confirmation``).
     """
 
-    amount = PlainAmountField(
-        label="Amount (US dollars)",
-        max_digits=12,
-        decimal_places=2,
-        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
-        error_messages={
-            "required": "Enter an amount in dollars, such as 25 or 25.50.",
-            "invalid": "Enter the amount as a number of dollars, such as 25 or 25.50.",
-            "exponent": "Enter the amount as plain digits, such as 25 or 25.50, without an "
-            "exponent.",
-            "max_decimal_places": "Enter whole cents: at most 2 digits after the point.",
-            "max_digits": "That amount is far too large for a top-up.",
-            "max_whole_digits": "That amount is far too large for a top-up.",
-        },
-    )
+    # The account's range replaces this field in ``__init__``.
+    amount = DollarField(label="Amount (US dollars)", noun="amount")
     idempotency_key = forms.RegexField(
         regex=topups.KEY_PATTERN,
         widget=forms.HiddenInput,
@@ -447,20 +489,15 @@ class TopupForm(forms.Form):
             data["amount"] = preset
         super().__init__(data, **kwargs)
         self.limits = limits
-
-    def clean_amount(self) -> Decimal:
-        amount: Decimal = self.cleaned_data["amount"]
-        if amount <= 0:
-            raise forms.ValidationError("Enter an amount of more than $0.")
-        minimum, maximum = self.limits.minimum, self.limits.maximum
-        if amount < minimum:
-            raise forms.ValidationError(
-                f"The smallest top-up for this account is {format_usd(minimum)}."
-            )
-        if amount > maximum:
-            whose = "this dashboard allows" if self.limits.ceiling else "for this account"
-            raise forms.ValidationError(f"The largest top-up {whose} is {format_usd(maximum)}.")
-        return amount.quantize(Decimal("0.01"))
+        whose = "this dashboard allows" if limits.ceiling else "for this account"
+        self.fields["amount"] = DollarField(
+            label="Amount (US dollars)",
+            noun="amount",
+            minimum=limits.minimum,
+            maximum=limits.maximum,
+            why_minimum="the smallest top-up for this account",
+            why_maximum=f"the largest top-up {whose}",
+        )
 
 
 # ---------------------------------------------------------------- alerts
@@ -479,6 +516,7 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
 
     amount = DollarField(
         label="Amount, in dollars",
+        noun="amount",
         minimum=Decimal("0.01"),
         maximum=Decimal("10000000"),
         required=False,

@@ -158,6 +158,15 @@ class Topup(models.Model):
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    #: When the worker next asks Cloudflare where a pending or unknown top-up stands; null
+    #: once there is nothing more to ask (completed, failed, or given up on).
+    follow_up_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    #: How many times it was asked: the wait before the next time grows with it.
+    follow_ups = models.PositiveSmallIntegerField(default=0)
+    #: A worker asking now holds the row until then; another worker leaves it alone.
+    follow_up_claimed_until = models.DateTimeField(null=True, blank=True)
+    #: What the last follow-up found, for the page ("Cloudflare could not be asked...").
+    follow_up_note = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -175,7 +184,7 @@ class RefusedChange(models.Model):
     """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only).
 
     Remembered so that the next admin sees the notice before filling the form in; cleared
-    when a later attempt succeeds, or when someone chooses to try again.
+    only when a later attempt succeeds (choosing to try again just opens the form).
     """
 
     class Kind(models.TextChoices):
@@ -215,7 +224,7 @@ class AlertRule(models.Model):
         BALANCE_BELOW = "balance_below", "Balance below an amount"
         RUNWAY_BELOW = "runway_below", "Runway shorter than a number of days"
         AUTO_TOPUP_FAILED = "auto_topup_failed", "Auto top-up failed or turned off"
-        SPEND_SPIKE = "spend_spike", "Spend in the last day above K × the daily average"
+        SPEND_SPIKE = "spend_spike", "Spend in the last 24 hours above K × the 7-day burn rate"
         MONTH_TO_DATE_ABOVE = "month_to_date_above", "Month-to-date spend above an amount"
         AUTO_TOPUP_CAP = (
             "auto_topup_cap",
@@ -232,7 +241,7 @@ class AlertRule(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     #: Days: the runway threshold.
     days = models.PositiveSmallIntegerField(null=True, blank=True)
-    #: K: how many times the trailing daily average the last day's spend may reach.
+    #: K: how many times the burn per day (last 7 complete days) the last 24 hours may reach.
     factor = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
     #: Email addresses, one per line.
     emails = models.TextField(blank=True)

@@ -76,7 +76,7 @@ def test_auto_topup_failed_or_off_is_true_until_it_works_again() -> None:
 )
 def test_a_spike_is_k_times_the_daily_average(last_day: str, expected: str) -> None:
     kept = rule(Kind.SPEND_SPIKE, factor=Decimal(3))
-    seen = judge(kept, Reading(at=NOW, last_day=Decimal(last_day), daily_average=Decimal(100)))
+    seen = judge(kept, Reading(at=NOW, last_day=Decimal(last_day), burn_week=Decimal(100)))
     assert seen.state == expected
     if expected == "true":
         assert "3.0 times" in seen.message and seen.facts["ratio"] == "3.01"
@@ -84,7 +84,7 @@ def test_a_spike_is_k_times_the_daily_average(last_day: str, expected: str) -> N
 
 def test_a_spike_cannot_be_judged_against_nothing() -> None:
     kept = rule(Kind.SPEND_SPIKE, factor=Decimal(3))
-    assert state(kept, last_day=Decimal(5), daily_average=Decimal(0)) == "between"
+    assert state(kept, last_day=Decimal(5), burn_week=Decimal(0)) == "between"
     assert state(kept) == "unknown"  # not 15 days of history
 
 

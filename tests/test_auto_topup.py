@@ -112,19 +112,35 @@ def test_it_saves_over_htmx_with_the_summary_out_of_band(admin_client, sim):
 @pytest.mark.parametrize(
     ("threshold", "amount", "message"),
     [
-        ("", "20", "Enter the threshold in dollars."),
-        ("10", "", "Enter the amount in dollars."),
-        ("-5", "20", "The threshold must be at least $5.00"),
-        ("abc", "20", "Enter the threshold as a number of dollars, like 20.00."),
-        ("10", "NaN", "Enter the amount as a number of dollars, like 20.00."),
-        ("5.001", "20", "Enter the threshold in whole cents (two decimals)."),
-        ("10", "99999999999", "The amount can be at most $1,000.00."),
+        ("", "20", "Enter the threshold in dollars, such as 25 or 1,000.50."),
+        ("10", "", "Enter the amount in dollars, such as 25 or 1,000.50."),
+        ("-5", "20", "The threshold must be between $5.00 and $10,000.00"),
+        ("abc", "20", "Enter the threshold as a number of dollars, such as 25 or 1,000.50."),
+        ("10", "NaN", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        (
+            "5.001",
+            "20",
+            "Enter the threshold in whole cents, with at most two digits after the point.",
+        ),
+        ("10", "99999999999", "The amount must be between $10.00 and $1,000.00."),
         ("10", "1e9", "without an exponent."),
-        ("10", "1e2", "Enter the amount as plain digits, like 20.00, without an exponent."),
-        ("10", "٢٠", "Enter the amount as a number of dollars, like 20.00."),
-        ("Infinity", "20", "Enter the threshold as a number of dollars, like 20.00."),
-        ("4.99", "20", "The threshold must be at least $5.00 (Cloudflare&#x27;s minimum)."),
-        ("10", "9.99", "The amount must be at least $10.00 (Cloudflare&#x27;s minimum)."),
+        (
+            "10",
+            "1e2",
+            "Enter the amount as plain digits, such as 25 or 1,000.50, without an exponent.",
+        ),
+        ("10", "٢٠", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("Infinity", "20", "Enter the threshold as a number of dollars, such as 25 or 1,000.50."),
+        (
+            "4.99",
+            "20",
+            "The threshold must be between $5.00 and $10,000.00: $5.00 is Cloudflare’s minimum.",
+        ),
+        (
+            "10",
+            "9.99",
+            "The amount must be between $10.00 and $1,000.00: $10.00 is Cloudflare’s minimum.",
+        ),
     ],
 )
 def test_it_refuses_bad_input_keeping_it(admin_client, sim, threshold, amount, message):
@@ -141,7 +157,7 @@ def test_it_keeps_the_amount_under_the_dashboards_top_up_ceiling(admin_client, s
     """The rule's amount is a top-up made again and again: TOPUP_MAX_AMOUNT bounds it too."""
     settings.TOPUP_MAX_AMOUNT = Decimal("500")
     response = save(admin_client, "10", "500.01")
-    assert "The amount can be at most $500.00." in response.text
+    assert "The amount must be between $10.00 and $500.00." in response.text
     assert writes(sim) == 0
     save(admin_client, "10", "500")
     assert sim.account(ACCOUNT_ID).topup_config.amount == 50000
@@ -151,7 +167,7 @@ def test_it_refuses_bad_input_over_htmx_as_the_form_partial(admin_client, sim):
     response = save(admin_client, "1", "20", **HTMX)
     assert response.status_code == 200
     assert "<html" not in response.text
-    assert "The threshold must be at least $5.00" in response.text
+    assert "The threshold must be between $5.00 and $10,000.00" in response.text
     assert writes(sim) == 0
 
 
@@ -161,7 +177,7 @@ def test_it_checks_as_you_type_without_saving(admin_client, sim):
     )
     assert response.status_code == 200
     assert response.text.strip().startswith('<div id="auto-topup-feedback"')
-    assert "The threshold must be at least $5.00" in response.text
+    assert "The threshold must be between $5.00 and $10,000.00" in response.text
     ok = admin_client.post(URL, {"threshold": "10", "amount": "20", "intent": "validate"}, **HTMX)
     assert "this fires about every" in ok.text or "would not fire" in ok.text
     assert writes(sim) == 0
@@ -250,10 +266,11 @@ def test_the_next_admin_sees_the_refusal_before_the_form(admin_client, current_m
     assert "<fieldset disabled>" in page
     retry = admin_client.post(URL, {"intent": "retry", "threshold": "12", "amount": "40"})
     assert retry.status_code == 200
-    assert "Cloudflare refused this on" not in retry.text
     assert 'name="threshold" value="12"' in retry.text
-    assert not RefusedChange.objects.exists()
-    assert "Cloudflare refused this on" not in admin_client.get(URL).text
+    assert "<fieldset disabled>" not in retry.text
+    # Choosing to try again forgets nothing: only Cloudflare's acceptance does.
+    assert RefusedChange.objects.exists()
+    assert "<fieldset disabled>" in admin_client.get(URL).text
 
 
 def test_it_refuses_the_delete_too_and_remembers(admin_client, current_mode):
@@ -328,3 +345,11 @@ def test_it_previews_the_rule_against_the_burn_rate(admin_client, sim):
         **HTMX,
     )
     assert "so a top-up would be due at once" in due.text
+
+
+def test_a_refusal_says_what_to_do_before_cloudflares_words(admin_client, current_mode):
+    plain = "Cloudflare accepts changes to the auto top-up rule only from its own dashboard"
+    for page in (save(admin_client, "12", "40").text, admin_client.get(URL).text):
+        assert page.index(plain) < page.index("Dashboard sessions only")
+        assert page.index("dash.cloudflare.com") < page.index("Dashboard sessions only")
+        assert page.index("Dashboard sessions only") < page.index('name="threshold"')

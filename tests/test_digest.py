@@ -57,15 +57,15 @@ def test_each_reader_gets_what_their_role_shows(travel: Travel, finance, lead, s
         assert "Spend: $" in message.body and "Runway: " in message.body
         assert "on the week before" in message.body or "the same as" in message.body
         assert message.subject == "[AI Gateway spend] Your week: 1 Jun–7 Jun"
-    assert "Top-ups:" in frank.body and "Invoices issued:" in frank.body
-    assert "Top-ups:" not in lena.body and "Invoices issued:" not in lena.body
+    assert "Top-ups:" in frank.body and "Other invoices:" in frank.body
+    assert "Top-ups:" not in lena.body and "invoices:" not in lena.body.lower()
     # One section per account each may see (both are granted every configured one).
     accounts = len(settings.BILLING_ACCOUNTS)
     assert frank.body.count("== ") == accounts == lena.body.count("== ")
     assert isinstance(frank, EmailMultiAlternatives)
     html, kind = frank.alternatives[0]
     assert kind == "text/html" and isinstance(html, str)
-    assert "Spend last week" in html and "Invoices issued" in html
+    assert "Spend last week" in html and "Other invoices" in html
     assert "Top-ups" in html
 
 
@@ -190,10 +190,41 @@ def test_it_counts_only_paid_money(travel: Travel, finance, sim, status):
     assert before.topups is not None and after.topups is not None
     assert before.invoices is not None and after.invoices is not None
     added = [t for t in after.topups if t not in before.topups]
-    # Each invoice issued is counted; only money paid is listed and added up.
-    assert after.invoices[0] == before.invoices[0] + 1
+    # A paid top-up is listed once, as a top-up; an unpaid one is an invoice that took nothing.
     if status == "paid":
         assert added == [(datetime(2026, 6, 3, 9, tzinfo=UTC), Decimal("777.77"), "automatic")]
-        assert after.invoices[1] - before.invoices[1] == Decimal("777.77")
+        assert after.invoices == before.invoices
     else:
-        assert added == [] and after.invoices[1] == before.invoices[1]
+        assert added == []
+        assert after.invoices == (before.invoices[0] + 1, before.invoices[1])
+
+
+def test_it_counts_a_topup_once(travel: Travel, finance, sim):
+    account = sim.account(ACCOUNT_ID)
+    account.invoices.clear()
+    wednesday_last_week = int(datetime(2026, 6, 3, 9, tzinfo=UTC).timestamp())
+    account.invoices.append(Invoice("in_1fifty", 5_000, wednesday_last_week, "manual", "api"))
+    subscribe(finance)
+    digest.send_due()
+    sent = next(m for m in mail.outbox if m.to == ["frank@example.com"])
+    assert isinstance(sent, EmailMultiAlternatives)
+    production = sent.body.split("== Production ==")[1].split("==")[0]
+    assert production.count("$50.00") == 1, production
+    assert "Top-ups:" in production and "Wed 3 Jun  $50.00  one-off" in production
+    assert "Other invoices: none (each top-up above is an invoice)" in production, production
+    html = str(sent.alternatives[0][0])
+    assert "Other invoices:" in html and "Invoices issued" not in html
+
+
+def test_a_reader_without_topups_sees_every_invoice(travel: Travel, finance, sim):
+    account = sim.account(ACCOUNT_ID)
+    account.invoices.clear()
+    wednesday_last_week = int(datetime(2026, 6, 3, 9, tzinfo=UTC).timestamp())
+    account.invoices.append(Invoice("in_1fifty", 5_000, wednesday_last_week, "manual", "api"))
+    finance.user_permissions.clear()
+    for group in finance.groups.all():
+        group.permissions.remove(*group.permissions.filter(codename="view_topups"))
+    finance = type(finance).objects.get(pk=finance.pk)
+    week = digest.build(finance, travel.now()).accounts[0]
+    assert week.topups is None
+    assert week.invoices == (1, Decimal("50.00"))

@@ -105,14 +105,21 @@ def test_it_reads_each_endpoint_once_for_the_whole_page(finance_client, sim):
         "GET usage-history": 1,
         "GET spending-limit": 1,
         "GET invoice-preview": 1,
+        # The attention list's open invoices: the Invoices page's read (30 invoices, 2 pages).
+        "GET invoice-history": 2,
     }
+
+
+def test_it_reads_no_invoices_for_a_reader_who_may_not_see_them(lead_client, sim):
+    lead_client.get(OVERVIEW_URL)
+    assert sim.calls["GET invoice-history"] == 0
 
 
 def test_it_names_the_time_zone(lead_client, settings):
     settings.TIME_ZONE = "Europe/Berlin"
     response = lead_client.get(OVERVIEW_URL)
     assert "Times are shown in Europe/Berlin." in response.text
-    assert "midnight to midnight in Europe/Berlin" in response.text
+    assert "per day over 3–9 Jun, complete days, Europe/Berlin" in response.text
 
 
 def test_it_refuses_a_post(lead_client):
@@ -243,7 +250,8 @@ def test_it_fetches_the_cards_reads_in_parallel(finance_client, sim, settings):
         response = finance_client.get(OVERVIEW_URL)
     assert watch.all_at_once
     assert "Still loading" not in response.text
-    assert sim.calls == four
+    # Then the invoice history's pages, one after the other (for the attention list).
+    assert sim.calls == {**four, "GET invoice-history": 2}
 
 
 def test_it_lets_a_pending_banner_load_itself(lead_client, sim, settings):
@@ -348,8 +356,10 @@ def test_it_shows_the_7_and_30_day_burn_rates_over_complete_days(lead_client, si
     week = expected_spend(sim, midnight - timedelta(days=7), midnight) / 7
     month = expected_spend(sim, midnight - timedelta(days=30), midnight) / 30
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
-    assert f"Last 7 days {format_usd(week)} a day" in runway_card
-    assert f"Last 30 days {format_usd(month)} a day" in runway_card
+    assert f"Last 7 days {format_usd(week)} per day over 3–9 Jun, complete days, UTC" in runway_card
+    assert f"Last 30 days {format_usd(month)} per day over 11 May–9 Jun, complete days, UTC" in (
+        runway_card
+    )
     assert "today so far is not counted" in runway_card
 
 
@@ -381,7 +391,10 @@ def test_it_dates_the_day_the_balance_runs_out_without_auto_topup(lead_client, s
     state.balance = float(per_day * 100 * 10)  # ten days' worth, in cents
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
     zero = (NOW + timedelta(days=10)).strftime("%a %-d %b %Y")
-    assert f"At the 7-day rate, the balance reaches zero around {zero}" in runway_card
+    assert (
+        f"At {format_usd(per_day)} a day (the last 7 complete days), the balance reaches zero "
+        f"around {zero}"
+    ) in runway_card
 
 
 def test_it_does_not_count_auto_topup_without_a_card(client, lead, sim):
@@ -405,7 +418,7 @@ def test_it_says_when_nothing_was_spent(lead_client, sim):
     state.topup_config.amount = state.topup_config.threshold = None
     state._usage_cache.update(dict.fromkeys(range(state.origin_hour, state.settled_hour), 0.0))
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
-    assert "Last 7 days $0.00 a day" in runway_card
+    assert "Last 7 days $0.00 per day over" in runway_card
     assert "No net spend in the last 7 complete days" in runway_card
 
 
@@ -426,8 +439,8 @@ def test_it_sums_the_spend_since_the_1st_of_the_month(lead_client, sim):
     spent = expected_spend(sim, datetime(2026, 6, 1, tzinfo=UTC), NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
     assert f"Spend this month Loading Refresh {format_usd(spent)}" in spend_card
-    assert "Since 1 Jun, 00:00 through 10 Jun, 12:00 UTC" in spend_card
-    assert "At the 7-day rate, the month comes to about $" in spend_card
+    assert "Month to date over 1 Jun 00:00–10 Jun 12:00, UTC" in spend_card
+    assert "At the 7-day burn rate, the month (1 Jun–30 Jun) comes to about $" in spend_card
 
 
 def test_it_starts_the_month_at_midnight_in_the_reporting_zone(lead_client, sim, settings):
@@ -436,7 +449,7 @@ def test_it_starts_the_month_at_midnight_in_the_reporting_zone(lead_client, sim,
     spent = expected_spend(sim, start, NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
     assert f"Refresh {format_usd(spent)}" in spend_card
-    assert "Since 1 Jun, 00:00 through 10 Jun, 08:00 EDT" in spend_card
+    assert "over 1 Jun 00:00–10 Jun 08:00, America/New_York" in spend_card
 
 
 # ---------------------------------------------------------------- spending limit
@@ -630,3 +643,45 @@ def test_it_does_not_ask_a_failing_cloudflare_again_for_every_view(lead_client, 
     for _ in range(3):
         assert "having trouble" in lead_client.get(OVERVIEW_URL).text
     assert sim.calls["GET credit-balance"] == 1
+
+
+# ---------------------------------------------------------------- prepaid credit and the invoice
+
+
+def test_it_says_the_upcoming_invoice_is_drawn_from_the_prepaid_credit(finance_client, sim):
+    account(sim).balance = 12_345  # cents
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    preview = account(sim).invoice_preview(SIMULATOR_NOW)
+    usage = Decimal(preview["amount_due"]) / 100
+    assert f"Usage so far this period {format_usd(usage)}" in words
+    assert "Usage is drawn from your prepaid credit as it happens (balance now $123.45)" in words
+    assert "Nothing is charged beyond the credit unless the balance runs out" in words
+    assert "Credits applied None listed by Cloudflare" in words
+    assert "Total due" not in words and "remaining" not in words
+
+
+def test_it_says_how_much_usage_the_credit_does_not_cover(finance_client, sim):
+    account(sim).balance = -2_500
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "The balance is $25.00 below zero: $25.00 of usage is not covered by credit" in words
+    assert "Nothing is charged beyond" not in words
+
+
+def test_it_shows_the_credits_cloudflare_applied(finance_client, sim, monkeypatch):
+    state = account(sim)
+    preview = state.invoice_preview(SIMULATOR_NOW)
+    preview["invoice_lines"][0]["pretax_credit_amounts"] = [
+        {"amount": 1_000, "type": "credit_balance_transaction"},
+        {"amount": 250, "type": "discount"},
+    ]
+    monkeypatch.setattr(state, "invoice_preview", lambda now: preview)
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "Credits applied $12.50" in words
+
+
+def test_it_explains_the_invoice_without_the_balance_when_that_fails(finance_client, sim):
+    sim.set_fault("GET credit-balance", "error", status=500)
+    words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
+    assert "Usage is drawn from your prepaid credit as it happens." in words
+    assert "Nothing is charged beyond the credit unless the balance runs out" in words
+    assert "balance now" not in words

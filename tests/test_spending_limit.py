@@ -11,7 +11,7 @@ from django.test import Client
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import rules
 
-from .conftest import ACCOUNT_ID, SIMULATOR_NOW
+from .conftest import ACCOUNT_ID, OVERVIEW_URL, SIMULATOR_NOW
 
 URL = f"/accounts/{ACCOUNT_ID}/spending-limit/"
 DELETE_URL = f"/accounts/{ACCOUNT_ID}/spending-limit/delete/"
@@ -33,6 +33,12 @@ def save(client: Client, amount: str, duration="weekly", strategy="sliding", **e
     data.update({k: v for k, v in extra.items() if not k.startswith("HTTP_")})
     headers = {k: v for k, v in extra.items() if k.startswith("HTTP_")}
     return client.post(URL, data, **headers)
+
+
+def limit_card(client: Client) -> str:
+    """The overview's spending-limit card, as HTML."""
+    page = client.get(OVERVIEW_URL).text
+    return page[page.index('<section id="limit-card"') :].split("</section>", 1)[0]
 
 
 def spent_today() -> Decimal:
@@ -89,12 +95,12 @@ def test_it_sets_the_limit_over_htmx_with_the_summary_out_of_band(admin_client, 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"amount": ""}, "Enter the limit in dollars."),
-        ({"amount": "-3"}, "The limit must be at least $1.00"),
+        ({"amount": ""}, "Enter the limit in dollars, such as 25 or 1,000.50."),
+        ({"amount": "-3"}, "The limit must be between $1.00 and $1,000,000.00: $1.00 is"),
         ({"amount": "ten"}, "Enter the limit as a number of dollars"),
-        ({"amount": "1.005"}, "Enter the limit in whole cents (two decimals)."),
-        ({"amount": "0.99"}, "The limit must be at least $1.00"),
-        ({"amount": "123456789012"}, "The limit can be at most $1,000,000.00."),
+        ({"amount": "1.005"}, "Enter the limit in whole cents, with at most two digits after"),
+        ({"amount": "0.99"}, "The limit must be between $1.00 and $1,000,000.00: $1.00 is"),
+        ({"amount": "123456789012"}, "The limit must be between $1.00 and $1,000,000.00."),
         ({"duration": "hourly"}, "Choose daily, weekly or monthly as the window."),
         ({"strategy": "rolling"}, "Choose fixed or sliding as the strategy."),
         ({"duration": ""}, "Choose a window: daily, weekly or monthly."),
@@ -192,9 +198,11 @@ def test_it_explains_and_remembers_the_deprecation(admin_client, current_mode):
     page = admin_client.get(URL).text
     assert page.index("Cloudflare refused this on") < page.index('name="amount"')
     retry = admin_client.post(URL, {"intent": "retry", "amount": SAFE, "duration": "daily"})
-    assert "Cloudflare refused this on" not in retry.text
     assert f'name="amount" value="{SAFE}"' in retry.text
-    assert not RefusedChange.objects.exists()
+    assert "disabled>" not in retry.text and 'name="retrying" value="1"' in retry.text
+    # Only Cloudflare's answer changes what is remembered: choosing to try again does not.
+    assert RefusedChange.objects.exists()
+    assert 'class="rule-fields" disabled' in admin_client.get(URL).text
 
 
 def test_it_still_deletes_in_current_mode(admin_client, current_mode):
@@ -226,3 +234,83 @@ def test_it_reports_a_failed_delete(admin_client, sim):
     assert sim.calls["DELETE spending-limit"] == 1
     (event,) = events()
     assert event.outcome == Outcome.FAILED
+
+
+# ---------------------------------------------------------------- saying what Cloudflare did
+
+DEPRECATED = "Deprecated: spending limits can no longer be created"
+PLAIN_WORDS = "Cloudflare no longer lets anyone set or change an account-wide spending limit"
+
+
+def test_the_overview_shows_a_limit_just_set_as_set(admin_client, sim):
+    assert save(admin_client, SAFE).status_code == 302
+    card = limit_card(admin_client)
+    assert "$50,000.00" in card and "per week" in card
+    assert "can no longer be set" not in card
+    assert "refused" not in card
+
+
+def test_the_overview_says_a_refusal_in_plain_words_first(admin_client, current_mode):
+    save(admin_client, SAFE)
+    card = limit_card(admin_client)
+    assert PLAIN_WORDS in card
+    assert f"https://dash.cloudflare.com/{ACCOUNT_ID}/ai/ai-gateway" in card
+    assert "https://developers.cloudflare.com/ai-gateway/features/spend-limits/" in card
+    assert DEPRECATED in card
+    assert card.index(PLAIN_WORDS) < card.index("dash.cloudflare.com") < card.index(DEPRECATED)
+
+
+def test_the_limit_page_says_a_refusal_in_plain_words_first(admin_client, current_mode):
+    for page in (save(admin_client, SAFE).text, admin_client.get(URL).text):
+        assert page.index(PLAIN_WORDS) < page.index(DEPRECATED) < page.index('name="amount"')
+        assert page.index("dash.cloudflare.com") < page.index(DEPRECATED)
+
+
+def test_a_later_success_clears_the_refusal_everywhere(admin_client, sim):
+    RefusedChange.objects.create(
+        account_id=ACCOUNT_ID,
+        kind=RefusedChange.Kind.SPENDING_LIMIT,
+        refused_by="ada",
+        message=DEPRECATED,
+    )
+    assert PLAIN_WORDS in limit_card(admin_client)
+    assert save(admin_client, SAFE, confirm="on").status_code == 302
+    assert not RefusedChange.objects.exists()
+    assert PLAIN_WORDS not in limit_card(admin_client)
+    assert PLAIN_WORDS not in admin_client.get(URL).text
+
+
+def test_trying_again_keeps_the_form_open_until_cloudflare_answers(admin_client, current_mode):
+    save(admin_client, SAFE)
+    admin_client.post(URL, {"intent": "retry"})
+    typo = save(admin_client, "1e3", retrying="1")
+    assert "without an exponent." in typo.text
+    assert "disabled>" not in typo.text
+    assert current_mode.calls["POST spending-limit"] == 1
+    again = save(admin_client, SAFE, retrying="1")
+    assert current_mode.calls["POST spending-limit"] == 2
+    assert PLAIN_WORDS in again.text and 'class="rule-fields" disabled' in again.text
+    assert RefusedChange.objects.count() == 1
+
+
+def test_removing_the_limit_does_not_forget_that_setting_one_was_refused(
+    admin_client, current_mode
+):
+    save(admin_client, SAFE)
+    assert admin_client.post(DELETE_URL).status_code == 302
+    assert RefusedChange.objects.filter(kind=RefusedChange.Kind.SPENDING_LIMIT).exists()
+    page = admin_client.get(URL).text
+    assert "No account-wide spending limit." in page and PLAIN_WORDS in page
+
+
+def test_a_refused_removal_says_what_to_do_before_cloudflares_words(admin_client, sim):
+    sim.set_fault("DELETE spending-limit", "error", status=503, message="Try later <b>now</b>")
+    response = admin_client.post(DELETE_URL)
+    assert response.status_code == 200
+    text = response.text
+    assert "Cloudflare did not confirm that the limit is removed." in text
+    assert f"https://dash.cloudflare.com/{ACCOUNT_ID}/ai/ai-gateway" in text
+    assert "Try later &lt;b&gt;now&lt;/b&gt;" in text
+    assert text.index("Cloudflare did not confirm that the limit is removed.") < text.index(
+        "Try later"
+    )

@@ -99,9 +99,13 @@ def test_check_again_finds_a_charge_cloudflare_took_then_it_completes(finance_cl
     assert "Done: $25.00 was added to the balance." in done
     topup.refresh_from_db()
     assert topup.status == Topup.Status.COMPLETED and topup.completed_at is not None
-    # Checking again changes nothing and records nothing.
+    # Its completion is appended once; checking again changes nothing and records nothing.
+    assert [e.after["status"] for e in topup_events("accepted") if e.after] == [
+        "completed",
+        "pending",
+    ]
     check(finance_client, topup)
-    assert len(topup_events("accepted")) == 1
+    assert len(topup_events("accepted")) == 2
     assert sim.calls["POST topup"] == 1
 
 

@@ -220,16 +220,25 @@ def test_it_says_a_long_pending_top_up_may_need_action(finance_client, sim):
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("", "Enter an amount in dollars"),
-        ("abc", "Enter the amount as a number of dollars"),
-        ("-5", "Enter an amount of more than $0."),
-        ("0", "Enter an amount of more than $0."),
-        ("25.001", "at most 2 digits after the point"),
-        ("1e400", "without an exponent"),
-        ("99999999999999999", "far too large"),
-        ("NaN", "Enter the amount as a number of dollars"),
-        ("9.99", "The smallest top-up for this account is $10.00."),
-        ("1000.01", "The largest top-up for this account is $1,000.00."),
+        ("", "Enter the amount in dollars, such as 25 or 1,000.50."),
+        ("abc", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("-5", "The amount must be between $10.00 and $1,000.00: $10.00 is the smallest"),
+        ("0", "The amount must be between $10.00 and $1,000.00: $10.00 is the smallest"),
+        ("25.001", "Enter the amount in whole cents, with at most two digits after the point."),
+        ("1e400", "without an exponent."),
+        ("99999999999999999", "$1,000.00 is the largest top-up for this account."),
+        ("9" * 40, "$1,000.00 is the largest top-up for this account."),
+        ("NaN", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        (
+            "9.99",
+            "The amount must be between $10.00 and $1,000.00: $10.00 is the smallest top-up for "
+            "this account.",
+        ),
+        (
+            "1000.01",
+            "The amount must be between $10.00 and $1,000.00: $1,000.00 is the largest top-up for "
+            "this account.",
+        ),
     ],
 )
 def test_it_refuses_a_bad_amount_and_keeps_it(finance_client, sim, amount, message):
@@ -252,7 +261,7 @@ def test_it_refuses_a_bad_amount_as_a_fragment(finance_client, sim):
 
 def test_it_uses_the_documented_minimum_when_limits_do_not_answer(finance_client, sim):
     sim.set_fault("GET topup/limits", "error", status=500)
-    assert "The smallest top-up for this account is $10.00." in confirm(finance_client, "5").text
+    assert "$10.00 is the smallest top-up for this account." in confirm(finance_client, "5").text
     response = confirm(finance_client, "5000")  # within the ceiling: Cloudflare decides
     assert response.status_code == 302
     assert Topup.objects.get().status == Topup.Status.FAILED

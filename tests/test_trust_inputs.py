@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard import roles
-from dashboard.models import AuditEvent, Topup
+from dashboard.models import AlertRule, AuditEvent, Topup
 
 from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
 from .test_access import url_for, url_names
@@ -84,7 +84,10 @@ def test_it_refuses_a_top_up_above_the_ceiling_when_limits_do_not_answer(
     sim.set_fault("GET topup/limits", "error", status=500)
     response = direct_confirm(finance_client, amount)
     assert response.status_code == 200
-    assert "The largest top-up this dashboard allows is $10,000.00." in response.text
+    assert (
+        "The amount must be between $10.00 and $10,000.00: $10,000.00 is the largest top-up "
+        "this dashboard allows." in response.text
+    )
     assert f'value="{amount}"' in response.text
     assert sim.calls["POST topup"] == 0
     assert not Topup.objects.exists()
@@ -93,10 +96,10 @@ def test_it_refuses_a_top_up_above_the_ceiling_when_limits_do_not_answer(
 def test_it_takes_the_lower_of_its_ceiling_and_cloudflares(finance_client, sim, settings):
     settings.TOPUP_MAX_AMOUNT = Decimal("200")
     response = direct_confirm(finance_client, "200.01")
-    assert "The largest top-up this dashboard allows is $200.00." in response.text
+    assert "$200.00 is the largest top-up this dashboard allows." in response.text
     settings.TOPUP_MAX_AMOUNT = Decimal("5000")
     response = direct_confirm(finance_client, "1000.01")  # Cloudflare's maximum: $1,000
-    assert "The largest top-up for this account is $1,000.00." in response.text
+    assert "$1,000.00 is the largest top-up for this account." in response.text
     assert sim.calls["POST topup"] == 0
 
 
@@ -113,14 +116,14 @@ def test_it_tops_up_up_to_the_ceiling_when_limits_do_not_answer(finance_client, 
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("1E+9", "Enter the amount as plain digits, such as 25 or 25.50, without an exponent."),
-        ("1e2", "Enter the amount as plain digits, such as 25 or 25.50, without an exponent."),
-        ("NaN", "Enter the amount as a number of dollars, such as 25 or 25.50."),
-        ("Infinity", "Enter the amount as a number of dollars, such as 25 or 25.50."),
-        ("-Infinity", "Enter the amount as a number of dollars, such as 25 or 25.50."),
-        ("٢٥", "Enter the amount as a number of dollars, such as 25 or 25.50."),
-        ("25.001", "Enter whole cents: at most 2 digits after the point."),
-        ("25.10000", "Enter whole cents: at most 2 digits after the point."),
+        ("1E+9", "Enter the amount as plain digits, such as 25 or 1,000.50, without an exponent."),
+        ("1e2", "Enter the amount as plain digits, such as 25 or 1,000.50, without an exponent."),
+        ("NaN", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("Infinity", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("-Infinity", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("٢٥", "Enter the amount as a number of dollars, such as 25 or 1,000.50."),
+        ("25.001", "Enter the amount in whole cents, with at most two digits after the point."),
+        ("25.10000", "Enter the amount in whole cents, with at most two digits after the point."),
     ],
 )
 def test_it_refuses_an_amount_that_is_not_plain_dollars_and_cents(
@@ -229,3 +232,218 @@ def test_it_keeps_stricter_directives_of_public_answers(client):
     assert_not_kept(healthz, "healthz")
     assert "must-revalidate" in healthz["Cache-Control"]
     assert_not_kept(client.get(reverse("login")), "login page")
+
+
+# ---------------------------------------------------------------- money typed as people type it
+
+AUTO_TOPUP = reverse("auto_topup", args=[ACCOUNT_ID])
+LIMIT = reverse("spending_limit", args=[ACCOUNT_ID])
+ALERTS = reverse("alerts", args=[ACCOUNT_ID])
+
+
+def topup_amount(client: Client, value: str) -> Any:
+    return client.post(CREATE, {"amount": value, "idempotency_key": new_key()})
+
+
+def rule_threshold(client: Client, value: str) -> Any:
+    return client.post(AUTO_TOPUP, {"threshold": value, "amount": "20"})
+
+
+def rule_amount(client: Client, value: str) -> Any:
+    return client.post(AUTO_TOPUP, {"threshold": "10", "amount": value})
+
+
+def limit_amount(client: Client, value: str) -> Any:
+    # Confirmed: a small monthly limit may already be used up, which is not the point here.
+    data = {"amount": value, "duration": "monthly", "strategy": "fixed", "confirm": "on"}
+    return client.post(LIMIT, data)
+
+
+def alert_amount(client: Client, value: str) -> Any:
+    data = {"kind": "balance_below", "amount": value, "emails": "finance@example.com"}
+    return client.post(ALERTS, data | {"webhook_format": "json", "repeat_hours": "24"})
+
+
+#: Each money field: how to send it, and what it is called in its messages.
+MONEY_FIELDS = {
+    "top-up amount": (topup_amount, "amount"),
+    "auto top-up threshold": (rule_threshold, "threshold"),
+    "auto top-up amount": (rule_amount, "amount"),
+    "spending limit": (limit_amount, "limit"),
+    "alert amount": (alert_amount, "amount"),
+}
+
+
+def stored(field: str, sim: Any, response: Any) -> Decimal | None:
+    """The dollars the field's page took: sent to Cloudflare, kept, or put to confirmation."""
+    account = sim.account(ACCOUNT_ID)
+    if field == "top-up amount":
+        if 'name="confirm"' not in response.text:
+            return None
+        found = re.search(r'name="amount" value="([^"]*)"', response.text)
+        return Decimal(found[1]) if found else None
+    cents = {
+        "auto top-up threshold": account.topup_config.threshold,
+        "auto top-up amount": account.topup_config.amount,
+        "spending limit": account.spending_limit.amount,
+    }
+    if field in cents:
+        return Decimal(cents[field]) / 100
+    rule = AlertRule.objects.first()
+    return None if rule is None else rule.amount
+
+
+def writes(sim: Any) -> int:
+    return sum(count for call, count in sim.calls.items() if not call.startswith("GET "))
+
+
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("field", MONEY_FIELDS)
+@pytest.mark.parametrize(
+    ("typed", "dollars"),
+    [
+        ("$25", "25.00"),
+        ("1,000", "1000.00"),
+        ("1,000.50", "1000.50"),
+        (" $ 1,000.5 ", "1000.50"),
+        ("25", "25.00"),
+    ],
+)
+def test_it_takes_money_as_people_type_it(admin_client, sim, field, typed, dollars):
+    # topup/limits not answering: the dashboard's ceiling ($10,000) is the top-up's maximum.
+    sim.set_fault("GET topup/limits", "error", status=500)
+    send, _ = MONEY_FIELDS[field]
+    response = send(admin_client, typed)
+    assert response.status_code in (200, 302), response.text
+    assert "field-error" not in response.text and 'aria-invalid="true"' not in response.text
+    assert stored(field, sim, response) == Decimal(dollars)
+
+
+#: Refused in every money field, with the message, {noun} being the field's name.
+NOT_MONEY = [
+    ("1e3", "Enter the {noun} as plain digits, such as 25 or 1,000.50, without an exponent."),
+    ("$1E+9", "Enter the {noun} as plain digits, such as 25 or 1,000.50, without an exponent."),
+    ("NaN", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("Infinity", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("-Infinity", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("٢٥", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("twenty", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("$$25", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    ("1 000", "Enter the {noun} as a number of dollars, such as 25 or 1,000.50."),
+    (
+        "1,00",
+        "Enter the {noun} with commas only between thousands and a point before the cents, "
+        "such as 1,000.50.",
+    ),
+    (
+        "10,0000",
+        "Enter the {noun} with commas only between thousands and a point before the cents, "
+        "such as 1,000.50.",
+    ),
+    ("25.001", "Enter the {noun} in whole cents, with at most two digits after the point."),
+    ("25.10000", "Enter the {noun} in whole cents, with at most two digits after the point."),
+]
+
+
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize("field", MONEY_FIELDS)
+@pytest.mark.parametrize(("typed", "message"), NOT_MONEY)
+def test_it_refuses_what_is_not_money_in_a_sentence_changing_nothing(
+    admin_client, sim, field, typed, message
+):
+    send, noun = MONEY_FIELDS[field]
+    response = send(admin_client, typed)
+    assert response.status_code == 200
+    assert message.format(noun=noun) in response.text
+    assert f'value="{typed}"' in response.text
+    assert 'name="confirm" value="1"' not in response.text
+    assert writes(sim) == 0
+    assert not AlertRule.objects.exists()
+
+
+@pytest.mark.usefixtures("frozen_clock")
+@pytest.mark.parametrize(
+    ("field", "typed", "message"),
+    [
+        (
+            "top-up amount",
+            "9.99",
+            "The amount must be between $10.00 and $1,000.00: $10.00 is the smallest top-up "
+            "for this account.",
+        ),
+        (
+            "top-up amount",
+            "1,000.01",
+            "The amount must be between $10.00 and $1,000.00: $1,000.00 is the largest top-up "
+            "for this account.",
+        ),
+        (
+            "top-up amount",
+            "-$25",
+            "The amount must be between $10.00 and $1,000.00: $10.00 is the smallest top-up "
+            "for this account.",
+        ),
+        (
+            "auto top-up threshold",
+            "$4.99",
+            "The threshold must be between $5.00 and $10,000.00: $5.00 is Cloudflare’s minimum.",
+        ),
+        (
+            "auto top-up threshold",
+            "10,000.01",
+            "The threshold must be between $5.00 and $10,000.00.",
+        ),
+        (
+            "auto top-up amount",
+            "9.99",
+            "The amount must be between $10.00 and $1,000.00: $10.00 is Cloudflare’s minimum.",
+        ),
+        # Cloudflare's largest top-up for the account bounds the rule's amount.
+        ("auto top-up amount", "$1,000.01", "The amount must be between $10.00 and $1,000.00."),
+        (
+            "spending limit",
+            "0.99",
+            "The limit must be between $1.00 and $1,000,000.00: $1.00 is Cloudflare’s minimum.",
+        ),
+        (
+            "spending limit",
+            "1,000,000.01",
+            "The limit must be between $1.00 and $1,000,000.00.",
+        ),
+        ("spending limit", "", "Enter the limit in dollars, such as 25 or 1,000.50."),
+        ("auto top-up threshold", "", "Enter the threshold in dollars, such as 25 or 1,000.50."),
+        ("top-up amount", " ", "Enter the amount in dollars, such as 25 or 1,000.50."),
+        (
+            "alert amount",
+            "10,000,000.01",
+            "The amount must be between $0.01 and $10,000,000.00.",
+        ),
+    ],
+)
+def test_it_names_the_allowed_range_when_it_refuses(admin_client, sim, field, typed, message):
+    send, _ = MONEY_FIELDS[field]
+    response = send(admin_client, typed)
+    assert response.status_code == 200
+    assert message in response.text
+    assert writes(sim) == 0
+
+
+@pytest.mark.usefixtures("frozen_clock")
+def test_it_bounds_the_top_up_by_the_dashboards_ceiling_in_the_range(admin_client, sim, settings):
+    settings.TOPUP_MAX_AMOUNT = Decimal("500")
+    response = topup_amount(admin_client, "$500.01")
+    assert (
+        "The amount must be between $10.00 and $500.00: $500.00 is the largest top-up this "
+        "dashboard allows." in response.text
+    )
+    assert writes(sim) == 0
+
+
+def test_it_charges_an_amount_typed_with_a_dollar_sign_and_commas(finance_client, sim):
+    sim.set_fault("GET topup/limits", "error", status=500)
+    page = first_step(finance_client, "$1,000.50")
+    assert "Charge $1,000.50" in page
+    response = send_back(finance_client, page)
+    assert response.status_code == 302
+    assert sim.calls["POST topup"] == 1
+    assert Topup.objects.get().amount == Decimal("1000.50")

@@ -55,7 +55,7 @@ def table_rows(html: str) -> list[tuple[str, str]]:
 
 
 def stat(html: str, name: str) -> str:
-    match = re.search(rf"<dt>{name}</dt>\s*<dd class=\"money\">(.*?)</dd>", html)
+    match = re.search(rf"<dt>{name}</dt>\s*<dd class=\"money\"[^>]*>(.*?)</dd>", html)
     assert match, f"no {name} on the page"
     return unescape(match.group(1))
 
@@ -80,14 +80,15 @@ def test_it_shows_spend_per_day_for_the_last_7_days_by_default(lead_client, sim)
     html = response.text
     assert "<h1>Usage</h1>" in html
     assert "Times in UTC." in html
-    assert "4 Jun 2026 to 10 Jun 2026 (up to now)" in html
+    # The 7 complete days before today, as the overview's burn rate counts them.
+    assert "3 Jun 2026 to 9 Jun 2026." in html
     rows = table_rows(html)
-    assert [label for label, _ in rows][:2] == ["Thu 4 Jun 2026", "Fri 5 Jun 2026"]
-    assert rows[-1][0] == "Wed 10 Jun 2026 (so far)"
+    assert [label for label, _ in rows][:2] == ["Wed 3 Jun 2026", "Thu 4 Jun 2026"]
+    assert rows[-1][0] == "Tue 9 Jun 2026"
     data = chart_data(html)
     assert data["unit"] == "day" and len(data["values"]) == 7
-    assert data["inProgress"] == [False] * 6 + [True]
-    assert "The fainter bar is the day still running" in html
+    assert data["inProgress"] == [False] * 7
+    assert "The fainter bar is the day still running" not in html
     # Cloudflare's own UTC day buckets, one call.
     assert sim.calls["GET usage-history"] == 1
 
@@ -96,20 +97,20 @@ def test_it_shows_totals_average_and_the_busiest_bucket(lead_client, sim):
     html = lead_client.get(USAGE_URL + "?range=7d").text
     days = [
         cents_between(sim, datetime(2026, 6, d, tzinfo=UTC), datetime(2026, 6, d + 1, tzinfo=UTC))
-        for d in range(4, 11)
+        for d in range(3, 10)
     ]
     assert stat(html, "Total") == format_usd(sum(days, Decimal(0)))
-    assert stat(html, "Average per day") == format_usd(sum(days[:-1], Decimal(0)) / 6)
-    assert "over 6 complete days" in html
+    assert stat(html, "Average per day") == format_usd(sum(days, Decimal(0)) / 7)
+    assert "per day over 3–9 Jun, complete days, UTC" in html
     assert stat(html, "Busiest day") == format_usd(max(days))
-    busiest = datetime(2026, 6, 4 + days.index(max(days)), tzinfo=UTC)
+    busiest = datetime(2026, 6, 3 + days.index(max(days)), tzinfo=UTC)
     assert f"{busiest:%a} {busiest.day} {busiest:%b %Y}" in html
     assert [spend for _, spend in table_rows(html)] == [format_usd(d) for d in days]
 
 
 def test_it_shows_the_same_figures_in_an_accessible_table(lead_client):
     html = lead_client.get(USAGE_URL).text
-    assert "<caption>Spend per day, 4 Jun 2026 to 10 Jun 2026, times in UTC</caption>" in html
+    assert "<caption>Spend per day, 3 Jun 2026 to 9 Jun 2026, times in UTC</caption>" in html
     assert '<th scope="col">Day</th>' in html
     assert '<th scope="col" class="num">Spend</th>' in html
     assert len(table_rows(html)) == len(chart_data(html)["values"])
@@ -119,24 +120,25 @@ def test_it_shows_the_last_24_hours_in_hour_buckets(lead_client, sim):
     html = lead_client.get(USAGE_URL + "?range=24h").text
     data = chart_data(html)
     assert data["unit"] == "hour"
-    # 13:00 yesterday to 11:00 today: the hour now running (12:00) is not over upstream yet.
-    assert len(data["values"]) == 23
-    assert table_rows(html)[0][0] == "Tue 9 Jun 2026, 13:00"
+    # The 24 complete hours, 12:00 yesterday to 11:00 today: the one now running is left out.
+    assert len(data["values"]) == 24
+    assert table_rows(html)[0][0] == "Tue 9 Jun 2026, 12:00"
     assert '<th scope="col">Hour starting</th>' in html
     assert stat(html, "Total") == format_usd(
-        cents_between(sim, datetime(2026, 6, 9, 13, tzinfo=UTC), NOW)
+        cents_between(sim, datetime(2026, 6, 9, 12, tzinfo=UTC), NOW)
     )
+    assert "over 9 Jun 12:00–10 Jun 12:00, UTC" in html
 
 
 @pytest.mark.parametrize(
     ("query", "label", "buckets"),
     [
-        ("?range=30d", "12 May 2026 to 10 Jun 2026 (up to now)", 30),
-        ("?range=90d", "13 Mar 2026 to 10 Jun 2026 (up to now)", 90),
-        ("?range=mtd", "1 Jun 2026 to 10 Jun 2026 (up to now)", 10),
+        ("?range=30d", "11 May 2026 to 9 Jun 2026.", 30),
+        ("?range=90d", "12 Mar 2026 to 9 Jun 2026.", 90),
+        ("?range=mtd", "1 Jun 2026 to 10 Jun 2026 (to the end of the last complete hour)", 10),
         ("?range=last-month", "1 May 2026 to 31 May 2026.", 31),
-        ("?range=24h&window=day", "9 Jun 2026 to 10 Jun 2026 (up to now)", 2),
-        ("?range=7d&window=hour", "4 Jun 2026, 00:00 to 10 Jun 2026, 13:00 (up to now)", 156),
+        ("?range=24h&window=day", "9 Jun 2026 to 10 Jun 2026 (to the end of the last", 2),
+        ("?range=7d&window=hour", "3 Jun 2026, 00:00 to 10 Jun 2026, 00:00.", 168),
         ("?range=custom&start=2026-06-01&end=2026-06-03", "1 Jun 2026 to 3 Jun 2026.", 3),
     ],
 )
@@ -159,8 +161,8 @@ def test_it_keeps_all_state_in_links_and_a_get_form_that_work_without_javascript
     assert f'href="{USAGE_URL}?range=24h&amp;window=hour"' in html
     assert f'href="{USAGE_URL}?range=30d&amp;window=day"' in html
     assert f'<form class="usage-custom" method="get" action="{USAGE_URL}"' in html
-    assert 'name="start" value="2026-05-12"' in html
-    assert 'name="end" value="2026-06-10"' in html
+    assert 'name="start" value="2026-05-11"' in html
+    assert 'name="end" value="2026-06-09"' in html
     # And each of them swaps the report alone, pushing its URL.
     assert 'hx-target="#usage-report" hx-swap="outerHTML" hx-push-url="true"' in html
     assert f'hx-get="{USAGE_URL}?range=24h&amp;window=hour"' in html
@@ -206,12 +208,12 @@ def test_it_names_the_reporting_zone_and_adds_hours_into_local_days(lead_client,
     assert "Days run from midnight to midnight in Europe/Berlin" in html
     assert sim.calls["GET usage-history"] == 1  # 7 days of hours: one call
     first = table_rows(html)[0]
-    # Thursday in Berlin is 22:00 UTC Wednesday to 22:00 UTC Thursday.
+    # Wednesday in Berlin is 22:00 UTC Tuesday to 22:00 UTC Wednesday.
     assert first == (
-        "Thu 4 Jun 2026",
+        "Wed 3 Jun 2026",
         format_usd(
             cents_between(
-                sim, datetime(2026, 6, 3, 22, tzinfo=UTC), datetime(2026, 6, 4, 22, tzinfo=UTC)
+                sim, datetime(2026, 6, 2, 22, tzinfo=UTC), datetime(2026, 6, 3, 22, tzinfo=UTC)
             )
         ),
     )
@@ -220,7 +222,7 @@ def test_it_names_the_reporting_zone_and_adds_hours_into_local_days(lead_client,
 def test_it_labels_hours_in_the_reporting_zone(lead_client, settings):
     settings.TIME_ZONE = "Europe/Berlin"
     html = lead_client.get(USAGE_URL + "?range=24h").text
-    assert table_rows(html)[0][0] == "Tue 9 Jun 2026, 15:00"
+    assert table_rows(html)[0][0] == "Tue 9 Jun 2026, 14:00"
 
 
 def test_it_says_when_days_are_utc_days(lead_client, settings):
@@ -259,7 +261,7 @@ def test_it_says_when_there_is_no_usage_in_the_range(lead_client):
 def test_it_cuts_a_future_end_date_at_now(lead_client):
     response = lead_client.get(USAGE_URL + "?range=custom&start=2026-06-08&end=2027-01-01")
     assert response.status_code == 200
-    assert "8 Jun 2026 to 10 Jun 2026 (up to now)" in response.text
+    assert "8 Jun 2026 to 10 Jun 2026 (to the end of the last complete hour)" in response.text
 
 
 def test_it_links_the_page_in_the_navigation(lead_client):
@@ -436,11 +438,11 @@ def test_it_exports_exactly_the_rows_shown(finance_client, settings):
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == (
-        f'attachment; filename="usage-{ACCOUNT_ID}-2026-06-04-2026-06-10-day.csv"'
+        f'attachment; filename="usage-{ACCOUNT_ID}-2026-06-03-2026-06-09-day.csv"'
     )
     rows = read_csv(response.text)
     assert rows[0] == ["bucket_start (Europe/Berlin)", "bucket_start_utc", "spend_usd"]
-    assert rows[1][:2] == ["2026-06-04T00:00:00+02:00", "2026-06-03T22:00:00Z"]
+    assert rows[1][:2] == ["2026-06-03T00:00:00+02:00", "2026-06-02T22:00:00Z"]
     shown = table_rows(page)
     assert len(rows) - 1 == len(shown)
     assert [format_usd(Decimal(r[2])) for r in rows[1:]] == [spend for _, spend in shown]
@@ -451,8 +453,8 @@ def test_it_exports_exactly_the_rows_shown(finance_client, settings):
 def test_it_exports_hours(finance_client):
     response = finance_client.get(CSV_URL + "?range=24h")
     rows = read_csv(response.text)
-    assert rows[1][:2] == ["2026-06-09T13:00:00+00:00", "2026-06-09T13:00:00Z"]
-    assert len(rows) == 24
+    assert rows[1][:2] == ["2026-06-09T12:00:00+00:00", "2026-06-09T12:00:00Z"]
+    assert len(rows) == 25
     assert response["Content-Disposition"].endswith('-2026-06-09-2026-06-10-hour.csv"')
 
 

@@ -68,21 +68,21 @@ def report_for(
 @pytest.mark.parametrize(
     ("preset", "start", "end"),
     [
-        # The last 24 whole hours, the current one (12:00-13:00 UTC) included.
-        ("24h", utc(2026, 6, 9, 13), utc(2026, 6, 10, 13)),
-        # Calendar days in Berlin, today included: local midnight is 22:00 UTC in summer.
-        ("7d", utc(2026, 6, 3, 22), utc(2026, 6, 10, 13)),
-        ("30d", utc(2026, 5, 11, 22), utc(2026, 6, 10, 13)),
-        # 13 March is before the spring change: midnight in Berlin is 23:00 UTC then.
-        ("90d", utc(2026, 3, 12, 23), utc(2026, 6, 10, 13)),
-        ("mtd", utc(2026, 5, 31, 22), utc(2026, 6, 10, 13)),
+        # The last 24 complete hours: the one still running (12:00-13:00 UTC) is not counted.
+        ("24h", utc(2026, 6, 9, 12), utc(2026, 6, 10, 12)),
+        # Complete days in Berlin, today left out: local midnight is 22:00 UTC in summer.
+        ("7d", utc(2026, 6, 2, 22), utc(2026, 6, 9, 22)),
+        ("30d", utc(2026, 5, 10, 22), utc(2026, 6, 9, 22)),
+        # 12 March is before the spring change: midnight in Berlin is 23:00 UTC then.
+        ("90d", utc(2026, 3, 11, 23), utc(2026, 6, 9, 22)),
+        ("mtd", utc(2026, 5, 31, 22), utc(2026, 6, 10, 12)),
         ("last-month", utc(2026, 4, 30, 22), utc(2026, 5, 31, 22)),
     ],
 )
 def test_it_resolves_each_preset_in_the_reporting_zone(preset, start, end):
     rng = usage.resolve_range(preset, now=NOW, zone=BERLIN)
     assert (rng.start, rng.end) == (start, end)
-    assert rng.to_now == (preset != "last-month")
+    assert rng.to_now == (preset in ("24h", "mtd"))
 
 
 def test_it_resolves_last_month_across_the_spring_dst_change():
@@ -95,9 +95,9 @@ def test_it_resolves_last_month_across_the_spring_dst_change():
 
 def test_it_resolves_month_to_date_on_the_first_of_the_month():
     rng = usage.resolve_range("mtd", now=utc(2026, 6, 30, 22, 30), zone=BERLIN)
-    # 00:30 on 1 July in Berlin: the month has just begun.
+    # 00:30 on 1 July in Berlin: the month has just begun, and no hour of it is over yet.
     assert rng.start == utc(2026, 6, 30, 22)
-    assert rng.end == utc(2026, 6, 30, 23)
+    assert rng.end == utc(2026, 6, 30, 22)
 
 
 def test_it_resolves_last_month_in_january():
@@ -123,7 +123,7 @@ def test_it_cuts_a_custom_range_at_now():
     start = usage.local_midnight(date(2026, 6, 1), BERLIN)
     end = usage.local_midnight(date(2026, 6, 11), BERLIN)
     rng = usage.resolve_range("custom", now=NOW, zone=BERLIN, start=start, end=end)
-    assert rng.end == utc(2026, 6, 10, 13)
+    assert rng.end == utc(2026, 6, 10, 12)  # the end of the last complete hour
     assert rng.to_now
 
 
@@ -196,24 +196,32 @@ def test_it_plans_90_days_of_hours_as_three_calls():
     rng = usage.resolve_range("90d", now=NOW, zone=UTC)
     the_plan = usage.plan("hour", rng, zone=UTC, now=NOW)
     assert the_plan.source == "hour" and len(the_plan.chunks) == 3
-    assert the_plan.chunks[0][0] == rng.start and the_plan.chunks[-1][1] == utc(2026, 6, 10, 13)
+    assert the_plan.chunks[0][0] == rng.start and the_plan.chunks[-1][1] == utc(2026, 6, 10)
 
 
 def test_it_plans_utc_days_as_one_call_for_cloudflares_day_buckets():
     rng = usage.resolve_range("30d", now=NOW, zone=UTC)
     the_plan = usage.plan("day", rng, zone=UTC, now=NOW)
     assert the_plan.source == "day" and not the_plan.local_days and not the_plan.utc_days
-    # Aligned to midnight UTC at both ends: today's bucket runs to tomorrow's midnight.
-    assert the_plan.chunks == ((utc(2026, 5, 12), utc(2026, 6, 11)),)
+    # The 30 complete days, aligned to midnight UTC at both ends.
+    assert the_plan.chunks == ((utc(2026, 5, 11), utc(2026, 6, 10)),)
+
+
+def test_it_adds_up_a_utc_day_still_running_from_its_complete_hours():
+    rng = usage.resolve_range("mtd", now=NOW, zone=UTC)
+    the_plan = usage.plan("day", rng, zone=UTC, now=NOW)
+    # Cloudflare's bucket for today would include the hour still running.
+    assert the_plan.source == "hour" and the_plan.local_days
+    assert the_plan.chunks == ((utc(2026, 6, 1), utc(2026, 6, 10, 12)),)
 
 
 def test_it_plans_berlin_days_as_hours_added_up():
-    rng = usage.resolve_range("7d", now=NOW, zone=BERLIN)
+    rng = usage.resolve_range("mtd", now=NOW, zone=BERLIN)
     the_plan = usage.plan("day", rng, zone=BERLIN, now=NOW)
     assert the_plan.source == "hour" and the_plan.local_days
-    assert (the_plan.start, the_plan.end) == (utc(2026, 6, 3, 22), utc(2026, 6, 10, 22))
-    # Hours after the current one do not exist yet and are not asked for.
-    assert the_plan.chunks == ((utc(2026, 6, 3, 22), utc(2026, 6, 10, 13)),)
+    assert (the_plan.start, the_plan.end) == (utc(2026, 5, 31, 22), utc(2026, 6, 10, 22))
+    # The hour still running is not counted, and later ones do not exist yet.
+    assert the_plan.chunks == ((utc(2026, 5, 31, 22), utc(2026, 6, 10, 12)),)
 
 
 def test_it_plans_london_winter_days_as_cloudflares_day_buckets():
@@ -228,7 +236,7 @@ def test_it_falls_back_to_utc_days_where_local_midnight_is_not_on_an_hour():
     rng = usage.resolve_range("7d", now=NOW, zone=KOLKATA)
     the_plan = usage.plan("day", rng, zone=KOLKATA, now=NOW)
     assert the_plan.source == "day" and the_plan.utc_days
-    assert the_plan.start == utc(2026, 6, 3)  # the UTC day holding 4 June 00:00 IST
+    assert the_plan.start == utc(2026, 6, 2)  # the UTC day holding 3 June 00:00 IST
 
 
 def test_it_widens_24_hours_to_whole_days_for_day_buckets():
@@ -280,13 +288,13 @@ def test_it_counts_a_bucket_seen_twice_once_and_keeps_order():
 
 
 def test_it_marks_the_bucket_still_running():
-    rng = usage.resolve_range("7d", now=NOW, zone=BERLIN)
+    rng = usage.resolve_range("mtd", now=NOW, zone=BERLIN)
     the_plan = usage.plan("day", rng, zone=BERLIN, now=NOW)
     rows = usage.rows_from_buckets(
         hour_buckets(the_plan.start, utc(2026, 6, 10, 12)), the_plan, zone=BERLIN, now=NOW
     )
-    assert len(rows) == 7
-    assert [r.in_progress for r in rows] == [False] * 6 + [True]
+    assert len(rows) == 10
+    assert [r.in_progress for r in rows] == [False] * 9 + [True]
     assert rows[-1].spend == Decimal("14")  # 00:00 to 14:00 in Berlin
 
 
@@ -335,7 +343,7 @@ def test_it_labels_days_in_the_zone_and_utc_days_as_utc():
     rows = [Row(utc(2026, 6, 3), utc(2026, 6, 4), Decimal(1))]
     report = report_for("day", rng, KOLKATA, rows=rows)
     assert usage.row_label(rows[0], report) == "Wed 3 Jun 2026"
-    assert usage.range_label(report) == "3 Jun 2026 to 10 Jun 2026"
+    assert usage.range_label(report) == "2 Jun 2026 to 9 Jun 2026"
 
 
 # ---------------------------------------------------------------- CSV
@@ -396,4 +404,4 @@ def test_it_writes_utc_days_in_utc():
         "2026-06-03T00:00:00Z",
         "2.00",
     ]
-    assert usage.csv_filename("abc", report) == "usage-abc-2026-06-03-2026-06-10-day.csv"
+    assert usage.csv_filename("abc", report) == "usage-abc-2026-06-02-2026-06-09-day.csv"

@@ -29,7 +29,7 @@ from django.utils import timezone
 from billing_api import models as api
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
-from dashboard.services import reads, runway
+from dashboard.services import figures, reads, runway
 from dashboard.services.overview import Usage, auto_topup_rule
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 Kind = AlertRule.Kind
 #: How far past its threshold a figure must come back for a rule to clear: 10 %.
 HYSTERESIS = Decimal("0.10")
-#: The spike rule compares the last 24 hours with the daily average of the 14 days before.
-SPIKE_BASELINE_DAYS = 14
 DAY = timedelta(days=1)
 
 
@@ -61,9 +59,15 @@ class Reading:
     runway_known: bool = False
     #: Why auto top-up will not refill the balance ("" when it will); None: unknown.
     auto_topup_problem: str | None = None
+    #: The figures of :mod:`dashboard.services.figures`: last 24 hours, the burn per day
+    #: over the last 7 complete days (what a spike is measured against), month to date.
     last_day: Decimal | None = None
-    daily_average: Decimal | None = None
+    burn_week: Decimal | None = None
     month_to_date: Decimal | None = None
+    #: Each figure's span in words, keyed as ``figures`` names them ("mtd": "over 1–7 Jun…").
+    spans: dict[str, str] = field(default_factory=dict)
+    #: The burn rate the runway is forecast at, in words ("$216.15 per day over 3–9 Jun…").
+    burn_text: str = ""
     #: Paid by automatic top-ups since the 1st (read only for an account with a cap).
     auto_topups_this_month: Decimal | None = None
     #: The auto top-up rule as (threshold, amount), None when off; for the audit log.
@@ -154,28 +158,34 @@ def reading_of(
     problems: tuple[str, ...] = (),
 ) -> Reading:
     """The figures the rules judge, from fresh answers (None where there is none)."""
-    figures: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     if balance is not None:
-        figures["balance"] = balance.balance
+        values["balance"] = balance.balance
         config = balance.topup_config
         if config.is_set and config.threshold is not None and config.amount is not None:
-            figures["auto_topup_rule"] = (config.threshold, config.amount)
+            values["auto_topup_rule"] = (config.threshold, config.amount)
         if not config.is_set:
-            figures["auto_topup_problem"] = "Auto top-up is off."
+            values["auto_topup_problem"] = "Auto top-up is off."
         elif config.has_failed:
             why = config.error or config.disabled_reason or "it failed"
-            figures["auto_topup_problem"] = f"Auto top-up failed: {why}"
+            values["auto_topup_problem"] = f"Auto top-up failed: {why}"
         else:
-            figures["auto_topup_problem"] = ""
+            values["auto_topup_problem"] = ""
     if history is not None:
         usage = Usage.of(history, span, tz)
-        figures["month_to_date"] = runway.month_to_date(
-            usage.buckets, now, tz, usage.start, usage.end
-        ).total
-        figures.update(_spike_figures(usage))
+        month = runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end)
+        shown = [figures.month_to_date(month, tz), figures.last_24h(usage.buckets, now, tz)]
+        burn = usage.burn_week
+        if burn is not None:
+            shown.append(burn)
+            values["burn_text"] = f"{money(burn.value)} {burn.label}"
+            # A spike is judged against a full week only.
+            values["burn_week"] = None if usage.week_short else burn.value
+        values["month_to_date"], values["last_day"] = shown[0].value, shown[1].value
+        values["spans"] = {figure.key: figure.label for figure in shown}
         if balance is not None:
-            figures["runway_known"], figures["runway_days"] = _runway_days(balance, usage, now)
-    return Reading(at=now, problems=problems, **figures)
+            values["runway_known"], values["runway_days"] = _runway_days(balance, usage, now)
+    return Reading(at=now, problems=problems, **values)
 
 
 def _runway_days(
@@ -190,16 +200,6 @@ def _runway_days(
     if forecast.kind == "runs-out" and forecast.zero_at is not None:
         return True, Decimal(str(round((forecast.zero_at - now) / DAY, 2)))
     return True, None  # lasts beyond the horizon, does not burn, or auto top-up refills it
-
-
-def _spike_figures(usage: Usage) -> dict[str, Decimal]:
-    end = usage.end
-    start = end - DAY * (SPIKE_BASELINE_DAYS + 1)
-    if usage.start > start:
-        return {}  # not 15 days of history yet: nothing to compare with
-    last_day = runway.spend_between(usage.buckets, end - DAY, end)
-    baseline = runway.spend_between(usage.buckets, start, end - DAY)
-    return {"last_day": last_day, "daily_average": baseline / SPIKE_BASELINE_DAYS}
 
 
 # ---------------------------------------------------------------- judging a rule
@@ -244,8 +244,10 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             "Month-to-date spend",
             money,
             reading,
-            "Spend this month so far is {value}, above the {threshold} this alert watches for.",
+            "Spend this month so far is {value} ({span}), above the {threshold} this alert "
+            "watches for.",
             below=False,
+            span=reading.spans.get("mtd", ""),
         )
     if kind == Kind.RUNWAY_BELOW:
         if not reading.runway_known:
@@ -259,9 +261,10 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             "Runway",
             _days,
             reading,
-            "At the last 7 days' rate the credit runs out in {value}, sooner than the "
-            "{threshold} this alert watches for.",
+            "The credit runs out in {value} {span}, sooner than the {threshold} this alert "
+            "watches for.",
             below=True,
+            span=f"at {reading.burn_text or 'the burn rate of the last 7 days'}",
         )
     if kind == Kind.AUTO_TOPUP_FAILED:
         problem = reading.auto_topup_problem
@@ -298,18 +301,22 @@ def _crossing(
     sentence: str,
     *,
     below: bool,
+    span: str = "",
 ) -> Verdict:
-    """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it."""
+    """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it.
+
+    ``span`` names what the value covers ("over 1 Jun 00:00–7 Jun 20:00, UTC").
+    """
     if value is None or threshold is None:
         return _unknown(reading)
-    seen = f"{name} {show(value)}"
+    seen = f"{name} {show(value)}" + (f" {span}" if span else "")
     facts = {"value": str(value), "threshold": str(threshold)}
     if value < threshold if below else value > threshold:
         return Verdict(
             "true",
             seen,
             subject=f"{name} {'below' if below else 'above'} {show(threshold)}",
-            message=sentence.format(value=show(value), threshold=show(threshold)),
+            message=sentence.format(value=show(value), threshold=show(threshold), span=span),
             facts=facts,
         )
     margin = threshold * (1 + HYSTERESIS) if below else threshold * (1 - HYSTERESIS)
@@ -319,14 +326,16 @@ def _crossing(
 
 
 def _spike(rule: AlertRule, reading: Reading) -> Verdict:
-    last, average, factor = reading.last_day, reading.daily_average, rule.factor
+    last, average, factor = reading.last_day, reading.burn_week, rule.factor
     if last is None or average is None or factor is None:
         return _unknown(reading)
-    seen = f"Last 24 hours {money(last)}, daily average {money(average)}"
-    facts = {"last_day": str(last), "daily_average": str(average), "factor": str(factor)}
+    last_span = reading.spans.get("last-24h", "")
+    burn_span = reading.spans.get("burn-7d", "")
+    seen = f"Last 24 hours {money(last)} {last_span}; burn {money(average)} {burn_span}"
+    facts = {"last_day": str(last), "burn_per_day": str(average), "factor": str(factor)}
     if average <= 0:
-        # Nothing spent in the 14 days before: any spend is "infinitely" more; not a ratio
-        # this rule can judge.
+        # Nothing spent over the week: any spend is "infinitely" more; not a ratio this rule
+        # can judge.
         return Verdict("between", seen, facts=facts)
     ratio = last / average
     facts["ratio"] = f"{ratio:.2f}"
@@ -334,10 +343,10 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
         return Verdict(
             "true",
             seen,
-            subject=f"Spend spike: {ratio:.1f}× the daily average",
-            message=f"The last 24 hours cost {money(last)}, {ratio:.1f} times the daily "
-            f"average of the {SPIKE_BASELINE_DAYS} days before ({money(average)}); this alert "
-            f"watches for more than {factor}×.",
+            subject=f"Spend spike: {ratio:.1f}× the 7-day burn rate",
+            message=f"The last 24 hours ({last_span}) cost {money(last)}, {ratio:.1f} times "
+            f"the burn rate of {money(average)} {burn_span}; this alert watches for more "
+            f"than {factor}×.",
             facts=facts,
         )
     if ratio <= factor * (1 - HYSTERESIS):

@@ -14,17 +14,21 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
+from billing_api.models import Invoice
 from dashboard import clock
 from dashboard.access import Account, accounts_for
 from dashboard.models import DigestSubscription, Topup
-from dashboard.services import alerts, reads, runway
+from dashboard.services import alerts, figures, reads, runway
+from dashboard.services.overview import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +46,21 @@ class AccountWeek:
     spent: Decimal | None
     spent_before: Decimal | None
     runway: str
-    #: None when the user may not see them: (when, amount, how) per top-up; the invoices'
-    #: count and the money they took (paid invoices only).
+    #: The week's span, and the Usage page showing it (path and query, no host).
+    week: figures.Span
+    usage_path: str
+    #: The burn per day, as the overview shows it (None: not read, or no complete day).
+    burn: figures.Figure | None
+    #: None when the user may not see them: (when, amount, how) per paid top-up; the count
+    #: of the other invoices and the money they took (paid ones only). Each invoice is
+    #: counted once: a paid top-up's invoice is the top-up.
     topups: list[tuple[datetime, Decimal, str]] | None
     invoices: tuple[int, Decimal] | None
     problems: tuple[str, ...] = ()
+
+    @property
+    def week_label(self) -> str:
+        return figures.span_label(self.week)
 
     @property
     def change(self) -> str:
@@ -104,15 +118,17 @@ def _account_week(
 ) -> AccountWeek:
     """``weeks``: the starts of the week before, of the week, and its end."""
     before, start, end = weeks
+    week = figures.Span(start, end, True, tz)
     problems: list[str] = []
     usage = reads.usage_history(account.id, "hour", span.start, span.end)
     balance = reads.credit_balance(account.id)
-    spent = spent_before = None
+    spent = spent_before = burn = None
     runway_words = "not known (Cloudflare did not answer)"
     if usage.ok and usage.value is not None:
         buckets = usage.value.history
-        spent = runway.spend_between(buckets, start, end)
+        spent = figures.total(buckets, week).value
         spent_before = runway.spend_between(buckets, before, start)
+        burn = Usage.of(usage.value, span, tz).burn_week
         if balance.ok and balance.value is not None:
             reading = alerts.reading_of(balance.value, usage.value, span, now, tz)
             runway_words = _runway_words(reading)
@@ -128,24 +144,51 @@ def _account_week(
         if issued is None:
             problems.append(problem)
         else:
+            # A top-up whose invoice was never paid (open, void...) added no money.
+            paid = [i for i in issued if i.created and alerts.paid(i)]
             if may_topups:
-                ours = dict(
-                    Topup.objects.filter(
-                        account_id=account.id,
-                        payment_intent_id__in=[i.id for i in issued if i.id],
-                    ).values_list("payment_intent_id", "username")
-                )
-                # A top-up whose invoice was never paid (open, void...) added no money.
-                topups = sorted(
-                    (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
-                    for i in issued
-                    if i.created and alerts.paid(i)
-                )
+                topups = _topups(account.id, paid)
             if may_invoices:
-                invoices = (len(issued), sum((alerts.paid(i) for i in issued), Decimal(0)))
+                # Each invoice counted once: a paid top-up's invoice is the top-up listed,
+                # so a $50 top-up reads as $50 once. The others (unpaid) are counted here.
+                others = [i for i in issued if i not in paid] if may_topups else issued
+                invoices = (len(others), sum((alerts.paid(i) for i in others), Decimal(0)))
     return AccountWeek(
-        account, spent, spent_before, runway_words, topups, invoices, tuple(problems)
+        account,
+        spent,
+        spent_before,
+        runway_words,
+        week,
+        usage_path(account.id, week),
+        burn,
+        topups,
+        invoices,
+        tuple(problems),
     )
+
+
+def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decimal, str]]:
+    ours = dict(
+        Topup.objects.filter(
+            account_id=account_id, payment_intent_id__in=[i.id for i in paid if i.id]
+        ).values_list("payment_intent_id", "username")
+    )
+    return sorted(
+        (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
+        for i in paid
+        if i.created
+    )
+
+
+def usage_path(account_id: str, week: figures.Span) -> str:
+    """The Usage page with the week as its custom range, so the digest's total can be checked."""
+    query = {
+        "range": "custom",
+        "window": "day",
+        "start": week.first_day.isoformat(),
+        "end": week.last_day.isoformat(),
+    }
+    return reverse("usage", args=[account_id]) + "?" + urlencode(query)
 
 
 def _how(origin: str | None, username: str | None) -> str:
@@ -160,10 +203,10 @@ def _runway_words(reading: alerts.Reading) -> str:
     if reading.runway_days is None:
         if reading.auto_topup_problem == "":
             return "refilled by auto top-up"
-        return "not running out at last week's rate"
+        return "not running out at the 7-day burn rate"
     if reading.runway_days <= 0:
         return "the balance is used up"
-    return f"about {reading.runway_days:.0f} days at the last 7 days' rate"
+    return f"about {reading.runway_days:.0f} days at {reading.burn_text}"
 
 
 def message(digest: Digest, to: str) -> EmailMultiAlternatives:

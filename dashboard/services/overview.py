@@ -23,7 +23,7 @@ from django.utils import timezone
 from billing_api import models
 from dashboard import clock, upstream
 from dashboard.access import Account
-from dashboard.services import reads, runway
+from dashboard.services import attention, figures, invoices, reads, runway
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
 BANNER: Final = "topup-banner"
@@ -32,16 +32,22 @@ RUNWAY: Final = "runway-card"
 SPEND: Final = "spend-card"
 LIMIT: Final = "limit-card"
 INVOICE: Final = "invoice-card"
+ATTENTION: Final = "attention-list"
 
 #: Every partial of the overview (its name is its DOM id), in page order, with its reads.
 CARD_READS: Final[dict[str, tuple[str, ...]]] = {
     BANNER: ("balance",),
+    # Plus the invoice history, for a reader who may see invoices (ATTENTION_INVOICES).
+    ATTENTION: ("balance", "usage"),
     BALANCE: ("balance",),
     RUNWAY: ("balance", "usage"),
     SPEND: ("usage",),
     LIMIT: ("limit", "usage"),
-    INVOICE: ("preview",),
+    # The balance says how much of the period's usage the prepaid credit covers.
+    INVOICE: ("preview", "balance"),
 }
+#: The attention list reads open invoices only for a reader who may open the invoices.
+ATTENTION_INVOICES: Final = "dashboard.view_invoices"
 #: Cards that need a permission beyond view_overview.
 CARD_PERMISSIONS: Final = {INVOICE: "dashboard.view_invoices"}
 #: Lines of the upcoming invoice shown on its card; the invoices page has them all.
@@ -95,6 +101,7 @@ class Usage:
     days: tuple[runway.DayTotal, ...]
     week: runway.BurnRate | None
     month: runway.BurnRate | None
+    zone: tzinfo
 
     @classmethod
     def of(cls, history: models.UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
@@ -108,7 +115,21 @@ class Usage:
             days,
             runway.burn_rate(days, runway.SHORT_DAYS),
             runway.burn_rate(days, runway.LONG_DAYS),
+            tz,
         )
+
+    @property
+    def burn_week(self) -> figures.Figure | None:
+        return figures.burn_of(self.week, self.zone)
+
+    @property
+    def burn_month(self) -> figures.Figure | None:
+        return figures.burn_of(self.month, self.zone)
+
+    @property
+    def week_short(self) -> bool:
+        """Fewer than 7 complete days of history."""
+        return self.week is None or self.week.short
 
 
 # ---------------------------------------------------------------- card values
@@ -132,6 +153,8 @@ class RunwayInfo:
     #: Why auto top-up does not count for the forecast, when a rule exists but cannot fire.
     auto_topup_problem: str | None
     now: datetime
+    burn_week: figures.Figure | None = None
+    burn_month: figures.Figure | None = None
 
     @property
     def topup_frequency(self) -> str | None:
@@ -142,6 +165,8 @@ class RunwayInfo:
 @dataclass(frozen=True)
 class SpendInfo:
     month: runway.MonthToDate
+    total: figures.Figure
+    forecast: figures.Figure | None
 
 
 @dataclass(frozen=True)
@@ -161,6 +186,18 @@ class InvoiceInfo:
     preview: models.InvoicePreview | None
     lines: tuple[models.InvoiceLine, ...]
     more_lines: int
+    #: The period's usage (its lines before credits) and the credits Cloudflare lists on them.
+    usage: Decimal = Decimal(0)
+    credits: Decimal = Decimal(0)
+    #: The prepaid balance now; None when it could not be read (the card shows without it).
+    balance: Decimal | None = None
+
+    @property
+    def uncovered(self) -> Decimal:
+        """Usage the prepaid credit does not cover: what the balance is below zero."""
+        if self.balance is None or self.balance >= 0:
+            return Decimal(0)
+        return -self.balance
 
     @property
     def period_last(self) -> datetime | None:
@@ -181,6 +218,7 @@ class Overview:
     spend: Card[SpendInfo] | None = None
     limit: Card[LimitInfo] | None = None
     invoice: Card[InvoiceInfo] | None = None
+    attention: Card[tuple[attention.Item, ...]] | None = None
 
     def fresh_until(self) -> datetime | None:
         """Until when every card shown is fresh, as the read cache counts it: the oldest
@@ -194,6 +232,7 @@ class Overview:
             self.spend,
             self.limit,
             self.invoice,
+            self.attention,
         )
         cards = [card for card in shown if card is not None]
         if any(card.pending or card.error for card in cards):
@@ -212,8 +251,11 @@ def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
     )
 
 
-def overview(account_id: str, cards: Iterable[str]) -> Overview:
-    """The cards named, from reads gathered in parallel under the page deadline."""
+def overview(
+    account_id: str, cards: Iterable[str], has_perm: Callable[[str], bool] = lambda _: False
+) -> Overview:
+    """The cards named, from reads gathered in parallel under the page deadline; ``has_perm``
+    is the reader's, for what the attention list may read and link to."""
     chosen = tuple(cards)
     now = clock.now()
     tz = timezone.get_current_timezone()
@@ -223,13 +265,22 @@ def overview(account_id: str, cards: Iterable[str]) -> Overview:
         "usage": partial(reads.usage_history, account_id, "hour", span.start, span.end),
         "limit": partial(reads.spending_limit, account_id),
         "preview": partial(reads.invoice_preview, account_id),
+        # The Invoices page's own read, so that one visit of either serves both.
+        "invoices": partial(invoices.invoice_list, account_id, "all"),
     }
     needed = {read for card in chosen for read in CARD_READS[card]}
+    if ATTENTION in chosen and has_perm(ATTENTION_INVOICES):
+        needed.add("invoices")
     got = upstream.gather(
         {name: loaders[name] for name in loaders if name in needed},
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
-    return build_overview(chosen, got, now, tz, span)
+    page = build_overview(chosen, got, now, tz, span)
+    if ATTENTION not in chosen:
+        return page
+    return dataclasses.replace(
+        page, attention=attention_card(account_id, got, page.runway, now, has_perm)
+    )
 
 
 def build_overview(
@@ -257,7 +308,7 @@ def build_overview(
             built["banner"] = card_from([balance], lambda: topup_banner(balance.value))
         if BALANCE in cards:
             built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
-    if RUNWAY in cards and balance is not None and usage_read is not None:
+    if (RUNWAY in cards or ATTENTION in cards) and balance is not None and usage_read is not None:
         built["runway"] = card_from(
             [balance, usage_read], lambda: runway_info(balance.value, usage(), now)
         )
@@ -266,8 +317,37 @@ def build_overview(
     if LIMIT in cards and "limit" in got and usage_read is not None:
         built["limit"] = limit_card(got["limit"], usage_read, usage, now, tz)
     if INVOICE in cards and "preview" in got:
-        built["invoice"] = card_from([got["preview"]], lambda: invoice_info(got["preview"].value))
+        # Only the preview makes the card: without the balance it still explains itself.
+        known = balance.value if balance is not None else None
+        built["invoice"] = card_from(
+            [got["preview"]], lambda: invoice_info(got["preview"].value, known)
+        )
     return Overview(cards, **built)
+
+
+def attention_card(
+    account_id: str,
+    got: Mapping[str, upstream.Fetched[Any]],
+    runway_card: Card[RunwayInfo] | None,
+    now: datetime,
+    has_perm: Callable[[str], bool],
+) -> Card[tuple[attention.Item, ...]]:
+    """What needs action, from whatever came back: one read failing drops only its checks."""
+    reads_used = [got[name] for name in ("balance", "usage", "invoices") if name in got]
+    if any(read.pending for read in reads_used):
+        return Card(pending=True)
+    forecast = runway_card.value.forecast if runway_card and runway_card.value else None
+    history = got["invoices"].value if "invoices" in got else None
+    facts = attention.Facts(
+        balance=got["balance"].value,
+        zero_at=forecast.zero_at if forecast and forecast.kind == "runs-out" else None,
+        overdrawn=forecast is not None and forecast.kind == "overdrawn",
+        invoices=attention.open_invoices(history.invoices) if history else None,
+    )
+    error = next((read.error for read in reads_used if read.error), None)
+    times = [read.as_of for read in reads_used if read.as_of is not None]
+    items = attention.items(account_id, facts, now, has_perm)
+    return Card(items, error=error, as_of=min(times) if times else None)
 
 
 def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
@@ -294,13 +374,22 @@ def runway_info(balance: models.CreditBalance | None, usage: Usage, now: datetim
     assert balance is not None
     rule, problem = auto_topup_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
-    return RunwayInfo(balance.balance, usage.week, usage.month, forecast, rule, problem, now)
+    return RunwayInfo(
+        balance.balance,
+        usage.week,
+        usage.month,
+        forecast,
+        rule,
+        problem,
+        now,
+        usage.burn_week,
+        usage.burn_month,
+    )
 
 
 def spend_info(usage: Usage, now: datetime, tz: tzinfo) -> SpendInfo:
-    return SpendInfo(
-        runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
-    )
+    month = runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
+    return SpendInfo(month, figures.month_to_date(month, tz), figures.month_end_forecast(month, tz))
 
 
 def limit_card(
@@ -349,14 +438,27 @@ def _with_window(
     return dataclasses.replace(info, window=window)
 
 
-def invoice_info(upcoming: reads.Upcoming | None) -> InvoiceInfo:
+def invoice_info(
+    upcoming: reads.Upcoming | None, balance: models.CreditBalance | None = None
+) -> InvoiceInfo:
     assert upcoming is not None
     preview = upcoming.preview
     if preview is None:
         return InvoiceInfo(None, (), 0)
     lines = sorted(preview.invoice_lines, key=lambda line: line.amount, reverse=True)
     shown = tuple(lines[:INVOICE_LINES_SHOWN])
-    return InvoiceInfo(preview, shown, len(lines) - len(shown))
+    usage = sum((line.amount for line in lines), Decimal(0)) if lines else preview.amount_due
+    credits = sum(
+        (credit.amount for line in lines for credit in line.pretax_credit_amounts), Decimal(0)
+    )
+    return InvoiceInfo(
+        preview,
+        shown,
+        len(lines) - len(shown),
+        usage=usage,
+        credits=credits,
+        balance=balance.balance if balance is not None else None,
+    )
 
 
 # ---------------------------------------------------------------- all accounts
@@ -368,6 +470,8 @@ class AccountSummary:
     balance: Card[BalanceCard]
     runway: Card[RunwayInfo]
     spend: Card[SpendInfo]
+    #: What needs action on the account (not one of the row's figures).
+    attention: Card[tuple[attention.Item, ...]] = Card(value=())
 
     @property
     def _cards(self) -> tuple[Card[Any], ...]:
@@ -392,27 +496,47 @@ class AccountSummary:
         return min(times) if times else None
 
 
-def account_summaries(accounts: list[Account]) -> list[AccountSummary]:
-    """One row per account, every account's reads in parallel under one deadline."""
+def account_summaries(
+    accounts: list[Account], has_perm: Callable[[str], bool] = lambda _: False
+) -> list[AccountSummary]:
+    """One row per account, every account's reads in parallel under one deadline, with
+    what needs attention on each (open invoices only for a reader who may see invoices)."""
     now = clock.now()
     tz = timezone.get_current_timezone()
     span = runway.usage_range(now, tz)
+    with_invoices = has_perm(ATTENTION_INVOICES)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     for account in accounts:
         loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
         loaders[f"{account.id}:usage"] = partial(
             reads.usage_history, account.id, "hour", span.start, span.end
         )
+        if with_invoices:
+            loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
     rows = []
     for account in accounts:
-        page = build_overview(
-            (BALANCE, RUNWAY, SPEND),
-            {"balance": got[f"{account.id}:balance"], "usage": got[f"{account.id}:usage"]},
-            now,
-            tz,
-            span,
-        )
+        mine = {
+            name: got[f"{account.id}:{name}"]
+            for name in ("balance", "usage", "invoices")
+            if f"{account.id}:{name}" in got
+        }
+        page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz, span)
         assert page.balance is not None and page.runway is not None and page.spend is not None
-        rows.append(AccountSummary(account, page.balance, page.runway, page.spend))
+        needs = attention_card(account.id, mine, page.runway, now, has_perm)
+        rows.append(AccountSummary(account, page.balance, page.runway, page.spend, needs))
     return rows
+
+
+def shared_spans(rows: Iterable[AccountSummary]) -> dict[str, str]:
+    """The spans of the table's burn and month columns, from the first row that has them:
+    every account read at the same moment shares them (a newer account's burn may cover
+    fewer days; its overview names them)."""
+    spans: dict[str, str] = {}
+    for row in rows:
+        runway_info, spend = row.runway.value, row.spend.value
+        if runway_info is not None and runway_info.burn_week is not None:
+            spans.setdefault("burn", runway_info.burn_week.label)
+        if spend is not None:
+            spans.setdefault("mtd", spend.total.label)
+    return spans

@@ -3,7 +3,8 @@
 Reads for the pages (the current rule, a preview against the 7-day burn rate, how much of a
 limit's window is already spent) and the four writes. A write is audited whatever happens,
 remembers a 403 from Cloudflare per account (:class:`RefusedChange`), forgets it once a
-later attempt succeeds, and drops the cached reads it changes.
+later attempt succeeds (removing a spending limit does not: Cloudflare refuses setting one
+while it still allows removing it), and drops the cached reads it changes.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def _write(
     after: object,
     dropped: tuple[str, ...],
     actor: str = "",
+    forgets_refusal: bool = True,
 ) -> Outcome:
     try:
         call(billing.client_for(account_id))
@@ -241,7 +243,8 @@ def _write(
         after=after,
         actor=actor,
     )
-    clear_refusal(account_id, kind)
+    if forgets_refusal:
+        clear_refusal(account_id, kind)
     _drop(account_id, dropped)
     return Outcome(True)
 
@@ -335,6 +338,8 @@ def delete_spending_limit(
         before=_limit_json(before),
         after=None,
         dropped=("spending-limit",),
+        # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
+        forgets_refusal=False,
     )
 
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from billing_api import errors, models
-from dashboard import audit, billing, pagecache, upstream
+from dashboard import audit, billing, clock, pagecache, upstream
 from dashboard.models import Topup
 from dashboard.services import invoices, reads
 from dashboard.services.balance import describe_payment_method
@@ -62,6 +62,20 @@ CHECK_EVERY_SECONDS = 60
 #: ...for this long after it was made, and this many at most per page view.
 AUTO_CHECK_FOR = timedelta(days=1)
 AUTO_CHECK_MAX = 5
+#: Top-ups whose outcome Cloudflare may still change: the worker follows them up.
+WAITING = (Topup.Status.PENDING, Topup.Status.UNKNOWN)
+#: Waits before the worker's 1st, 2nd... follow-up; then every hour until it settles. Most
+#: payments settle in seconds; one waiting on 3-D Secure may take hours.
+FOLLOW_UP_BACKOFF = (
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+)
+#: Who the audit log names for a change Cloudflare made and the dashboard followed up.
+FOLLOW_UP_ACTOR = "dashboard follow-up"
 
 
 def new_key() -> str:
@@ -161,6 +175,19 @@ def card_name(topup: Topup) -> str:
     )
 
 
+def shown(account_id: str, pk: int | None) -> Topup | None:
+    """The top-up whose status the page shows: the one asked for, else the newest in flight.
+
+    A reload while Cloudflare is processing (the address has no ``?topup=``) keeps the live
+    status, whoever made it.
+    """
+    found = Topup.objects.filter(account_id=account_id)
+    if pk is not None:
+        return found.filter(pk=pk).first()
+    in_flight = (Topup.Status.CREATING, Topup.Status.PENDING)
+    return found.filter(status__in=in_flight).order_by("-created_at", "-id").first()
+
+
 @dataclass(frozen=True)
 class Created:
     topup: Topup
@@ -244,6 +271,9 @@ def _finish(
     message: str = "",
 ) -> None:
     topup.status = status
+    if status in WAITING:
+        # No browser needs to stay open: the worker asks Cloudflare until it settles.
+        topup.follow_up_at = clock.now() + FOLLOW_UP_BACKOFF[0]
     if error is not None:
         message = describe_error(error)
         if isinstance(error, errors.BillingStatusError):
@@ -315,15 +345,8 @@ def progress(topup: Topup) -> Progress:
                 status = answer.status
                 cache.set(key, status, STATUS_CACHE_SECONDS)
         if status == "completed":
-            now = timezone.now()
-            # Conditional: of several pollers, one records the completion.
-            updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
-                status=Topup.Status.COMPLETED, completed_at=now, updated_at=now
-            )
-            topup.refresh_from_db()
+            complete(topup)
             just_completed = True
-            if updated:
-                forget_balance(topup.account_id)
     waiting = topup.status in (Topup.Status.CREATING, Topup.Status.PENDING)
     old = timezone.now() - topup.created_at > STUCK_AFTER
     return Progress(
@@ -334,6 +357,43 @@ def progress(topup: Topup) -> Progress:
         just_completed=just_completed,
         check_error=check_error,
     )
+
+
+def complete(topup: Topup) -> bool:
+    """Record that Cloudflare completed a pending top-up; True for the one caller that did.
+
+    The update is conditional, so of the pages polling and the workers following it up, one
+    records it. The audit log gains a settling event (its rows are never changed): Activity
+    shows the top-up accepted, then completed.
+    """
+    now = timezone.now()
+    updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
+        status=Topup.Status.COMPLETED,
+        completed_at=now,
+        updated_at=now,
+        follow_up_at=None,
+        follow_up_note="",
+    )
+    topup.refresh_from_db()
+    if not updated:
+        return False
+    forget_balance(topup.account_id)
+    audit.record(
+        AnonymousUser(),
+        topup.account_id,
+        audit.Action.TOPUP,
+        audit.Outcome.ACCEPTED,
+        before={"status": Topup.Status.PENDING},
+        after={
+            "amount": topup.amount,
+            "payment_intent_id": topup.payment_intent_id,
+            "status": Topup.Status.COMPLETED,
+        },
+        detail="Cloudflare completed the payment; the balance includes it.",
+        idempotency_key=topup.idempotency_key,
+        actor=FOLLOW_UP_ACTOR,
+    )
+    return True
 
 
 # ---------------------------------------------------------------- reconciling unknown top-ups
@@ -364,7 +424,9 @@ def last_check(topup: Topup) -> str | None:
     return said
 
 
-def reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool = True) -> Check:
+def reconcile(
+    user: User | AnonymousUser, topup: Topup, *, fresh: bool = True, actor: str = ""
+) -> Check:
     """Look for the charge of an unknown top-up in the manual invoices; never send it again.
 
     One invoice of its amount, made from ``CLOCK_SKEW`` before it to ``CHARGE_WINDOW`` after
@@ -373,20 +435,16 @@ def reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool = True) -
     moved, and the dashboard does not guess). ``fresh``: read the invoices from Cloudflare
     rather than the cached list.
     """
-    result = _reconcile(user, topup, fresh=fresh)
+    result = _reconcile(user, topup, fresh=fresh, actor=actor)
     cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
     return result
 
 
-def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Check:
+def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> Check:
     if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
         return Check(topup, found=False, message="")
-    if fresh:
-        key = upstream.cache_key(topup.account_id, "invoice-history-assembled", {"type": "manual"})
-        cache.delete_many([key, key + ":failed"])
-    fetched = invoices.invoice_list(topup.account_id, "manual")
-    if fetched.value is None or fetched.error is not None:
-        why = fetched.error or "Cloudflare is still being asked."
+    listed, why = manual_invoices(topup.account_id, fresh=fresh)
+    if listed is None:
         return Check(topup, found=False, message=f"The check could not be made: {why}")
     taken = set(
         Topup.objects.filter(account_id=topup.account_id)
@@ -394,7 +452,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
         .exclude(payment_intent_id="")
         .values_list("payment_intent_id", flat=True)
     )
-    found = candidates(topup, fetched.value.invoices, taken)
+    found = candidates(topup, listed, taken)
     if len(found) > 1:
         return Check(
             topup,
@@ -424,6 +482,10 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
         payment_intent_id=payment_id,
         completed_at=now if status == Topup.Status.COMPLETED else None,
         updated_at=now,
+        # Found pending: the worker asks its status from the start of its schedule again.
+        follow_up_at=clock.now() + FOLLOW_UP_BACKOFF[0] if status in WAITING else None,
+        follow_ups=0,
+        follow_up_note="",
     )
     topup.refresh_from_db()
     if not updated:
@@ -441,6 +503,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
             "reconciled": True,
         },
         idempotency_key=topup.idempotency_key,
+        actor=actor,
     )
     if status == Topup.Status.COMPLETED:
         forget_balance(topup.account_id)
@@ -449,6 +512,29 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool) -> Chec
         found=True,
         message="Its charge was found in the invoice list: Cloudflare took the top-up.",
     )
+
+
+def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
+    """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
+    if fresh:
+        key = upstream.cache_key(account_id, "invoice-history-assembled", {"type": "manual"})
+        cache.delete_many([key, key + ":failed"])
+    fetched = invoices.invoice_list(account_id, "manual")
+    if fetched.value is None or fetched.error is not None:
+        return None, fetched.error or "Cloudflare is still being asked."
+    return list(fetched.value.invoices), ""
+
+
+def paid_invoice(topup: Topup) -> tuple[bool, str]:
+    """(whether the invoice of a pending top-up's payment id is paid, what could not be read).
+
+    ``topup`` answers with the id of a Stripe invoice: once that invoice is paid, the money
+    is in, whatever ``topup/status`` says (it may lag, or no longer know the id).
+    """
+    listed, why = manual_invoices(topup.account_id, fresh=True)
+    if listed is None:
+        return False, f"The invoice list could not be read: {why}"
+    return any(i.id == topup.payment_intent_id and i.status == "paid" for i in listed), ""
 
 
 def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[str]) -> list[str]:

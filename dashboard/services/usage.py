@@ -35,7 +35,7 @@ from django.conf import settings
 
 from billing_api import models
 from dashboard import upstream
-from dashboard.services import reads
+from dashboard.services import figures, reads
 
 UsageWindow = models.UsageWindow
 Preset = Literal["24h", "7d", "30d", "90d", "mtd", "last-month", "custom"]
@@ -137,23 +137,22 @@ def resolve_range(
 ) -> ReportRange:
     """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive).
 
-    Presets count calendar days in ``zone``, today included; "24 h" is the last 24 whole
-    hours, the current one included. A range that reaches now ends at the end of the current
-    hour, so everyone looking within the same hour shares Cloudflare's cached answer.
+    The presets are the figures of :mod:`dashboard.services.figures`, so that the page shows
+    what the overview shows: "7 days" (and 30, 90) are the complete days before today, "24 h"
+    the last 24 complete hours, "Month to date" the 1st to the last complete hour. A range
+    that reaches now ends at the end of the last complete hour, as every figure does.
 
     Raises:
         RangeError: a custom range that is missing a bound, is reversed, starts in the future
             or is longer than ``MAX_RANGE_DAYS``.
     """
-    until = ceil_hour(now)
+    until = figures.data_end(now)
     today = local_date(now, zone)
     if preset == "24h":
         return ReportRange(preset, until - 24 * HOUR, until, to_now=True)
     if preset in ("7d", "30d", "90d"):
-        count = int(preset[:-1])
-        return ReportRange(
-            preset, local_midnight(today - (count - 1) * DAY, zone), until, to_now=True
-        )
+        complete = figures.last_complete_days(int(preset[:-1]), now, zone)
+        return ReportRange(preset, complete.start, complete.end)
     if preset == "mtd":
         return ReportRange(preset, local_midnight(today.replace(day=1), zone), until, to_now=True)
     if preset == "last-month":
@@ -222,8 +221,8 @@ def _midnight_offsets(first: date, last: date, zone: tzinfo) -> set[timedelta]:
 
 def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) -> Plan:
     """Widen ``rng`` to whole buckets and choose the upstream calls (see the module docstring)."""
-    # Nothing after the current hour exists yet; asking for it would only vary the cache key.
-    fetch_until = ceil_hour(now)
+    # Figures stop at the last complete hour: the one still running is not counted.
+    fetch_until = figures.data_end(now)
     if window == "hour":
         start, end = floor_hour(rng.start), ceil_hour(rng.end)
         chunks = split_span(start, min(end, fetch_until), MAX_HOURLY_SPAN)
@@ -231,10 +230,12 @@ def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) 
     first = local_date(rng.start, zone)
     last = local_date(rng.end - timedelta(microseconds=1), zone)
     offsets = _midnight_offsets(first, last + DAY, zone)
-    if offsets == {timedelta(0)} or not all(o % HOUR == timedelta(0) for o in offsets):
+    whole_hours = all(o % HOUR == timedelta(0) for o in offsets)
+    partial_day = rng.end != local_midnight(last + DAY, zone)
+    if (offsets == {timedelta(0)} and not partial_day) or not whole_hours:
         # Local days are UTC days (UTC itself, London in winter), or cannot be built from
         # hours: one call for Cloudflare's day buckets, aligned to midnight UTC as Stripe's
-        # daily grouping requires.
+        # daily grouping requires. A day still running is added up from its complete hours.
         start, end = floor_utc_day(rng.start), ceil_utc_day(rng.end)
         utc_days = offsets != {timedelta(0)}
         return Plan("day", "day", start, end, False, utc_days, ((start, end),))
@@ -401,6 +402,46 @@ def usage_report(
         stale=bool(errors),
         as_of=min(as_ofs) if as_ofs else None,
     )
+
+
+# ---------------------------------------------------------------- the figures shown
+
+
+#: The presets whose figure has a name of its own on other pages (see ``figures``).
+_NAMED_TOTALS: Final = {"24h": "last-24h", "mtd": "mtd"}
+
+
+def report_span(report: UsageReport) -> figures.Span:
+    """The span the figures cover: whole local days when both ends are local midnights."""
+    zone = report.label_zone
+    if report.plan.utc_days:
+        start, end = report.plan.start, report.plan.end
+    else:
+        start, end = report.range.start, report.range.end
+
+    def midnight(moment: datetime) -> bool:
+        return moment == local_midnight(local_date(moment, zone), zone)
+
+    return figures.Span(start, end, midnight(start) and midnight(end), zone)
+
+
+def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:
+    """The summary's total and (for whole days) its average per day, named and spanned.
+
+    "7 days" is the overview's burn per day (``burn-7d``), "24 h" its last 24 hours, and so
+    on; any other range's figures are "total" and "average".
+    """
+    summary = report.summary
+    if summary is None:
+        return {}
+    span = report_span(report)
+    key = _NAMED_TOTALS.get(report.range.preset, "total")
+    shown = {"total": figures.Figure(key, summary.total, span)}
+    if report.window == "day" and span.complete_days and summary.average is not None:
+        days = summary.complete_buckets
+        key = f"burn-{days}d" if report.range.preset in ("7d", "30d", "90d") else "average"
+        shown["average"] = figures.Figure(key, summary.average, span, per_day=True)
+    return shown
 
 
 # ---------------------------------------------------------------- labels

@@ -1,7 +1,8 @@
 """The alerts worker's loop, for ``manage.py alerts_worker`` and for ``make run``'s thread.
 
 Checks every rule each ``interval`` seconds and, every few seconds in between, sends the
-deliveries that are due. A round that fails is logged and the loop goes on.
+deliveries that are due and follows up the top-ups still pending or of unknown outcome
+(each on its own backoff). A round that fails is logged and the loop goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from django.db import close_old_connections
 
-from dashboard.services import alerts, digest, notify
+from dashboard.services import alerts, digest, notify, topup_followup
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ def one_round(*, check: bool, say: Say) -> None:
     for attempt in notify.deliver_due():
         if not attempt.ok:
             say(f"delivery {attempt.delivery_id} failed: {attempt.error}")
+    for followed in topup_followup.follow_up_due():
+        if followed.status != "pending" or followed.note:
+            say(f"top-up {followed.topup_id}: {followed.status}. {followed.note}".rstrip())
 
 
 def run(stop: threading.Event, interval: float, say: Say) -> None:

@@ -39,8 +39,8 @@ def describe(rule: AlertRule) -> str:
         return f"Credit runs out within {rule.days} day{'s' if rule.days != 1 else ''}"
     if rule.kind == AlertRule.Kind.SPEND_SPIKE and rule.factor is not None:
         return (
-            f"Last 24 hours above {rule.factor.normalize()}× the "
-            f"{checks.SPIKE_BASELINE_DAYS}-day daily average"
+            f"Last 24 hours above {rule.factor.normalize()}× the burn per day over the "
+            "last 7 complete days"
         )
     if rule.kind == AlertRule.Kind.AUTO_TOPUP_CAP and rule.amount is not None:
         return (

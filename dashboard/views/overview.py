@@ -13,7 +13,9 @@ from django.views.decorators.http import require_GET
 
 from dashboard import pagecache
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
-from dashboard.services import alerts
+from dashboard.cloudflare_links import ai_gateway_url
+from dashboard.models import RefusedChange
+from dashboard.services import alerts, rules
 from dashboard.services import overview as cards
 
 
@@ -28,8 +30,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @permission_required("dashboard.view_overview", raise_exception=True)
 def all_accounts(request: HttpRequest) -> HttpResponse:
-    rows = cards.account_summaries(accounts_for(request.user))
-    return render(request, "dashboard/all_accounts.html", {"rows": rows})
+    rows = cards.account_summaries(accounts_for(request.user), request.user.has_perm)
+    needs_attention = [row for row in rows if row.attention.value]
+    context = {"rows": rows, "needs_attention": needs_attention, "spans": cards.shared_spans(rows)}
+    return render(request, "dashboard/all_accounts.html", context)
 
 
 @require_GET
@@ -48,7 +52,7 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             raise PermissionDenied
 
     def build() -> tuple[HttpResponse, datetime | None]:
-        page = cards.overview(account.id, (partial,) if partial else allowed)
+        page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
         template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
         context = {
             "account": account,
@@ -57,6 +61,11 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             "invoices_url": _invoices_url(account),
             # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
             "cap_banner": None if partial else alerts.cap_banner(account.id),
+            # The limit card says what Cloudflare did with the last attempt to set a limit.
+            "limit_refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
+            if partial in (None, cards.LIMIT)
+            else None,
+            "cloudflare_dashboard_url": ai_gateway_url(account.id),
         }
         response = render(request, template, context)
         # The same URL answers a full page or a fragment: caches must keep them apart.

@@ -113,10 +113,8 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     url = context["page_url"]
     max_amount = _max_topup(account.id)
     intent = request.POST.get("intent", "save") if request.method == "POST" else "show"
+    context["retrying"] = _retrying(request, intent)
     if intent == "retry":
-        # Someone chooses to try again: forget the refusal, keep what was typed.
-        rules.clear_refusal(account.id, RefusedChange.Kind.AUTO_TOPUP)
-        context["refusal"] = None
         form = AutoTopupForm(initial=_initial_from(request.POST, context["current"]))
     elif intent == "show":
         form = AutoTopupForm(initial=_initial_rule(context["current"]), max_amount=max_amount)
@@ -139,6 +137,7 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             error=outcome.message,
             refused=outcome.refused,
             refusal=rules.refusal(account.id, RefusedChange.Kind.AUTO_TOPUP),
+            retrying=context["retrying"] and not outcome.refused,
         )
         return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
     saved = f"Auto top-up rule saved. {rules.describe_rule(threshold, amount)}"
@@ -149,6 +148,12 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     form = AutoTopupForm(initial=_initial_rule(context["current"]), max_amount=max_amount)
     context.update(form=_live(form, url), preview=None)
     return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
+
+
+def _retrying(request: HtmxHttpRequest, intent: str) -> bool:
+    """Someone chose to try again after a refusal: the form opens, the refusal is still
+    remembered (and shown) until Cloudflare accepts the change."""
+    return intent == "retry" or request.POST.get("retrying") == "1"
 
 
 def _initial_from(data: Any, current: tuple[Decimal, Decimal] | None) -> dict[str, Any]:
@@ -227,9 +232,8 @@ def spending_limit(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         return rules.limit_impact(spend, amount, duration, strategy)
 
     intent = request.POST.get("intent", "save") if request.method == "POST" else "show"
+    context["retrying"] = _retrying(request, intent)
     if intent == "retry":
-        rules.clear_refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
-        context["refusal"] = None
         initial = _limit_initial(context["current"])
         initial.update(
             {k: request.POST[k] for k in ("amount", "duration", "strategy") if k in request.POST}
@@ -265,6 +269,7 @@ def spending_limit(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             error=outcome.message,
             refused=outcome.refused,
             refusal=rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT),
+            retrying=context["retrying"] and not outcome.refused,
         )
         return _respond(
             request, LIMIT_PAGE, "spending-limit-form", "spending-limit-summary", context

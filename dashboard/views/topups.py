@@ -38,11 +38,10 @@ def topups(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     service.reconcile_due(request.user, account.id)
     after: dict[str, Any] = {}
     current = request.GET.get("topup", "")
-    if current.isdigit():
-        topup = Topup.objects.filter(pk=int(current), account_id=account.id).first()
-        if topup is not None:
-            # First: seeing it complete refreshes the balance and history read below.
-            after = _after(account, topup)
+    topup = service.shown(account.id, int(current) if current.isdigit() else None)
+    if topup is not None:
+        # First: seeing it complete refreshes the balance and history read below.
+        after = _after(account, topup)
     context = _context(request, account, page=int(page) if page.isdigit() else 1) | after
     if request.htmx and request.htmx.target == HISTORY:
         return _render(request, [HISTORY], context)

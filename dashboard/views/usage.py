@@ -131,6 +131,7 @@ def _context(
         "range_label": usage_service.range_label(report),
         "rows": [(usage_service.row_label(row, report), row) for row in report.rows],
         "chart": usage_service.chart_data(report),
+        "figures": usage_service.summary_figures(report),
     }
     summary = report.summary
     if summary is not None and summary.busiest is not None:

@@ -202,3 +202,71 @@ def test_finance_downloads_the_usage_csv(page, live_server, finance):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", utc), utc
     assert re.fullmatch(r"-?\d+\.\d{2,}", spend), spend
     assert all(len(row) == 3 for row in data)
+
+
+def test_money_is_typed_as_people_type_it(page, live_server, admin, sim):
+    login(page, live_server, admin, TOPUPS_URL)
+    expect(confirm_topup(page, "$1,000")).to_have_text("Charge $1,000.00")
+
+    page.goto(f"{live_server.url}{TOPUPS_URL}")
+    form = page.locator("#topup-form")
+    form.get_by_label("Amount (US dollars)").fill("1e3")
+    form.get_by_role("button", name="Continue").click()
+    expect(form.locator(".field-error")).to_have_text(
+        "Enter the amount as plain digits, such as 25 or 1,000.50, without an exponent."
+    )
+    form.get_by_label("Amount (US dollars)").fill("1,000.50")
+    form.get_by_role("button", name="Continue").click()
+    expect(form.locator(".field-error")).to_have_text(
+        "The amount must be between $10.00 and $1,000.00: $1,000.00 is the largest top-up "
+        "for this account."
+    )
+    expect(form.get_by_label("Amount (US dollars)")).to_have_value("1,000.50")
+    screenshot(page, "topup-amount-out-of-range")
+
+    page.goto(f"{live_server.url}{AUTO_TOPUP_URL}")
+    fill_rule(page, "$1,000", "1,000.00")
+    expect(page.locator("#auto-topup-feedback .errors")).to_have_count(0)
+    page.locator("#auto-topup-form").get_by_role("button", name="Save the rule").click()
+    expect(page.locator("#auto-topup-summary")).to_contain_text(
+        "When the balance falls below $1,000.00, add $1,000.00."
+    )
+    assert sim.calls["POST topup"] == 0
+
+
+def test_the_overview_says_what_cloudflare_did_with_a_limit(page, live_server, admin, sim):
+    login(page, live_server, admin, LIMIT_URL)
+    form = page.locator("#spending-limit-form")
+    form.get_by_label("Limit, in dollars").fill("$50,000")
+    form.get_by_role("radio", name=re.compile(r"^Weekly")).check()
+    form.get_by_role("button", name=re.compile(r"^(Set|Save) the limit$")).click()
+    expect(page.locator("#spending-limit-form .notice-success")).to_contain_text(
+        "Spending limit set: $50,000.00 a week"
+    )
+    page.goto(f"{live_server.url}{OVERVIEW_URL}")
+    card = page.locator("#limit-card")
+    expect(card.locator(".figure-line")).to_contain_text("$50,000.00 per week")
+    expect(card).not_to_contain_text("can no longer be set")
+    expect(card.locator(".refusal")).to_have_count(0)
+    screenshot(page, "overview-limit-set")
+
+
+def test_the_overview_says_a_refusal_in_plain_words_first(
+    page, live_server, admin, current_mode: Simulator
+):
+    login(page, live_server, admin, LIMIT_URL)
+    form = page.locator("#spending-limit-form")
+    form.get_by_label("Limit, in dollars").fill("50,000")
+    form.get_by_role("button", name=re.compile(r"^(Set|Save) the limit$")).click()
+    expect(form.locator(".refusal")).to_contain_text("Cloudflare refused this on")
+    screenshot(page, "spending-limit-refused")
+
+    page.goto(f"{live_server.url}{OVERVIEW_URL}")
+    refusal = page.locator("#limit-card .refusal")
+    paragraphs = refusal.locator("p")
+    expect(paragraphs.first).to_contain_text("Cloudflare no longer lets anyone set or change")
+    expect(
+        paragraphs.first.get_by_role("link", name="Cloudflare’s dashboard, AI Gateway")
+    ).to_be_visible()
+    expect(paragraphs.last).to_contain_text("Cloudflare said: “Deprecated:")
+    screenshot(page, "overview-limit-refused")

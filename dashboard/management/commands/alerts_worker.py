@@ -2,10 +2,12 @@
 
 Every ``ALERTS_INTERVAL_SECONDS`` (default 300) it checks every enabled rule (reading each
 account once, through the shared cache); every few seconds it sends the deliveries that are
-due (new ones, and retries whose wait is over). Several copies may run at once, on one host
-or several: a rule fires once (its state moves by a conditional update, and a firing's key
-is unique) and a delivery is sent by the one worker that claimed it. ``--once`` does one
-round and exits (cron, tests). SIGTERM or Ctrl-C stops it between two steps.
+due (new ones, and retries whose wait is over) and asks Cloudflare about the top-ups still
+pending or of unknown outcome whose next follow-up is due, until they settle. Several copies
+may run at once, on one host or several: a rule fires once (its state moves by a conditional
+update, and a firing's key is unique), and a delivery is sent, or a top-up asked about, by
+the one worker that claimed it. ``--once`` does one round and exits (cron, tests). SIGTERM
+or Ctrl-C stops it between two steps.
 """
 
 from __future__ import annotations

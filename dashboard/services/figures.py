@@ -1,0 +1,160 @@
+"""Each figure shown under a shared name, defined once, with the span it covers.
+
+The overview, Usage, Alerts, the digest, All accounts, the CSV and the emails all take their
+figures from here, so "last 24 hours" or "per day over the last 7 days" is one number
+everywhere at the same moment. Every figure carries its span (start, end, complete days or
+not, time zone) and :func:`label` names it, e.g. "30 Nov–6 Dec, complete days, UTC".
+
+The definitions:
+
+* Figures count up to the end of the last complete hour (``data_end``): the hour still
+  running is not over, and counting it would make a figure change within the hour.
+* Burn per day: the average over the last 7 (or 30) complete days, local midnight to local
+  midnight; today is left out, as its hours so far would drag the average down every morning.
+* Last 24 hours: the 24 whole hours ending at ``data_end``.
+* Month to date: from the 1st, local midnight, to ``data_end``.
+* Month-end forecast: month to date plus the 7-day burn per day until the month's end.
+* Runway: when the balance reaches zero at the 7-day burn per day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Final
+
+from billing_api.models import UsageBucket
+from dashboard.services import runway
+
+DAY: Final = timedelta(days=1)
+#: The burn rates shown: the last week (the runway and forecasts use it) and the last month.
+SHORT_DAYS: Final = runway.SHORT_DAYS
+LONG_DAYS: Final = runway.LONG_DAYS
+
+
+@dataclass(frozen=True)
+class Span:
+    """``[start, end)`` in UTC; ``complete_days``: whole local days of ``zone``."""
+
+    start: datetime
+    end: datetime
+    complete_days: bool
+    zone: tzinfo
+
+    @property
+    def first_day(self) -> date:
+        return self.start.astimezone(self.zone).date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(microseconds=1)).astimezone(self.zone).date()
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A value in dollars over its span; ``per_day``: an average per day, not a total."""
+
+    key: str
+    value: Decimal
+    span: Span
+    per_day: bool = False
+
+    @property
+    def label(self) -> str:
+        return label(self)
+
+
+def data_end(now: datetime) -> datetime:
+    """Where every figure stops: the end of the last complete hour."""
+    return runway.floor_hour(now)
+
+
+def days_span(first: date, last: date, zone: tzinfo) -> Span:
+    """Whole local days ``first`` to ``last``, both included."""
+    start = runway.local_midnight(first, zone)
+    return Span(start, runway.local_midnight(last + DAY, zone), True, zone)
+
+
+def last_complete_days(count: int, now: datetime, zone: tzinfo) -> Span:
+    """The ``count`` local days before today."""
+    today = now.astimezone(zone).date()
+    return days_span(today - count * DAY, today - DAY, zone)
+
+
+# ---------------------------------------------------------------- the figures
+
+
+def burn(days: Sequence[runway.DayTotal], count: int, zone: tzinfo) -> Figure | None:
+    """Spend per day over the last ``count`` complete days; None without a complete day."""
+    rate = runway.burn_rate(days, count)
+    return burn_of(rate, zone)
+
+
+def burn_of(rate: runway.BurnRate | None, zone: tzinfo) -> Figure | None:
+    if rate is None:
+        return None
+    span = days_span(rate.first, rate.last, zone)
+    return Figure(f"burn-{rate.asked}d", rate.per_day, span, per_day=True)
+
+
+def last_24h(buckets: Iterable[UsageBucket], now: datetime, zone: tzinfo) -> Figure:
+    end = data_end(now)
+    span = Span(end - DAY, end, False, zone)
+    return Figure("last-24h", runway.spend_between(buckets, span.start, end), span)
+
+
+def month_to_date(month: runway.MonthToDate, zone: tzinfo) -> Figure:
+    return Figure("mtd", month.total, Span(month.since, month.until, False, zone))
+
+
+def month_end_forecast(month: runway.MonthToDate, zone: tzinfo) -> Figure | None:
+    """What the month comes to at the 7-day burn; its span is the whole month."""
+    if month.projected is None:
+        return None
+    local = month.since.astimezone(zone).date()
+    next_month = (local.replace(day=28) + timedelta(days=4)).replace(day=1)
+    span = days_span(local, next_month - DAY, zone)
+    return Figure("forecast", month.projected, span)
+
+
+def total(buckets: Iterable[UsageBucket], span: Span) -> Figure:
+    """Spend over any span (the digest's week, say)."""
+    return Figure("total", runway.spend_between(buckets, span.start, span.end), span)
+
+
+# ---------------------------------------------------------------- words
+
+
+def _day(day: date, *, month: bool = True, year: bool = False) -> str:
+    text = str(day.day)
+    if month:
+        text += f" {day:%b}"
+    if year:
+        text += f" {day.year}"
+    return text
+
+
+def days_label(first: date, last: date) -> str:
+    """ "6 Dec", "1–6 Dec", "30 Nov–6 Dec", "28 Dec 2026–3 Jan 2027"."""
+    if first == last:
+        return _day(first)
+    if first.year != last.year:
+        return f"{_day(first, year=True)}–{_day(last, year=True)}"
+    if first.month == last.month:
+        return f"{first.day}–{_day(last)}"
+    return f"{_day(first)}–{_day(last)}"
+
+
+def span_label(span: Span) -> str:
+    """ "30 Nov–6 Dec, complete days, UTC" or "6 Dec 20:00–7 Dec 20:00, UTC"."""
+    if span.complete_days:
+        return f"{days_label(span.first_day, span.last_day)}, complete days, {span.zone}"
+    start, end = span.start.astimezone(span.zone), span.end.astimezone(span.zone)
+    return f"{_day(start.date())} {start:%H:%M}–{_day(end.date())} {end:%H:%M}, {span.zone}"
+
+
+def label(figure: Figure) -> str:
+    """The figure's span as a page says it: "per day over …" for a rate, "over …" else."""
+    return ("per day over " if figure.per_day else "over ") + span_label(figure.span)

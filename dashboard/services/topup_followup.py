@@ -1,0 +1,171 @@
+"""Following up top-ups without a browser open: the worker asks until each one settles.
+
+A pending top-up is asked about (``topup/status``; after a few minutes, or when Cloudflare no
+longer knows its id, its invoice is looked at too) and an unknown one is looked for in the
+manual invoices (:func:`topups.reconcile`), each on a growing wait (``FOLLOW_UP_BACKOFF``)
+until it is completed; an unknown one is given up on when its charge window has passed with
+nothing found, as the page then says. Nothing here creates a payment.
+
+A top-up is claimed before it is asked about (a conditional update sets
+``follow_up_claimed_until``), so of several workers exactly one asks; a worker that dies
+holding a claim lets it go when the claim expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q
+from django.utils import formats, timezone
+
+from billing_api import errors
+from dashboard import audit, billing, clock
+from dashboard.models import Topup
+from dashboard.services import topups
+
+logger = logging.getLogger(__name__)
+
+#: How long a worker holds a top-up it is asking about: well above one call's timeout.
+CLAIM = timedelta(minutes=2)
+#: At most this many top-ups are asked about per round (Cloudflare's rate limit is shared).
+PER_ROUND = 20
+#: A top-up still "creating" this long after it was made lost the process sending it (the
+#: call's own timeout is seconds): its outcome is unknown.
+ABANDONED_AFTER = timedelta(minutes=5)
+ABANDONED = (
+    "The dashboard stopped while sending it to Cloudflare: it may or may not have been charged."
+)
+#: From this follow-up on (about 5 minutes in), a top-up still pending is also looked for
+#: in the invoices: a paid invoice of its payment id means the money is in.
+INVOICES_AFTER = 3
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    topup_id: int
+    #: The status after asking: "completed", "pending" or "unknown".
+    status: str
+    #: What the page says about it, or "" when Cloudflare simply answered.
+    note: str
+
+
+def follow_up_due(now: datetime | None = None, limit: int = PER_ROUND) -> list[FollowUp]:
+    """Claims the top-ups whose follow-up is due and asks Cloudflare about each."""
+    now = now or clock.now()
+    adopt_abandoned(now)
+    claimable = Q(follow_up_claimed_until__isnull=True) | Q(follow_up_claimed_until__lt=now)
+    waiting = Q(status__in=topups.WAITING)
+    due = list(
+        Topup.objects.filter(claimable, waiting, follow_up_at__lte=now)
+        .order_by("follow_up_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = []
+    for pk in due:
+        claimed = Topup.objects.filter(claimable, waiting, pk=pk, follow_up_at__lte=now).update(
+            follow_up_claimed_until=now + CLAIM
+        )
+        if claimed:
+            done.append(follow_up(Topup.objects.get(pk=pk), now))
+    return done
+
+
+def adopt_abandoned(now: datetime) -> int:
+    """Top-ups left "creating" by a process that died while sending become unknown.
+
+    The card may have been charged, so they are never sent again: they are looked for in
+    the invoices like any top-up that got no answer, and the audit log says so.
+    """
+    adopted = 0
+    old = Topup.objects.filter(status=Topup.Status.CREATING, created_at__lt=now - ABANDONED_AFTER)
+    for pk in old.values_list("pk", flat=True)[:PER_ROUND]:
+        # Conditional: of two workers, one adopts it.
+        if not Topup.objects.filter(pk=pk, status=Topup.Status.CREATING).update(
+            status=Topup.Status.UNKNOWN, error=ABANDONED, follow_up_at=now, updated_at=now
+        ):
+            continue
+        topup = Topup.objects.get(pk=pk)
+        audit.record(
+            AnonymousUser(),
+            topup.account_id,
+            audit.Action.TOPUP,
+            audit.Outcome.UNKNOWN,
+            after={"amount": topup.amount},
+            detail=ABANDONED,
+            idempotency_key=topup.idempotency_key,
+            actor=topups.FOLLOW_UP_ACTOR,
+        )
+        logger.warning("top-up %s for account %s: abandoned while sending", pk, topup.account_id)
+        adopted += 1
+    return adopted
+
+
+def follow_up(topup: Topup, now: datetime) -> FollowUp:
+    """Asks once about a top-up this worker claimed, then schedules the next time or stops."""
+    note, go_on = _ask(topup)
+    topup.refresh_from_db()
+    go_on = go_on and topup.status in topups.WAITING
+    attempts = topup.follow_ups + 1
+    wait = topups.FOLLOW_UP_BACKOFF[min(attempts, len(topups.FOLLOW_UP_BACKOFF) - 1)]
+    next_at = now + wait if go_on else None
+    if note and next_at is not None:
+        note += f" The dashboard asks again at {_time(next_at)}."
+    Topup.objects.filter(pk=topup.pk).update(
+        follow_ups=attempts,
+        follow_up_at=next_at,
+        follow_up_claimed_until=None,
+        follow_up_note=note if topup.status in topups.WAITING else "",
+    )
+    return FollowUp(topup.pk, topup.status, note)
+
+
+def _ask(topup: Topup) -> tuple[str, bool]:
+    """(what to tell the page, whether to ask again)."""
+    if topup.status == Topup.Status.PENDING and topup.payment_intent_id:
+        return _ask_status(topup)
+    if topup.status == Topup.Status.UNKNOWN and not topup.payment_intent_id:
+        check = topups.reconcile(AnonymousUser(), topup, actor=topups.FOLLOW_UP_ACTOR)
+        # Past its charge window with nothing found: the page says it most likely failed.
+        return check.message, check.message != topups.NOT_FOUND_IN_TIME
+    return "", False
+
+
+def _ask_status(topup: Topup) -> tuple[str, bool]:
+    try:
+        answer = billing.client_for(topup.account_id).topup_status(topup.payment_intent_id)
+    except errors.NotFoundError:
+        return _look_in_invoices(topup, "Cloudflare no longer knows this payment id")
+    except errors.BillingError as err:
+        logger.warning(
+            "top-up %s for account %s: status could not be asked (%s)",
+            topup.pk,
+            topup.account_id,
+            type(err).__name__,
+        )
+        return f"Cloudflare could not be asked where it stands: {err.user_message}", True
+    if answer.status == "completed":
+        topups.complete(topup)
+        return "", False
+    if topup.follow_ups >= INVOICES_AFTER:
+        return _look_in_invoices(topup, "")
+    return "", True
+
+
+def _look_in_invoices(topup: Topup, why: str) -> tuple[str, bool]:
+    """Completes it if its invoice is paid; else says why it is still pending."""
+    paid, error = topups.paid_invoice(topup)
+    if paid:
+        topups.complete(topup)
+        return "", False
+    if error:
+        return error, True
+    return (f"{why}, and its invoice is not paid yet." if why else ""), True
+
+
+def _time(moment: datetime) -> str:
+    """The time as "20:15 UTC", in the reporting time zone the pages use."""
+    local = timezone.localtime(moment)
+    return f"{formats.date_format(local, 'H:i')} {local.tzname()}"

@@ -1,4 +1,10 @@
-"""The audit log: every attempted change, recorded once, whatever its outcome."""
+"""The audit log: every attempted change, recorded once, whatever its outcome.
+
+An attempt is a change that was confirmed or sent to Cloudflare, or refused for want of a
+permission. A form sent back for a typo is not one; the invalid submissions kept are a
+top-up refused at its confirmation step and a spending limit refused after its "I understand"
+box was ticked. Details are kept in words, as the Activity page shows them.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +64,8 @@ def record(
         codes = list(error.codes)
         request_id = error.request_id or ""
     if error is not None and not detail:
-        detail = f"{type(error).__name__}: {error.user_message}"
+        # Words for the Activity page; status, codes and request id are kept apart below.
+        detail = error.user_message
     return AuditEvent.objects.create(
         user=user if isinstance(user, User) else None,
         # ``actor``: who acted when no one was logged in (the alerts worker).

@@ -124,7 +124,7 @@ def test_it_shows_what_cloudflare_answered(finance_client, admin):
     (row,) = table_rows(response.text)
     assert "HTTP 403 · code 1000 · request 8f00-LHR" in row
     assert "Refused by Cloudflare" in row and "Limit: $500.00" in row
-    assert "PermissionDeniedError: Cloudflare refused this request" in row
+    assert "Cloudflare refused this request: the API token is not allowed" in row
     assert '<span class="badge badge-error">Refused by Cloudflare</span>' in response.text
 
 
@@ -421,7 +421,7 @@ def test_it_refuses_a_bad_or_oversized_export(finance_client, mixed, monkeypatch
         ),
         ({"payment_method_id": "pm_1"}, {}, [("Payment method id", "pm_1", "removed")]),
         ("12.5", "-3.25", [("Value", "$12.50", "−$3.25")]),
-        (None, {"codes": [1, 2]}, [("Codes", None, "[1, 2]")]),
+        (None, {"codes": [1, 2]}, [("Codes", None, "1, 2")]),
     ],
 )
 def test_it_summarises_before_and_after(before, after, expected):

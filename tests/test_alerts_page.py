@@ -79,10 +79,8 @@ def test_nonsense_is_refused_with_a_clear_message_and_changes_nothing(
     assert response.status_code == 200
     assert message in response.text
     assert AlertRule.objects.count() == 0
-    event = AuditEvent.objects.get(action="alert_rule.set")
-    assert event.outcome == "invalid"
-    if field:
-        assert field in event.detail
+    # A typo is not an attempt: the Activity page does not list it.
+    assert not AuditEvent.objects.exists()
 
 
 def test_an_invalid_htmx_post_gets_the_form_back_with_its_input(admin_client):

@@ -142,6 +142,7 @@ class Row:
     badge: str
     changes: tuple[Change, ...]
     upstream: str
+    detail: str
 
 
 def value_text(value: Any) -> str:
@@ -154,10 +155,52 @@ def value_text(value: Any) -> str:
         return format_usd(Decimal(value)) if _MONEY.fullmatch(value) else value
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, list):
+        return ", ".join(value_text(item) for item in value) if value else "none"
+    if isinstance(value, Mapping):
+        return "; ".join(f"{_label(str(k))}: {value_text(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+# Details written before they were kept in words (rows are append-only, so they are read in
+# words instead): "field: message; __all__: message", an exception's class name before its
+# message, a missing permission's code name, a message list in Python's notation.
+_FIELD_PART = re.compile(r"^([a-z][a-z0-9_]*|__all__): (.*)$", re.S)
+_CLASS_PREFIX = re.compile(r"^[A-Z][A-Za-z]*(?:Error|Timeout|Exception): ")
+_MESSAGE_LIST = re.compile(r"^\[(['\"])(.*)\1\]$", re.S)
+FORBIDDEN_TEXT = "Their role does not allow this change."
+
+
+def detail_text(detail: str) -> str:
+    """An event's detail as a sentence, whichever way it was recorded."""
+    if detail.startswith("missing permission "):
+        return FORBIDDEN_TEXT
+    detail = _CLASS_PREFIX.sub("", detail)
+    parts = [part.strip() for part in detail.split("; ") if part.strip()]
+    if not parts or not all(_FIELD_PART.match(part) for part in parts):
+        # Not a form's errors: Cloudflare's own words, kept as they were (semicolons too).
+        return detail
+    return " ".join(_detail_part(part) for part in parts)
+
+
+def _detail_part(part: str) -> str:
+    found = _FIELD_PART.match(part)
+    if found is None:
+        return part
+    name, message = found.groups()
+    listed = _MESSAGE_LIST.match(message)
+    if listed is not None:
+        message = listed.group(2)
+    return message if name == "__all__" else f"{_label(name)}: {message}"
+
+
+#: Recorded keys whose plain reading would still be machinery; the top-ups page says the same.
+_LABELS = {"payment_intent_id": "Payment reference"}
 
 
 def _label(key: str) -> str:
+    if key in _LABELS:
+        return _LABELS[key]
     text = key.replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else "Value"
 
@@ -215,6 +258,7 @@ def row(event: AuditEvent) -> Row:
         badge=BADGES.get(event.outcome, "badge-neutral"),
         changes=changes(event.before, event.after),
         upstream=upstream_text(event),
+        detail=detail_text(event.detail),
     )
 
 
@@ -274,7 +318,7 @@ def csv_row(event: AuditEvent, zone: tzinfo) -> list[str]:
         " ".join(str(code) for code in event.upstream_codes or []),
         event.request_id,
         event.idempotency_key,
-        event.detail,
+        detail_text(event.detail),
     ]
     return [csv_cell(cell) for cell in cells]
 

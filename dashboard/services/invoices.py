@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -29,6 +29,7 @@ from django.utils import dateformat, timezone
 from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import upstream
+from dashboard.models import Topup
 from dashboard.services import reads
 from dashboard.services.reads import Upcoming
 from dashboard.templatetags.money import MINUS, format_usd
@@ -44,6 +45,8 @@ MAX_SHOWN_URL = 60
 Shortfall = Literal["ignored", "capped", "failed"]
 
 ORIGINS = {"auto": "Auto top-up", "manual": "Manual"}
+#: Cloudflare's ``created_by`` when no person made the invoice, in words.
+AUTHORS = {"api-token": "through the API", "auto-topup": "automatically"}
 STATUSES = {
     "paid": ("Paid", "badge-ok"),
     "open": ("Open", "badge-warning"),
@@ -241,7 +244,8 @@ class InvoiceRow:
     created: datetime | None
     origin: str
     description: str | None
-    created_by: str | None
+    #: "by ada", or how it was made when no person made it ("through the API").
+    made_by: str | None
     amount_due: str
     amount_paid: str
     amount_remaining: str
@@ -253,7 +257,30 @@ class InvoiceRow:
     pdf: PdfLink
 
 
-def invoice_row(invoice: models.Invoice, hosts: Collection[str]) -> InvoiceRow:
+def made_by(invoice: models.Invoice, made_here: Mapping[str, str]) -> str | None:
+    """Who made it: the person who made the top-up here, else what Cloudflare says, in words."""
+    person = made_here.get(invoice.id or "")
+    if person:
+        return f"by {person}"
+    author = (invoice.created_by or "").strip()
+    if not author:
+        return None
+    return AUTHORS.get(author.lower(), f"by {author}")
+
+
+def made_here(account_id: str) -> dict[str, str]:
+    """Who made each of the account's top-ups here, by its invoice id.
+
+    Cloudflare's ``payment_intent_id`` is the top-up's Stripe invoice id (see the reference
+    notes), so it names the invoice that charged it.
+    """
+    found = Topup.objects.filter(account_id=account_id).exclude(payment_intent_id="")
+    return dict(found.values_list("payment_intent_id", "username"))
+
+
+def invoice_row(
+    invoice: models.Invoice, hosts: Collection[str], people: Mapping[str, str] | None = None
+) -> InvoiceRow:
     status_key = (invoice.status or "").strip().lower()
     label, badge = STATUSES.get(status_key, UNKNOWN_STATUS)
     origin_key = (invoice.invoice_origin or "").strip().lower()
@@ -262,7 +289,7 @@ def invoice_row(invoice: models.Invoice, hosts: Collection[str]) -> InvoiceRow:
         created=invoice.created,
         origin=ORIGINS.get(origin_key, invoice.invoice_origin or "Unknown"),
         description=invoice.description,
-        created_by=invoice.created_by,
+        made_by=made_by(invoice, people or {}),
         amount_due=format_money(invoice.amount_due, invoice.currency),
         amount_paid=format_money(invoice.amount_paid, invoice.currency),
         amount_remaining=format_money(invoice.amount_remaining, invoice.currency),
@@ -358,6 +385,7 @@ def invoice_table(
     *,
     hosts: Collection[str] | None = None,
     per_page: int = PER_PAGE,
+    people: Mapping[str, str] | None = None,
 ) -> InvoiceTable:
     """Page ``page`` of the assembled list; ``page_error`` when it is past the end."""
     hosts = settings.INVOICE_PDF_HOSTS if hosts is None else hosts
@@ -390,7 +418,7 @@ def invoice_table(
     return _replace(
         base,
         **fields,
-        rows=tuple(invoice_row(invoice, hosts) for invoice in chosen),
+        rows=tuple(invoice_row(invoice, hosts, people) for invoice in chosen),
         first_index=start + 1 if chosen else 0,
         last_index=start + len(chosen),
         page_links=page_links(page, num_pages),
@@ -561,6 +589,8 @@ def invoices_page(
         fetched = upstream.gather(loaders, deadline=deadline)
     else:
         fetched = {name: load() for name, load in loaders.items()}
-    table = invoice_table(fetched["history"], type, page) if type is not None else None
+    table = None
+    if type is not None:
+        table = invoice_table(fetched["history"], type, page, people=made_here(account_id))
     card = upcoming_card(fetched["upcoming"]) if with_upcoming else None
     return InvoicesPage(table, card)

@@ -199,13 +199,6 @@ class InvoiceInfo:
             return Decimal(0)
         return -self.balance
 
-    @property
-    def period_last(self) -> datetime | None:
-        """The period's last moment: Cloudflare's end is the start of the next period."""
-        if self.preview is None:
-            return None
-        return self.preview.period_end - timedelta(seconds=1)
-
 
 @dataclass(frozen=True)
 class Overview:

@@ -352,7 +352,8 @@ def record_invalid(
     *,
     before: object = None,
 ) -> None:
-    detail = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors_by_field.items())
+    # The messages are sentences that name their field: no form machinery (``__all__``).
+    detail = " ".join(message for messages in errors_by_field.values() for message in messages)
     audit.record(
         user,
         account_id,

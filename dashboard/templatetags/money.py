@@ -1,7 +1,9 @@
-"""Money as people read it: ``{{ amount|usd }}`` gives "$1,234.56" or "−$3.20"."""
+"""Money and billing periods as people read them: ``{{ amount|usd }}`` gives "$1,234.56" or
+"−$3.20"; ``{{ start|period:end }}`` gives "1–30 Nov 2026"."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django import template
@@ -28,3 +30,28 @@ def usd(amount: object) -> str:
         return format_usd(amount)
     except (InvalidOperation, ValueError):
         return ""
+
+
+def format_period(start: datetime, end: datetime) -> str:
+    """A billing period as inclusive dates: "1–30 Nov 2026", "15 Nov – 14 Dec 2026".
+
+    Cloudflare's ``end`` is the first moment of the next period, so the last day shown is
+    the day of the moment before it. Days are UTC days: Cloudflare bills by UTC month, and
+    in another zone the period would seem to start on the last day of the month before.
+    """
+    first = start.astimezone(UTC).date()
+    last = max(first, (end.astimezone(UTC) - timedelta(microseconds=1)).date())
+    if first == last:
+        return f"{last.day} {last:%b %Y}"
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.day}–{last.day} {last:%b %Y}"
+    if first.year == last.year:
+        return f"{first.day} {first:%b} – {last.day} {last:%b %Y}"
+    return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
+
+
+@register.filter(name="period")
+def period(start: object, end: object) -> str:
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        return ""
+    return format_period(start, end)

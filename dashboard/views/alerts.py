@@ -17,11 +17,10 @@ from django.views.decorators.http import require_http_methods
 
 from dashboard import audit
 from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import AlertRuleForm, errors_of
+from dashboard.forms import AlertRuleForm
 from dashboard.models import AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts as checks
 from dashboard.services import notify
-from dashboard.services import rules as writes
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -110,11 +109,8 @@ def _respond(request: HtmxHttpRequest, context: dict[str, Any]) -> HttpResponse:
 def _save(
     request: HtmxHttpRequest, account: Account, form: AlertRuleForm, before: dict[str, Any] | None
 ) -> HttpResponse | None:
-    """Saves a valid form (audited) and redirects; None (invalid, audited) to show it again."""
+    """Saves a valid form (audited) and redirects; None (invalid: a typo, not recorded)."""
     if not form.is_valid():
-        writes.record_invalid(
-            request.user, account.id, Action.ALERT_RULE_SET, errors_of(form), None, before=before
-        )
         return None
     rule = form.save(commit=False)
     rule.account_id = account.id

@@ -128,7 +128,7 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     if intent != "save":
         return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
     if not form.is_valid():
-        rules.record_invalid(request.user, account.id, Action.AUTO_TOPUP_SET, errors_of(form), None)
+        # A typo is not an attempt: nothing was confirmed or sent, so nothing is recorded.
         return _respond(request, AUTO_TOPUP_PAGE, "auto-topup-form", "auto-topup-summary", context)
     threshold, amount = form.cleaned_data["threshold"], form.cleaned_data["amount"]
     outcome = rules.save_auto_topup(request.user, account.id, threshold, amount, context["current"])
@@ -249,9 +249,11 @@ def spending_limit(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             request, LIMIT_PAGE, "spending-limit-form", "spending-limit-summary", context
         )
     if not form.is_valid():
-        rules.record_invalid(
-            request.user, account.id, Action.SPENDING_LIMIT_SET, errors_of(form), None
-        )
+        if request.POST.get("confirm"):
+            # Refused after "I understand" was ticked: an attempt, so it is recorded.
+            rules.record_invalid(
+                request.user, account.id, Action.SPENDING_LIMIT_SET, errors_of(form), None
+            )
         return _respond(
             request, LIMIT_PAGE, "spending-limit-form", "spending-limit-summary", context
         )

@@ -10,11 +10,13 @@
 
   var chart = null;
   var money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
-  var compactMoney = new Intl.NumberFormat("en-US", {
+  // The axis says "$1,200", never "$1.2K": dollars in full, as finance writes them; cents
+  // only when the steps are smaller than a dollar.
+  var axisMoney = new Intl.NumberFormat("en-US", {
     style: "currency",
     currency: "USD",
-    notation: "compact",
-    maximumFractionDigits: 1,
+    minimumFractionDigits: 0,
+    maximumFractionDigits: 2,
   });
   var darkScheme = window.matchMedia("(prefers-color-scheme: dark)");
   var reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
@@ -127,7 +129,7 @@
               color: text,
               maxTicksLimit: 6,
               callback: function (value) {
-                return compactMoney.format(value);
+                return axisMoney.format(value);
               },
             },
           },

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 
 from billing_api.simulator import Simulator
 from billing_api.simulator.state import Invoice
@@ -151,7 +152,8 @@ def test_it_lists_top_ups_pending_or_of_unknown_outcome(finance_client, finance,
     assert f'href="/accounts/{ACCOUNT_ID}/topups/"' in attention(html)
 
 
-def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim):
+def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim, settings):
+    settings.PAGE_CACHE_SECONDS = 0  # the page is asked again after a card is added
     days_of_credit(sim, OTHER_ACCOUNT_ID, 5)
     open_invoice(sim, OTHER_ACCOUNT_ID, 87, 5_000)
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500))
@@ -163,9 +165,14 @@ def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim
     assert "Top up</a>" not in lead_list and "About 5 days of credit left" in lead_list
     assert "No card is on file" in lead_list and "dash.cloudflare.com" not in lead_list
     admin_list = attention(admin_client.get(RESEARCH).text)
-    for page in ("topups/new", "alerts", "auto-top-up", "invoices"):
+    for page in ("alerts", "auto-top-up", "invoices"):
         assert f'href="/accounts/{OTHER_ACCOUNT_ID}/{page}/"' in admin_list
     assert 'href="https://dash.cloudflare.com/' in admin_list
+    # With a card to charge, the short runway offers a top-up too.
+    sim.account(OTHER_ACCOUNT_ID).payment_method = sim.account(ACCOUNT_ID).payment_method
+    cache.clear()  # the balance read is kept for BILLING_CACHE_SECONDS
+    admin_list = attention(admin_client.get(RESEARCH).text)
+    assert f'href="/accounts/{OTHER_ACCOUNT_ID}/topups/new/"' in admin_list
 
 
 def test_it_answers_the_list_alone(finance_client, sim):
@@ -183,3 +190,17 @@ def test_it_keeps_what_it_knows_when_cloudflare_fails(finance_client, sim):
     listed = attention(response.text)
     assert "1 alert is firing: Balance below an amount." in text(listed)
     assert "Not every check could be made: Cloudflare" in text(listed)
+
+
+def test_it_offers_no_top_up_where_no_card_can_pay_and_reads_alerts_as_words(finance_client, sim):
+    all_well(sim, OTHER_ACCOUNT_ID)
+    days_of_credit(sim, OTHER_ACCOUNT_ID, 12.2)
+    firing(OTHER_ACCOUNT_ID, AlertRule.Kind.AUTO_TOPUP_FAILED, last_seen="Auto top-up is off.")
+    listed = attention(finance_client.get(RESEARCH).text)
+    found = items(listed)
+    runway = next(line for line in found if "credit left" in line)
+    # Research has no card: the card item says what to do; "Top up" could only fail.
+    assert "Top up" not in runway
+    assert f'href="/accounts/{OTHER_ACCOUNT_ID}/topups/new/"' not in listed
+    alert = next(line for line in found if "firing" in line)
+    assert "(Auto top-up is off)" in alert and "now " not in alert and ".)" not in alert

@@ -149,6 +149,8 @@ def runway_threshold(account_id: str) -> tuple[int, bool]:
 
 def _runway_items(account_id: str, facts: Facts, now: datetime, links: _Links) -> list[Item]:
     topup_url = links.to("topup_create", "create_topup")
+    if facts.balance is not None and not facts.balance.has_default_payment_method:
+        topup_url = None  # no card to charge: the "no card" item says what to do instead
     if facts.overdrawn:
         return [
             _item(
@@ -187,7 +189,7 @@ def _alert_items(account_id: str, links: _Links) -> list[Item]:
     if not firing:
         return []
     names = "; ".join(
-        rule.get_kind_display() + (f" (now {rule.last_seen})" if rule.last_seen else "")
+        rule.get_kind_display() + (f" ({rule.last_seen.rstrip('.')})" if rule.last_seen else "")
         for rule in firing
     )
     count = len(firing)

@@ -12,7 +12,7 @@ from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
 from dashboard import billing
-from dashboard.templatetags.money import format_usd
+from dashboard.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,

@@ -16,7 +16,7 @@ from django.utils.html import escape
 
 from billing_api.simulator import Simulator
 from dashboard import clock
-from dashboard.templatetags.money import format_usd
+from dashboard.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     SAFETY_TIMEOUT,

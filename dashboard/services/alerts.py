@@ -29,6 +29,7 @@ from django.utils import timezone
 from billing_api import models as api
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
+from dashboard.money import format_usd
 from dashboard.services import figures, reads, runway
 from dashboard.services.overview import Usage, auto_topup_rule
 
@@ -38,11 +39,6 @@ Kind = AlertRule.Kind
 #: How far past its threshold a figure must come back for a rule to clear: 10 %.
 HYSTERESIS = Decimal("0.10")
 DAY = timedelta(days=1)
-
-
-def money(amount: Decimal) -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}${abs(amount):,.2f}"
 
 
 # ---------------------------------------------------------------- what a check sees
@@ -178,7 +174,7 @@ def reading_of(
         burn = usage.burn_week
         if burn is not None:
             shown.append(burn)
-            values["burn_text"] = f"{money(burn.value)} {burn.label}"
+            values["burn_text"] = f"{format_usd(burn.value)} {burn.label}"
             # A spike is judged against a full week only.
             values["burn_week"] = None if usage.week_short else burn.value
         values["month_to_date"], values["last_day"] = shown[0].value, shown[1].value
@@ -232,7 +228,7 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             reading.balance,
             rule.amount,
             "Balance",
-            money,
+            format_usd,
             reading,
             "The balance is {value}, below the {threshold} this alert watches for.",
             below=True,
@@ -242,7 +238,7 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             reading.month_to_date,
             rule.amount,
             "Month-to-date spend",
-            money,
+            format_usd,
             reading,
             "Spend this month so far is {value} ({span}), above the {threshold} this alert "
             "watches for.",
@@ -331,7 +327,7 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
         return _unknown(reading)
     last_span = reading.spans.get("last-24h", "")
     burn_span = reading.spans.get("burn-7d", "")
-    seen = f"Last 24 hours {money(last)} {last_span}; burn {money(average)} {burn_span}"
+    seen = f"Last 24 hours {format_usd(last)} {last_span}; burn {format_usd(average)} {burn_span}"
     facts = {"last_day": str(last), "burn_per_day": str(average), "factor": str(factor)}
     if average <= 0:
         # Nothing spent over the week: any spend is "infinitely" more; not a ratio this rule
@@ -344,8 +340,8 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
             "true",
             seen,
             subject=f"Spend spike: {ratio:.1f}× the 7-day burn rate",
-            message=f"The last 24 hours ({last_span}) cost {money(last)}, {ratio:.1f} times "
-            f"the burn rate of {money(average)} {burn_span}; this alert watches for more "
+            message=f"The last 24 hours ({last_span}) cost {format_usd(last)}, {ratio:.1f} times "
+            f"the burn rate of {format_usd(average)} {burn_span}; this alert watches for more "
             f"than {factor}×.",
             facts=facts,
         )
@@ -358,15 +354,15 @@ def _cap(rule: AlertRule, reading: Reading) -> Verdict:
     paid, cap = reading.auto_topups_this_month, rule.amount
     if paid is None or cap is None:
         return _unknown(reading)
-    seen = f"Automatic top-ups this month {money(paid)} of the {money(cap)} cap"
+    seen = f"Automatic top-ups this month {format_usd(paid)} of the {format_usd(cap)} cap"
     facts = {"value": str(paid), "threshold": str(cap)}
     if paid >= cap:
         return Verdict(
             "true",
             seen,
-            subject=f"Monthly cap on automatic top-ups reached ({money(cap)})",
-            message=f"Automatic top-ups this month came to {money(paid)}, reaching the "
-            f"{money(cap)} cap.",
+            subject=f"Monthly cap on automatic top-ups reached ({format_usd(cap)})",
+            message=f"Automatic top-ups this month came to {format_usd(paid)}, reaching the "
+            f"{format_usd(cap)} cap.",
             facts=facts,
         )
     if paid <= cap * (1 - HYSTERESIS):

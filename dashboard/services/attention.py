@@ -21,7 +21,7 @@ from django.utils.timesince import timesince
 from billing_api import models
 from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.models import AlertRule, Topup
-from dashboard.templatetags.money import format_usd
+from dashboard.money import format_usd
 
 #: Runway shorter than this is flagged when the account has no "runway below" alert rule:
 #: two weeks leave time to notice, ask for a budget and top up.

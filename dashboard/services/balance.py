@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from billing_api import models
 from dashboard import upstream
+from dashboard.money import format_usd
 from dashboard.services import reads
-from dashboard.templatetags.money import format_usd
 
 logger = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import upstream
 from dashboard.models import Topup
+from dashboard.money import MINUS, format_usd
 from dashboard.services import reads
 from dashboard.services.reads import Upcoming
-from dashboard.templatetags.money import MINUS, format_usd
 
 #: Invoices per page of the dashboard's table.
 PER_PAGE = 20

@@ -22,8 +22,8 @@ from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import audit, billing, clock, pagecache, upstream
 from dashboard.models import AuditEvent, RefusedChange
+from dashboard.money import format_usd
 from dashboard.services import reads, runway
-from dashboard.templatetags.money import format_usd
 
 Kind = RefusedChange.Kind
 

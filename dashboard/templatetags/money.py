@@ -1,25 +1,16 @@
-"""Money and billing periods as people read them: ``{{ amount|usd }}`` gives "$1,234.56" or
+"""Template filters over :mod:`dashboard.money`: ``{{ amount|usd }}`` gives "$1,234.56" or
 "−$3.20"; ``{{ start|period:end }}`` gives "1–30 Nov 2026"."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from django import template
 
+from dashboard.money import format_period, format_usd
+
 register = template.Library()
-
-CENT = Decimal("0.01")
-# A true minus sign: a hyphen is easy to miss next to a dollar sign, and screen readers say it.
-MINUS = "\u2212"
-
-
-def format_usd(amount: Decimal | int | str) -> str:
-    """US dollars rounded half-up to the cent, thousands grouped, the sign before the "$"."""
-    value = Decimal(amount).quantize(CENT, rounding=ROUND_HALF_UP)
-    sign = MINUS if value < 0 else ""
-    return f"{sign}${abs(value):,.2f}"
 
 
 @register.filter(name="usd")
@@ -30,24 +21,6 @@ def usd(amount: object) -> str:
         return format_usd(amount)
     except (InvalidOperation, ValueError):
         return ""
-
-
-def format_period(start: datetime, end: datetime) -> str:
-    """A billing period as inclusive dates: "1–30 Nov 2026", "15 Nov – 14 Dec 2026".
-
-    Cloudflare's ``end`` is the first moment of the next period, so the last day shown is
-    the day of the moment before it. Days are UTC days: Cloudflare bills by UTC month, and
-    in another zone the period would seem to start on the last day of the month before.
-    """
-    first = start.astimezone(UTC).date()
-    last = max(first, (end.astimezone(UTC) - timedelta(microseconds=1)).date())
-    if first == last:
-        return f"{last.day} {last:%b %Y}"
-    if (first.year, first.month) == (last.year, last.month):
-        return f"{first.day}–{last.day} {last:%b %Y}"
-    if first.year == last.year:
-        return f"{first.day} {first:%b} – {last.day} {last:%b %Y}"
-    return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
 
 
 @register.filter(name="period")

@@ -19,7 +19,7 @@ from dashboard import audit
 from dashboard.access import Account, HtmxHttpRequest, account_view
 from dashboard.forms import AlertRuleForm
 from dashboard.models import AlertFiring, AlertRule, AuditEvent
-from dashboard.services import alerts as checks
+from dashboard.money import format_usd
 from dashboard.services import notify
 
 Action = AuditEvent.Action
@@ -32,9 +32,9 @@ RECENT_FIRINGS = 20
 def describe(rule: AlertRule) -> str:
     """The rule's condition in words: "Balance below $50.00"."""
     if rule.kind == AlertRule.Kind.BALANCE_BELOW and rule.amount is not None:
-        return f"Balance below {checks.money(rule.amount)}"
+        return f"Balance below {format_usd(rule.amount)}"
     if rule.kind == AlertRule.Kind.MONTH_TO_DATE_ABOVE and rule.amount is not None:
-        return f"Month-to-date spend above {checks.money(rule.amount)}"
+        return f"Month-to-date spend above {format_usd(rule.amount)}"
     if rule.kind == AlertRule.Kind.RUNWAY_BELOW and rule.days is not None:
         return f"Credit runs out within {rule.days} day{'s' if rule.days != 1 else ''}"
     if rule.kind == AlertRule.Kind.SPEND_SPIKE and rule.factor is not None:
@@ -43,9 +43,7 @@ def describe(rule: AlertRule) -> str:
             "last 7 complete days"
         )
     if rule.kind == AlertRule.Kind.AUTO_TOPUP_CAP and rule.amount is not None:
-        return (
-            f"Automatic top-ups this month reach {checks.money(rule.amount)}: turn auto top-up off"
-        )
+        return f"Automatic top-ups this month reach {format_usd(rule.amount)}: turn auto top-up off"
     if rule.kind == AlertRule.Kind.AUTO_TOPUP_FAILED:
         return "Auto top-up failed or turned off"
     return rule.get_kind_display()

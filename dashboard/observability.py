@@ -6,7 +6,7 @@
   own, so the id also goes to Cloudflare as ``X-Request-ID`` on every upstream call, and
   :func:`dashboard.upstream.gather` copies the context into its pool threads.
 * :class:`RequestIdFilter` puts the id on every log record (``-`` outside a request).
-* :class:`JsonFormatter` writes one JSON object per line for log collectors;
+* :class:`JsonFormatter` writes one JSON object per line for log collectors (python-json-logger);
   :class:`PlainFormatter` one readable line for a developer's terminal. Both scrub the
   secrets the process knows (API tokens, ``SECRET_KEY``, the metrics token, the passwords of
   the database, Redis and mail server), bearer credentials and the password of any URL from
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import pythonjsonlogger.json
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import SafeString, mark_safe
@@ -59,12 +60,6 @@ _URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:)[^/\s@
 # Secrets shorter than this are not scrubbed as text: replacing every "1234" in a log would
 # hide more than it protects (no real token or key is this short).
 _MIN_SECRET_LENGTH = 8
-
-# Attributes every LogRecord has; anything else on a record came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "request_id", "taskName"}
-)
 
 
 def current_request_id() -> str | None:
@@ -106,8 +101,7 @@ class RequestIdFilter(logging.Filter):
     """Adds ``request_id`` to every record that passes through the handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not getattr(record, "request_id", None):
-            record.request_id = record_request_id(record)
+        stamp_request_id(record)
         return True
 
 
@@ -161,47 +155,52 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return _BEARER_RE.sub(rf"\1 {REDACTED}", text)
 
 
-def _scrub_value(value: Any, secrets: list[str]) -> Any:
-    """A JSON-ready copy of ``value`` with secrets scrubbed from every string in it."""
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, dict):
-        return {scrub(str(k), secrets): _scrub_value(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_scrub_value(v, secrets) for v in value]
-    # Decimal, datetime, an exception, a model...: its text, scrubbed like any other.
-    return scrub(str(value), secrets)
+def stamp_request_id(record: logging.LogRecord) -> None:
+    """Puts the request id on ``record`` if no filter has (a formatter used on its own)."""
+    if not getattr(record, "request_id", None):
+        record.request_id = record_request_id(record)
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (ISO-8601 UTC), level, logger, message, request id,
-    thread, the record's ``extra`` fields, and the exception, if any, as text. Secrets
-    scrubbed."""
+def json_forms(secrets: list[str]) -> list[str]:
+    """Each secret as written and as a JSON string writes it (a quote or backslash escaped)."""
+    escaped = [json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets]
+    return sorted({*secrets, *escaped}, key=len, reverse=True)
+
+
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line (python-json-logger): time (ISO-8601 UTC), level, logger,
+    message, request id, thread, the record's ``extra`` fields, and the exception as
+    ``exc_type`` and ``exc``. Secrets scrubbed from the finished line, keys and values alike."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            # Which thread: a page's parallel reads log from the pool's ("billing-read_3").
+            "{created}{levelname}{name}{message}{request_id}{threadName}",
+            style="{",
+            rename_fields={
+                "created": "time",
+                "levelname": "level",
+                "name": "logger",
+                "threadName": "thread",
+                "exc_info": "exc",
+                "stack_info": "stack",
+            },
+            json_ensure_ascii=False,
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(
+            timespec="milliseconds"
+        )
+        if record.exc_info and record.exc_info[0]:
+            log_data["exc_type"] = record.exc_info[0].__name__
 
     def format(self, record: logging.LogRecord) -> str:
-        secrets = known_secrets()
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or record_request_id(record),
-            # Which thread: a page's parallel reads log from the pool's ("billing-read_3").
-            "thread": record.threadName,
-        }
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in entry and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            entry["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            entry["exc"] = record.exc_text
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(_scrub_value(entry, secrets), ensure_ascii=False)
+        stamp_request_id(record)
+        return scrub(super().format(record), json_forms(known_secrets()))
 
 
 class PlainFormatter(logging.Formatter):
@@ -211,8 +210,7 @@ class PlainFormatter(logging.Formatter):
         super().__init__("{asctime} {levelname} {name} [{request_id}] {message}", style="{")
 
     def format(self, record: logging.LogRecord) -> str:
-        if not getattr(record, "request_id", None):
-            record.request_id = record_request_id(record)
+        stamp_request_id(record)
         return scrub(super().format(record), known_secrets())
 
 

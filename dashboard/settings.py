@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
@@ -118,34 +119,36 @@ def envtimezone(name: str, default: str) -> str:
 
 
 def database_from_url(name: str, url: str) -> dict[str, Any]:
-    """``sqlite:///path`` or ``postgres://user:pass@host:port/db``; anything else is refused."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        path = unquote(parts.path)
-        if not path or path == "/":
+    """``sqlite:////absolute/path`` (``sqlite:///relative/path``) or
+    ``postgres://user:pass@host:port/db?option=value``, parsed by dj-database-url; anything else
+    is refused."""
+    scheme = urlsplit(url).scheme
+    # The library knows MySQL, Oracle...: we neither test them nor ship their drivers.
+    if scheme not in ("sqlite", "postgres", "postgresql"):
+        raise ImproperlyConfigured(
+            f"{name} must be a sqlite:// or postgres:// URL, not a {scheme or 'scheme-less'} one"
+        )
+    try:
+        parsed = dj_database_url.parse(url, conn_max_age=0 if scheme == "sqlite" else 60)
+        database: dict[str, Any] = dict(parsed)
+    except ValueError:
+        # Not the library's message: the URL holds the password.
+        raise ImproperlyConfigured(f"{name} is not a well-formed URL") from None
+    if scheme == "sqlite":
+        # The library would open an in-memory database, a different one per connection.
+        if database["NAME"] == ":memory:":
             raise ImproperlyConfigured(
-                f"{name} names no SQLite file (sqlite:///path/to/db.sqlite3)"
+                f"{name} names no SQLite file (sqlite:////path/to/db.sqlite3)"
             )
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
-    if parts.scheme in ("postgres", "postgresql"):
-        connect_timeout = envint("DATABASE_CONNECT_TIMEOUT", 5)
-        if connect_timeout < 1:
-            raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be at least 1 second")
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")),
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": 60,
-            # A database that does not answer fails a request (and /readyz) in seconds
-            # instead of holding a worker until the load balancer gives up.
-            "OPTIONS": {"connect_timeout": connect_timeout},
-        }
-    raise ImproperlyConfigured(
-        f"{name} must be a sqlite:// or postgres:// URL, not a {parts.scheme or 'scheme-less'} one"
-    )
+        return database
+    connect_timeout = envint("DATABASE_CONNECT_TIMEOUT", 5)
+    if connect_timeout < 1:
+        raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be at least 1 second")
+    # A database that does not answer fails a request (and /readyz) in seconds
+    # instead of holding a worker until the load balancer gives up.
+    database.setdefault("OPTIONS", {})["connect_timeout"] = connect_timeout
+    database["PORT"] = str(database["PORT"])
+    return database
 
 
 # ---------------------------------------------------------------- billing API

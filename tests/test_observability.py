@@ -367,6 +367,21 @@ def test_it_scrubs_the_password_of_any_url_however_short(formatter):
     assert "https://example.com:8443/a@b" in text, "a URL without a password is kept"
 
 
+@pytest.mark.parametrize("formatter", [JsonFormatter, PlainFormatter])
+def test_it_scrubs_a_secret_that_json_writes_escaped(settings, formatter):
+    # A JSON line writes a quote or backslash escaped: the secret must go in that form too.
+    secret = 'metrics"token\\with-quote-5521'
+    settings.METRICS_TOKEN = secret
+    record = logging.getLogger("dashboard").makeRecord(
+        "dashboard", logging.ERROR, __file__, 1, "token was %s", (secret,), None
+    )
+
+    text = formatter().format(record)
+
+    assert "token was [redacted]" in text
+    assert "5521" not in text
+
+
 @pytest.mark.parametrize("accept", ["text/html", "text/plain"])
 def test_it_keeps_passwords_off_the_debug_error_page(url_passwords, settings, rf, accept):
     # text/html: the page DEBUG shows; text/plain: the report also sent to admins by mail.

@@ -314,6 +314,31 @@ def test_it_refuses_a_database_url_it_does_not_support(load):
         load(DATABASE_URL="mysql://user:secret@db/spend")
 
 
+def test_it_reads_a_sqlite_database_url(load, tmp_path):
+    settings = load(DATABASE_URL=f"sqlite:///{tmp_path / 'spend.sqlite3'}")
+    database = settings.DATABASES["default"]
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["NAME"] == str(tmp_path / "spend.sqlite3")
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///"])
+def test_it_refuses_a_sqlite_url_without_a_file(load, url):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL names no SQLite file"):
+        load(DATABASE_URL=url)
+
+
+def test_it_keeps_the_options_of_a_postgres_url(load):
+    settings = load(DATABASE_URL="postgres://db.internal/spend?sslmode=require")
+    assert settings.DATABASES["default"]["OPTIONS"] == {"sslmode": "require", "connect_timeout": 5}
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 60
+
+
+def test_it_refuses_a_malformed_database_url_without_showing_it(load):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL is not a well-formed") as err:
+        load(DATABASE_URL="postgres://spend:hunter2-secret@db.internal:port/spend")
+    assert "hunter2" not in str(err.value)
+
+
 def test_it_sets_a_content_security_policy_without_unsafe_inline():
     policy = dashboard_settings.SECURE_CSP
     assert "'unsafe-inline'" not in str(policy)

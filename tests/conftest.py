@@ -54,6 +54,31 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = SAFETY_TIM
         time.sleep(0.002)
 
 
+def at_once(count: int, work: Callable[[int, threading.Barrier], None]) -> None:
+    """Runs ``work(n, barrier)`` in ``count`` threads released together, each on a database
+    connection of its own (closed at the end); fails the test on any thread's error or one
+    that never ends. ``work`` may wait on the barrier again to start a later step together."""
+    barrier = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def run(number: int) -> None:
+        try:
+            barrier.wait(SAFETY_TIMEOUT)
+            work(number, barrier)
+        except BaseException as err:  # noqa: BLE001 (reported below)
+            failures.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SAFETY_TIMEOUT * 3)
+    assert not any(thread.is_alive() for thread in threads), "a thread never ended"
+    assert not failures, failures
+
+
 def hold(sim: Simulator, endpoint: str, times: int | None = None) -> None:
     """Holds calls to ``endpoint`` (or ``"*"``) until ``sim.release()`` or the test ends."""
     sim.set_fault(endpoint, "latency", seconds=HELD_SECONDS, times=times)

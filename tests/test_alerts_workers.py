@@ -24,7 +24,7 @@ from django.db import connection
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
-from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
+from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, at_once, eventually
 from tests.test_alert_delivery import firing, webhook
 from tests.test_alerts import balance, make_rule, worker_round
 
@@ -39,27 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topup):
     make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=0)
     make_rule(Kind.MONTH_TO_DATE_ABOVE, receiver, path="/mtd", amount=Decimal(1), repeat_hours=0)
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        from django.db import connection
+    def worker(_number: int, together: threading.Barrier) -> None:
+        for step in range(3):
+            if step:
+                together.wait(10)
+            worker_round()
 
-        try:
-            for _ in range(3):
-                start.wait(10)
-                worker_round()
-        except BaseException as err:  # noqa: BLE001 (reported below)
-            errors.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
+    at_once(2, worker)
     assert AlertFiring.objects.count() == 2
     assert receiver.count("/hook") == 1
     assert receiver.count("/mtd") == 1

@@ -7,13 +7,12 @@ roles a migration made too; serialized_rollback and ``roles_back_after_module`` 
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
-from django.db import connection
 
+from tests.conftest import at_once
 from tests.test_login_throttle import attempt
 
 pytestmark = [
@@ -34,21 +33,12 @@ def test_it_checks_no_more_passwords_than_the_limit_when_guesses_arrive_at_once(
         return verify(self, password, encoded)
 
     monkeypatch.setattr(MD5PasswordHasher, "verify", counted)
-    start = threading.Barrier(12)
     answers: list[int] = []
 
-    def guess(number: int) -> None:
-        try:
-            start.wait()
-            answers.append(attempt("lena", f"guess {number}").status_code)
-        finally:
-            connection.close()
+    def guess(number: int, _barrier: object) -> None:
+        answers.append(attempt("lena", f"guess {number}").status_code)
 
-    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    at_once(12, guess)
     assert len(answers) == 12
     assert len(checked) <= 5, f"{len(checked)} passwords checked"
     assert answers.count(429) >= 12 - 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,7 +16,7 @@ from billing_api.simulator.state import Invoice
 from dashboard.models import AuditEvent, Topup
 from dashboard.services import worker
 
-from .conftest import ACCOUNT_ID, Travel
+from .conftest import ACCOUNT_ID, Travel, at_once
 from .test_topup_reconcile import cloudflare_took, timed_out
 from .topup_flow import confirm_data
 
@@ -220,26 +219,7 @@ def test_it_keeps_the_live_status_on_a_reload(finance_client, admin_client, sim)
 def test_it_follows_up_once_with_two_workers_at_once(finance_client, sim, travel):
     topup = pending(finance_client, sim)
     seconds(sim, 11)
-    start = threading.Barrier(2)
-    failures: list[BaseException] = []
-
-    def one_worker() -> None:
-        from django.db import connection
-
-        try:
-            start.wait(10)
-            worker_round()
-        except BaseException as err:  # noqa: BLE001 (reported below)
-            failures.append(err)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one_worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not failures, failures
+    at_once(2, lambda _n, _barrier: worker_round())
     topup.refresh_from_db()
     assert topup.status == Topup.Status.COMPLETED
     assert sim.calls[STATUS_CALLS] == 1

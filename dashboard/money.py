@@ -1,5 +1,6 @@
 """Money and billing periods as people read them, one way for pages, emails and CSVs alike:
-"$1,234.56" or "−$3.20" (rounded half up to the cent), and "1–30 Nov 2026"."""
+"$1,234.56" or "−$3.20" (rounded half up to the cent), "1,234.56 EUR" for another currency,
+and "1–30 Nov 2026"."""
 
 from __future__ import annotations
 
@@ -34,3 +35,42 @@ def format_period(start: datetime, end: datetime) -> str:
     if first.year == last.year:
         return f"{first.day} {first:%b} – {last.day} {last:%b %Y}"
     return f"{first.day} {first:%b %Y} – {last.day} {last:%b %Y}"
+
+
+def format_money(amount: Decimal, currency: str | None) -> str:
+    """ "$1,234.56" for US dollars; "1,234.56 EUR" for anything else (never a "$")."""
+    if _is_usd(currency):
+        return format_usd(amount)
+    value = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return _with_code(value, currency)
+
+
+def format_unit_price(amount: Decimal, currency: str | None) -> str:
+    """A price per unit to four significant digits (token prices are fractions of a cent)."""
+    if amount == 0:
+        return format_money(amount, currency)
+    exponent = min(amount.adjusted() - 3, -2)
+    value = amount.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
+    if value == value.quantize(Decimal("0.01")):
+        value = value.quantize(Decimal("0.01"))  # at least cents: "$0.50", not "$0.5"
+    sign = MINUS if value < 0 else ""
+    if _is_usd(currency):
+        return f"{sign}${abs(value):,f}"
+    return _with_code(value, currency)
+
+
+def format_quantity(quantity: Decimal) -> str:
+    return f"{quantity.normalize():,f}"
+
+
+def currency_code(currency: str | None) -> str:
+    return (currency or "").strip().upper() or "?"
+
+
+def _is_usd(currency: str | None) -> bool:
+    return (currency or "").strip().lower() == "usd"
+
+
+def _with_code(value: Decimal, currency: str | None) -> str:
+    sign = MINUS if value < 0 else ""
+    return f"{sign}{abs(value):,f} {currency_code(currency)}"

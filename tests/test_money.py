@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
+from dashboard import money
 from dashboard.models import AlertRule
 from dashboard.money import format_usd
 from dashboard.services import alerts
@@ -26,3 +29,43 @@ def test_an_alert_rounds_and_signs_money_as_the_pages_do():
     assert (
         verdict.message == "Automatic top-ups this month came to $50.13, reaching the $50.00 cap."
     )
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        ("1234.5", "usd", "$1,234.50"),
+        ("1234.5", "USD", "$1,234.50"),
+        ("-3.2", "usd", "\u2212$3.20"),
+        ("0.005", "usd", "$0.01"),
+        ("1234.5", "eur", "1,234.50 EUR"),
+        ("-3.2", "gbp", "\u22123.20 GBP"),
+        ("7", "", "7.00 ?"),
+    ],
+)
+def test_it_formats_money_with_its_currency(amount, currency, text):
+    assert money.format_money(Decimal(amount), currency) == text
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        ("0.000005", "usd", "$0.000005"),
+        ("0.0000012345678", "usd", "$0.000001235"),
+        ("0.5", "usd", "$0.50"),
+        ("12.3456", "usd", "$12.35"),
+        ("1234.5678", "usd", "$1,234.57"),
+        ("0", "usd", "$0.00"),
+        ("0.0003", "eur", "0.0003 EUR"),
+    ],
+)
+def test_it_formats_unit_prices_to_four_significant_digits(amount, currency, text):
+    assert money.format_unit_price(Decimal(amount), currency) == text
+
+
+@pytest.mark.parametrize(
+    ("quantity", "text"),
+    [("1990000000", "1,990,000,000"), ("1E+3", "1,000"), ("12.50", "12.5"), ("0", "0")],
+)
+def test_it_formats_quantities(quantity, text):
+    assert money.format_quantity(Decimal(quantity)) == text

@@ -18,10 +18,10 @@ import math
 from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import partial
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.utils import dateformat, timezone
@@ -30,8 +30,9 @@ from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import upstream
 from dashboard.models import Topup
-from dashboard.money import MINUS, format_usd
+from dashboard.money import currency_code, format_money, format_quantity, format_unit_price
 from dashboard.services import reads
+from dashboard.services.pdf_links import PdfLink, pdf_link
 from dashboard.services.reads import Upcoming
 
 #: Invoices per page of the dashboard's table.
@@ -39,8 +40,6 @@ PER_PAGE = 20
 #: Upstream pages asked for at most per account and type (each is one call against
 #: Cloudflare's 1,200 requests per 5 minutes; the list is then cached).
 MAX_UPSTREAM_PAGES = 25
-#: The longest address shown as text when it is not linked.
-MAX_SHOWN_URL = 60
 
 Shortfall = Literal["ignored", "capped", "failed"]
 
@@ -55,102 +54,6 @@ STATUSES = {
     "uncollectible": ("Uncollectible", "badge-error"),
 }
 UNKNOWN_STATUS = ("Unknown", "badge-neutral")
-
-
-# ---------------------------------------------------------------- money
-
-
-def format_money(amount: Decimal, currency: str | None) -> str:
-    """ "$1,234.56" for US dollars; "1,234.56 EUR" for anything else (never a "$")."""
-    if _is_usd(currency):
-        return format_usd(amount)
-    value = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return _with_code(value, currency)
-
-
-def format_unit_price(amount: Decimal, currency: str | None) -> str:
-    """A price per unit to four significant digits (token prices are fractions of a cent)."""
-    if amount == 0:
-        return format_money(amount, currency)
-    exponent = min(amount.adjusted() - 3, -2)
-    value = amount.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
-    if value == value.quantize(Decimal("0.01")):
-        value = value.quantize(Decimal("0.01"))  # at least cents: "$0.50", not "$0.5"
-    sign = MINUS if value < 0 else ""
-    if _is_usd(currency):
-        return f"{sign}${abs(value):,f}"
-    return _with_code(value, currency)
-
-
-def format_quantity(quantity: Decimal) -> str:
-    return f"{quantity.normalize():,f}"
-
-
-def currency_code(currency: str | None) -> str:
-    return (currency or "").strip().upper() or "?"
-
-
-def _is_usd(currency: str | None) -> bool:
-    return (currency or "").strip().lower() == "usd"
-
-
-def _with_code(value: Decimal, currency: str | None) -> str:
-    sign = MINUS if value < 0 else ""
-    return f"{sign}{abs(value):,f} {currency_code(currency)}"
-
-
-# ---------------------------------------------------------------- PDF links
-
-
-@dataclass(frozen=True)
-class PdfLink:
-    """An invoice's PDF: ``url`` to link, or ``text`` (the address as sent) not to link."""
-
-    url: str | None = None
-    text: str | None = None
-
-    @property
-    def withheld(self) -> bool:
-        return self.url is None and self.text is not None
-
-
-def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
-    """The address to link, or None unless ``url`` is plainly https on an allowed host.
-
-    Strict on purpose: no user info (``https://a@b@host``), no port but 443, no
-    control characters, spaces or backslashes (browsers read ``\\`` as ``/``), an ASCII
-    host matched exactly (no subdomains, no trailing dot, no look-alike IDN). The link is
-    rebuilt from the parts checked, so the browser follows what was checked.
-    """
-    if not url or len(url) > 2048:
-        return None
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F or char == "\\" for char in url):
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname
-    if parts.scheme != "https" or not host or not host.isascii():
-        return None
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return None
-    if port not in (None, 443) or parts.netloc.lower() not in (host, f"{host}:443"):
-        return None
-    if host not in {h.lower() for h in hosts}:
-        return None
-    return urlunsplit(("https", host, parts.path or "/", parts.query, parts.fragment))
-
-
-def pdf_link(url: str | None, hosts: Collection[str]) -> PdfLink:
-    if not url:
-        return PdfLink()
-    safe = safe_pdf_url(url, hosts)
-    if safe is not None:
-        return PdfLink(url=safe)
-    shown = url if len(url) <= MAX_SHOWN_URL else url[: MAX_SHOWN_URL - 1] + "\u2026"
-    return PdfLink(text=shown)
 
 
 # ---------------------------------------------------------------- assembling the history

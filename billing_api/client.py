@@ -1,7 +1,7 @@
 """BillingClient: one method per endpoint of Cloudflare's AI Gateway billing API.
 
 Knows HTTP and Cloudflare, nothing of Django. Every failure leaves as a ``BillingError``
-(see ``errors``); httpx and pydantic exceptions never escape. Only reads are retried.
+(see ``errors``); httpx and pydantic exceptions never escape.
 """
 
 from __future__ import annotations

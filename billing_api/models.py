@@ -100,8 +100,7 @@ def _whole(value: Any) -> Any:
 Money = Annotated[Decimal, BeforeValidator(_money)]
 #: A time from a response, as an aware UTC datetime.
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
-#: A code, page number or count from a response: metadata, typed ``number`` by the spec and
-#: read as its whole part.
+#: A code, page number or count from a response, read as its whole part.
 Count = Annotated[int, BeforeValidator(_whole)]
 
 

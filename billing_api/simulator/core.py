@@ -120,48 +120,30 @@ def _invalid(messages: list[str]) -> _Refusal:
     return _Refusal(400, [(CODE_VALIDATION, m) for m in messages])
 
 
-@dataclass(frozen=True)
-class _Int:
-    minimum: int  # in cents
+#: A field's rule: an integer of at least this many cents, one of these strings, or (None)
+#: any non-empty string.
+_Spec = int | tuple[str, ...] | None
 
-
-@dataclass(frozen=True)
-class _Enum:
-    choices: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Str:
-    pass
-
-
-_Spec = _Int | _Enum | _Str
-
-_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": _Int(MIN_TOPUP_CENTS)}
-_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": _Str()}
-_STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": _Str()}
-_CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": _Int(1000), "threshold": _Int(500)}
+_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": MIN_TOPUP_CENTS}
+_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": None}
+_STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": None}
+_CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": 1000, "threshold": 500}
 _LIMIT_BODY: Final[dict[str, _Spec]] = {
-    "amount": _Int(100),
-    "duration": _Enum(("daily", "weekly", "monthly")),
-    "strategy": _Enum(("fixed", "sliding")),
+    "amount": 100,
+    "duration": ("daily", "weekly", "monthly"),
+    "strategy": ("fixed", "sliding"),
 }
 
 
 def _check(value: object, name: str, spec: _Spec) -> str | None:
-    if isinstance(spec, _Int):
+    if isinstance(spec, int):
         if isinstance(value, bool) or not isinstance(value, int):
             return f"{name}: must be an integer (cents), got {json.dumps(value)}"
-        if value < spec.minimum:
-            return f"{name}: must be at least {spec.minimum} (cents)"
-        return None
-    if isinstance(spec, _Enum):
-        if not isinstance(value, str) or value not in spec.choices:
-            return f"{name}: must be one of {', '.join(spec.choices)}"
-        return None
-    if not isinstance(value, str) or not value:
-        return f"{name}: must be a non-empty string"
-    return None
+        return f"{name}: must be at least {spec} (cents)" if value < spec else None
+    if isinstance(spec, tuple):
+        ok = isinstance(value, str) and value in spec
+        return None if ok else f"{name}: must be one of {', '.join(spec)}"
+    return None if isinstance(value, str) and value else f"{name}: must be a non-empty string"
 
 
 def _validate_body(
@@ -199,7 +181,7 @@ def _query_number(query: Mapping[str, str], name: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"]) from None
+        value = math.nan
     if not math.isfinite(value) or value < 0:
         raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"])
     return value

@@ -150,6 +150,12 @@ def test_it_reads_topup_limits_written_as_whole_decimal_numbers():
     assert (limits.minimum, limits.maximum) == (Decimal("10.00"), Decimal("10000.00"))
 
 
+def test_it_ignores_envelope_metadata_it_does_not_read():
+    # messages and result_info are not used: a shape the spec does not allow is no failure.
+    body = envelope(credit_balance_json(), messages="see docs", result_info=[1, 2])
+    assert answer_with(body).credit_balance().balance == Decimal("6.4019")
+
+
 def test_it_ignores_a_python_field_name_sent_as_an_unknown_field():
     # Cloudflare names it disabledReason; disabled_reason is an unknown field, of any type.
     config = {"amount": None, "threshold": None, "disabled_reason": 5}

@@ -137,7 +137,7 @@ bench: $(VENV)/.installed-run services
 # Not a test: prints the overview's response times and upstream calls against a slow simulator
 # (20 clients for 30 s; shorter with BENCH_ARGS="--seconds 10").
 bench-read: $(VENV)/.installed-run
-	$(BIN)/python manage.py bench_read $(BENCH_ARGS)
+	$(BIN)/python -m bench.read $(BENCH_ARGS)
 
 fmt: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .

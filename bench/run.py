@@ -51,9 +51,7 @@ import redis
 from django.core.management.base import CommandError
 from psycopg import sql
 
-from billing_api.client import BillingClient
-from billing_api.simulator import DEFAULT_TOKEN
-from dashboard.management.commands.bench_read import (
+from bench.read import (
     HOST,
     OVERVIEW_ENDPOINTS,
     csrf_token,
@@ -62,6 +60,8 @@ from dashboard.management.commands.bench_read import (
     stop,
     wait_until_answering,
 )
+from billing_api.client import BillingClient
+from billing_api.simulator import DEFAULT_TOKEN
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SCRIPT: Final = Path(__file__).with_name("count.lua")

@@ -1,11 +1,12 @@
 """BillingClient: one method per endpoint of Cloudflare's AI Gateway billing API.
 
-Knows HTTP and Cloudflare, nothing of Django. Every failure leaves as a
-:class:`billing_api.errors.BillingError`; httpx and pydantic exceptions never escape.
+Knows HTTP and Cloudflare, nothing of Django. Every failure leaves as a ``BillingError``
+(see ``errors``); httpx and pydantic exceptions never escape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=pydantic.BaseModel)
 
-DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 # A billing page waits on these calls, so fail fast on a dead host (connect) but give a
 # slow-but-alive API time to answer (read).
 DEFAULT_TIMEOUT = 10.0
@@ -94,6 +94,26 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _invalid(message: str) -> errors.ValidationError:
+    """Arguments refused before sending: a ValidationError with no HTTP status."""
+    return errors.ValidationError(message, status_code=None)
+
+
+def _cents(amount: Decimal, minimum_cents: int, what: str) -> int:
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise _invalid(f"{what} must be a Decimal number of dollars")
+    try:
+        cents = models.dollars_to_cents(amount)
+    except ValueError as err:
+        raise _invalid(f"{what} must be whole cents, not ${amount}") from err
+    if cents < minimum_cents:
+        minimum = models.cents_to_dollars(minimum_cents)
+        raise _invalid(
+            f"{what} must be at least ${minimum:,.2f} (Cloudflare's minimum), not ${amount:,.2f}"
+        )
+    return cents
+
+
 class BillingClient:
     """A client for one Cloudflare account's AI Gateway billing.
 
@@ -150,11 +170,7 @@ class BillingClient:
     # ------------------------------------------------------------ reads
 
     def credit_balance(self) -> models.CreditBalance:
-        """The balance, the card on file and the auto top-up rule.
-
-        Raises:
-            BillingError: any failure (see the error tree in ``billing_api.errors``).
-        """
+        """The balance, the card on file and the auto top-up rule."""
         return self._call(models.CreditBalance, "GET", "credit-balance")
 
     def usage_history(
@@ -167,10 +183,9 @@ class BillingClient:
 
         Raises:
             ValidationError: a bad window or range, before any request.
-            BillingError: any other failure.
         """
         if window not in ("day", "hour"):
-            raise self._invalid(f"usage window must be 'day' or 'hour', not {window!r}")
+            raise _invalid(f"usage window must be 'day' or 'hour', not {window!r}")
         params: dict[str, str] = {"value_grouping_window": window}
         try:
             if start is not None:
@@ -178,9 +193,9 @@ class BillingClient:
             if end is not None:
                 params["end_time"] = str(models.to_unix_ms(end))
         except ValueError as err:
-            raise self._invalid(str(err)) from err
+            raise _invalid(str(err)) from err
         if start is not None and end is not None and start >= end:
-            raise self._invalid("usage range must start before it ends")
+            raise _invalid("usage range must start before it ends")
         return self._call(models.UsageHistory, "GET", "usage-history", params=params)
 
     def invoice_history(
@@ -193,31 +208,22 @@ class BillingClient:
 
         Raises:
             ValidationError: a bad type or page, before any request.
-            BillingError: any other failure.
         """
         if type not in ("auto", "all", "manual"):
-            raise self._invalid(f"invoice type must be auto, manual or all, not {type!r}")
+            raise _invalid(f"invoice type must be auto, manual or all, not {type!r}")
         if page < 1:
-            raise self._invalid("page must be 1 or more")
+            raise _invalid("page must be 1 or more")
         params: dict[str, str] = {"type": type}
         if page > 1:
             params["page"] = str(page)
         return self._call(models.InvoiceHistory, "GET", "invoice-history", params=params)
 
     def invoice_preview(self) -> models.InvoicePreview:
-        """The upcoming invoice with its line items.
-
-        Raises:
-            BillingError: any failure.
-        """
+        """The upcoming invoice with its line items."""
         return self._call(models.InvoicePreview, "GET", "invoice-preview")
 
     def topup_config(self) -> models.TopupConfig:
-        """The auto top-up rule (amount and threshold are None when none is set).
-
-        Raises:
-            BillingError: any failure.
-        """
+        """The auto top-up rule (amount and threshold are None when none is set)."""
         return self._call(models.TopupConfig, "GET", "topup/config")
 
     def topup_limits(self) -> models.TopupLimits:
@@ -225,18 +231,11 @@ class BillingClient:
 
         In Cloudflare's spec but not in its SDKs; callers fall back to the documented
         minimum when it fails.
-
-        Raises:
-            BillingError: any failure.
         """
         return self._call(models.TopupLimits, "GET", "topup/limits")
 
     def spending_limit(self) -> models.SpendingLimit:
-        """The account-wide spending limit (deprecated upstream, still readable).
-
-        Raises:
-            BillingError: any failure.
-        """
+        """The account-wide spending limit (deprecated upstream, still readable)."""
         return self._call(models.SpendingLimit, "GET", "spending-limit")
 
     # ------------------------------------------------------------ writes (never retried)
@@ -252,21 +251,22 @@ class BillingClient:
         Raises:
             ValidationError: an amount under Cloudflare's minimum or not in whole cents,
                 before any request.
-            BillingError: any other failure.
         """
-        cents = self._cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
-        body = models.TopupRequest(amount=cents, payment_method_id=payment_method_id)
-        return self._call(models.Topup, "POST", "topup", body=body.model_dump(exclude_none=True))
+        body: dict[str, object] = {
+            "amount": _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
+        }
+        if payment_method_id is not None:
+            body["payment_method_id"] = payment_method_id
+        return self._call(models.Topup, "POST", "topup", body=body)
 
     def topup_status(self, payment_intent_id: str) -> models.TopupStatus:
         """Whether a top-up has completed. A POST upstream, so never retried here either.
 
         Raises:
             ValidationError: an empty id, before any request.
-            BillingError: any other failure.
         """
         if not payment_intent_id:
-            raise self._invalid("payment_intent_id is required")
+            raise _invalid("payment_intent_id is required")
         return self._call(
             models.TopupStatus,
             "POST",
@@ -280,22 +280,20 @@ class BillingClient:
         Raises:
             ValidationError: a value under Cloudflare's minimums, before any request.
             PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
-            BillingError: any other failure.
         """
-        body = models.TopupConfigRequest(
-            amount=self._cents(amount, models.MIN_AUTO_TOPUP_AMOUNT_CENTS, "auto top-up amount"),
-            threshold=self._cents(
+        body = {
+            "amount": _cents(amount, models.MIN_AUTO_TOPUP_AMOUNT_CENTS, "auto top-up amount"),
+            "threshold": _cents(
                 threshold, models.MIN_AUTO_TOPUP_THRESHOLD_CENTS, "auto top-up threshold"
             ),
-        )
-        return self._call(models.TopupConfigSet, "POST", "topup/config", body=body.model_dump())
+        }
+        return self._call(models.TopupConfigSet, "POST", "topup/config", body=body)
 
     def delete_topup_config(self) -> None:
         """Turn auto top-up off.
 
         Raises:
             PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
-            BillingError: any other failure.
         """
         self._request("DELETE", "topup/config")
 
@@ -310,46 +308,20 @@ class BillingClient:
         Raises:
             ValidationError: a bad amount, duration or strategy, before any request.
             PermissionDeniedError: what Cloudflare answers today.
-            BillingError: any other failure.
         """
         if duration not in ("daily", "weekly", "monthly"):
-            raise self._invalid(f"duration must be daily, weekly or monthly, not {duration!r}")
+            raise _invalid(f"duration must be daily, weekly or monthly, not {duration!r}")
         if strategy not in ("fixed", "sliding"):
-            raise self._invalid(f"strategy must be fixed or sliding, not {strategy!r}")
-        body = models.SpendingLimitRequest(
-            amount=self._cents(amount, models.MIN_SPENDING_LIMIT_CENTS, "spending limit"),
-            duration=duration,
-            strategy=strategy,
-        )
-        self._request("POST", "spending-limit", body=body.model_dump())
+            raise _invalid(f"strategy must be fixed or sliding, not {strategy!r}")
+        cents = _cents(amount, models.MIN_SPENDING_LIMIT_CENTS, "spending limit")
+        body = {"amount": cents, "duration": duration, "strategy": strategy}
+        self._request("POST", "spending-limit", body=body)
 
     def delete_spending_limit(self) -> None:
-        """Remove the account-wide spending limit (the one change still allowed upstream).
-
-        Raises:
-            BillingError: any failure.
-        """
+        """Remove the account-wide spending limit (the one change still allowed upstream)."""
         self._request("DELETE", "spending-limit")
 
     # ------------------------------------------------------------ plumbing
-
-    def _invalid(self, message: str) -> errors.ValidationError:
-        return errors.ValidationError(message, status_code=None)
-
-    def _cents(self, amount: Decimal, minimum_cents: int, what: str) -> int:
-        if not isinstance(amount, Decimal) or not amount.is_finite():
-            raise self._invalid(f"{what} must be a Decimal number of dollars")
-        try:
-            cents = models.dollars_to_cents(amount)
-        except ValueError as err:
-            raise self._invalid(f"{what} must be whole cents, not ${amount}") from err
-        if cents < minimum_cents:
-            minimum = models.cents_to_dollars(minimum_cents)
-            raise self._invalid(
-                f"{what} must be at least ${minimum:,.2f} (Cloudflare's minimum), "
-                f"not ${amount:,.2f}"
-            )
-        return cents
 
     def _call(
         self,
@@ -364,9 +336,11 @@ class BillingClient:
         try:
             return model.model_validate(result)
         except pydantic.ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(root)"
             raise errors.BillingResponseError(
                 f"{method} {endpoint}: unexpected result shape: "
-                f"{err.error_count()} problem(s), first at {_first_loc(err)}"
+                f"{err.error_count()} problem(s), first at {where} ({first['msg']})"
             ) from None
 
     def _request(
@@ -377,45 +351,31 @@ class BillingClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> Any:
+        retries = self.max_retries if method == "GET" else 0
+        attempt = 0
+        started = time.monotonic()
         try:
-            return self._request_once(method, endpoint, params=params, body=body)
+            while True:
+                delay: float | None
+                try:
+                    response = self._send(method, endpoint, params, body)
+                except errors.BillingConnectionError as err:
+                    if attempt == retries:
+                        self._log(method, endpoint, None, started, attempt, type(err).__name__)
+                        raise
+                    delay = self._backoff(attempt + 1)
+                else:
+                    retryable = attempt < retries and response.status_code in RETRYABLE_STATUSES
+                    delay = self._retry_delay(response, attempt + 1) if retryable else None
+                    if delay is None:
+                        self._log(method, endpoint, response.status_code, started, attempt)
+                        return self._result(method, endpoint, response)
+                attempt += 1
+                UPSTREAM_RETRIES.labels(endpoint, method).inc()
+                self._sleep(delay)
         except errors.BillingError as err:
             UPSTREAM_ERRORS.labels(endpoint, method, type(err).__name__).inc()
             raise
-
-    def _request_once(
-        self,
-        method: str,
-        endpoint: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> Any:
-        retries_left = self.max_retries if method == "GET" else 0
-        attempt = 0
-        started = time.monotonic()
-        while True:
-            try:
-                response = self._send(method, endpoint, params, body)
-            except errors.BillingConnectionError as err:
-                if retries_left > 0:
-                    retries_left -= 1
-                    attempt += 1
-                    UPSTREAM_RETRIES.labels(endpoint, method).inc()
-                    self._sleep(self._backoff(attempt))
-                    continue
-                self._log(method, endpoint, None, started, attempt, outcome=type(err).__name__)
-                raise
-            if response.status_code in RETRYABLE_STATUSES and retries_left > 0:
-                delay = self._retry_delay(response, attempt + 1)
-                if delay is not None:
-                    retries_left -= 1
-                    attempt += 1
-                    UPSTREAM_RETRIES.labels(endpoint, method).inc()
-                    self._sleep(delay)
-                    continue
-            self._log(method, endpoint, response.status_code, started, attempt)
-            return self._result(method, endpoint, response)
 
     def _send(
         self, method: str, endpoint: str, params: Mapping[str, str] | None, body: Any
@@ -476,10 +436,8 @@ class BillingClient:
                 ) from None
         envelope: models.Envelope | None = None
         if isinstance(payload, dict):
-            try:
+            with contextlib.suppress(pydantic.ValidationError):
                 envelope = models.Envelope.model_validate(payload)
-            except pydantic.ValidationError:
-                envelope = None
         if not response.is_success:
             raise self._status_error(method, endpoint, response, envelope)
         if envelope is None:
@@ -512,18 +470,13 @@ class BillingClient:
             cls = errors.UpstreamError
         else:
             cls = _STATUS_ERRORS.get(status, errors.BillingStatusError)
-        if cls is errors.RateLimitedError:
-            return errors.RateLimitedError(
-                message,
-                status_code=status,
-                errors=details,
-                request_id=request_id,
-                retry_after=_parse_retry_after(response.headers.get("Retry-After")),
-            )
-        return cls(message, status_code=status, errors=details, request_id=request_id)
+        error = cls(message, status_code=status, errors=details, request_id=request_id)
+        if isinstance(error, errors.RateLimitedError):
+            error.retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        return error
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "[token]") if self._token else text
+        return text.replace(self._token, "[token]")  # the constructor refuses an empty token
 
     def _log(
         self,
@@ -554,9 +507,3 @@ class BillingClient:
                 "account_id": self.account_id,
             },
         )
-
-
-def _first_loc(err: pydantic.ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(root)"
-    return f"{where} ({first['msg']})"

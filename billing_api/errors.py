@@ -16,6 +16,7 @@ BillingError
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -84,18 +85,11 @@ class ValidationError(BillingStatusError):
 
 class RateLimitedError(BillingStatusError):
     user_message = "Cloudflare is limiting how often we may ask. Try again in a few minutes."
+    #: Seconds Cloudflare asked us to wait (its Retry-After header), when it said.
+    retry_after: float | None = None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int = 429,
-        errors: tuple[CloudflareErrorDetail, ...] = (),
-        request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, errors=errors, request_id=request_id)
-        self.retry_after = retry_after
+    def __init__(self, message: str, *, status_code: int | None = 429, **details: Any) -> None:
+        super().__init__(message, status_code=status_code, **details)
 
 
 class UpstreamError(BillingStatusError):

@@ -1,36 +1,26 @@
-"""Pydantic models of every request and response of the AI Gateway billing API.
+"""Pydantic models of the AI Gateway billing API's answers; wire units are converted here only.
 
-Wire units are converted here and nowhere else (see the reference notes, "Units"):
+Units (reference notes, "Units"): request amounts are documented integer US cents. Response
+money is undocumented and read as US cents, possibly fractional (``RESPONSE_MONEY_UNIT`` is
+the one line to change). Response times are undocumented: a number from 10**11 up is Unix
+milliseconds, a smaller one Unix seconds (no date shown here falls in both readings).
+``usage-history`` query times are documented Unix milliseconds.
 
-* Request amounts are documented integer US cents.
-* Response money (balance, auto top-up config, spending limit, invoices, usage) is
-  undocumented; it is read as US cents, possibly fractional. ``RESPONSE_MONEY_UNIT``
-  is the one line to change if Cloudflare documents otherwise.
-* Response timestamps are undocumented: a number of at least 10**11 is read as Unix
-  milliseconds, a smaller one as Unix seconds (10**11 s is the year 5138, 10**11 ms is
-  1973, so the two ranges cannot be confused for any date this product shows).
-* ``usage-history`` query times are documented Unix milliseconds.
-
-Every answer Cloudflare's spec allows is read, tolerantly where the value is metadata and
-strictly where it is money or time. The spec types codes and pagination as any ``number``:
-they are read as their whole part. Money is read exactly or refused (10**20 cents or more,
-or more digits than Decimal holds); a time must be a calendar date; ``topup/limits`` must
-be a usable range. A refusal is a BillingResponseError naming the field.
+Money and times are read exactly or refused (a BillingResponseError naming the field); codes
+and counts, typed ``number`` by the spec, are metadata and read as their whole part.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, localcontext
+from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-#: Dollars per unit of money in a response. Undocumented upstream; see the module docstring.
+#: Dollars per unit of money in a response (undocumented upstream) and in a request (cents).
 RESPONSE_MONEY_UNIT = Decimal("0.01")
-#: Dollars per unit of money in a request (documented: integer cents).
 REQUEST_MONEY_UNIT = Decimal("0.01")
-CENT = Decimal("0.01")
 
 #: Documented request minimums, in cents.
 MIN_TOPUP_CENTS = 1000
@@ -110,8 +100,7 @@ def _whole(value: Any) -> Any:
 Money = Annotated[Decimal, BeforeValidator(_money)]
 #: A time from a response, as an aware UTC datetime.
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
-#: A code, page number or count from a response: metadata, typed ``number`` by the spec and
-#: read as its whole part.
+#: A code, page number or count from a response, read as its whole part.
 Count = Annotated[int, BeforeValidator(_whole)]
 
 
@@ -124,7 +113,7 @@ def dollars_to_cents(amount: Decimal) -> int:
 
 
 def cents_to_dollars(cents: int) -> Decimal:
-    return (Decimal(cents) * REQUEST_MONEY_UNIT).quantize(CENT, rounding=ROUND_HALF_UP)
+    return Decimal(cents) * REQUEST_MONEY_UNIT
 
 
 def to_unix_ms(moment: datetime) -> int:
@@ -139,32 +128,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-# ---------------------------------------------------------------- envelope
-
-
 class ResponseMessage(_Model):
     code: Count
     message: str
 
 
-class ResultInfo(_Model):
-    has_more: bool | None = None
-    page: Count | None = None
-    per_page: Count | None = None
-    total_count: Count | None = None
-
-
 class Envelope(_Model):
-    """The Cloudflare v4 envelope. ``messages`` is absent from error bodies."""
+    """The Cloudflare v4 envelope, the parts read (not ``messages`` nor ``result_info``)."""
 
     success: bool
     errors: list[ResponseMessage] = Field(default_factory=list)
-    messages: list[ResponseMessage] = Field(default_factory=list)
     result: Any = None
-    result_info: ResultInfo | None = None
-
-
-# ---------------------------------------------------------------- credit balance
 
 
 class PaymentMethod(_Model):
@@ -198,9 +172,6 @@ class CreditBalance(_Model):
     first_topup_success: bool | None = None
 
 
-# ---------------------------------------------------------------- usage
-
-
 class UsageBucket(_Model):
     id: str
     aggregated_value: Money
@@ -210,9 +181,6 @@ class UsageBucket(_Model):
 
 class UsageHistory(_Model):
     history: list[UsageBucket]
-
-
-# ---------------------------------------------------------------- invoices
 
 
 class Pagination(_Model):
@@ -283,16 +251,6 @@ class InvoicePreview(_Model):
     invoice_lines: list[InvoiceLine]
 
 
-# ---------------------------------------------------------------- top-ups
-
-
-class TopupRequest(_Model):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    amount: int = Field(ge=MIN_TOPUP_CENTS)
-    payment_method_id: str | None = None
-
-
 class Topup(_Model):
     # SecretStr keeps the Stripe client secret out of reprs, logs and tracebacks.
     client_secret: SecretStr | None
@@ -305,13 +263,6 @@ class Topup(_Model):
 class TopupStatus(_Model):
     payment_intent_id: str
     status: Literal["completed", "pending"]
-
-
-class TopupConfigRequest(_Model):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    amount: int = Field(ge=MIN_AUTO_TOPUP_AMOUNT_CENTS)
-    threshold: int = Field(ge=MIN_AUTO_TOPUP_THRESHOLD_CENTS)
 
 
 class TopupConfigSet(_Model):
@@ -344,9 +295,6 @@ class TopupLimits(_Model):
         return cents_to_dollars(self.max_cents)
 
 
-# ---------------------------------------------------------------- spending limit
-
-
 class SpendingLimitConfig(_Model):
     amount: Money | None
     duration: str | None
@@ -356,11 +304,3 @@ class SpendingLimitConfig(_Model):
 class SpendingLimit(_Model):
     enabled: bool
     config: SpendingLimitConfig
-
-
-class SpendingLimitRequest(_Model):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    amount: int = Field(ge=MIN_SPENDING_LIMIT_CENTS)
-    duration: LimitDuration
-    strategy: LimitStrategy

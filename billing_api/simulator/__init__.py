@@ -7,33 +7,15 @@ nothing from Django.
 
 from __future__ import annotations
 
-from .core import (
-    API_PREFIX,
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_TOKEN,
-    HOSTILE_HTML,
-    HOSTILE_URL,
-    Mode,
-    Reply,
-    Simulator,
-    SimulatorTransport,
-)
-from .faults import ALL_ENDPOINTS, ENDPOINTS, FAULT_KINDS, FaultError
-from .state import Account
+from .core import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, HOSTILE_HTML, HOSTILE_URL, Simulator
+from .faults import ENDPOINTS, FaultError
 
 __all__ = [
-    "ALL_ENDPOINTS",
-    "API_PREFIX",
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_TOKEN",
     "ENDPOINTS",
-    "FAULT_KINDS",
     "HOSTILE_HTML",
     "HOSTILE_URL",
-    "Account",
     "FaultError",
-    "Mode",
-    "Reply",
     "Simulator",
-    "SimulatorTransport",
 ]

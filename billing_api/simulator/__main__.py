@@ -8,7 +8,7 @@ import sys
 from types import FrameType
 
 from .core import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, Simulator
-from .server import ADMIN_PREFIX, make_server
+from .server import ADMIN_PREFIX, SimulatorHTTPServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         accounts=tuple(args.accounts or (DEFAULT_ACCOUNT_ID,)),
         topup_settle_seconds=args.topup_settle_seconds,
     )
-    server = make_server(simulator, args.host, args.port, quiet=args.quiet)
+    server = SimulatorHTTPServer(simulator, args.host, args.port, quiet=args.quiet)
     signal.signal(signal.SIGTERM, _stop)
     print(f"Cloudflare AI Gateway billing simulator (mode={args.mode}, seed={args.seed})")
     print(f"base URL:   {server.base_url}")

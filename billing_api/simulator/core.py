@@ -1,46 +1,29 @@
 """The simulator's core: (method, path, query, headers, body) in, (status, headers, body) out.
 
 Two thin fronts sit on it: ``Simulator.transport()`` (an ``httpx.MockTransport``) and the HTTP
-server in ``server.py``. The core knows nothing of Django.
+server in ``server.py``. Where Cloudflare documents nothing, the simulator chooses:
 
-Simulator assumptions, where Cloudflare documents nothing:
-
-* Error codes. Cloudflare documents no billing error codes. Codes that Cloudflare uses API-wide
-  are kept (10000 authentication, 7000/7003 routing, 6007 malformed JSON, 971 rate limit); the
-  billing ones are the simulator's own: 1001 a field failed validation (one error per field),
-  1000 a billing rule refused the request (the one billing code seen upstream, [T-AL]),
-  1004 no such top-up, 1500 an injected server error.
-* ``usage-history``: an omitted ``end_time`` is now; an omitted ``start_time`` is 30 days before
-  the end for ``day`` and 24 hours before it for ``hour``. An hourly request may span at most
-  31 days (744 buckets). Buckets are UTC, aligned to the window, oldest first, cover only hours
-  that are over, and exist only from the start of the 90-day history.
-* ``invoice-history`` honours ``page`` (from 1) and ``per_page`` (1..100, default 20) query
-  parameters that neither the spec nor the SDKs define, so the returned ``pagination`` can be
-  followed. Newest first.
-* ``POST topup`` without a default payment method (and no ``payment_method_id``) answers 400;
-  above ``topup/limits`` ``max_cents`` answers 400. The top-up amount is the credit added; the
-  documented 5% fee is not modelled. The top-up's invoice id is its ``payment_intent_id``.
-* ``POST topup/status`` answers 404 for an id it never issued, and ``completed`` for the id of
-  any paid invoice. ``onboarding`` is true until the account's first manual top-up completes.
-* Invoices carry ``invoice_origin`` ``auto`` or ``manual`` (the values of the ``type`` filter);
-  auto top-ups are ``created_by`` ``auto-topup``, API top-ups ``api-token``.
-* An auto top-up is checked each time an hour of usage is spent, fires at most once per hour,
-  and settles at once; a failed one disables auto top-up until ``POST topup/config`` saves a
-  rule again. The balance may go negative (Cloudflare's docs say it can).
-* The spending limit is stored but not enforced against usage.
-* Routing: an unknown path, or a known path with another method, is 404 code 7000 (no 405).
-  Order of checks: route, faults, token (401), account (404), write access (403), mode (403),
-  validation (400).
-* Faults fire before authentication and count as calls. ``hang``: the in-process transport
-  raises ``httpx.ReadTimeout`` after at most 50 ms unless released first; ``handle()`` (the
-  HTTP server) holds the request for ``seconds`` (at most 30) or until faults are cleared,
-  then answers normally. ``latency`` holds a request for ``seconds`` in either front.
-  ``release()`` (and clearing faults) cuts short every latency and hang then under way:
-  those requests answer normally.
-* ``in_flight`` counts the requests being served per endpoint key, from routing until the
-  answer is ready, so a test can see how many calls are out at once instead of timing them.
-* ``Ratelimit`` counts every request in a fixed 300-second window against 1200 but never
-  refuses one: 429s only come from the ``rate_limit`` fault.
+* Error codes: Cloudflare's API-wide ones (10000 auth, 7000/7003 routing, 6007 bad JSON, 971
+  rate limit); billing codes are ours: 1001 a field failed validation (one error per field),
+  1000 a billing rule refused it (the one billing code seen upstream), 1004 no such top-up,
+  1500 an injected server error.
+* ``usage-history``: no ``end_time`` is now; no ``start_time`` is 30 days (day) or 24 hours
+  (hour) before the end; hourly spans at most 31 days. UTC buckets of hours already over,
+  oldest first, from the start of the 90-day history.
+* ``invoice-history`` also honours ``page`` and ``per_page`` (1..100, default 20), which
+  neither the spec nor the SDKs define, so that its ``pagination`` can be followed.
+* ``POST topup`` answers 400 with no card on file (and no ``payment_method_id``) or above
+  ``topup/limits``. It adds its amount (the 5% fee is not modelled); its invoice id is its
+  ``payment_intent_id``; ``topup/status`` says ``completed`` for any paid invoice's id.
+* Auto top-up is checked as each hour is spent, settles at once; a failed one stays off until
+  ``POST topup/config`` saves a rule again. The balance may go negative (Cloudflare says it
+  can). The spending limit is stored, not enforced.
+* Checks run in this order: route (404 code 7000, no 405), faults, token (401), account (404),
+  write access (403), mode (403), validation (400). Faults count as calls.
+* ``hang``: in process, ReadTimeout after at most 50 ms unless released; over HTTP, held up to
+  ``seconds`` (at most 30), then answered. ``release()`` ends every latency and hang under way.
+* ``Ratelimit`` headers count requests against 1200 per 300 s but never refuse: 429s only
+  come from the ``rate_limit`` fault.
 """
 
 from __future__ import annotations
@@ -67,6 +50,8 @@ from .state import (
     HOUR,
     MIN_TOPUP_CENTS,
     Account,
+    SpendingLimit,
+    TopupConfig,
     hour_floor,
     seed_account,
     stable_token,
@@ -135,49 +120,30 @@ def _invalid(messages: list[str]) -> _Refusal:
     return _Refusal(400, [(CODE_VALIDATION, m) for m in messages])
 
 
-@dataclass(frozen=True)
-class _Int:
-    minimum: int | None = None
-    unit: str = "cents"
+#: A field's rule: an integer of at least this many cents, one of these strings, or (None)
+#: any non-empty string.
+_Spec = int | tuple[str, ...] | None
 
-
-@dataclass(frozen=True)
-class _Enum:
-    choices: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Str:
-    pass
-
-
-_Spec = _Int | _Enum | _Str
-
-_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": _Int(MIN_TOPUP_CENTS)}
-_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": _Str()}
-_STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": _Str()}
-_CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": _Int(1000), "threshold": _Int(500)}
+_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": MIN_TOPUP_CENTS}
+_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": None}
+_STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": None}
+_CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": 1000, "threshold": 500}
 _LIMIT_BODY: Final[dict[str, _Spec]] = {
-    "amount": _Int(100),
-    "duration": _Enum(("daily", "weekly", "monthly")),
-    "strategy": _Enum(("fixed", "sliding")),
+    "amount": 100,
+    "duration": ("daily", "weekly", "monthly"),
+    "strategy": ("fixed", "sliding"),
 }
 
 
 def _check(value: object, name: str, spec: _Spec) -> str | None:
-    if isinstance(spec, _Int):
+    if isinstance(spec, int):
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"{name}: must be an integer ({spec.unit}), got {json.dumps(value)}"
-        if spec.minimum is not None and value < spec.minimum:
-            return f"{name}: must be at least {spec.minimum} ({spec.unit})"
-        return None
-    if isinstance(spec, _Enum):
-        if not isinstance(value, str) or value not in spec.choices:
-            return f"{name}: must be one of {', '.join(spec.choices)}"
-        return None
-    if not isinstance(value, str) or not value:
-        return f"{name}: must be a non-empty string"
-    return None
+            return f"{name}: must be an integer (cents), got {json.dumps(value)}"
+        return f"{name}: must be at least {spec} (cents)" if value < spec else None
+    if isinstance(spec, tuple):
+        ok = isinstance(value, str) and value in spec
+        return None if ok else f"{name}: must be one of {', '.join(spec)}"
+    return None if isinstance(value, str) and value else f"{name}: must be a non-empty string"
 
 
 def _validate_body(
@@ -215,7 +181,7 @@ def _query_number(query: Mapping[str, str], name: str) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"]) from None
+        value = math.nan
     if not math.isfinite(value) or value < 0:
         raise _invalid([f"{name}: must be a Unix timestamp in milliseconds"])
     return value
@@ -453,10 +419,6 @@ class Simulator:
             gate, self._gate = self._gate, _Gate()
         gate.open()
 
-    def release_hangs(self) -> None:
-        """The former name of :meth:`release`."""
-        self.release()
-
     # ------------------------------------------------------------------ fronts
 
     def handle(
@@ -468,15 +430,7 @@ class Simulator:
         body: bytes,
     ) -> Reply:
         """Serves one request. Latency and hang faults block the calling thread (bounded)."""
-        plan = self._plan(method, path, query, headers, body)
-        try:
-            if plan.delay:
-                plan.gate.wait(plan.delay)
-            if plan.hang is not None:
-                plan.gate.wait(plan.hang)
-            return plan.respond()
-        finally:
-            self._done(plan)
+        return self._serve(self._plan(method, path, query, headers, body))
 
     def transport(self) -> httpx.MockTransport:
         """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
@@ -521,6 +475,20 @@ class Simulator:
             self._in_flight[endpoint] += 1
             self._in_flight_changed.notify_all()
             return _Plan(delay, hang, respond, endpoint, self._gate)
+
+    def _serve(self, plan: _Plan, hang_limit: float | None = None) -> Reply:
+        """Waits out the plan's latency and hang, then answers; a hang cut short to
+        ``hang_limit`` and not released by then raises TimeoutError instead."""
+        try:
+            if plan.delay:
+                plan.gate.wait(plan.delay)
+            if plan.hang is not None:
+                limit = plan.hang if hang_limit is None else min(plan.hang, hang_limit)
+                if not plan.gate.wait(limit) and hang_limit is not None:
+                    raise TimeoutError
+            return plan.respond()
+        finally:
+            self._done(plan)
 
     def _done(self, plan: _Plan) -> None:
         """The request's answer is ready (or it ended in a timeout): no longer in flight."""
@@ -621,34 +589,22 @@ class Simulator:
             case "POST topup/config":
                 self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
                 data = _validate_body(body, _CONFIG_BODY)
-                config = account.topup_config
-                config.amount, config.threshold = data["amount"], data["threshold"]
-                # Saving the rule again is how an account recovers from a failed auto top-up.
-                config.error = config.disabled_reason = None
-                config.last_failed_at_ms = None
-                return 200, {"amount": config.amount, "threshold": config.threshold}
+                # A new rule has no failure: saving it again is how auto top-up recovers.
+                account.topup_config = TopupConfig(**data)
+                return 200, data
             case "DELETE topup/config":
                 self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
-                account.topup_config.amount = account.topup_config.threshold = None
-                account.topup_config.error = account.topup_config.disabled_reason = None
-                account.topup_config.last_failed_at_ms = None
+                account.topup_config = TopupConfig()
                 return 200, {}
             case "GET spending-limit":
                 return 200, account.spending_limit.as_json()
             case "POST spending-limit":
                 self._refuse_in_current_mode(SPENDING_LIMIT_DEPRECATED)
                 data = _validate_body(body, _LIMIT_BODY)
-                limit = account.spending_limit
-                limit.amount, limit.duration = data["amount"], data["duration"]
-                limit.strategy = data["strategy"]
-                return 201, {
-                    "amount": limit.amount,
-                    "duration": limit.duration,
-                    "strategy": limit.strategy,
-                }
+                account.spending_limit = SpendingLimit(**data)
+                return 201, data
             case "DELETE spending-limit":
-                account.spending_limit.amount = None
-                account.spending_limit.duration = account.spending_limit.strategy = None
+                account.spending_limit = SpendingLimit()
                 return 200, {}
             case "GET topup/limits":
                 return 200, {
@@ -780,12 +736,7 @@ class Simulator:
         if fault.kind == "malformed":
             return 200, self._headers(), _MALFORMED_BODY
         # unsuccessful: HTTP 200 whose envelope says it failed.
-        payload = {
-            "success": False,
-            "errors": [{"code": fault.params["code"], "message": fault.params["message"]}],
-            "result": None,
-        }
-        return self._reply(200, payload)
+        return self._error(200, [(fault.params["code"], fault.params["message"])])
 
     def _error(
         self, status: int, errors: Iterable[tuple[int, str]], extra: dict[str, str] | None = None
@@ -840,11 +791,11 @@ class SimulatorTransport(httpx.MockTransport):
         )
 
     @staticmethod
-    def _hang_limit(request: httpx.Request, hang: float) -> float:
+    def _hang_limit(request: httpx.Request) -> float:
+        """How long a hang waits for a release: 50 ms, or the client's read timeout if shorter."""
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
-        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
-        return min(hang, limit)
+        return TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
 
     @staticmethod
     def _response(request: httpx.Request, reply: Reply) -> httpx.Response:
@@ -854,14 +805,10 @@ class SimulatorTransport(httpx.MockTransport):
     def _handle_sync(self, request: httpx.Request) -> httpx.Response:
         plan = self._plan(request)
         try:
-            if plan.delay:
-                plan.gate.wait(plan.delay)
-            # A hang answers only if released before the client's read timeout (at most 50 ms).
-            if plan.hang is not None and not plan.gate.wait(self._hang_limit(request, plan.hang)):
-                raise httpx.ReadTimeout("simulated hang: no answer", request=request)
-            return self._response(request, plan.respond())
-        finally:
-            self._simulator._done(plan)
+            reply = self._simulator._serve(plan, self._hang_limit(request))
+        except TimeoutError:
+            raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None
+        return self._response(request, reply)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
@@ -870,7 +817,7 @@ class SimulatorTransport(httpx.MockTransport):
             if plan.delay:
                 await plan.gate.wait_async(plan.delay)
             if plan.hang is not None and not await plan.gate.wait_async(
-                self._hang_limit(request, plan.hang)
+                min(plan.hang, self._hang_limit(request))
             ):
                 raise httpx.ReadTimeout("simulated hang: no answer", request=request)
             return self._response(request, plan.respond())

@@ -67,18 +67,12 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def make_server(
-    simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = False
-) -> SimulatorHTTPServer:
-    """A bound, not yet serving, server (port 0 picks a free port)."""
-    return SimulatorHTTPServer(simulator, host, port, quiet=quiet)
-
-
 def start_server(
     simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
 ) -> SimulatorHTTPServer:
-    """A server already serving from a background thread; call ``stop()`` when done."""
-    return make_server(simulator, host, port, quiet=quiet).start()
+    """A server already serving from a background thread (port 0 picks a free port); call
+    ``stop()`` when done."""
+    return SimulatorHTTPServer(simulator, host, port, quiet=quiet).start()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -87,21 +81,6 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "cloudflare-billing-simulator"
     # Headers and body go out in two writes; without this, Nagle plus delayed ACKs add ~40 ms.
     disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line only: the token travels in a header and is never logged.
@@ -129,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(content)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (e.g. during a hang fault)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
 
 def _json(status: int, payload: dict[str, Any]) -> Reply:

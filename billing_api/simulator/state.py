@@ -51,17 +51,16 @@ def _diurnal(local_hour: float) -> float:
 _SHAPE_MEAN: Final = sum(_WEEKDAY_FACTOR) / 7 * sum(_diurnal(h) for h in range(24)) / 24
 
 
-def stable_int(*parts: object) -> int:
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+def _digest(parts: tuple[object, ...]) -> bytes:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
 
 
 def stable_rng(*parts: object) -> random.Random:
-    return random.Random(stable_int(*parts))
+    return random.Random(int.from_bytes(_digest(parts)[:8], "big"))
 
 
 def stable_token(length: int, *parts: object) -> str:
-    number = int.from_bytes(hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest())
+    number = int.from_bytes(_digest(parts))
     chars = []
     for _ in range(length):
         number, index = divmod(number, len(_ALPHABET))

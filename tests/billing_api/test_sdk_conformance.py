@@ -10,20 +10,10 @@ import pytest
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, Simulator
 from billing_api.simulator.server import start_server
+from tests.billing_api.conftest import START, read_banner, run_module
 
-from .test_simulator_server import read_banner, run_module
-
-START = 1_773_224_400.0  # 2026-03-11 10:20 UTC
 SDK_ENV = ("CLOUDFLARE_API_KEY", "CLOUDFLARE_EMAIL", "CLOUDFLARE_BASE_URL", "CLOUDFLARE_API_TOKEN")
 ACCOUNT = DEFAULT_ACCOUNT_ID
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)
@@ -31,11 +21,6 @@ def _no_sdk_environment(monkeypatch):
     # The SDK prefers these over its arguments; a developer's shell must not leak in.
     for name in SDK_ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture(params=["default", "current"])
@@ -104,7 +89,7 @@ def test_it_tops_up_through_the_sdk_until_completed(client, clock):
     assert (created.brand, created.last4) == ("visa", "4242")
     status = topup.status(account_id=ACCOUNT, payment_intent_id=created.payment_intent_id)
     assert status.status == "pending"
-    clock.now += 6
+    clock.advance(6)
     status = topup.status(account_id=ACCOUNT, payment_intent_id=created.payment_intent_id)
     assert status.status == "completed"
     newest = client.ai_gateway.billing.invoice_history(account_id=ACCOUNT, type="manual")

@@ -12,22 +12,10 @@ import pytest
 from billing_api import errors
 from billing_api.client import BillingClient
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, HOSTILE_URL, Simulator
+from tests.billing_api.conftest import START, Clock
 
 BASE = "https://api.cloudflare.com/client/v4"
-START = datetime(2026, 6, 10, 12, 30, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+STARTED = datetime.fromtimestamp(START, tz=UTC)
 
 
 @pytest.fixture
@@ -48,10 +36,10 @@ def client(simulator: Simulator) -> Iterator[BillingClient]:
 def test_it_reads_every_endpoint(client):
     balance = client.credit_balance()
     assert balance.payment_method is not None and balance.payment_method.last4 == "4242"
-    days = client.usage_history("day", START - timedelta(days=7), START)
+    days = client.usage_history("day", STARTED - timedelta(days=7), STARTED)
     assert 7 <= len(days.history) <= 8
     assert all(bucket.aggregated_value >= 0 for bucket in days.history)
-    hours = client.usage_history("hour", START - timedelta(hours=24), START)
+    hours = client.usage_history("hour", STARTED - timedelta(hours=24), STARTED)
     assert 23 <= len(hours.history) <= 25
     assert sum(b.aggregated_value for b in hours.history) > 0
     invoices = client.invoice_history("all")
@@ -68,7 +56,7 @@ def test_it_tops_up_and_sees_the_balance_rise(client, clock):
     before = client.credit_balance().balance
     topup = client.create_topup(Decimal("25.00"))
     assert client.topup_status(topup.payment_intent_id).status == "pending"
-    clock.now += 6
+    clock.advance(6)
     assert client.topup_status(topup.payment_intent_id).status == "completed"
     after = client.credit_balance().balance
     # The clock moved six seconds: no hour of usage ended in between.

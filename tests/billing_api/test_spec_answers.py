@@ -1,6 +1,6 @@
 """Every answer Cloudflare's spec allows is read, or refused with a BillingResponseError.
 
-The spec (``tests/data/cloudflare-ai-gateway-billing.openapi.json``, a copy of the
+The spec (``data/cloudflare-ai-gateway-billing.openapi.json``, a copy of the
 reference) types envelope codes and pagination as ``number``; metadata is read
 tolerantly, money and times strictly.
 """
@@ -21,41 +21,26 @@ from hypothesis_jsonschema import from_schema
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
+from tests.billing_api.conftest import (
+    ACCOUNT,
+    BASE,
+    TOKEN,
+    credit_balance_json,
+    envelope,
+    error_body,
+    pagination,
+)
 
-TOKEN = "tok_Sup3rS3cret-value"
-ACCOUNT = "0123456789abcdef0123456789abcdef"
-BASE = "https://api.example.test/client/v4"
 SPEC_NAME = "cloudflare-ai-gateway-billing.openapi.json"
 
 
-def envelope(result: Any, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"success": True, "errors": [], "messages": [], "result": result}
-    body.update(overrides)
-    return body
-
-
-def credit_balance_json(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "balance": 640.19,
-        "has_default_payment_method": True,
-        "payment_method": {"brand": "visa", "last4": "4242"},
-        "topup_config": {"amount": 2000, "threshold": 500},
-    }
-    body.update(overrides)
-    return body
-
-
-def invoice_history_json(**pagination: Any) -> dict[str, Any]:
+def invoice_history_json(**overrides: Any) -> dict[str, Any]:
     invoice = {"amount_due": 2500, "amount_paid": 2500, "amount_remaining": 0, "currency": "usd"}
-    page = {"has_more": False, "page": 1, "per_page": 20, "total_count": 1}
-    page.update(pagination)
-    return {"invoices": [invoice], "pagination": page}
+    return {"invoices": [invoice], "pagination": pagination(**overrides)}
 
 
 def limits_json(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"min_cents": 1000, "max_cents": 1000000, "currency": "USD"}
-    body.update(overrides)
-    return body
+    return {"min_cents": 1000, "max_cents": 1000000, "currency": "USD", **overrides}
 
 
 def answer_with(body: Any, status: int = 200) -> BillingClient:
@@ -79,7 +64,7 @@ def test_it_reads_a_message_code_that_is_not_a_whole_number():
 
 
 def test_it_keeps_the_message_of_an_error_whose_code_is_not_a_whole_number():
-    body = {"success": False, "errors": [{"code": 1000.5, "message": "Bad amount"}], "result": None}
+    body = error_body(1000.5, "Bad amount")
     with pytest.raises(errors.ValidationError) as caught:
         answer_with(body, status=400).create_topup(Decimal("10.00"))
     assert caught.value.codes == (1000,)
@@ -163,6 +148,12 @@ def test_it_refuses_topup_limits_that_cannot_be_a_ceiling(overrides):
 def test_it_reads_topup_limits_written_as_whole_decimal_numbers():
     limits = answer_with(envelope(limits_json(min_cents=1000.0, max_cents=1e6))).topup_limits()
     assert (limits.minimum, limits.maximum) == (Decimal("10.00"), Decimal("10000.00"))
+
+
+def test_it_ignores_envelope_metadata_it_does_not_read():
+    # messages and result_info are not used: a shape the spec does not allow is no failure.
+    body = envelope(credit_balance_json(), messages="see docs", result_info=[1, 2])
+    assert answer_with(body).credit_balance().balance == Decimal("6.4019")
 
 
 def test_it_ignores_a_python_field_name_sent_as_an_unknown_field():
@@ -338,7 +329,13 @@ BOUNDED = settings(
     max_examples=50,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # hypothesis-jsonschema filters its own draws (nested nullable objects): on some seeds
+    # more than the health check allows, which says nothing of the adapter.
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
 )
 
 

@@ -14,53 +14,18 @@ import pytest
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
+from tests.billing_api.conftest import (
+    ACCOUNT,
+    BASE,
+    TOKEN,
+    credit_balance_json,
+    envelope,
+    error_body,
+    invoice_json,
+    pagination,
+)
 
-TOKEN = "tok_Sup3rS3cret-value"
-ACCOUNT = "0123456789abcdef0123456789abcdef"
-BASE = "https://api.example.test/client/v4"
 PREFIX = f"/client/v4/accounts/{ACCOUNT}/ai-gateway/billing/"
-
-
-def envelope(result: Any) -> dict[str, Any]:
-    return {"success": True, "errors": [], "messages": [], "result": result}
-
-
-def error_body(code: int, message: str) -> dict[str, Any]:
-    return {"success": False, "errors": [{"code": code, "message": message}], "result": None}
-
-
-def credit_balance_json(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "balance": 640.19,
-        "has_default_payment_method": True,
-        "payment_method": {"brand": "visa", "last4": "4242"},
-        "topup_config": {
-            "amount": 2000,
-            "threshold": 500,
-            "disabledReason": None,
-            "error": None,
-            "lastFailedAt": None,
-        },
-        "first_topup_success": True,
-    }
-    body.update(overrides)
-    return body
-
-
-def invoice_json(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": "in_1abc",
-        "amount_due": 2500,
-        "amount_paid": 2500,
-        "amount_remaining": 0,
-        "currency": "usd",
-        "created": 1764000000,
-        "description": "Credit top-up",
-        "invoice_pdf": "https://pay.stripe.com/invoice/acct_1/in_1abc/pdf",
-        "status": "paid",
-    }
-    body.update(overrides)
-    return body
 
 
 Responder = Callable[[httpx.Request], httpx.Response]
@@ -173,12 +138,6 @@ def test_it_ignores_unknown_fields(make_client):
 def test_it_keeps_exact_digits_of_money(make_client):
     client = make_client(Script(answer(200, envelope(credit_balance_json(balance=0.1)))))
     assert client.credit_balance().balance == Decimal("0.001")
-
-
-def pagination(**overrides: Any) -> dict[str, Any]:
-    body = {"has_more": False, "page": 1, "per_page": 20, "total_count": 1}
-    body.update(overrides)
-    return body
 
 
 def test_it_sends_usage_range_as_unix_milliseconds(make_client):

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, Simulator
 from billing_api.simulator.server import start_server
+from tests.billing_api.conftest import START, free_port, read_banner, run_module
+from tests.conftest import SAFETY_TIMEOUT
 
-ROOT = Path(__file__).resolve().parent.parent
-START = 1_773_224_400.0  # 2026-03-11 10:20 UTC
 BILLING = f"/accounts/{DEFAULT_ACCOUNT_ID}/ai-gateway/billing"
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
-#: How long a test waits for what it expects at once before failing (not a speed claim).
-SAFETY_TIMEOUT = 10
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -190,52 +172,6 @@ def test_it_arms_an_auto_topup_failure_and_reports_info_from_the_admin_api(http,
     assert info["accounts"] == [DEFAULT_ACCOUNT_ID] and info["mode"] == "default"
     assert http.post("/__simulator/fail-auto-topup", json={"account_id": "x"}).status_code == 404
     assert http.get("/__simulator/nothing").status_code == 404
-
-
-@contextlib.contextmanager
-def run_module(args: list[str], stderr: IO[str] | None = None) -> Iterator[queue.Queue[str]]:
-    """Runs ``python -m billing_api.simulator``; yields its stdout lines; stops it with SIGTERM."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "billing_api.simulator", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=stderr if stderr is not None else subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = process.stdout
-    assert stdout is not None
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        yield lines
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        reader.join(timeout=5)
-        stdout.close()
-    assert process.returncode == 0
-
-
-def read_banner(lines: queue.Queue[str]) -> dict[str, str]:
-    printed: dict[str, str] = {}
-    deadline = time.monotonic() + 15
-    while "admin" not in printed:
-        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        key, sep, value = line.partition(":")
-        if sep:
-            printed[key.strip()] = value.strip()
-    return printed
 
 
 def test_it_runs_as_a_module_and_stops_on_sigterm(tmp_path):

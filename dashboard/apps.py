@@ -19,6 +19,6 @@ class DashboardConfig(AppConfig):
         # `make run`: the alerts worker in a thread of the serving process (the autoreloader's
         # child, RUN_MAIN), sharing its in-process simulator.
         if settings.ALERTS_IN_PROCESS and os.environ.get("RUN_MAIN") == "true":
-            from dashboard.services import worker
+            from dashboard import tasks
 
-            worker.start_in_process(float(settings.ALERTS_INTERVAL_SECONDS))
+            tasks.start_in_process()

@@ -160,11 +160,9 @@ class Topup(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     #: When the worker next asks Cloudflare where a pending or unknown top-up stands; null
     #: once there is nothing more to ask (completed, failed, or given up on).
-    follow_up_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    follow_up_at = models.DateTimeField(null=True, blank=True)
     #: How many times it was asked: the wait before the next time grows with it.
     follow_ups = models.PositiveSmallIntegerField(default=0)
-    #: A worker asking now holds the row until then; another worker leaves it alone.
-    follow_up_claimed_until = models.DateTimeField(null=True, blank=True)
     #: What the last follow-up found, for the page ("Cloudflare could not be asked...").
     follow_up_note = models.TextField(blank=True)
 
@@ -330,9 +328,7 @@ class AlertDelivery(models.Model):
     target = models.CharField(max_length=500)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
-    #: A worker sending it holds it until then; another may take it after (a crashed worker).
-    claimed_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 

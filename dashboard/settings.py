@@ -326,6 +326,8 @@ INSTALLED_APPS = [
     "django_htmx",
     # Login throttling: failed logins kept in PostgreSQL (see dashboard.throttle).
     "axes",
+    # Background work (dashboard/tasks.py): jobs, retries and schedules in PostgreSQL.
+    "procrastinate.contrib.django",
     "dashboard",
 ]
 
@@ -385,6 +387,11 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Procrastinate's schema is PostgreSQL's: on SQLite (demo mode) its jobs are kept in
+    # memory by the one process that serves and works (dashboard.tasks.on_app_ready).
+    MIGRATION_MODULES = {"procrastinate": None}
+    PROCRASTINATE_ON_APP_READY = "dashboard.tasks.on_app_ready"
 
 #: The shared cache (and single-flight lock) of all processes and hosts: redis://host:port/db.
 REDIS_URL = envsecret("REDIS_URL")
@@ -479,10 +486,29 @@ else:
     }
 DEFAULT_FROM_EMAIL = envstr("EMAIL_FROM", "AI Gateway spend <spend-dashboard@localhost>")
 
-# Alerts (dashboard/services/alerts.py): the worker checks every rule this often.
+# Alerts (dashboard/services/alerts.py): the worker checks every rule this often, on a
+# schedule the workers share (a cron line, so the seconds must divide a minute, an hour or a day).
 ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300)
-if ALERTS_INTERVAL_SECONDS < 10:
-    raise ImproperlyConfigured("ALERTS_INTERVAL_SECONDS must be at least 10")
+
+
+def every(seconds: int) -> str:
+    """The cron line of ``seconds`` (a sixth field is seconds, as croniter reads it)."""
+    if seconds < 10:
+        raise ImproperlyConfigured("ALERTS_INTERVAL_SECONDS must be at least 10")
+    if seconds < 60 and 60 % seconds == 0:
+        return f"* * * * * */{seconds}"
+    minutes, rest = divmod(seconds, 60)
+    if not rest and minutes < 60 and 60 % minutes == 0:
+        return f"*/{minutes} * * * *"
+    hours, rest = divmod(seconds, 3600)
+    if not rest and hours <= 24 and 24 % hours == 0:
+        return f"0 */{hours} * * *"
+    raise ImproperlyConfigured(
+        "ALERTS_INTERVAL_SECONDS must divide a minute, an hour or a day (10, 30, 60, 300, 3600...)"
+    )
+
+
+ALERTS_CRON = every(ALERTS_INTERVAL_SECONDS)
 # `make run`: the alerts worker runs in a thread of the development server (demo mode, one
 # process). In production run `manage.py alerts_worker` instead.
 ALERTS_IN_PROCESS = envbool("ALERTS_IN_PROCESS", False)

@@ -23,9 +23,11 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
+from procrastinate.contrib.django import app as jobs_app
+from procrastinate.testing import InMemoryConnector
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
-from dashboard import billing, clock, roles, upstream
+from dashboard import billing, clock, roles, tasks, upstream
 from dashboard.models import AccountAccess
 from tests.webhook_receiver import Receiver
 
@@ -54,7 +56,7 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = SAFETY_TIM
         time.sleep(0.002)
 
 
-def at_once(count: int, work: Callable[[int, threading.Barrier], None]) -> None:
+def at_once(count: int, work: Callable[[int, threading.Barrier], object]) -> None:
     """Runs ``work(n, barrier)`` in ``count`` threads released together, each on a database
     connection of its own (closed at the end); fails the test on any thread's error or one
     that never ends. ``work`` may wait on the barrier again to start a later step together."""
@@ -171,6 +173,45 @@ def redis_cache(settings, _empty_cache: None) -> Iterator[str]:
             client.delete(key)
         client.close()
         settings.CACHES = local
+
+
+@pytest.fixture(autouse=True)
+def jobs(request: pytest.FixtureRequest) -> Iterator[InMemoryConnector | None]:
+    """The background jobs this test defers, kept in memory for it alone; a test marked
+    ``real_jobs`` (workers in processes of their own) has them in PostgreSQL, emptied after.
+
+    A job runs in a thread of the worker, on a database connection of its own: a test that
+    runs jobs is transactional, so that they see what it wrote.
+    """
+    if request.node.get_closest_marker("real_jobs") is None:
+        with jobs_app.replace_connector(InMemoryConnector()) as replaced:
+            yield replaced.connector  # type: ignore[misc]
+        return
+    yield None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE procrastinate_jobs, procrastinate_periodic_defers, procrastinate_workers "
+            "CASCADE"
+        )
+
+
+def run_jobs() -> int:
+    """Runs the jobs deferred so far, and those they defer, as ``alerts_worker --once`` does
+    (without its check of the rules); how many ran. The engine waits in real time, the tests'
+    clock travels: every job is made due, and the services say whether their time has come."""
+    make_due()
+    return tasks.run_due()
+
+
+def make_due() -> None:
+    """Every job waiting (for a retry, a follow-up's time) may run now."""
+    if isinstance(jobs_app.connector, InMemoryConnector):
+        for job in jobs_app.connector.jobs.values():
+            if job["status"] == "todo":
+                job["scheduled_at"] = None
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET scheduled_at = NULL WHERE status = 'todo'")
 
 
 @pytest.fixture(scope="module")

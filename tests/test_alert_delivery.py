@@ -1,7 +1,9 @@
 """Sending what fired (dashboard/services/notify.py): retries, backoff, hangs, bad URLs.
 
 Webhooks go to a receiver on 127.0.0.1 that answers each path as the test says (204, 500, or
-never); emails to Django's test outbox, or to a backend that fails.
+never); emails to Django's test outbox, or to a backend that fails. Most tests run each
+delivery's job body in their own thread; those that run the engine's workers are
+transactional (see also test_alerts_workers.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.core import mail
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
-from tests.conftest import ACCOUNT_ID
+from tests.conftest import ACCOUNT_ID, run_jobs
 from tests.webhook_receiver import Receiver
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
@@ -41,10 +43,19 @@ def firing(*targets: tuple[str, str]) -> AlertFiring:
         rule=rule, episode=1, fired_at=NOW, subject="Balance below $50.00", message="Low."
     )
     for channel, target in targets:
-        AlertDelivery.objects.create(
+        delivery = AlertDelivery.objects.create(
             firing=made, channel=channel, target=target, next_attempt_at=NOW
         )
+        notify.defer(delivery.pk)
     return made
+
+
+def deliver_due() -> list[notify.Attempt]:
+    """Each pending delivery's job run once, in this thread, as a worker runs it; the attempts
+    made (none for a delivery whose time has not come)."""
+    pending = AlertDelivery.objects.filter(status=Status.PENDING).order_by("pk")
+    attempts = [notify.deliver(pk) for pk in pending.values_list("pk", flat=True)]
+    return [attempt for attempt in attempts if attempt.ok or attempt.error]
 
 
 def webhook(url: str) -> tuple[str, str]:
@@ -55,7 +66,9 @@ def email(address: str) -> tuple[str, str]:
     return (AlertDelivery.Channel.EMAIL, address)
 
 
-def test_a_hanging_webhook_holds_up_no_other_delivery(now, receiver, monkeypatch, db):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.usefixtures("roles_back_after_module")
+def test_a_hanging_webhook_holds_up_no_other_delivery(now, receiver, monkeypatch, jobs):
     monkeypatch.setattr(notify, "WEBHOOK_DEADLINE", 1.0)
     firing(
         webhook(receiver.url("/hangs", "hang")),
@@ -63,9 +76,8 @@ def test_a_hanging_webhook_holds_up_no_other_delivery(now, receiver, monkeypatch
         email("finance@example.com"),
     )
     started = time.monotonic()
-    attempts = notify.deliver_due()
+    assert run_jobs() == 3
     took = time.monotonic() - started
-    assert sorted(a.ok for a in attempts) == [False, True, True]
     assert receiver.count("/works") == 1 and len(mail.outbox) == 1
     # Sent side by side: the hang cost its own timeout, once, not one per delivery behind it.
     assert took < 10, took
@@ -73,20 +85,28 @@ def test_a_hanging_webhook_holds_up_no_other_delivery(now, receiver, monkeypatch
     assert hung.status == Status.PENDING and hung.attempts == 1
     assert hung.last_error == "No answer in time"
     assert hung.next_attempt_at > NOW + timedelta(minutes=1) - timedelta(seconds=1)
+    # The engine runs its job again later (real time), and then it is sent.
+    (job,) = [job for job in jobs.jobs.values() if job["status"] == "todo"]
+    assert job["scheduled_at"] > datetime.now(UTC) + timedelta(seconds=50)
+    receiver.modes["/hangs"] = "ok"
+    now[0] = hung.next_attempt_at
+    assert run_jobs() == 1
+    hung.refresh_from_db()
+    assert (hung.status, hung.attempts, receiver.count("/hangs")) == (Status.SENT, 2, 2)
 
 
 def test_a_failing_webhook_is_retried_with_backoff_then_given_up(now, receiver, db):
     firing(webhook(receiver.url("/fails", "fail")))
     waits = []
     for _attempt in range(notify.MAX_ATTEMPTS):
-        (attempt,) = notify.deliver_due()
+        (attempt,) = deliver_due()
         assert not attempt.ok and attempt.error == "HTTP 500"
         delivery = AlertDelivery.objects.get()
         if delivery.status == Status.FAILED:
             break
         waits.append(delivery.next_attempt_at - now[0])
         # Not sent again before its time...
-        assert notify.deliver_due() == []
+        assert deliver_due() == []
         now[0] = delivery.next_attempt_at
     delivery = AlertDelivery.objects.get()
     assert delivery.status == Status.FAILED
@@ -95,7 +115,7 @@ def test_a_failing_webhook_is_retried_with_backoff_then_given_up(now, receiver, 
     assert waits == sorted(waits)
     assert timedelta(minutes=1) <= waits[0] < timedelta(minutes=2)
     assert waits[-1] >= timedelta(hours=3)
-    assert notify.deliver_due() == []  # given up: never sent again
+    assert deliver_due() == []  # given up: never sent again
     # Each attempt is kept, with what happened.
     tries = list(delivery.tries.values_list("ok", "error"))
     assert tries == [(False, "HTTP 500")] * notify.MAX_ATTEMPTS
@@ -104,15 +124,15 @@ def test_a_failing_webhook_is_retried_with_backoff_then_given_up(now, receiver, 
 def test_a_webhook_that_recovers_is_sent_once(now, receiver, db):
     url = receiver.url("/flaky", "fail")
     firing(webhook(url))
-    notify.deliver_due()
+    deliver_due()
     receiver.modes["/flaky"] = "ok"
     now[0] = AlertDelivery.objects.get().next_attempt_at
-    (attempt,) = notify.deliver_due()
+    (attempt,) = deliver_due()
     assert attempt.ok
     delivery = AlertDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.last_error) == (Status.SENT, 2, "")
     assert list(delivery.tries.values_list("ok", "error")) == [(False, "HTTP 500"), (True, "")]
-    assert notify.deliver_due() == []
+    assert deliver_due() == []
     assert receiver.count("/flaky") == 2
 
 
@@ -124,7 +144,7 @@ def test_a_failing_email_backend_is_retried_and_reported(now, settings, db):
         }
     }
     firing(email("finance@example.com"))
-    (attempt,) = notify.deliver_due()
+    (attempt,) = deliver_due()
     assert not attempt.ok and attempt.error == "ConnectionRefusedError"
     delivery = AlertDelivery.objects.get()
     assert delivery.status == Status.PENDING and delivery.attempts == 1
@@ -138,18 +158,6 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def test_a_claimed_delivery_is_not_sent_by_another_worker(now, receiver, db):
-    firing(webhook(receiver.url("/once")))
-    delivery = AlertDelivery.objects.get()
-    # Another worker claimed it a moment ago and is sending it.
-    AlertDelivery.objects.filter(pk=delivery.pk).update(claimed_until=NOW + notify.CLAIM)
-    assert notify.deliver_due() == []
-    # That worker died: past its claim, the delivery is taken up again.
-    now[0] = NOW + notify.CLAIM + timedelta(seconds=1)
-    (attempt,) = notify.deliver_due()
-    assert attempt.ok and receiver.count("/once") == 1
 
 
 @pytest.mark.parametrize(
@@ -207,7 +215,7 @@ def test_a_host_name_that_resolves_inside_is_refused_when_sending(now, settings,
     # "localhost" passes the form (a name), and resolves to 127.0.0.1 when sending.
     assert notify.check_webhook_url("https://localhost:9/hook")
     firing(webhook("https://localhost:9/hook"))
-    (attempt,) = notify.deliver_due()
+    (attempt,) = deliver_due()
     assert not attempt.ok and attempt.error == notify.INTERNAL
 
 
@@ -221,7 +229,7 @@ def test_a_webhook_url_is_shown_without_its_secret_path() -> None:
 def test_no_secret_path_reaches_the_log(now, receiver, caplog, db) -> None:
     firing(webhook(receiver.url("/secret-token-path", "fail")))
     with caplog.at_level("INFO"):
-        notify.deliver_due()
+        deliver_due()
     assert "secret-token-path" not in caplog.text
     assert any(getattr(r, "target", "").endswith("/…") for r in caplog.records)
 
@@ -248,7 +256,7 @@ def test_it_refuses_a_host_name_that_resolves_to_an_address_not_global(
 ) -> None:
     resolving(monkeypatch, "hooks.example.com", address)
     firing(webhook("https://hooks.example.com/hook"))
-    (attempt,) = notify.deliver_due()
+    (attempt,) = deliver_due()
     assert not attempt.ok and attempt.error == notify.INTERNAL
 
 
@@ -258,7 +266,7 @@ def test_it_connects_to_the_address_it_checked(now, receiver, monkeypatch, db) -
     port = receiver.server.server_address[1]
     receiver.modes["/rebind"] = "ok"
     firing(webhook(f"http://localhost:{port}/rebind"))
-    (attempt,) = notify.deliver_due()
+    (attempt,) = deliver_due()
     assert attempt.ok, attempt.error
     assert receiver.count("/rebind") == 1
     assert given == ["127.0.0.1"]  # looked up once: the second answer was never asked for
@@ -272,7 +280,7 @@ def test_it_uses_no_proxy_from_the_environment(now, receiver, monkeypatch, db) -
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         firing(webhook(receiver.url("/direct")))
-        (attempt,) = notify.deliver_due()
+        (attempt,) = deliver_due()
         assert attempt.ok, attempt.error
         assert receiver.count("/direct") == 1
         assert not proxy.received
@@ -282,7 +290,7 @@ def test_it_reads_no_endless_answer(now, receiver, db) -> None:
     firing(webhook(receiver.url("/endless-body", "endless")))
     firing(webhook(receiver.url("/endless-headers", "long-headers")))
     started = time.monotonic()
-    attempts = notify.deliver_due()
+    attempts = deliver_due()
     assert time.monotonic() - started < 5
     # A 200 is a 200 however long the body: it is not read. Headers past a few KB are refused.
     outcomes = dict(AlertDelivery.objects.values_list("target", "last_error"))

@@ -1,8 +1,10 @@
-"""Two alerts workers at once send each alert once (see test_alerts.py for the setting).
+"""Two alerts workers at once send each alert once, and a worker that dies loses nothing
+(see test_alerts.py for the setting).
 
-The workers are threads with database connections of their own, so they see only committed
-rows: these tests are transactional. The flush after them removes the roles a migration
-made too; serialized_rollback and ``roles_back_after_module`` put them back.
+The workers (threads, or processes) run their jobs on database connections of their own, so
+they see only committed rows: these tests are transactional, with the jobs in PostgreSQL. The
+flush after them removes the roles a migration made too; serialized_rollback and
+``roles_back_after_module`` put them back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,16 +22,17 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from dashboard import clock
+from dashboard import clock, tasks
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, at_once, eventually
 from tests.test_alert_delivery import firing, webhook
-from tests.test_alerts import balance, make_rule, worker_round
+from tests.test_alerts import balance, make_rule
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.usefixtures("roles_back_after_module"),
+    pytest.mark.real_jobs,
 ]
 Kind = AlertRule.Kind
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +46,7 @@ def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topu
         for step in range(3):
             if step:
                 together.wait(10)
-            worker_round()
+            tasks.run_once()
 
     at_once(2, worker)
     assert AlertFiring.objects.count() == 2
@@ -54,8 +56,27 @@ def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topu
     assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
 
 
+def worker_env() -> dict[str, str]:
+    """A worker process's environment: this test's database, the in-process simulator."""
+    db = connection.settings_dict
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CLOUDFLARE_", "BILLING_", "REDIS_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="dashboard.settings",
+        DATABASE_URL=f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        EMAIL_URL="console://",
+        ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK="true",
+        LOG_LEVEL="WARNING",
+        ALERTS_INTERVAL_SECONDS="10",
+    )
+    return env
+
+
 def test_two_worker_processes_send_each_alert_once(receiver, tmp_path, settings):
-    """Two ``manage.py alerts_worker`` processes, each checking every second, on the same
+    """Two ``manage.py alerts_worker`` processes, checking every 10 seconds, on the same
     database: each alert is sent once, by email and to the webhook."""
     assert connection.vendor == "postgresql", "run with DATABASE_URL=postgres://..."
     settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
@@ -72,26 +93,14 @@ def test_two_worker_processes_send_each_alert_once(receiver, tmp_path, settings)
             created_by="test",
             **values,
         )
-    db = connection.settings_dict
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("CLOUDFLARE_", "BILLING_", "REDIS_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="dashboard.settings",
-        DATABASE_URL=f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        EMAIL_URL="console://",
-        ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK="true",
-        LOG_LEVEL="WARNING",
-    )
+    env = worker_env()
     logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
     workers = []
     for log in logs:
         with log.open("w") as out:
             workers.append(
                 subprocess.Popen(
-                    [sys.executable, "manage.py", "alerts_worker", "--interval", "1"],
+                    [sys.executable, "manage.py", "alerts_worker"],
                     cwd=ROOT,
                     env=env,
                     stdout=out,
@@ -119,33 +128,47 @@ def test_two_worker_processes_send_each_alert_once(receiver, tmp_path, settings)
     assert set(AlertDelivery.objects.values_list("status", flat=True)) == {"sent"}
 
 
-def one_round() -> None:
-    """One round of a worker in a thread of its own, as another process would run it."""
-    try:
-        notify.deliver_due()
-    finally:
-        connection.close()
-
-
 def test_a_receiver_that_dribbles_is_cut_at_the_deadline_and_sent_once(
     receiver, monkeypatch, settings
 ) -> None:
-    """Real time: two workers take turns while one dribbling receiver after another holds the
-    first. Each is cut at the deadline, within its claim, so none is sent twice."""
+    """Real time: two workers at once while dribbling receivers hold their deliveries. Each is
+    cut at the deadline and sent once."""
     settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
     monkeypatch.setattr(notify, "WEBHOOK_DEADLINE", 1.0)
-    monkeypatch.setattr(notify, "CLAIM", timedelta(seconds=2.5))
-    monkeypatch.setattr(notify, "PARALLEL", 1)  # one after the other: the third waits 2 s
     paths = ["/dribble-1", "/dribble-2", "/dribble-3"]
     for path in paths:
-        made = firing(webhook(receiver.url(path, "dribble")))
-        made.deliveries.update(next_attempt_at=clock.now())
-    first = threading.Thread(target=one_round)
-    first.start()
-    while first.is_alive():
-        notify.deliver_due()  # the second worker, looking all the time
-        time.sleep(0.1)
+        firing(webhook(receiver.url(path, "dribble")))
+    at_once(2, lambda _n, _barrier: tasks.run_once())
     assert [receiver.count(path) for path in paths] == [1, 1, 1]
     for delivery in AlertDelivery.objects.all():
         assert delivery.attempts == 1 and delivery.last_error == "No answer in time"
         assert delivery.tries.count() == 1
+
+
+def test_a_worker_that_dies_sending_loses_no_delivery(receiver, monkeypatch, settings):
+    """A worker process killed while a webhook holds its delivery: once its heartbeats have
+    stopped for long enough, the next round runs the job again, and the alert is sent."""
+    settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = True
+    made = firing(webhook(receiver.url("/slow", "hang")))
+    made.deliveries.update(next_attempt_at=clock.now())
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "alerts_worker"],
+        cwd=ROOT,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: receiver.count("/slow") == 1, "the worker sending", timeout=60)
+    finally:
+        worker.kill()
+        worker.wait(SAFETY_TIMEOUT)
+    receiver.modes["/slow"] = "ok"
+    tasks.run_once()
+    assert receiver.count("/slow") == 1  # its heartbeat is too recent: it may be alive
+    monkeypatch.setattr(tasks, "STALLED_AFTER", 1)
+    time.sleep(2)
+    tasks.run_once()
+    assert receiver.count("/slow") == 2
+    delivery = AlertDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("sent", 1)

@@ -21,8 +21,9 @@ from django.core.mail import EmailMultiAlternatives
 
 from dashboard import billing
 from dashboard.models import AlertRule, DigestSubscription
-from dashboard.services import alerts, digest, figures, notify
+from dashboard.services import alerts, digest, figures
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
+from tests.test_alert_delivery import deliver_due
 
 pytestmark = pytest.mark.usefixtures("frozen_clock")
 
@@ -124,7 +125,7 @@ def test_it_shows_every_figure_the_same_on_every_surface(client, finance, admin_
             account_id=ACCOUNT_ID, kind=kind, emails="f@example.com", created_by="t", **values
         )
     alerts.check_all()
-    notify.deliver_due()
+    deliver_due()
     page = admin_client.get(f"/accounts/{ACCOUNT_ID}/alerts/").text  # a Billing admin's page
     seen = re.search(r"Month-to-date spend (\$[\d,]+\.\d\d) over ([^<]*?)<", page)
     assert seen is not None and dollars(seen.group(1)) == want["mtd"]

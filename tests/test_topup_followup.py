@@ -1,7 +1,12 @@
-"""Pending and unknown top-ups are followed up by the worker, with no browser open."""
+"""Pending and unknown top-ups are followed up by the worker, with no browser open.
+
+The worker's jobs run in threads with database connections of their own: these tests are
+transactional (see test_alerts_workers.py).
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,10 +18,10 @@ from django.utils import timezone
 
 from billing_api.simulator.core import Simulator
 from billing_api.simulator.state import Invoice
+from dashboard import tasks
 from dashboard.models import AuditEvent, Topup
-from dashboard.services import worker
 
-from .conftest import ACCOUNT_ID, Travel, at_once
+from .conftest import ACCOUNT_ID, Travel, at_once, make_due, run_jobs
 from .test_topup_reconcile import cloudflare_took, timed_out
 from .topup_flow import confirm_data
 
@@ -26,9 +31,33 @@ ACTIVITY = reverse("activity", args=[ACCOUNT_ID])
 STATUS_CALLS = "POST topup/status"
 
 
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("roles_back_after_module"),
+]
+
+
 def worker_round(said: list[str] | None = None) -> None:
-    """One round of ``manage.py alerts_worker`` between two checks of the rules."""
-    worker.one_round(check=False, say=(said if said is not None else []).append)
+    """One round of ``manage.py alerts_worker``'s jobs, every follow-up whose time has come by
+    the dashboard's clock included; ``said`` gets what the jobs report."""
+    handler = Said()
+    logging.getLogger(tasks.__name__).addHandler(handler)
+    try:
+        tasks.check_alerts.defer()  # it takes up the top-ups whose sender died
+        run_jobs()
+    finally:
+        logging.getLogger(tasks.__name__).removeHandler(handler)
+    if said is not None:
+        said += handler.lines
+
+
+class Said(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def seconds(sim: Simulator, count: float) -> None:
@@ -214,12 +243,12 @@ def test_it_keeps_the_live_status_on_a_reload(finance_client, admin_client, sim)
     assert "Done: $25.00" not in finance_client.get(PAGE).text
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("roles_back_after_module")
+@pytest.mark.real_jobs
 def test_it_follows_up_once_with_two_workers_at_once(finance_client, sim, travel):
     topup = pending(finance_client, sim)
     seconds(sim, 11)
-    at_once(2, lambda _n, _barrier: worker_round())
+    make_due()
+    at_once(2, lambda _n, _barrier: tasks.run_once())
     topup.refresh_from_db()
     assert topup.status == Topup.Status.COMPLETED
     assert sim.calls[STATUS_CALLS] == 1

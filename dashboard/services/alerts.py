@@ -10,7 +10,7 @@ Each rule's condition is judged *true*, *clear* or in between. It fires when it 
 clear, a figure must come back past a margin (``HYSTERESIS``): a balance hovering around its
 threshold fires once, not at every check. Several workers may check at once: a rule's state
 moves on by a conditional update, so only one of them fires (and the firing's unique key
-``(rule, episode, repeat)`` backs that up).
+``(rule, episode, repeat)`` backs that up); its deliveries' jobs are deferred with it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from billing_api import models as api
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.money import format_usd
-from dashboard.services import figures, reads, runway
+from dashboard.services import figures, notify, reads, runway
 from dashboard.services.overview import Usage, auto_topup_rule
 
 logger = logging.getLogger(__name__)
@@ -429,8 +429,8 @@ def _fire(
 ) -> AlertFiring | None:
     """Records the firing and its deliveries, unless another worker moved the rule first.
 
-    ``hold``: the deliveries wait (a day at most) until the firing's action is done and
-    written into its message (:func:`enforce_cap` releases them).
+    ``hold``: the deliveries wait until the firing's action is done and written into its
+    message (:func:`enforce_cap` defers them).
     """
     name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
     subject = f"{verdict.subject} ({name})"
@@ -462,7 +462,7 @@ def _fire(
                 message=verdict.message,
                 facts={"kind": rule.kind, "account_id": rule.account_id, **verdict.facts},
             )
-            AlertDelivery.objects.bulk_create(
+            deliveries = AlertDelivery.objects.bulk_create(
                 [
                     AlertDelivery(
                         firing=firing, channel=channel, target=target, next_attempt_at=now
@@ -470,6 +470,9 @@ def _fire(
                     for channel, target in recipients(rule)
                 ]
             )
+            if not hold:  # deferred in this transaction: a firing is never left unsent
+                for delivery in deliveries:
+                    notify.defer(delivery.pk)
     except IntegrityError:
         return None  # the same firing was recorded by another worker
     logger.info(
@@ -479,8 +482,6 @@ def _fire(
     return firing
 
 
-#: How long a firing's deliveries wait for its action at most (a worker died meanwhile).
-HOLD = timedelta(days=1)
 #: Who the audit log names for the cap's change.
 CAP_ACTOR = "alerts worker (monthly cap)"
 
@@ -525,9 +526,10 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     message = firing.message + said
     facts = {**firing.facts, "action": action}
     AlertFiring.objects.filter(pk=firing.pk).update(message=message, facts=facts)
-    AlertDelivery.objects.filter(firing=firing, status=AlertDelivery.Status.PENDING).update(
-        next_attempt_at=reading.at
-    )
+    pending = AlertDelivery.objects.filter(firing=firing, status=AlertDelivery.Status.PENDING)
+    pending.update(next_attempt_at=reading.at)
+    for pk in pending.values_list("pk", flat=True):
+        notify.defer(pk)
     firing.message, firing.facts = message, facts
     logger.info("monthly cap reached", extra={"rule": rule.pk, "action": action})
 

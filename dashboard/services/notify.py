@@ -1,10 +1,9 @@
 """Sending alert firings: by email and to webhooks, each retried with backoff until sent.
 
-A delivery is claimed before it is sent (a conditional update sets ``claimed_until``), so
-of several workers exactly one sends it; a worker that dies holding a claim lets it go when
-the claim expires. Deliveries are sent in parallel, each bounded by its own timeout: a webhook
-that hangs or fails holds up no other delivery. A failed delivery waits longer after each
-attempt (``BACKOFF``) and is given up after the last one; both are shown on the Alerts page.
+Each delivery is a job of its own (``TASK``, run by dashboard.tasks): one worker sends it, and
+deliveries go side by side, so a webhook that hangs or fails holds up no other. A failed
+delivery waits longer after each attempt (``BACKOFF``) and is given up after the last one;
+both are shown on the Alerts page.
 
 A webhook URL is a secret (a Slack incoming-webhook URL lets anyone post to the channel):
 it is shown and logged as its scheme and host only (:func:`shown_url`).
@@ -13,11 +12,12 @@ A webhook is sent to a globally routable address only: the host is looked up onc
 address it answers is checked, and the connection goes to a checked address (a second lookup
 could answer an internal one); TLS still checks the certificate against the host's name. No
 proxy is read from the environment, and the whole exchange ends by ``WEBHOOK_DEADLINE`` with at
-most ``MAX_ANSWER_BYTES`` read: a hostile receiver holds neither the worker nor the claim.
+most ``MAX_ANSWER_BYTES`` read: a hostile receiver cannot hold the worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -26,7 +26,6 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -34,8 +33,9 @@ from urllib.parse import urlsplit
 import httpcore
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Q
 from django.template.loader import render_to_string
+from procrastinate import exceptions
+from procrastinate.contrib.django import app
 
 from dashboard import clock
 from dashboard.models import AlertDelivery, AlertDeliveryAttempt, AlertFiring, AlertRule
@@ -52,11 +52,8 @@ BACKOFF = (
     timedelta(hours=3),
 )
 MAX_ATTEMPTS = len(BACKOFF) + 1
-#: How long a worker holds a delivery it is sending; past it, another worker may take it. Well
-#: above one round of sends (a webhook's deadline, an email's timeout), so none goes twice.
-CLAIM = timedelta(minutes=2)
-#: At most this many deliveries are sent at once by one worker (one round).
-PARALLEL = 8
+#: The job that sends one delivery (dashboard.tasks).
+TASK = "deliver_alert"
 #: Seconds for a whole webhook exchange, connection to answer: per-read timeouts alone let a
 #: receiver sending a byte a second hold the worker for ever.
 WEBHOOK_DEADLINE = 10.0
@@ -218,57 +215,31 @@ class Attempt:
     delivery_id: int
     ok: bool
     error: str = ""
+    #: When to try again (None: sent, given up, or nothing to send).
+    retry_in: timedelta | None = None
 
 
-def deliver_due(now: datetime | None = None, limit: int = 100) -> list[Attempt]:
-    """Sends every delivery that is due, ``PARALLEL`` at a time; records each outcome.
-
-    Each round claims only what it sends at once: a delivery claimed, then kept waiting
-    behind slow ones past its claim, could be taken and sent again by another worker.
-    """
-    attempts: list[Attempt] = []
-    while len(attempts) < limit:
-        sent = _deliver_round(now or clock.now(), min(PARALLEL, limit - len(attempts)))
-        if not sent:
-            break
-        attempts += sent
-    return attempts
-
-
-def _deliver_round(now: datetime, limit: int) -> list[Attempt]:
-    """Claims up to ``limit`` due deliveries, sends them in parallel, records each outcome."""
-    claimable = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    due = list(
-        AlertDelivery.objects.filter(claimable, status=Status.PENDING, next_attempt_at__lte=now)
-        .order_by("next_attempt_at", "id")
-        .values_list("pk", flat=True)[:limit]
-    )
-    mine = [
-        pk
-        for pk in due
-        if AlertDelivery.objects.filter(claimable, pk=pk, status=Status.PENDING).update(
-            claimed_until=now + CLAIM
+def defer(delivery_id: int) -> None:
+    """Defers the delivery's job, once (its retries follow from it)."""
+    with contextlib.suppress(exceptions.AlreadyEnqueued):
+        app.configure_task(TASK, queueing_lock=f"delivery-{delivery_id}").defer(
+            delivery_id=delivery_id
         )
-    ]
-    if not mine:
-        return []
-    deliveries = list(
-        AlertDelivery.objects.filter(pk__in=mine).select_related("firing", "firing__rule")
+
+
+def deliver(delivery_id: int) -> Attempt:
+    """One attempt at a pending delivery whose time has come, recorded with its outcome."""
+    delivery = (
+        AlertDelivery.objects.select_related("firing", "firing__rule")
+        .filter(pk=delivery_id, status=Status.PENDING)
+        .first()
     )
-    with ThreadPoolExecutor(max_workers=len(deliveries)) as pool:
-        attempts = list(pool.map(_send_and_close, deliveries))
-    for delivery, attempt in zip(deliveries, attempts, strict=True):
-        _record(delivery, attempt, now)
-    return attempts
-
-
-def _send_and_close(delivery: AlertDelivery) -> Attempt:
-    from django.db import connection
-
-    try:
-        return send(delivery)
-    finally:
-        connection.close()  # this thread's database connection, if the templates opened one
+    if delivery is None:
+        return Attempt(delivery_id, True)  # sent or given up already
+    now = clock.now()
+    if delivery.next_attempt_at > now:
+        return Attempt(delivery_id, False, retry_in=delivery.next_attempt_at - now)
+    return _record(delivery, send(delivery), now)
 
 
 def send(delivery: AlertDelivery) -> Attempt:
@@ -393,8 +364,9 @@ class _BoundedStream(httpcore.NetworkStream):
         return self.stream.get_extra_info(info)
 
 
-def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> None:
+def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> Attempt:
     attempts = delivery.attempts + 1
+    wait = None
     if attempt.ok:
         fields = {"status": Status.SENT, "sent_at": clock.now(), "last_error": ""}
     elif attempts >= MAX_ATTEMPTS:
@@ -402,9 +374,7 @@ def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> None:
     else:
         wait = BACKOFF[attempts - 1] * random.uniform(1.0, 1.2)
         fields = {"next_attempt_at": now + wait, "last_error": attempt.error[:300]}
-    AlertDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=attempts, claimed_until=None, **fields
-    )
+    AlertDelivery.objects.filter(pk=delivery.pk).update(attempts=attempts, **fields)
     AlertDeliveryAttempt.objects.create(
         delivery=delivery, at=now, ok=attempt.ok, error=attempt.error[:300]
     )
@@ -420,3 +390,4 @@ def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> None:
             "error": attempt.error,
         },
     )
+    return Attempt(delivery.pk, attempt.ok, attempt.error, wait)

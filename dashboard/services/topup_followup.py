@@ -1,14 +1,11 @@
-"""Following up top-ups without a browser open: the worker asks until each one settles.
+"""Following up top-ups without a browser open: a job asks until each one settles.
 
 A pending top-up is asked about (``topup/status``; after a few minutes, or when Cloudflare no
 longer knows its id, its invoice is looked at too) and an unknown one is looked for in the
 manual invoices (:func:`topups.reconcile`), each on a growing wait (``FOLLOW_UP_BACKOFF``)
 until it is completed; an unknown one is given up on when its charge window has passed with
-nothing found, as the page then says. Nothing here creates a payment.
-
-A top-up is claimed before it is asked about (a conditional update sets
-``follow_up_claimed_until``), so of several workers exactly one asks; a worker that dies
-holding a claim lets it go when the claim expires.
+nothing found, as the page then says. Each follow-up is a job that defers the next one
+(dashboard.tasks); nothing here creates a payment.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import Q
+from django.db import transaction
 from django.utils import formats, timezone
 
 from billing_api import errors
@@ -28,9 +25,7 @@ from dashboard.services import topups
 
 logger = logging.getLogger(__name__)
 
-#: How long a worker holds a top-up it is asking about: well above one call's timeout.
-CLAIM = timedelta(minutes=2)
-#: At most this many top-ups are asked about per round (Cloudflare's rate limit is shared).
+#: At most this many abandoned top-ups are taken up per check.
 PER_ROUND = 20
 #: A top-up still "creating" this long after it was made lost the process sending it (the
 #: call's own timeout is seconds): its outcome is unknown.
@@ -50,27 +45,8 @@ class FollowUp:
     status: str
     #: What the page says about it, or "" when Cloudflare simply answered.
     note: str
-
-
-def follow_up_due(now: datetime | None = None, limit: int = PER_ROUND) -> list[FollowUp]:
-    """Claims the top-ups whose follow-up is due and asks Cloudflare about each."""
-    now = now or clock.now()
-    adopt_abandoned(now)
-    claimable = Q(follow_up_claimed_until__isnull=True) | Q(follow_up_claimed_until__lt=now)
-    waiting = Q(status__in=topups.WAITING)
-    due = list(
-        Topup.objects.filter(claimable, waiting, follow_up_at__lte=now)
-        .order_by("follow_up_at", "id")
-        .values_list("pk", flat=True)[:limit]
-    )
-    done = []
-    for pk in due:
-        claimed = Topup.objects.filter(claimable, waiting, pk=pk, follow_up_at__lte=now).update(
-            follow_up_claimed_until=now + CLAIM
-        )
-        if claimed:
-            done.append(follow_up(Topup.objects.get(pk=pk), now))
-    return done
+    #: When to ask again (None: settled, or given up).
+    retry_in: timedelta | None = None
 
 
 def adopt_abandoned(now: datetime) -> int:
@@ -83,10 +59,12 @@ def adopt_abandoned(now: datetime) -> int:
     old = Topup.objects.filter(status=Topup.Status.CREATING, created_at__lt=now - ABANDONED_AFTER)
     for pk in old.values_list("pk", flat=True)[:PER_ROUND]:
         # Conditional: of two workers, one adopts it.
-        if not Topup.objects.filter(pk=pk, status=Topup.Status.CREATING).update(
-            status=Topup.Status.UNKNOWN, error=ABANDONED, follow_up_at=now, updated_at=now
-        ):
-            continue
+        with transaction.atomic():
+            if not Topup.objects.filter(pk=pk, status=Topup.Status.CREATING).update(
+                status=Topup.Status.UNKNOWN, error=ABANDONED, follow_up_at=now, updated_at=now
+            ):
+                continue
+            topups.defer_follow_up(pk, timedelta(0))
         topup = Topup.objects.get(pk=pk)
         audit.record(
             AnonymousUser(),
@@ -103,8 +81,14 @@ def adopt_abandoned(now: datetime) -> int:
     return adopted
 
 
-def follow_up(topup: Topup, now: datetime) -> FollowUp:
-    """Asks once about a top-up this worker claimed, then schedules the next time or stops."""
+def follow_up(topup_id: int) -> FollowUp:
+    """Asks once about a waiting top-up whose time has come; says when to ask again."""
+    topup = Topup.objects.get(pk=topup_id)
+    now = clock.now()
+    if topup.status not in topups.WAITING or topup.follow_up_at is None:
+        return FollowUp(topup.pk, topup.status, "")
+    if topup.follow_up_at > now:
+        return FollowUp(topup.pk, topup.status, "", topup.follow_up_at - now)
     note, go_on = _ask(topup)
     topup.refresh_from_db()
     go_on = go_on and topup.status in topups.WAITING
@@ -116,10 +100,9 @@ def follow_up(topup: Topup, now: datetime) -> FollowUp:
     Topup.objects.filter(pk=topup.pk).update(
         follow_ups=attempts,
         follow_up_at=next_at,
-        follow_up_claimed_until=None,
         follow_up_note=note if topup.status in topups.WAITING else "",
     )
-    return FollowUp(topup.pk, topup.status, note)
+    return FollowUp(topup.pk, topup.status, note, wait if go_on else None)
 
 
 def _ask(topup: Topup) -> tuple[str, bool]:

@@ -16,6 +16,7 @@ around the same time and not already another top-up's, gives the id to ask about
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
@@ -32,6 +33,8 @@ from django.core.signing import Signer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from procrastinate import exceptions
+from procrastinate.contrib.django import app
 
 from billing_api import errors, models
 from dashboard import audit, billing, clock, pagecache, upstream
@@ -76,6 +79,19 @@ FOLLOW_UP_BACKOFF = (
 )
 #: Who the audit log names for a change Cloudflare made and the dashboard followed up.
 FOLLOW_UP_ACTOR = "dashboard follow-up"
+#: The job that asks about a waiting top-up once (dashboard.tasks).
+FOLLOW_UP_TASK = "follow_up_topup"
+
+
+def defer_follow_up(topup_id: int, wait: timedelta = FOLLOW_UP_BACKOFF[0]) -> None:
+    """Defers the top-up's next follow-up in ``wait``, unless one is waiting already (each
+    follow-up defers the next until it settles)."""
+    with contextlib.suppress(exceptions.AlreadyEnqueued):
+        app.configure_task(
+            FOLLOW_UP_TASK,
+            queueing_lock=f"topup-{topup_id}",
+            schedule_in={"seconds": round(wait.total_seconds())},
+        ).defer(topup_id=topup_id)
 
 
 def new_key() -> str:
@@ -287,7 +303,10 @@ def _finish(
             type(error).__name__,
         )
     topup.error = message
-    topup.save()
+    with transaction.atomic():
+        topup.save()
+        if status in WAITING:
+            defer_follow_up(topup.pk)
 
 
 def describe_error(error: errors.BillingError) -> str:
@@ -490,6 +509,8 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
     topup.refresh_from_db()
     if not updated:
         return Check(topup, found=False, message="")
+    if status in WAITING:
+        defer_follow_up(topup.pk)
     logger.info("top-up %s for account %s reconciled: %s", topup.pk, topup.account_id, status)
     audit.record(
         user,

@@ -1,48 +1,56 @@
-"""``manage.py alerts_worker``: checks the alert rules on a schedule and sends what fired.
+"""``manage.py alerts_worker``: a procrastinate worker for the alert checks, deliveries, weekly
+digests and top-up follow-ups (dashboard/tasks.py). Several may run, on several hosts.
 
-Every ``ALERTS_INTERVAL_SECONDS`` (default 300) it checks every enabled rule (reading each
-account once, through the shared cache); every few seconds it sends the deliveries that are
-due (new ones, and retries whose wait is over) and asks Cloudflare about the top-ups still
-pending or of unknown outcome whose next follow-up is due, until they settle. Several copies
-may run at once, on one host or several: a rule fires once (its state moves by a conditional
-update, and a firing's key is unique), and a delivery is sent, or a top-up asked about, by
-the one worker that claimed it. ``--once`` does one round and exits (cron, tests). SIGTERM
-or Ctrl-C stops it between two steps.
+``--once`` does one round and exits (cron, tests): it defers the check of every rule now, then
+runs every job that is due, those the round defers included, until none is left.
+``--requeue`` defers every pending delivery and waiting top-up again, once after an upgrade.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
+import logging
 from argparse import ArgumentParser
 from typing import Any
 
-from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, OutputWrapper
 
-from dashboard.services import worker
+from dashboard import tasks
 
 
 class Command(BaseCommand):
-    help = "Check the alert rules on a schedule and send the alerts that fire."
+    help = "Run the background jobs: alert checks, deliveries, digests, top-up follow-ups."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--once", action="store_true", help="one round, then exit")
         parser.add_argument(
-            "--interval",
-            type=float,
-            default=None,
-            help="seconds between two checks of the rules (default ALERTS_INTERVAL_SECONDS)",
+            "--requeue",
+            action="store_true",
+            help="defer again every pending delivery and waiting top-up, then exit (once, "
+            "after upgrading from a version without jobs, with no worker running)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["once"]:
-            worker.one_round(check=True, say=self.stdout.write)
+        if options["requeue"]:
+            tasks.requeue_waiting()
             return
-        interval = options["interval"] or float(settings.ALERTS_INTERVAL_SECONDS)
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        self.stdout.write(f"alerts worker: checking every {interval:g} s; Ctrl-C stops it")
-        worker.run(stop, interval, say=self.stdout.write)
-        self.stdout.write("alerts worker: stopped")
+        if not options["once"]:
+            self.stdout.write("alerts worker: started; Ctrl-C stops it")
+            tasks.run_worker()
+            self.stdout.write("alerts worker: stopped")
+            return
+        # What the round's jobs did, said on this command's output.
+        said = _Say(self.stdout)
+        logging.getLogger(tasks.__name__).addHandler(said)
+        try:
+            tasks.run_once()
+        finally:
+            logging.getLogger(tasks.__name__).removeHandler(said)
+
+
+class _Say(logging.Handler):
+    def __init__(self, out: OutputWrapper) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.write(record.getMessage())

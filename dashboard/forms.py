@@ -637,6 +637,28 @@ def _check_webhook(url: str) -> None:
         raise forms.ValidationError(f"{notify.shown_url(url)}: {err}") from None
 
 
+NO_DIGEST_ADDRESS = (
+    "You have no email address on the dashboard, so no digest can be sent to you: "
+    "ask a billing admin to add one to your user."
+)
+
+
+class DigestForm(forms.Form):
+    """The weekly digest, wanted or not; ``address``: the user's own, where it would go."""
+
+    wanted = forms.BooleanField(label="Email me a digest every Monday morning", required=False)
+
+    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.address = address
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("wanted") and not self.address:
+            raise forms.ValidationError(NO_DIGEST_ADDRESS)
+        return data
+
+
 def errors_of(form: forms.BaseForm) -> dict[str, list[str]]:
     """A form's errors as plain strings per field, for the audit log."""
     return {name: [str(message) for message in errors] for name, errors in form.errors.items()}

@@ -195,6 +195,12 @@ def _auto_topup_form(context: dict[str, Any], data: Any, initial: dict[str, Any]
     return form
 
 
+def _auto_topup_initial(current: tuple[Decimal, Decimal] | None) -> dict[str, Any]:
+    # When nothing is set yet: Cloudflare's minimums, doubled.
+    threshold, amount = current or (Decimal("10.00"), Decimal("20.00"))
+    return {"threshold": threshold, "amount": amount}
+
+
 AUTO_TOPUP = Rule(
     name="auto_topup",
     kind=Kind.AUTO_TOPUP,
@@ -202,10 +208,7 @@ AUTO_TOPUP = Rule(
     fields=("threshold", "amount"),
     read=_auto_topup_read,
     form=_auto_topup_form,
-    # When nothing is set yet: Cloudflare's minimums, doubled.
-    initial=lambda current: dict(
-        zip(("threshold", "amount"), current or (Decimal("10.00"), Decimal("20.00")), strict=True)
-    ),
+    initial=_auto_topup_initial,
     save=lambda user, account_id, data, current: rules.save_auto_topup(
         user, account_id, data["threshold"], data["amount"], current
     ),

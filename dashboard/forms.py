@@ -364,7 +364,11 @@ SPENDING_LIMIT_MAX = Decimal("1000000")
 
 
 class AutoTopupForm(forms.Form):
-    """When the balance falls below ``threshold``, add ``amount`` (Cloudflare's minimums)."""
+    """When the balance falls below ``threshold``, add ``amount`` (Cloudflare's minimums).
+
+    ``preview_of(threshold, amount)`` says what a valid rule means; the form keeps it in
+    ``preview`` for the page.
+    """
 
     threshold = DollarField(
         label="Threshold",
@@ -374,8 +378,17 @@ class AutoTopupForm(forms.Form):
         why_minimum=CLOUDFLARES_MINIMUM,
     )
 
-    def __init__(self, *args: Any, max_amount: Decimal | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_amount: Decimal | None = None,
+        preview_of: Callable[[Decimal, Decimal], str | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.preview_of = preview_of
+        #: What a valid rule means at the 7-day burn rate, for the page.
+        self.preview: str | None = None
         # Cloudflare's own largest top-up for the account (topup/limits), if lower.
         ceiling = settings.TOPUP_MAX_AMOUNT
         if max_amount is not None:
@@ -387,6 +400,13 @@ class AutoTopupForm(forms.Form):
             maximum=ceiling,
             why_minimum=CLOUDFLARES_MINIMUM,
         )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        threshold, amount = cleaned.get("threshold"), cleaned.get("amount")
+        if self.preview_of is not None and threshold is not None and amount is not None:
+            self.preview = self.preview_of(threshold, amount)
+        return cleaned
 
 
 LIMIT_DURATIONS = [
@@ -403,7 +423,7 @@ LIMIT_STRATEGIES = [
 class SpendingLimitForm(forms.Form):
     """The account-wide limit. ``confirm`` is required only when the limit blocks traffic now.
 
-    ``blocks_now(amount, duration, strategy)`` says whether spend in that window already
+    ``impact_of(amount, duration, strategy)`` says whether spend in that window already
     reaches the amount; the form keeps its answer in ``impact`` for the page.
     """
 
@@ -635,6 +655,28 @@ def _check_webhook(url: str) -> None:
     except notify.WebhookURLError as err:
         # Name the host only: the path of a webhook URL is its secret.
         raise forms.ValidationError(f"{notify.shown_url(url)}: {err}") from None
+
+
+NO_DIGEST_ADDRESS = (
+    "You have no email address on the dashboard, so no digest can be sent to you: "
+    "ask a billing admin to add one to your user."
+)
+
+
+class DigestForm(forms.Form):
+    """The weekly digest, wanted or not; ``address``: the user's own, where it would go."""
+
+    wanted = forms.BooleanField(label="Email me a digest every Monday morning", required=False)
+
+    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.address = address
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("wanted") and not self.address:
+            raise forms.ValidationError(NO_DIGEST_ADDRESS)
+        return data
 
 
 def errors_of(form: forms.BaseForm) -> dict[str, list[str]]:

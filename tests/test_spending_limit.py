@@ -314,3 +314,17 @@ def test_a_refused_removal_says_what_to_do_before_cloudflares_words(admin_client
     assert text.index("Cloudflare did not confirm that the limit is removed.") < text.index(
         "Try later"
     )
+
+
+def test_trying_again_keeps_what_was_typed_and_the_current_choice_for_what_was_not(
+    admin_client, current_mode
+):
+    save(admin_client, SAFE)  # refused: the form closes until someone tries again
+    retry = admin_client.post(
+        URL, {"intent": "retry", "amount": "75", "duration": "", "strategy": "sliding"}
+    )
+    assert retry.status_code == 200
+    assert 'name="amount" value="75"' in retry.text
+    assert 'value="sliding" id="id_strategy_1" required checked' in retry.text
+    # No window was sent: the one the form starts from (monthly), not none at all.
+    assert 'value="monthly" id="id_duration_2" required checked' in retry.text

@@ -272,3 +272,18 @@ def send_due(now: datetime | None = None) -> int:
         )
         sent += 1
     return sent
+
+
+# ---------------------------------------------------------------- the digest page
+
+
+def subscription(user: User) -> DigestSubscription | None:
+    return DigestSubscription.objects.filter(user=user).first()
+
+
+def set_wanted(user: User, wanted: bool) -> None:
+    """Asks for the digest, to the user's own address, or stops it."""
+    if wanted:
+        DigestSubscription.objects.get_or_create(user=user)
+    else:
+        DigestSubscription.objects.filter(user=user).delete()

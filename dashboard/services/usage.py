@@ -24,14 +24,16 @@ totals, never a chart of the part that happened to answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final, Literal
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.urls import reverse
 
 from billing_api import models
 from dashboard import upstream
@@ -553,3 +555,75 @@ def csv_filename(account_id: str, report: UsageReport) -> str:
     first = report.plan.start.astimezone(zone).date()
     last = (end - timedelta(microseconds=1)).astimezone(zone).date()
     return f"usage-{account_id}-{first.isoformat()}-{last.isoformat()}-{report.window}.csv"
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
+    params = {"range": preset}
+    if window:
+        params["window"] = window
+    if preset == "custom" and start and end:
+        params |= {"start": start.isoformat(), "end": end.isoformat()}
+    return "?" + urlencode(params)
+
+
+def page_context(
+    account_id: str,
+    asked: Mapping[str, Any],
+    typed: Mapping[str, Any],
+    zone: tzinfo,
+    report: UsageReport | None,
+    *,
+    can_export: bool,
+) -> dict[str, Any]:
+    """The usage page's figures and links: ``asked`` is what the query string held that was
+    valid (the form's cleaned data), ``typed`` the query string as given."""
+    # On bad input the links start again from what was valid, so that each of them works.
+    preset: Preset = asked.get("range") or DEFAULT_PRESET
+    window_asked = asked.get("window_asked", asked.get("window"))
+    window = asked.get("window") or default_window(preset)
+    start = end = None
+    if report is not None and report.range.preset == "custom":
+        start = local_date(asked["start"], zone)
+        end = local_date(asked["end"], zone) - DAY
+    page_url = reverse("usage", args=[account_id])
+    context: dict[str, Any] = {
+        "report": report,
+        "zone_name": str(zone),
+        "max_days": MAX_RANGE_DAYS,
+        "window_links": [
+            (label, page_url + _query(key, preset, start, end), key == window)
+            for key, label in WINDOWS.items()
+        ],
+        "preset_links": [
+            (label, page_url + _query(window_asked, key, None, None), key == preset)
+            for key, label in PRESETS.items()
+        ],
+        "window": window,
+        "self_url": page_url + _query(window_asked, preset, start, end),
+        "custom_start": typed.get("start") or "",
+        "custom_end": typed.get("end") or "",
+    }
+    if report is None:
+        return context
+    if not context["custom_start"] and not context["custom_end"]:
+        # Offer the dates shown as the starting point of a custom range.
+        first, last = report.plan.start, min(report.plan.end, report.range.end)
+        context["custom_start"] = local_date(first, zone).isoformat()
+        context["custom_end"] = local_date(last - HOUR, zone).isoformat()
+    context |= {
+        "range_label": range_label(report),
+        "rows": [(row_label(row, report), row) for row in report.rows],
+        "chart": chart_data(report),
+        "figures": summary_figures(report),
+    }
+    summary = report.summary
+    if summary is not None and summary.busiest is not None:
+        context["busiest_label"] = row_label(summary.busiest, report)
+    if can_export:
+        context["csv_url"] = reverse("usage_csv", args=[account_id]) + _query(
+            window, preset, start, end
+        )
+    return context

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import csv
-from datetime import date
-from typing import Any
-from urllib.parse import urlencode
 
 from django.http import HttpResponse
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
@@ -29,7 +25,15 @@ def usage(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     # A history restore after a cache miss asks for the whole page, HX-Request or not.
     if request.htmx and not request.htmx.history_restore_request:
         template += "#usage-report"
-    context = _context(request, account, form, report)
+    context = usage_service.page_context(
+        account.id,
+        getattr(form, "cleaned_data", {}),
+        form.data,
+        form.zone,
+        report,
+        can_export=request.user.has_perm("dashboard.export_data"),
+    )
+    context |= {"account": account, "form": form}
     # Bad input answers 400 with the form and its errors, as a page or as the fragment.
     response = render(request, template, context, status=200 if report else 400)
     # The same URL answers a full page or a fragment: caches must keep them apart.
@@ -72,72 +76,3 @@ def _report(account: Account, form: UsageFilterForm) -> usage_service.UsageRepor
 
 def _text(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
-
-
-def _query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
-    params = {"range": preset}
-    if window:
-        params["window"] = window
-    if preset == "custom" and start and end:
-        params |= {"start": start.isoformat(), "end": end.isoformat()}
-    return "?" + urlencode(params)
-
-
-def _context(
-    request: HtmxHttpRequest,
-    account: Account,
-    form: UsageFilterForm,
-    report: usage_service.UsageReport | None,
-) -> dict[str, Any]:
-    # On bad input the links start again from what was valid, so that each of them works.
-    data = form.cleaned_data if hasattr(form, "cleaned_data") else {}
-    preset: usage_service.Preset = data.get("range") or usage_service.DEFAULT_PRESET
-    asked = data.get("window_asked", data.get("window"))
-    window = data.get("window") or usage_service.default_window(preset)
-    start = end = None
-    if report is not None and report.range.preset == "custom":
-        start = usage_service.local_date(data["start"], form.zone)
-        end = usage_service.local_date(data["end"], form.zone) - usage_service.DAY
-    page_url = reverse("usage", args=[account.id])
-    context: dict[str, Any] = {
-        "account": account,
-        "form": form,
-        "report": report,
-        "zone_name": str(form.zone),
-        "max_days": usage_service.MAX_RANGE_DAYS,
-        "window_links": [
-            (label, page_url + _query(key, preset, start, end), key == window)
-            for key, label in usage_service.WINDOWS.items()
-        ],
-        "preset_links": [
-            (label, page_url + _query(asked, key, None, None), key == preset)
-            for key, label in usage_service.PRESETS.items()
-        ],
-        "window": window,
-        "self_url": page_url + _query(asked, preset, start, end),
-        "custom_start": form.data.get("start") or "",
-        "custom_end": form.data.get("end") or "",
-    }
-    if report is None:
-        return context
-    if not context["custom_start"] and not context["custom_end"]:
-        # Offer the dates shown as the starting point of a custom range.
-        first, last = report.plan.start, min(report.plan.end, report.range.end)
-        context["custom_start"] = usage_service.local_date(first, form.zone).isoformat()
-        context["custom_end"] = usage_service.local_date(
-            last - usage_service.HOUR, form.zone
-        ).isoformat()
-    context |= {
-        "range_label": usage_service.range_label(report),
-        "rows": [(usage_service.row_label(row, report), row) for row in report.rows],
-        "chart": usage_service.chart_data(report),
-        "figures": usage_service.summary_figures(report),
-    }
-    summary = report.summary
-    if summary is not None and summary.busiest is not None:
-        context["busiest_label"] = usage_service.row_label(summary.busiest, report)
-    if request.user.has_perm("dashboard.export_data"):
-        context["csv_url"] = reverse("usage_csv", args=[account.id]) + _query(
-            window, preset, start, end
-        )
-    return context

@@ -102,7 +102,7 @@ def use_redis(settings: Any, _empty_cache: None) -> Iterator[Callable[[str], Non
                 },
             }
         }
-        settings.SESSION_ENGINE = "dashboard.sessions"
+        settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
     yield use
     settings.CACHES = local

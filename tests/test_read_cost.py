@@ -48,7 +48,6 @@ def test_an_unknown_answer_is_decoded(monkeypatch):
 def test_warm_overviews_open_no_new_redis_connections(
     redis_cache, lead_client, settings, monkeypatch
 ):
-    settings.PAGE_CACHE_SECONDS = 0  # every view runs its reads
     assert lead_client.get(OVERVIEW_URL).status_code == 200
     assert lead_client.get(OVERVIEW_URL).status_code == 200
     opened: list[object] = []

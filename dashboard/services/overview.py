@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final
@@ -212,28 +212,6 @@ class Overview:
     limit: Card[LimitInfo] | None = None
     invoice: Card[InvoiceInfo] | None = None
     attention: Card[tuple[attention.Item, ...]] | None = None
-
-    def fresh_until(self) -> datetime | None:
-        """Until when every card shown is fresh, as the read cache counts it: the oldest
-        figures' time plus ``BILLING_CACHE_SECONDS``. None if a card is still loading, failed
-        or stale.
-        """
-        shown: tuple[Card[Any] | None, ...] = (
-            self.banner,
-            self.balance,
-            self.runway,
-            self.spend,
-            self.limit,
-            self.invoice,
-            self.attention,
-        )
-        cards = [card for card in shown if card is not None]
-        if any(card.pending or card.error for card in cards):
-            return None
-        times = [card.as_of for card in cards if card.as_of is not None]
-        if not times:
-            return None
-        return min(times) + timedelta(seconds=settings.BILLING_CACHE_SECONDS)
 
 
 def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import audit, billing, clock, pagecache, upstream
+from dashboard import audit, billing, clock, upstream
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.money import format_usd
 from dashboard.services import reads, runway
@@ -253,7 +253,6 @@ def _drop(account_id: str, names: tuple[str, ...]) -> None:
     for name in names:
         key = upstream.cache_key(account_id, name)
         cache.delete_many([key, key + ":failed"])
-    pagecache.forget(account_id)
 
 
 def _rule_json(rule: tuple[Decimal, Decimal] | None) -> dict[str, Decimal] | None:

@@ -5,7 +5,7 @@ Everything the dashboard keeps in Redis can be done without, at a cost:
 * billing reads (:mod:`dashboard.upstream`): kept meanwhile in a local-memory cache of the
   process (:data:`LOCAL_PREFIXES`), so each process asks Cloudflare as a lone process would,
   once per key per cache period: the per-process single flight hands its answer over through
-  it, and the cross-process lock falls back to that flight (see ``upstream._SharedLock``);
+  it, and the cross-process lock falls back to that flight (see ``dashboard.upstream``);
 * sessions (``cached_db``): a miss is read from the database, so logins and sessions carry
   on from PostgreSQL;
 * ``/readyz`` must not be fooled: it checks inside :func:`errors_raised`, which lets the

@@ -340,17 +340,15 @@ def test_concurrent_reads_still_make_one_upstream_call_per_process(use_redis, re
 
 
 def test_the_shared_lock_falls_back_to_this_process_when_redis_fails(
-    use_redis, refused, sim
+    use_redis, refused, sim, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_redis(refused)
-    key = upstream.cache_key(ACCOUNT_ID, "credit-balance")
-    lock = upstream._shared_lock(key)
-    assert lock is not None  # Redis not yet known to be down: the lock is tried
-    assert lock.acquire() is True
-    lock.release()  # nothing to release in Redis, and no error
-    assert unavailable("lock", "error") >= 1
-    # Known down now: no lock at all, this process's single flight alone.
-    assert upstream._shared_lock(key) is None
+    # Redis is tried for every operation, the lock included (not skipped after the first).
+    monkeypatch.setattr(resilient.ResilientRedisCache, "retry_after", 0.0)
+    lock_errors = unavailable("lock", "error")
+    assert reads.credit_balance(ACCOUNT_ID).ok
+    assert unavailable("lock", "error") == lock_errors + 1
+    assert sim.calls[BALANCE] == 1
 
 
 # ---------------------------------------------------------------- settings

@@ -51,7 +51,7 @@ from dashboard.cache import ResilientRedisCache
 logger = logging.getLogger(__name__)
 
 # Raised whenever what is kept changes shape, so that a new release never unpickles an old one.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """What a warm read costs: no new Redis connection per read (the overview's reads run in
-pool threads, each keeping its own). Counted: Redis connections opened."""
+pool threads, each keeping its own), and no figures worked out again from a kept read."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 
 import redis
 from django.core.cache import cache
+from django.urls import reverse
 
+from dashboard.services import runway
+from dashboard.settings import BILLING_ACCOUNTS
 from tests.conftest import OVERVIEW_URL
 
 
@@ -35,3 +38,21 @@ def test_warm_overviews_open_no_new_redis_connections(
     assert len(opened) <= settings.BILLING_FETCH_WORKERS < 4 * views, (
         f"{len(opened)} Redis connections opened by {views} warm overviews"
     )
+
+
+def test_the_usage_figures_are_worked_out_once_per_cache_period(
+    redis_cache, lead_client, monkeypatch
+):
+    grouped: list[object] = []
+    real = runway.daily_totals
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        grouped.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runway, "daily_totals", counting)
+    for _ in range(3):
+        assert lead_client.get(OVERVIEW_URL).status_code == 200
+    assert lead_client.get(reverse("all_accounts")).status_code == 200
+    # Grouped into days when read from Cloudflare, once per account; kept with the read.
+    assert len(grouped) == len(BILLING_ACCOUNTS)

@@ -114,6 +114,30 @@ def log_in(http: httpx.Client, username: str = USERNAME, password: str = PASSWOR
         raise CommandError(f"login failed: HTTP {answer.status_code}")
 
 
+def time_single_calls(base_url: str, account_id: str) -> dict[str, float]:
+    """Each endpoint the overview uses, called directly: the median of three calls."""
+    span = runway.usage_range(datetime.now(UTC), UTC)
+    calls: dict[str, Callable[[BillingClient], object]] = {
+        "GET credit-balance": lambda c: c.credit_balance(),
+        "GET usage-history": lambda c: c.usage_history("hour", span.start, span.end),
+        "GET spending-limit": lambda c: c.spending_limit(),
+        "GET invoice-preview": lambda c: c.invoice_preview(),
+    }
+    timings: dict[str, float] = {}
+    # One log line per call is for operators, not for this report.
+    logging.getLogger("billing_api").setLevel(logging.WARNING)
+    with BillingClient(base_url, DEFAULT_TOKEN, account_id, max_retries=0) as client:
+        client.credit_balance()  # open the connection first
+        for name, call in calls.items():
+            samples = []
+            for _ in range(3):
+                started = time.perf_counter()
+                call(client)
+                samples.append(time.perf_counter() - started)
+            timings[name] = statistics.median(samples)
+    return timings
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -153,7 +177,7 @@ class Command(BaseCommand):
             sim.set_fault("*", "latency", seconds=latency)
             self.say(f"Simulator on {server.origin}, {_ms(latency)} added to every endpoint.")
 
-            single = self.time_single_calls(server.base_url, accounts[0])
+            single = time_single_calls(server.base_url, accounts[0])
             base = self.start_dashboard(stack, tmp, server.base_url, accounts, cache_seconds)
             http = stack.enter_context(httpx.Client(base_url=base, timeout=30.0))
             log_in(http)
@@ -172,29 +196,6 @@ class Command(BaseCommand):
     def say(self, line: str = "") -> None:
         self.stdout.write(line)
         self.stdout.flush()
-
-    def time_single_calls(self, base_url: str, account_id: str) -> dict[str, float]:
-        """Each endpoint the overview uses, called directly: the median of three calls."""
-        span = runway.usage_range(datetime.now(UTC), UTC)
-        calls: dict[str, Callable[[BillingClient], object]] = {
-            "GET credit-balance": lambda c: c.credit_balance(),
-            "GET usage-history": lambda c: c.usage_history("hour", span.start, span.end),
-            "GET spending-limit": lambda c: c.spending_limit(),
-            "GET invoice-preview": lambda c: c.invoice_preview(),
-        }
-        timings: dict[str, float] = {}
-        # One log line per call is for operators, not for this report.
-        logging.getLogger("billing_api").setLevel(logging.WARNING)
-        with BillingClient(base_url, DEFAULT_TOKEN, account_id, max_retries=0) as client:
-            client.credit_balance()  # open the connection first
-            for name, call in calls.items():
-                samples = []
-                for _ in range(3):
-                    started = time.perf_counter()
-                    call(client)
-                    samples.append(time.perf_counter() - started)
-                timings[name] = statistics.median(samples)
-        return timings
 
     def start_dashboard(
         self,

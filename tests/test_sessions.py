@@ -59,12 +59,17 @@ def delete_user(user: User) -> None:
     user.delete()
 
 
+def delete_group(user: User) -> None:
+    Group.objects.get(name=roles.TEAM_LEAD).delete()
+
+
 @pytest.mark.parametrize(
     ("change", "status"),
     [
         (revoke_grant, 404),
         (leave_group, 403),
         (group_loses_permission, 403),
+        (delete_group, 403),
         # Logged out: the login page.
         (deactivate, 302),
         (delete_user, 302),

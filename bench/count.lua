@@ -18,10 +18,6 @@ function init(args)
   if cookie ~= nil and cookie ~= "" then
     wrk.headers["Cookie"] = cookie
   end
-  -- Second argument "no-cache": ask for a page rendered anew (as a browser's hard reload).
-  if args[2] == "no-cache" then
-    wrk.headers["Cache-Control"] = "no-cache"
-  end
   statuses = {}
   stale = 0
   pending = 0

@@ -52,7 +52,7 @@ def accounts_for(user: User | AnonymousUser) -> list[Account]:
 
 def granted_account_ids(user: User) -> frozenset[str]:
     """The account ids granted to ``user``, read once and kept on the user object (as Django
-    keeps permissions): a snapshot from ``dashboard.authcache`` brings them along."""
+    keeps permissions)."""
     granted: frozenset[str] | None = getattr(user, GRANTED_ATTRIBUTE, None)
     if granted is None:
         granted = frozenset(

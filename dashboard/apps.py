@@ -12,10 +12,8 @@ class DashboardConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receiver that drops built clients when billing settings change.
-        from dashboard import authcache, billing  # noqa: F401
+        from dashboard import billing  # noqa: F401
 
-        # Every change of a user, group, permission or grant ends the cached snapshots.
-        authcache.connect()
         # `make run`: the alerts worker in a thread of the serving process (the autoreloader's
         # child, RUN_MAIN), sharing its in-process simulator.
         if settings.ALERTS_IN_PROCESS and os.environ.get("RUN_MAIN") == "true":

@@ -1,40 +1,15 @@
-"""The shared cache (Redis) as something pages can lose without going down with it.
+"""Django's Redis cache, for pages that must stay up when Redis does not.
 
-Everything the dashboard keeps in Redis can be done without, at a cost:
-
-* billing reads (:mod:`dashboard.upstream`): kept meanwhile in a local-memory cache of the
-  process (:data:`LOCAL_PREFIXES`), so each process asks Cloudflare as a lone process would,
-  once per key per cache period: the per-process single flight hands its answer over through
-  it, and the cross-process lock falls back to that flight (see ``upstream._SharedLock``);
-* sessions (``cached_db``): a miss is read from the database, so logins and sessions carry
-  on from PostgreSQL;
-* ``/readyz`` must not be fooled: it checks inside :func:`errors_raised`, which lets the
-  errors through.
-
-So :class:`ResilientRedisCache` turns a Redis that cannot be reached (refused, reset, timed
-out: redis' ``ConnectionError`` and ``TimeoutError``) into, per operation on a key that is
-not a billing key (those go to the local-memory cache instead):
-
-* ``get``/``get_many``/``has_key``: a miss (the caller recomputes or asks the database);
-* ``set``/``set_many``/``touch``: nothing kept (the next read misses again);
-* ``add``: ``False``, "not added": a caller that uses it as a claim must not go ahead as if
-  it held one (the top-up check's claim is a billing key: claimed per process meanwhile);
-* ``delete``/``delete_many``: nothing deleted. The key may still be there when Redis comes
-  back with its data: a billing entry is refreshed after ``BILLING_CACHE_SECONDS`` anyway,
-  and a session deleted then (a logout) has its row gone from the database already, but a
-  process keeps the keys it failed to delete and deletes them as soon as Redis answers again;
-* ``incr``/``decr``: the error is raised (counted and logged like the others; at once,
-  without trying, while Redis failed a moment ago): a counter cannot pretend to count, and
-  its caller decides what that means (login throttling counts in the database, not here).
-  ``clear`` raises too: an operator's explicit act.
-
-Timeouts on the sockets (``REDIS_TIMEOUT``) bound how long one try can take with a Redis that
-does not answer. After a failure the process does not try Redis again for
-:attr:`ResilientRedisCache.retry_after` seconds (a miss at once), so that a page of many cache
-operations pays the timeout once, not once per operation. A warning is logged at most every
-:attr:`ResilientRedisCache.warn_every` seconds per process, with the number of operations
-answered without Redis since the last one (an outage must not flood the log), and each one
-is counted in ``dashboard_cache_unavailable_total``.
+A Redis that cannot be reached (redis' ``ConnectionError``, ``TimeoutError``) is a miss for
+reads (``get``, ``get_many``, ``has_key``), nothing kept for ``set``, "not added" for ``add``
+(a claim is not taken), and nothing deleted for ``delete``: the keys are remembered and
+deleted once Redis answers again, so a session ended meanwhile (a logout) does not come back.
+Sessions (``cached_db``) then come from the database. Billing reads (:data:`LOCAL_PREFIXES`)
+go to a local-memory cache of the process meanwhile, so that each process asks Cloudflare as
+a lone one would. After a failure Redis is not tried for ``retry_after`` seconds, so a page
+pays the timeout once; warnings are at most one per ``warn_every`` seconds, and every
+operation done without Redis is counted (``dashboard_cache_unavailable_total``).
+``/readyz`` checks within :func:`errors_raised`, which lets the errors through.
 """
 
 from __future__ import annotations
@@ -50,7 +25,7 @@ from typing import Any, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -112,30 +87,6 @@ def _outage_of(location: str) -> _Outage:
         return _outages.setdefault(location, _Outage())
 
 
-class ReusingRedisCacheClient(RedisCacheClient):
-    """Django's Redis client maker, keeping one ``Redis`` object per connection pool.
-
-    Django builds a new ``Redis`` object for every cache operation; each builds its table of
-    response callbacks, which cost more than the operation itself on a warm page (a page
-    makes several). A ``Redis`` object is safe to share between threads (each command takes
-    a connection from the pool), so one per pool is enough.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
-        self._clients_guard = threading.Lock()
-
-    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
-        client = self._clients.get(id(pool))
-        if client is None:
-            with self._clients_guard:
-                client = self._clients.get(id(pool)) or super().get_client(key, write=write)
-                self._clients[id(pool)] = client
-        return client
-
-
 class ResilientRedisCache(RedisCache):
     """Django's Redis cache, with a Redis that cannot be reached as a miss (see the module)."""
 
@@ -146,7 +97,6 @@ class ResilientRedisCache(RedisCache):
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._class = ReusingRedisCacheClient
         self._outage = _outage_of(str(server))
         # One per process and Redis location (local-memory caches of one name share it).
         self._local = LocMemCache(
@@ -187,23 +137,12 @@ class ResilientRedisCache(RedisCache):
     ) -> None:
         self._run("set", [key], lambda c: c.set(key, value, timeout, version), None)
 
-    def set_many(
-        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> list[Any]:
-        failed: list[Any] = self._run(
-            "set_many", list(data), lambda c: c.set_many(data, timeout, version), list(data)
-        )[0]
-        return failed
-
     def add(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         return bool(
             self._run("add", [key], lambda c: c.add(key, value, timeout, version), False)[0]
         )
-
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        return bool(self._run("touch", [key], lambda c: c.touch(key, timeout, version), False)[0])
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         done, reached = self._run("delete", [key], lambda c: c.delete(key, version), False)
@@ -216,20 +155,6 @@ class ResilientRedisCache(RedisCache):
         _, reached = self._run("delete_many", keys, lambda c: c.delete_many(keys, version), None)
         if not reached:
             self._remember_deletes([self.make_and_validate_key(key, version) for key in keys])
-
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        if self.unreachable():
-            self._count("incr", "skipped")
-            raise RedisConnectionError("Redis could not be reached a moment ago")
-        try:
-            value: int = super().incr(key, delta, version)
-        except UNREACHABLE as error:
-            self._note_failure("incr", error)
-            raise
-        self._note_success()
-        return value
-
-    # decr() is incr(-delta) in Django's base class, so it raises the same way.
 
     def clear(self) -> None:
         """Deletes this cache's keys only (those under its ``KEY_PREFIX``).

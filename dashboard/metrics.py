@@ -53,17 +53,6 @@ CACHE_UNAVAILABLE = Counter(
     "reason: error (Redis was tried and failed) or skipped (it failed a moment ago).",
     ["operation", "reason"],
 )
-PAGE_CACHE = Counter(
-    "dashboard_page_cache",
-    "Overviews answered from the few seconds' page cache (hit) or rendered (miss).",
-    ["result"],
-)
-AUTH_CACHE = Counter(
-    "dashboard_auth_cache",
-    "Users read with their permissions and grants from the shared cache (hit) or from the "
-    "database (miss); see dashboard/authcache.py.",
-    ["result"],
-)
 #: The view label of a request that matched no URL: one label, whatever was asked.
 UNMATCHED = "unmatched"
 
@@ -71,14 +60,6 @@ UNMATCHED = "unmatched"
 def record_cache(read: str, *, hit: bool) -> None:
     """Counts one read of ``read`` (a constant name such as ``credit-balance``)."""
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
-
-
-def record_page_cache(*, hit: bool) -> None:
-    PAGE_CACHE.labels("hit" if hit else "miss").inc()
-
-
-def record_auth_cache(*, hit: bool) -> None:
-    AUTH_CACHE.labels("hit" if hit else "miss").inc()
 
 
 def record_cache_unavailable(operation: str, reason: str) -> None:

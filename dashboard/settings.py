@@ -256,11 +256,6 @@ BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10)
 # How long the overview waits for its cards before sending the page with the late ones
 # marked "still loading" (they then load themselves).
 BILLING_PAGE_DEADLINE = envfloat("BILLING_PAGE_DEADLINE", 2.5)
-# How long one session's overview is answered again as rendered (0: never); see
-# dashboard/pagecache.py. Writes make it forget at once.
-PAGE_CACHE_SECONDS = envint("PAGE_CACHE_SECONDS", 5)
-if PAGE_CACHE_SECONDS < 0:
-    raise ImproperlyConfigured("PAGE_CACHE_SECONDS must be 0 or more")
 # Threads per process for parallel upstream reads.
 BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16)
 if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETCH_WORKERS < 1:
@@ -341,8 +336,6 @@ MIDDLEWARE = [
     # Every answer after static files: private, no-store (see dashboard/no_store.py).
     "dashboard.no_store.middleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
-    # The session's, the user's and a kept page's cache reads, in one round trip.
-    "dashboard.prefetch.middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -417,12 +410,10 @@ if REDIS_URL:
             },
         }
     }
-    # Sessions read from the shared cache, written through to the database: no database
-    # query per page, and no one logged out when Redis restarts. Django's cached_db store,
-    # whose cache read comes with the request's other first reads, in one round trip
-    # (dashboard/prefetch.py). Without Redis, sessions are the database's alone: a cache
-    # per process would not hear of a logout in another.
-    SESSION_ENGINE = "dashboard.sessions"
+    # Sessions read from the shared cache, written through to the database: no one is logged
+    # out when Redis restarts. Without Redis, sessions are the database's alone: a cache per
+    # process would not hear of a logout in another.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # One process, one cache: enough for demo mode and `make run`.
     CACHES = {
@@ -431,13 +422,6 @@ else:
             "LOCATION": "spend-dashboard",
         }
     }
-
-# How long a user is read from the shared cache with their permissions and grants (0: never);
-# see dashboard/authcache.py. Changes through Django end it at once. Only with a shared cache
-# by default: a cache per process would not hear of a change made in another process.
-AUTH_CACHE_SECONDS = envint("AUTH_CACHE_SECONDS", 60 if REDIS_URL else 0)
-if AUTH_CACHE_SECONDS < 0:
-    raise ImproperlyConfigured("AUTH_CACHE_SECONDS must be 0 or more")
 
 # Mail (alerts and digests): EMAIL_URL names the server, e.g. smtp://user:pass@host:587
 # (STARTTLS; smtps:// for TLS from the start, port 465), or console:// (printed on stdout).
@@ -518,11 +502,10 @@ DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")
 # Webhooks to http://127.0.0.1 (tests and local receivers); otherwise https only.
 ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
 
-# axes's backend first: it refuses a locked-out login before any password is checked. Then
-# Django's ModelBackend, with each user's permissions and grants kept in the shared cache.
+# axes's backend first: it refuses a locked-out login before any password is checked.
 AUTHENTICATION_BACKENDS = [
     "dashboard.throttle.ThrottleBackend",
-    "dashboard.authcache.CachedModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

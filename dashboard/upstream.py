@@ -7,12 +7,13 @@ Every read goes through :func:`read`:
 * a fresh cached answer (``BILLING_CACHE_SECONDS``) is used as is;
 * otherwise one thread per key asks Cloudflare while the others with the same key wait for
   its answer (single flight), so concurrent identical calls cost one upstream call;
-* with a shared cache (Redis, ``REDIS_URL``) that thread first takes a lock in Redis, so
-  that one process of all the processes and hosts asks while the others poll the cache for
-  its answer, with a short backoff and no longer than the page's deadline. The lock expires
-  after ``BILLING_LOCK_SECONDS`` (longer than a read can take, retries included), so a
-  worker that dies holding it delays the others by at most that, and only its owner's token
-  can delete it. With the local-memory cache (demo mode) the process is the whole world;
+* with a shared cache (Redis, ``REDIS_URL``) that thread first takes the key's lock in
+  Redis (redis-py's ``Lock``), so that one process of all the processes and hosts asks while
+  the others wait for the lock, no longer than the page's deadline, then find its answer in
+  the cache. The lock expires after ``BILLING_LOCK_SECONDS`` (longer than a read can take,
+  retries included), so a worker that dies holding it delays the others by at most that.
+  Redis out of reach leaves each process its own single flight, as with the local-memory
+  cache (demo mode), where the process is the whole world;
 * a failure is remembered briefly (``BILLING_ERROR_CACHE_SECONDS``) so that an outage is
   not hammered by every page view, and the last good answer, kept for
   ``BILLING_STALE_SECONDS``, is returned with the error so the page can say "as of".
@@ -26,8 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
-import random
 import threading
 import time
 import uuid
@@ -35,27 +34,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
+from redis.exceptions import LockNotOwnedError
 
 from billing_api.client import BillingClient, request_id
 from billing_api.errors import BillingError, BillingStatusError
 from dashboard import billing, metrics
 from dashboard.cache import UNREACHABLE as REDIS_UNREACHABLE
 from dashboard.cache import ResilientRedisCache
-from dashboard.memo import Recent
-
-if TYPE_CHECKING:
-    from redis import Redis
 
 logger = logging.getLogger(__name__)
 
 # Raised whenever what is kept changes shape, so that a new release never unpickles an old one.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -77,48 +73,12 @@ class Fetched[T]:
         return self.value is not None and self.error is not None
 
 
+@dataclass(frozen=True)
 class _Entry:
-    """A good answer and when it was fetched, as kept in the cache.
+    """A good answer and when it was fetched, as kept in the cache."""
 
-    The cache pickles what it keeps, and a usage history is hundreds of pydantic models:
-    unpickling them on every page view cost more than the rest of a warm overview. So an entry
-    travels as its value's pickle plus a token naming that one answer, and each process keeps
-    the values it has already decoded, by token (``_decoded``): a warm read fetches the bytes
-    but decodes only the first time a process sees them. The values are frozen models, shared
-    read-only between requests, as they were within one request before.
-    """
-
-    __slots__ = ("fetched_at", "token", "value")
-
-    def __init__(self, value: Any, fetched_at: datetime, token: str | None = None) -> None:
-        self.value = value
-        self.fetched_at = fetched_at
-        self.token = token or uuid.uuid4().hex
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        _remember(self.token, self.value)
-        blob = pickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL)
-        return (_restore, (self.token, self.fetched_at, blob))
-
-
-#: Decoded values by entry token, most recently used last; a few hundred keys at most are
-#: read per process in a cache period (accounts x reads x ranges), so old ones fall out.
-_decoded: Recent[str, Any] = Recent(256)
-#: What ``_decoded.get`` answers for a token it does not hold (a decoded value may be None).
-_UNKNOWN = object()
-
-
-def _remember(token: str, value: Any) -> None:
-    _decoded.put(token, value)
-
-
-def _restore(token: str, fetched_at: datetime, blob: bytes) -> _Entry:
-    """Unpickles an entry, decoding its value only if this process has not already."""
-    value = _decoded.get(token, _UNKNOWN)
-    if value is _UNKNOWN:
-        value = pickle.loads(blob)  # the cache's own bytes, as Django's cache unpickles them
-        _remember(token, value)
-    return _Entry(value, fetched_at, token)
+    value: Any
+    fetched_at: datetime
 
 
 @dataclass(frozen=True)
@@ -172,10 +132,10 @@ def read[T](
             failure: _Failure | None = cache.get(key + ":failed")
             if failure is not None:
                 return _failed(cached, failure)
-            lock = _shared_lock(key)
-            if lock is None:
+            shared = _shared_cache()
+            if shared is None:
                 return _fetch(key, account_id, name, loader, cached)
-            return _fetch_shared(lock, key, account_id, name, loader)
+            return _fetch_shared(shared, key, account_id, name, loader)
         finally:
             flight.lock.release()
     finally:
@@ -210,153 +170,79 @@ def _failed(cached: _Entry | None, failure: _Failure) -> Fetched[Any]:
     return Fetched(None, None, error=failure.message)
 
 
-#: How often a process waiting for another's read looks at the cache: soon at first (reads
-#: take a few hundred milliseconds), then less often, never in step with the other waiters.
-POLL_FIRST_SECONDS = 0.02
-POLL_MAX_SECONDS = 0.25
+#: How often a process waiting for another process's read tries its lock again.
+POLL_SECONDS = 0.05
 
 
 def _fetch_shared[T](
-    lock: _SharedLock, key: str, account_id: str, name: str, loader: Callable[[BillingClient], T]
+    backend: RedisCache, key: str, account_id: str, name: str, loader: Callable[[BillingClient], T]
 ) -> Fetched[T]:
-    """One process of all asks Cloudflare; the others wait for its answer in the cache."""
-    delay = POLL_FIRST_SECONDS
-    waiting_since: float | None = None
-    while True:
-        if lock.acquire():
-            if waiting_since is not None:
-                logger.debug(
-                    "took the shared lock of %s after %.2fs", key, time.monotonic() - waiting_since
-                )
-            try:
-                # Another process may have answered between our look at the cache and now.
-                cached, failure = _look(key)
-                if _fresh(cached) is not None and cached is not None:
-                    return Fetched(cached.value, cached.fetched_at)
-                if failure is not None:
-                    return _failed(cached, failure)
-                return _fetch(key, account_id, name, loader, cached)
-            finally:
-                lock.release()
-        if waiting_since is None:
-            waiting_since = time.monotonic()
+    """One process of all asks Cloudflare, holding the key's lock in Redis; the others wait
+    for the lock, then find the answer (or the remembered failure) in the cache."""
+    resilient = backend if isinstance(backend, ResilientRedisCache) else None
+    lock_key = backend.make_and_validate_key(key + ":lock")
+    client = backend._cache.get_client(lock_key, write=True)
+    lock = client.lock(lock_key, timeout=settings.BILLING_LOCK_SECONDS, sleep=POLL_SECONDS)
+    # The process id tells an operator (and a test) which worker holds it.
+    token = f"{os.getpid()}:{uuid.uuid4().hex}"
+    try:
+        taken = lock.acquire(blocking=False, token=token)
+        if not taken:
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s is being read by %s; waiting for its answer", key, lock.holder())
-        cached, failure = _look(key)
+                holder = client.get(lock_key)
+                who = holder.decode().partition(":")[0] if isinstance(holder, bytes) else "-"
+                logger.debug("%s is being read by process %s; waiting for its answer", key, who)
+            budget = _wait_budget()
+            # No deadline: the lock's expiry bounds the wait (its owner answers or dies).
+            taken = lock.acquire(token=token, blocking_timeout=None if budget < 0 else budget)
+    except REDIS_UNREACHABLE as error:
+        # This process's single flight (which the caller holds) is then the only one.
+        _unreachable(resilient, "lock", error)
+        return _fetch(key, account_id, name, loader, cache.get(key))
+    if not taken:
+        logger.debug("gave up waiting for %s at the page deadline", key)
+        return Fetched(None, None, pending=True)
+    logger.debug("took the shared lock of %s", key)
+    try:
+        # Another process may have answered while we waited for the lock.
+        found = cache.get_many([key, key + ":failed"])
+        cached, failure = found.get(key), found.get(key + ":failed")
         if _fresh(cached) is not None and cached is not None:
             return Fetched(cached.value, cached.fetched_at)
         if failure is not None:
             return _failed(cached, failure)
-        budget = _wait_budget()
-        if budget == 0:
-            logger.debug("gave up waiting for %s at the page deadline", key)
-            return Fetched(None, None, pending=True)
-        # No deadline: the lock's expiry bounds the wait (its owner answers or dies).
-        pause = delay * random.uniform(0.5, 1.0)
-        time.sleep(pause if budget < 0 else min(pause, budget))
-        delay = min(delay * 2, POLL_MAX_SECONDS)
-
-
-def _look(key: str) -> tuple[_Entry | None, _Failure | None]:
-    """The cached answer and the remembered failure of ``key``, in one round trip."""
-    found = cache.get_many([key, key + ":failed"])
-    return found.get(key), found.get(key + ":failed")
-
-
-#: Deletes the lock only if it still holds the caller's token: a lock that expired during a
-#: slow read and was taken by another process is theirs now.
-_RELEASE_SCRIPT = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-    return redis.call("del", KEYS[1])
-end
-return 0
-"""
-
-
-class _SharedLock:
-    """A lock on one read, held in Redis for all processes, taken with SET NX PX.
-
-    If Redis cannot be reached, the lock is taken without it: this process's single flight
-    (which its caller holds) is then the only one, and its caller asks Cloudflare.
-    """
-
-    def __init__(
-        self,
-        client: Redis,
-        redis_key: str,
-        key: str,
-        backend: ResilientRedisCache | None = None,
-    ) -> None:
-        self._client = client
-        self._redis_key = redis_key
-        self._key = key
-        self._backend = backend
-        #: Taken without Redis, which could not be reached: nothing to release there.
-        self._local_only = False
-        # The process id tells an operator (and a test) which worker holds it; the random
-        # part makes it this read's alone.
-        self._token = f"{os.getpid()}:{uuid.uuid4().hex}"
-
-    def acquire(self) -> bool:
-        ttl_ms = max(1, int(settings.BILLING_LOCK_SECONDS * 1000))
+        return _fetch(key, account_id, name, loader, cached)
+    finally:
         try:
-            taken = bool(self._client.set(self._redis_key, self._token, nx=True, px=ttl_ms))
-        except REDIS_UNREACHABLE as error:
-            self._unreachable("lock", error)
-            self._local_only = True
-            return True
-        if taken:
-            logger.debug("took the shared lock of %s for %sms", self._key, ttl_ms)
-        return taken
-
-    def release(self) -> None:
-        if self._local_only:
-            return
-        try:
-            released = self._client.eval(_RELEASE_SCRIPT, 1, self._redis_key, self._token)
-        except REDIS_UNREACHABLE as error:
-            # It expires by itself after BILLING_LOCK_SECONDS.
-            self._unreachable("unlock", error)
-            return
-        if released:
-            logger.debug("released the shared lock of %s", self._key)
-        else:
+            lock.release()
+            logger.debug("released the shared lock of %s", key)
+        except LockNotOwnedError:
             logger.warning(
                 "the shared lock of %s expired before its read ended; "
                 "BILLING_LOCK_SECONDS may be too short",
-                self._key,
+                key,
             )
-
-    def holder(self) -> str:
-        """Which process holds the lock now, for the log."""
-        try:
-            value = self._client.get(self._redis_key)
-        except REDIS_UNREACHABLE:
-            return "unknown (the cache cannot be reached)"
-        if not isinstance(value, bytes):
-            return "nobody (it just ended)"
-        return "process " + value.decode(errors="replace").partition(":")[0]
-
-    def _unreachable(self, operation: str, error: Exception) -> None:
-        if self._backend is not None:
-            self._backend.failed(operation, error)
-        else:
-            logger.warning("the shared lock of %s could not reach Redis: %r", self._key, error)
+        except REDIS_UNREACHABLE as error:
+            _unreachable(resilient, "unlock", error)  # it expires by itself
 
 
-def _shared_lock(key: str) -> _SharedLock | None:
-    """The cross-process lock of ``key`` when the cache is shared (Redis), else None."""
+def _unreachable(backend: ResilientRedisCache | None, operation: str, error: Exception) -> None:
+    if backend is not None:
+        backend.failed(operation, error)
+    else:
+        logger.warning("the shared lock could not reach Redis (%s): %r", operation, error)
+
+
+def _shared_cache() -> RedisCache | None:
+    """The cache when it is Redis, shared by all processes and reachable as far as we know."""
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    resilient = backend if isinstance(backend, ResilientRedisCache) else None
-    if resilient is not None and resilient.unreachable():
+    if isinstance(backend, ResilientRedisCache) and backend.unreachable():
         # Redis failed a moment ago: this process's single flight alone, without waiting for
         # a connection that would time out.
         return None
-    redis_key = backend.make_and_validate_key(key + ":lock")
-    client = backend._cache.get_client(redis_key, write=True)
-    return _SharedLock(client, redis_key, key, resilient)
+    return backend
 
 
 def gather(

@@ -156,7 +156,7 @@ def redis_cache(settings, _empty_cache: None) -> Iterator[str]:
     test's own, deleted at the end; then the local cache again. Sessions are read through it,
     as in production with ``REDIS_URL``. Yields the prefix."""
     local = settings.CACHES
-    settings.SESSION_ENGINE = "dashboard.sessions"
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     prefix = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {
         "default": {

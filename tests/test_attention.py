@@ -96,8 +96,7 @@ def test_it_shows_nothing_when_all_is_well(finance_client, sim):
     assert "Needs attention" not in response.text
 
 
-def test_it_takes_the_runway_threshold_from_the_runway_alert_rule(finance_client, sim, settings):
-    settings.PAGE_CACHE_SECONDS = 0  # the page is asked again after the rule is made
+def test_it_takes_the_runway_threshold_from_the_runway_alert_rule(finance_client, sim):
     all_well(sim, OTHER_ACCOUNT_ID)
     days_of_credit(sim, OTHER_ACCOUNT_ID, 17.2)
     assert not any("credit left" in line for line in items(finance_client.get(RESEARCH).text))
@@ -152,8 +151,7 @@ def test_it_lists_top_ups_pending_or_of_unknown_outcome(finance_client, finance,
     assert f'href="/accounts/{ACCOUNT_ID}/topups/"' in attention(html)
 
 
-def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim, settings):
-    settings.PAGE_CACHE_SECONDS = 0  # the page is asked again after a card is added
+def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim):
     days_of_credit(sim, OTHER_ACCOUNT_ID, 5)
     open_invoice(sim, OTHER_ACCOUNT_ID, 87, 5_000)
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500))

@@ -457,8 +457,7 @@ def test_metrics_token_is_read_from_a_file(load_settings, tmp_path):
 # ---------------------------------------------------------------- counters
 
 
-def test_counters_move_with_page_views(lead_client, admin_client, settings):
-    settings.PAGE_CACHE_SECONDS = 0  # the second view reads the cache, not a kept page
+def test_counters_move_with_page_views(lead_client, admin_client):
     calls = ("billing_api_upstream_requests_total", "credit-balance", "GET", "2xx")
     page = ("dashboard_page_duration_seconds_count", "overview", "2xx")
 

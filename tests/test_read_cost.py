@@ -1,54 +1,22 @@
-"""What a warm read costs: no second decoding of a kept answer, and no new Redis connection
-per read (the overview's reads run in pool threads, each keeping its own).
-
-Counted: calls of ``pickle.loads`` on a kept value, and Redis connections opened.
-"""
+"""What a warm read costs: no new Redis connection per read (the overview's reads run in
+pool threads, each keeping its own), and no figures worked out again from a kept read."""
 
 from __future__ import annotations
 
-import pickle
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from django.core.cache import cache
+from django.urls import reverse
 
-from dashboard import upstream
+from dashboard.services import runway
+from dashboard.settings import BILLING_ACCOUNTS
 from tests.conftest import OVERVIEW_URL
-
-
-def test_a_kept_answer_is_decoded_once_per_process(monkeypatch):
-    value = {"points": list(range(1000))}
-    entry = upstream._Entry(value, datetime(2026, 6, 1, tzinfo=UTC))
-    blob = pickle.dumps(entry)
-    upstream._decoded.clear()  # as a process that has never seen it
-    decoded: list[bytes] = []
-    real_loads = pickle.loads
-
-    def counting_loads(data: bytes, *args: Any, **kwargs: Any) -> Any:
-        decoded.append(data)
-        return real_loads(data, *args, **kwargs)
-
-    first = real_loads(blob)
-    monkeypatch.setattr(pickle, "loads", counting_loads)
-    second = real_loads(blob)
-    third = real_loads(blob)
-    assert first.value == value and first.fetched_at == entry.fetched_at
-    assert second.value is first.value and third.value is first.value
-    assert decoded == [], "the value was decoded again"
-
-
-def test_an_unknown_answer_is_decoded(monkeypatch):
-    entry = upstream._Entry(["a"], datetime(2026, 6, 1, tzinfo=UTC))
-    blob = pickle.dumps(entry)
-    upstream._decoded.clear()
-    assert pickle.loads(blob).value == ["a"]
 
 
 def test_warm_overviews_open_no_new_redis_connections(
     redis_cache, lead_client, settings, monkeypatch
 ):
-    settings.PAGE_CACHE_SECONDS = 0  # every view runs its reads
     assert lead_client.get(OVERVIEW_URL).status_code == 200
     assert lead_client.get(OVERVIEW_URL).status_code == 200
     opened: list[object] = []
@@ -70,3 +38,21 @@ def test_warm_overviews_open_no_new_redis_connections(
     assert len(opened) <= settings.BILLING_FETCH_WORKERS < 4 * views, (
         f"{len(opened)} Redis connections opened by {views} warm overviews"
     )
+
+
+def test_the_usage_figures_are_worked_out_once_per_cache_period(
+    redis_cache, lead_client, monkeypatch
+):
+    grouped: list[object] = []
+    real = runway.daily_totals
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        grouped.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runway, "daily_totals", counting)
+    for _ in range(3):
+        assert lead_client.get(OVERVIEW_URL).status_code == 200
+    assert lead_client.get(reverse("all_accounts")).status_code == 200
+    # Grouped into days when read from Cloudflare, once per account; kept with the read.
+    assert len(grouped) == len(BILLING_ACCOUNTS)

@@ -124,7 +124,7 @@ def test_it_selects_a_shared_redis_cache_and_cached_sessions_from_redis_url(load
     cache = settings.CACHES["default"]
     assert cache["BACKEND"] == "dashboard.cache.ResilientRedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6380/2"
-    assert settings.SESSION_ENGINE == "dashboard.sessions"
+    assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db"
 
 
 def test_it_keeps_sessions_in_the_database_without_redis(load) -> None:

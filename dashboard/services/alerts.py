@@ -33,7 +33,8 @@ from dashboard import audit, clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
 from dashboard.money import format_usd
 from dashboard.services import figures, notify, reads, runway
-from dashboard.services.overview import Usage, auto_topup_rule
+from dashboard.services.figures import Usage
+from dashboard.services.overview import auto_topup_rule
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,8 @@ def read_account(
     ``auto_topups`` what automatic top-ups paid this month (the invoice history)."""
     now = now or clock.now()
     tz = timezone.get_current_timezone()
-    span = runway.usage_range(now, tz)
     balance = reads.credit_balance(account_id)
-    usage = reads.usage_history(account_id, "hour", span.start, span.end)
+    usage = reads.recent_usage(account_id, now, tz)
     problems = []
     if not balance.ok:
         problems.append(f"balance: {balance.error or 'not read'}")
@@ -92,7 +92,6 @@ def read_account(
     reading = reading_of(
         balance.value if balance.ok else None,
         usage.value if usage.ok else None,
-        span,
         now,
         tz,
         tuple(problems),
@@ -149,8 +148,7 @@ def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None
 
 def reading_of(
     balance: api.CreditBalance | None,
-    history: api.UsageHistory | None,
-    span: runway.UsageRange,
+    usage: Usage | None,
     now: datetime,
     tz: tzinfo,
     problems: tuple[str, ...] = (),
@@ -169,10 +167,9 @@ def reading_of(
             values["auto_topup_problem"] = f"Auto top-up failed: {why}"
         else:
             values["auto_topup_problem"] = ""
-    if history is not None:
-        usage = Usage.of(history, span, tz)
-        month = runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end)
-        shown = [figures.month_to_date(month, tz), figures.last_24h(usage.buckets, now, tz)]
+    if usage is not None:
+        month = runway.month_to_date(usage.hours, now, tz, usage.start, usage.end)
+        shown = [figures.month_to_date(month, tz), figures.last_24h(usage.hours, now, tz)]
         burn = usage.burn_week
         if burn is not None:
             shown.append(burn)

@@ -28,7 +28,6 @@ from dashboard import clock
 from dashboard.access import Account, accounts_for
 from dashboard.models import DigestSubscription, Topup
 from dashboard.services import alerts, figures, reads, runway
-from dashboard.services.overview import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +99,8 @@ def build(user: User, now: datetime) -> Digest:
     end = runway.week_start(now, tz)  # this Monday, local midnight
     start = runway.week_start(end - timedelta(days=1), tz)
     before = runway.week_start(start - timedelta(days=1), tz)
-    span = runway.usage_range(now, tz)
     weeks = [
-        _account_week(user, account, (before, start, end), now, span, tz)
+        _account_week(user, account, (before, start, end), now, tz)
         for account in accounts_for(user)
     ]
     return Digest(user, start, end, weeks)
@@ -113,24 +111,23 @@ def _account_week(
     account: Account,
     weeks: tuple[datetime, datetime, datetime],
     now: datetime,
-    span: runway.UsageRange,
     tz: tzinfo,
 ) -> AccountWeek:
     """``weeks``: the starts of the week before, of the week, and its end."""
     before, start, end = weeks
     week = figures.Span(start, end, True, tz)
     problems: list[str] = []
-    usage = reads.usage_history(account.id, "hour", span.start, span.end)
+    usage = reads.recent_usage(account.id, now, tz)
     balance = reads.credit_balance(account.id)
     spent = spent_before = burn = None
     runway_words = "not known (Cloudflare did not answer)"
     if usage.ok and usage.value is not None:
-        buckets = usage.value.history
-        spent = figures.total(buckets, week).value
-        spent_before = runway.spend_between(buckets, before, start)
-        burn = Usage.of(usage.value, span, tz).burn_week
+        hours = usage.value.hours
+        spent = figures.total(hours, week).value
+        spent_before = runway.spend_between(hours, before, start)
+        burn = usage.value.burn_week
         if balance.ok and balance.value is not None:
-            reading = alerts.reading_of(balance.value, usage.value, span, now, tz)
+            reading = alerts.reading_of(balance.value, usage.value, now, tz)
             runway_words = _runway_words(reading)
     else:
         problems.append(f"usage: {usage.error or 'not read'}")

@@ -23,10 +23,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
-from billing_api.models import UsageBucket
+from billing_api.models import UsageHistory
 from dashboard.services import runway
+from dashboard.services.runway import UsageBucket
 
 DAY: Final = timedelta(days=1)
 #: The burn rates shown: the last week (the runway and forecasts use it) and the last month.
@@ -122,6 +123,58 @@ def month_end_forecast(month: runway.MonthToDate, zone: tzinfo) -> Figure | None
 def total(buckets: Iterable[UsageBucket], span: Span) -> Figure:
     """Spend over any span (the digest's week, say)."""
     return Figure("total", runway.spend_between(buckets, span.start, span.end), span)
+
+
+# ---------------------------------------------------------------- kept with the read
+
+
+class Hour(NamedTuple):
+    """One hour of usage as kept: of Cloudflare's bucket, what the figures read."""
+
+    start_time: datetime
+    aggregated_value: Decimal
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The hourly usage of :func:`runway.usage_range` with its days and burn rates, made once
+    when it is read from Cloudflare and kept with it (``reads.recent_usage``): a page unpickles
+    a few hundred small tuples and sums them, rather than hundreds of models to group anew."""
+
+    hours: tuple[Hour, ...]
+    start: datetime
+    end: datetime
+    days: tuple[runway.DayTotal, ...]
+    week: runway.BurnRate | None
+    month: runway.BurnRate | None
+    zone: tzinfo
+
+    @classmethod
+    def of(cls, history: UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
+        hours = tuple(Hour(b.start_time, b.aggregated_value) for b in history.history)
+        days = tuple(runway.daily_totals(hours, tz, span.start, span.end))
+        return cls(
+            hours,
+            runway.history_start(hours, span.start),
+            span.end,
+            days,
+            runway.burn_rate(days, SHORT_DAYS),
+            runway.burn_rate(days, LONG_DAYS),
+            tz,
+        )
+
+    @property
+    def burn_week(self) -> Figure | None:
+        return burn_of(self.week, self.zone)
+
+    @property
+    def burn_month(self) -> Figure | None:
+        return burn_of(self.month, self.zone)
+
+    @property
+    def week_short(self) -> bool:
+        """Fewer than 7 complete days of history."""
+        return self.week is None or self.week.short
 
 
 # ---------------------------------------------------------------- words

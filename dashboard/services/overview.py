@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final
@@ -86,50 +86,6 @@ def card_from[T](fetched: Iterable[upstream.Fetched[Any]], build: Callable[[], T
     if any(f.value is None for f in parts):
         return Card(error=error or "No answer from Cloudflare.", as_of=as_of)
     return Card(build(), error=error, as_of=as_of)
-
-
-# ---------------------------------------------------------------- usage, shared by cards
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Hourly usage of the last 30 days, with what the cards compute from it."""
-
-    buckets: tuple[models.UsageBucket, ...]
-    start: datetime
-    end: datetime
-    days: tuple[runway.DayTotal, ...]
-    week: runway.BurnRate | None
-    month: runway.BurnRate | None
-    zone: tzinfo
-
-    @classmethod
-    def of(cls, history: models.UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
-        buckets = tuple(history.history)
-        start = runway.history_start(buckets, span.start)
-        days = tuple(runway.daily_totals(buckets, tz, span.start, span.end))
-        return cls(
-            buckets,
-            start,
-            span.end,
-            days,
-            runway.burn_rate(days, runway.SHORT_DAYS),
-            runway.burn_rate(days, runway.LONG_DAYS),
-            tz,
-        )
-
-    @property
-    def burn_week(self) -> figures.Figure | None:
-        return figures.burn_of(self.week, self.zone)
-
-    @property
-    def burn_month(self) -> figures.Figure | None:
-        return figures.burn_of(self.month, self.zone)
-
-    @property
-    def week_short(self) -> bool:
-        """Fewer than 7 complete days of history."""
-        return self.week is None or self.week.short
 
 
 # ---------------------------------------------------------------- card values
@@ -213,28 +169,6 @@ class Overview:
     invoice: Card[InvoiceInfo] | None = None
     attention: Card[tuple[attention.Item, ...]] | None = None
 
-    def fresh_until(self) -> datetime | None:
-        """Until when every card shown is fresh, as the read cache counts it: the oldest
-        figures' time plus ``BILLING_CACHE_SECONDS``. None if a card is still loading, failed
-        or stale.
-        """
-        shown: tuple[Card[Any] | None, ...] = (
-            self.banner,
-            self.balance,
-            self.runway,
-            self.spend,
-            self.limit,
-            self.invoice,
-            self.attention,
-        )
-        cards = [card for card in shown if card is not None]
-        if any(card.pending or card.error for card in cards):
-            return None
-        times = [card.as_of for card in cards if card.as_of is not None]
-        if not times:
-            return None
-        return min(times) + timedelta(seconds=settings.BILLING_CACHE_SECONDS)
-
 
 def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
     return tuple(
@@ -252,10 +186,9 @@ def overview(
     chosen = tuple(cards)
     now = clock.now()
     tz = timezone.get_current_timezone()
-    span = runway.usage_range(now, tz)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {
         "balance": partial(reads.credit_balance, account_id),
-        "usage": partial(reads.usage_history, account_id, "hour", span.start, span.end),
+        "usage": partial(reads.recent_usage, account_id, now, tz),
         "limit": partial(reads.spending_limit, account_id),
         "preview": partial(reads.invoice_preview, account_id),
         # The Invoices page's own read, so that one visit of either serves both.
@@ -268,7 +201,7 @@ def overview(
         {name: loaders[name] for name in loaders if name in needed},
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
-    page = build_overview(chosen, got, now, tz, span)
+    page = build_overview(chosen, got, now, tz)
     if ATTENTION not in chosen:
         return page
     return dataclasses.replace(
@@ -281,19 +214,9 @@ def build_overview(
     got: Mapping[str, upstream.Fetched[Any]],
     now: datetime,
     tz: tzinfo,
-    span: runway.UsageRange,
 ) -> Overview:
     balance = got.get("balance")
     usage_read = got.get("usage")
-
-    computed: list[Usage] = []
-
-    def usage() -> Usage:
-        # Several cards use it; grouping 720 hours into days once is enough.
-        if not computed:
-            assert usage_read is not None and usage_read.value is not None
-            computed.append(Usage.of(usage_read.value, span, tz))
-        return computed[0]
 
     built: dict[str, Any] = {}
     if balance is not None:
@@ -303,12 +226,12 @@ def build_overview(
             built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
     if (RUNWAY in cards or ATTENTION in cards) and balance is not None and usage_read is not None:
         built["runway"] = card_from(
-            [balance, usage_read], lambda: runway_info(balance.value, usage(), now)
+            [balance, usage_read], lambda: runway_info(balance.value, usage_read.value, now)
         )
     if SPEND in cards and usage_read is not None:
-        built["spend"] = card_from([usage_read], lambda: spend_info(usage(), now, tz))
+        built["spend"] = card_from([usage_read], lambda: spend_info(usage_read.value, now, tz))
     if LIMIT in cards and "limit" in got and usage_read is not None:
-        built["limit"] = limit_card(got["limit"], usage_read, usage, now, tz)
+        built["limit"] = limit_card(got["limit"], usage_read, now, tz)
     if INVOICE in cards and "preview" in got:
         # Only the preview makes the card: without the balance it still explains itself.
         known = balance.value if balance is not None else None
@@ -363,8 +286,10 @@ def auto_topup_rule(
     return runway.AutoTopup(config.amount, config.threshold), None
 
 
-def runway_info(balance: models.CreditBalance | None, usage: Usage, now: datetime) -> RunwayInfo:
-    assert balance is not None
+def runway_info(
+    balance: models.CreditBalance | None, usage: figures.Usage | None, now: datetime
+) -> RunwayInfo:
+    assert balance is not None and usage is not None
     rule, problem = auto_topup_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
     return RunwayInfo(
@@ -380,15 +305,15 @@ def runway_info(balance: models.CreditBalance | None, usage: Usage, now: datetim
     )
 
 
-def spend_info(usage: Usage, now: datetime, tz: tzinfo) -> SpendInfo:
-    month = runway.month_to_date(usage.buckets, now, tz, usage.start, usage.end, usage.week)
+def spend_info(usage: figures.Usage | None, now: datetime, tz: tzinfo) -> SpendInfo:
+    assert usage is not None
+    month = runway.month_to_date(usage.hours, now, tz, usage.start, usage.end, usage.week)
     return SpendInfo(month, figures.month_to_date(month, tz), figures.month_end_forecast(month, tz))
 
 
 def limit_card(
     limit_read: upstream.Fetched[models.SpendingLimit],
-    usage_read: upstream.Fetched[models.UsageHistory],
-    usage: Callable[[], Usage],
+    usage_read: upstream.Fetched[figures.Usage],
     now: datetime,
     tz: tzinfo,
 ) -> Card[LimitInfo]:
@@ -404,15 +329,14 @@ def limit_card(
     if enabled and config.amount is not None:
         if usage_read.pending:
             return Card(pending=True)
-        info = _with_window(info, config.amount, usage_read, usage, now, tz)
+        info = _with_window(info, config.amount, usage_read, now, tz)
     return Card(info, error=limit_read.error, as_of=limit_read.as_of)
 
 
 def _with_window(
     info: LimitInfo,
     amount: Decimal,
-    usage_read: upstream.Fetched[models.UsageHistory],
-    usage: Callable[[], Usage],
+    usage_read: upstream.Fetched[figures.Usage],
     now: datetime,
     tz: tzinfo,
 ) -> LimitInfo:
@@ -425,9 +349,9 @@ def _with_window(
     if usage_read.value is None:
         problem = f"How much of the window is used is unknown: {usage_read.error}"
         return dataclasses.replace(info, usage_problem=problem)
-    data = usage()
+    data = usage_read.value
     strategy = (info.strategy or "").strip().lower()
-    window = runway.limit_window(data.buckets, amount, duration, strategy, now, tz, data.end)
+    window = runway.limit_window(data.hours, amount, duration, strategy, now, tz, data.end)
     return dataclasses.replace(info, window=window)
 
 
@@ -496,14 +420,11 @@ def account_summaries(
     what needs attention on each (open invoices only for a reader who may see invoices)."""
     now = clock.now()
     tz = timezone.get_current_timezone()
-    span = runway.usage_range(now, tz)
     with_invoices = has_perm(ATTENTION_INVOICES)
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     for account in accounts:
         loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
-        loaders[f"{account.id}:usage"] = partial(
-            reads.usage_history, account.id, "hour", span.start, span.end
-        )
+        loaders[f"{account.id}:usage"] = partial(reads.recent_usage, account.id, now, tz)
         if with_invoices:
             loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
@@ -514,7 +435,7 @@ def account_summaries(
             for name in ("balance", "usage", "invoices")
             if f"{account.id}:{name}" in got
         }
-        page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz, span)
+        page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz)
         assert page.balance is not None and page.runway is not None and page.spend is not None
         needs = attention_card(account.id, mine, page.runway, now, has_perm)
         rows.append(AccountSummary(account, page.balance, page.runway, page.spend, needs))

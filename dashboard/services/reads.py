@@ -7,11 +7,12 @@ time range should align it (to the hour, say) so that viewers share the cached a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import upstream
+from dashboard.services import figures, runway
 
 
 def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:
@@ -63,6 +64,20 @@ def usage_history(
         "usage-history",
         lambda client: client.usage_history(window, start, end),
         params={"window": window, "start": start.isoformat(), "end": end.isoformat()},
+    )
+
+
+def recent_usage(account_id: str, now: datetime, tz: tzinfo) -> upstream.Fetched[figures.Usage]:
+    """The hourly usage the overview, alerts, digest and rule previews share
+    (``runway.usage_range``), with its figures computed once per cache period."""
+    span = runway.usage_range(now, tz)
+    return upstream.read(
+        account_id,
+        "usage-history",
+        lambda client: figures.Usage.of(
+            client.usage_history("hour", span.start, span.end), span, tz
+        ),
+        params={"start": span.start.isoformat(), "end": span.end.isoformat(), "zone": str(tz)},
     )
 
 

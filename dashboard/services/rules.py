@@ -20,10 +20,10 @@ from django.utils import timezone
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import audit, billing, clock, pagecache, upstream
+from dashboard import audit, billing, clock, upstream
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.money import format_usd
-from dashboard.services import reads, runway
+from dashboard.services import figures, reads, runway
 
 Kind = RefusedChange.Kind
 
@@ -56,7 +56,7 @@ def clear_refusal(account_id: str, kind: RefusedChange.Kind) -> None:
 class Spend:
     """The last 30 days of hourly spend (the overview's read, so the cache is shared)."""
 
-    buckets: tuple[models.UsageBucket, ...]
+    buckets: tuple[figures.Hour, ...]
     end: datetime
     week: runway.BurnRate | None
     now: datetime
@@ -66,13 +66,11 @@ def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
     """The spend the previews use, or why it cannot be read."""
     now = clock.now()
     tz = timezone.get_current_timezone()
-    span = runway.usage_range(now, tz)
-    fetched = reads.usage_history(account_id, "hour", span.start, span.end)
+    fetched = reads.recent_usage(account_id, now, tz)
     if fetched.value is None:
         return None, fetched.error or "Cloudflare did not answer in time."
-    buckets = tuple(fetched.value.history)
-    days = runway.daily_totals(buckets, tz, span.start, span.end)
-    return Spend(buckets, span.end, runway.burn_rate(days, runway.SHORT_DAYS), now), None
+    usage = fetched.value
+    return Spend(usage.hours, usage.end, usage.week, now), None
 
 
 def rule_of(balance: models.CreditBalance | None) -> tuple[Decimal, Decimal] | None:
@@ -253,7 +251,6 @@ def _drop(account_id: str, names: tuple[str, ...]) -> None:
     for name in names:
         key = upstream.cache_key(account_id, name)
         cache.delete_many([key, key + ":failed"])
-    pagecache.forget(account_id)
 
 
 def _rule_json(rule: tuple[Decimal, Decimal] | None) -> dict[str, Decimal] | None:

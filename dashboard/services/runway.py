@@ -16,9 +16,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, Protocol
 
-from billing_api.models import UsageBucket
+
+class UsageBucket(Protocol):
+    """An hour of usage: Cloudflare's bucket, or the hour as :class:`figures.Hour` keeps it."""
+
+    @property
+    def start_time(self) -> datetime: ...
+
+    @property
+    def aggregated_value(self) -> Decimal: ...
+
 
 HOUR = timedelta(hours=1)
 #: Cloudflare answers at most 31 days of hourly buckets in one call.

@@ -37,7 +37,7 @@ from procrastinate import exceptions
 from procrastinate.contrib.django import app
 
 from billing_api import errors, models
-from dashboard import audit, billing, clock, pagecache, upstream
+from dashboard import audit, billing, clock, upstream
 from dashboard.models import Topup
 from dashboard.services import invoices, reads
 from dashboard.services.balance import describe_payment_method
@@ -330,7 +330,6 @@ def describe_error(error: errors.BillingError) -> str:
 def forget_balance(account_id: str) -> None:
     """The next balance read goes to Cloudflare: it changes when a top-up completes."""
     cache.delete(upstream.cache_key(account_id, "credit-balance"))
-    pagecache.forget(account_id)
 
 
 @dataclass(frozen=True)

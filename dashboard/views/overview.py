@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -11,7 +10,6 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard import pagecache
 from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
 from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.models import RefusedChange
@@ -51,29 +49,24 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         if partial not in allowed:
             raise PermissionDenied
 
-    def build() -> tuple[HttpResponse, datetime | None]:
-        page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
-        template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
-        context = {
-            "account": account,
-            "page": page,
-            "overview_url": reverse("overview", args=[account.id]),
-            "invoices_url": _invoices_url(account),
-            # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
-            "cap_banner": None if partial else alerts.cap_banner(account.id),
-            # The limit card says what Cloudflare did with the last attempt to set a limit.
-            "limit_refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
-            if partial in (None, cards.LIMIT)
-            else None,
-            "cloudflare_dashboard_url": ai_gateway_url(account.id),
-        }
-        response = render(request, template, context)
-        # The same URL answers a full page or a fragment: caches must keep them apart.
-        patch_vary_headers(response, ("HX-Request",))
-        return response, page.fresh_until()
-
-    # A reload within a few seconds gets the same page again (see dashboard.pagecache).
-    response = pagecache.serve(request, account.id, build)
+    page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
+    template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
+    context = {
+        "account": account,
+        "page": page,
+        "overview_url": reverse("overview", args=[account.id]),
+        "invoices_url": _invoices_url(account),
+        # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
+        "cap_banner": None if partial else alerts.cap_banner(account.id),
+        # The limit card says what Cloudflare did with the last attempt to set a limit.
+        "limit_refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
+        if partial in (None, cards.LIMIT)
+        else None,
+        "cloudflare_dashboard_url": ai_gateway_url(account.id),
+    }
+    response = render(request, template, context)
+    # The same URL answers a full page or a fragment: caches must keep them apart.
+    patch_vary_headers(response, ("HX-Request",))
     # How long the reads and the rendering took, for the browser's tools and the benchmark.
     response["Server-Timing"] = f"overview;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response

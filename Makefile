@@ -119,7 +119,7 @@ serve: $(VENV)/.installed-run services
 	else \
 	  echo "Open http://$(HOST):$(PORT)/ (create logins with manage.py createsuperuser)"; \
 	fi; \
-	$(BIN)/gunicorn --config dashboard/gunicorn_conf.py --bind $(HOST):$(PORT)
+	$(BIN)/gunicorn --config dashboard/infra/gunicorn_conf.py --bind $(HOST):$(PORT)
 
 # The standalone Cloudflare simulator, for pointing BILLING_API_BASE_URL (or an SDK) at it.
 simulator: $(VENV)/.installed-run

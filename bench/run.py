@@ -1,7 +1,7 @@
 """``make bench``: the dashboard as deployed, under load and under faults (not a test).
 
 Starts on 127.0.0.1 the standalone simulator with 200 ms added to every call, and gunicorn
-(``dashboard/gunicorn_conf.py``, 4 workers) on PostgreSQL (database ``spend_bench``, created
+(``dashboard/infra/gunicorn_conf.py``, 4 workers) on PostgreSQL (database ``spend_bench``, created
 and migrated here) and Redis (a key prefix of its own, deleted at the end), logs in once and
 loads the overview with wrk; ``bench/count.lua`` counts the answers per status and the
 pages whose cards are stale, still loading or failed. Phases, each bounded in time:
@@ -68,7 +68,7 @@ from billing_api.simulator import DEFAULT_TOKEN
 ROOT: Final = Path(__file__).resolve().parent.parent
 SCRIPT: Final = Path(__file__).with_name("count.lua")
 RESULTS: Final = Path(__file__).with_name("results")
-GUNICORN_CONFIG: Final = ROOT / "dashboard" / "gunicorn_conf.py"
+GUNICORN_CONFIG: Final = ROOT / "dashboard" / "infra" / "gunicorn_conf.py"
 DATABASE_URL: Final = "postgres://127.0.0.1:5432/spend_bench"
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 WORKERS: Final = 4
@@ -667,7 +667,7 @@ class Bench:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "plan": dataclasses.asdict(self.plan),
             "workers": WORKERS,
-            "worker_class": "gthread, dashboard/gunicorn_conf.py",
+            "worker_class": "gthread, dashboard/infra/gunicorn_conf.py",
             "upstream_latency_s": LATENCY,
             "cache_seconds": CACHE_SECONDS,
             "cpus": os.cpu_count(),

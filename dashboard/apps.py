@@ -12,7 +12,7 @@ class DashboardConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the receiver that drops built clients when billing settings change.
-        from dashboard import billing  # noqa: F401
+        from dashboard.infra import billing  # noqa: F401
 
         # `make run`: the alerts worker in a thread of the serving process (the autoreloader's
         # child, RUN_MAIN), sharing its in-process simulator.

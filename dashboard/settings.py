@@ -319,7 +319,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
-    # Login throttling: failed logins kept in PostgreSQL (see dashboard.throttle).
+    # Login throttling: failed logins kept in PostgreSQL (see dashboard.infra.throttle).
     "axes",
     # Background work (dashboard/tasks.py): jobs, retries and schedules in PostgreSQL.
     "procrastinate.contrib.django",
@@ -328,20 +328,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: every response, a redirect or an error too, carries its request id and is timed.
-    "dashboard.observability.RequestIdMiddleware",
-    "dashboard.metrics.PageMetricsMiddleware",
+    "dashboard.infra.observability.RequestIdMiddleware",
+    "dashboard.infra.metrics.PageMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files before anything touches the session or the database: cheap, cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Every answer after static files: private, no-store (see dashboard/no_store.py).
-    "dashboard.no_store.middleware",
+    # Every answer after static files: private, no-store (see dashboard/web/no_store.py).
+    "dashboard.web.no_store.middleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Ends idle and old sessions before the login requirement sends them to the login page.
-    "dashboard.login.session_expiry",
+    "dashboard.web.login.session_expiry",
     # Login required everywhere: a view is public only if it says so (@login_not_required).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -349,7 +349,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "dashboard.urls"
+ROOT_URLCONF = "dashboard.web.urls"
 WSGI_APPLICATION = "dashboard.wsgi.application"
 
 TEMPLATES = [
@@ -363,7 +363,7 @@ TEMPLATES = [
                 "django.template.context_processors.csp",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "dashboard.context_processors.site",
+                "dashboard.web.context_processors.site",
             ],
         },
     },
@@ -393,14 +393,14 @@ if REDIS_URL:
         raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
     # Seconds one Redis command may wait for an answer (connecting: half of it). A Redis that
     # is down or does not answer then costs a page this long, once: the cache answers as a
-    # miss without it for a few seconds after (dashboard/cache.py).
+    # miss without it for a few seconds after (dashboard/infra/cache.py).
     REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 1.0)
     if REDIS_TIMEOUT <= 0:
         raise ImproperlyConfigured("REDIS_TIMEOUT must be more than 0 seconds")
     CACHES = {
         "default": {
             # Django's Redis cache, with Redis out of reach as a miss rather than a 500.
-            "BACKEND": "dashboard.cache.ResilientRedisCache",
+            "BACKEND": "dashboard.infra.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             # Several dashboards (or test runs) can share one Redis without reading each other.
             "KEY_PREFIX": envstr("CACHE_KEY_PREFIX", "spend-dashboard"),
@@ -504,7 +504,7 @@ ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK",
 
 # axes's backend first: it refuses a locked-out login before any password is checked.
 AUTHENTICATION_BACKENDS = [
-    "dashboard.throttle.ThrottleBackend",
+    "dashboard.infra.throttle.ThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
@@ -514,7 +514,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -581,13 +581,13 @@ if min(LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS, LOGIN_LOCKOU
         "LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS "
         "and LOGIN_LOCKOUT_SECONDS must each be at least 1"
     )
-# django-axes does the counting; its settings follow ours (dashboard.throttle reads the limits
+# django-axes does the counting; its settings follow ours (dashboard.infra.throttle reads the limits
 # and the lockout time at each login). The user name with the address, and the address alone.
-AXES_HANDLER = "dashboard.throttle.PreCountingHandler"
+AXES_HANDLER = "dashboard.infra.throttle.PreCountingHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
-AXES_COOLOFF_TIME = "dashboard.throttle.cool_off"
-AXES_USERNAME_CALLABLE = "dashboard.throttle.username_key"
-AXES_CLIENT_IP_CALLABLE = "dashboard.throttle.client_address"
+AXES_COOLOFF_TIME = "dashboard.infra.throttle.cool_off"
+AXES_USERNAME_CALLABLE = "dashboard.infra.throttle.username_key"
+AXES_CLIENT_IP_CALLABLE = "dashboard.infra.throttle.client_address"
 # The login view answers a lock itself (429, the form kept): no AxesMiddleware, no axes pages.
 AXES_ENABLE_ADMIN = False
 # How many proxies in front append to X-Forwarded-For: 0 (default) trusts only REMOTE_ADDR,
@@ -617,7 +617,7 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
 
 # The DEBUG error page and the reports mailed to admins, with every known secret scrubbed
 # (Django hides settings by name only, and not REDIS_URL's or EMAIL_URL's password).
-DEFAULT_EXCEPTION_REPORTER = "dashboard.observability.ScrubbingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER = "dashboard.infra.observability.ScrubbingExceptionReporter"
 
 #: Bearer token that lets a Prometheus scraper read /metrics (staff can read it logged in).
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
@@ -647,10 +647,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     # Both formatters scrub the known secrets from every line, whatever was logged.
     "formatters": {
-        "plain": {"()": "dashboard.observability.PlainFormatter"},
-        "json": {"()": "dashboard.observability.JsonFormatter"},
+        "plain": {"()": "dashboard.infra.observability.PlainFormatter"},
+        "json": {"()": "dashboard.infra.observability.JsonFormatter"},
     },
-    "filters": {"request_id": {"()": "dashboard.observability.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "dashboard.infra.observability.RequestIdFilter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

@@ -24,7 +24,7 @@ from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.job_context import JobContext
 from procrastinate.testing import InMemoryConnector
 
-from dashboard import clock
+from dashboard.infra import clock
 from dashboard.models import AlertDelivery, Topup
 from dashboard.services import alerts, digest, notify, topup_followup, topups
 

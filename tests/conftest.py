@@ -27,7 +27,8 @@ from procrastinate.contrib.django import app as jobs_app
 from procrastinate.testing import InMemoryConnector
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
-from dashboard import billing, clock, roles, tasks, upstream
+from dashboard import roles, tasks
+from dashboard.infra import billing, clock, upstream
 from dashboard.models import AccountAccess
 from tests.webhook_receiver import Receiver
 
@@ -160,7 +161,7 @@ def redis_cache(settings, _empty_cache: None) -> Iterator[str]:
     prefix = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {
         "default": {
-            "BACKEND": "dashboard.cache.ResilientRedisCache",
+            "BACKEND": "dashboard.infra.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": prefix,
         }

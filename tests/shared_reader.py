@@ -2,7 +2,7 @@
 
 ``python -m tests.shared_reader NAME [--fail] [--deadline S] [--reads N]`` sets Django up from
 the environment (``REDIS_URL``, ``CACHE_KEY_PREFIX``, ``BILLING_*``), reads ``NAME`` of the
-default account ``--reads`` times through :func:`dashboard.upstream.read` (under a page
+default account ``--reads`` times through :func:`dashboard.infra.upstream.read` (under a page
 deadline of ``S`` seconds if given) and prints the last result as JSON. Its loader is the
 "Cloudflare" of these tests: :func:`held_loader`, shared with the test process, counts its
 calls in Redis and answers only once the test says so, so that a test can see which process
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.conf import settings
 
-    from dashboard import upstream
+    from dashboard.infra import upstream
 
     prefix = os.environ["CACHE_KEY_PREFIX"]
     client = redis.Redis.from_url(os.environ["REDIS_URL"])

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from dashboard.access import accounts_for
+from dashboard.services.accounts import accounts_for
 
 from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
 
@@ -21,7 +21,7 @@ ADMIN_ONLY = {"lead": 403, "finance": 403, "admin": 200}
 # Per URL name: what each persona gets for a GET. "outsider" is finance staff for another
 # account only: the account in the URL does not exist for them (404).
 EXPECTED: dict[str, dict[str, Any]] = {
-    "home": {"anonymous": LOGIN, "nobody": 403}
+    "dashboard:home": {"anonymous": LOGIN, "nobody": 403}
     | dict.fromkeys(("lead", "finance", "admin", "outsider"), 302),
     "login": dict.fromkeys(PERSONAS[1:], 302) | {"anonymous": 200},
     # The load balancers' probes: public, and the same to everyone.
@@ -31,41 +31,55 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "metrics": {"anonymous": 401, "admin": 200}
     | dict.fromkeys(("nobody", "lead", "finance", "outsider"), 403),
     "logout": dict.fromkeys(PERSONAS[1:], 405) | {"anonymous": LOGIN},
-    "all_accounts": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
-    "digest": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
-    "overview": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
-    "usage": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
-    "usage_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
-    "invoices": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
-    "topups": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "dashboard:all_accounts": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
+    "dashboard:digest": {"anonymous": LOGIN, "nobody": 403, "outsider": 200, **READ},
+    "dashboard:overview": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
+    "dashboard:usage": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **READ},
+    "dashboard:usage_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "dashboard:invoices": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "dashboard:topups": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
     # POST only: a GET is 405 to those who may top up, 403 (or 404) to the others.
-    "topup_create": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    "dashboard:topup_create": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 405, "admin": 405},
-    "topup_check": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    "dashboard:topup_check": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 405, "admin": 405},
     # The walk asks for top-up 1, which does not exist: permission first (403), then 404.
-    "topup_status": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    "dashboard:topup_status": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 404, "admin": 404},
-    "activity": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
-    "activity_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "dashboard:activity": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
+    "dashboard:activity_csv": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **FINANCE},
     # The standing rules: Billing admins only (the account first: 404 to the outsider).
-    "auto_topup": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
-    "auto_topup_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
-    "spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
-    "spending_limit_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
-    "alerts": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "dashboard:auto_topup": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "dashboard:auto_topup_delete": {
+        "anonymous": LOGIN,
+        "nobody": 403,
+        "outsider": 404,
+        **ADMIN_ONLY,
+    },
+    "dashboard:spending_limit": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
+    "dashboard:spending_limit_delete": {
+        "anonymous": LOGIN,
+        "nobody": 403,
+        "outsider": 404,
+        **ADMIN_ONLY,
+    },
+    "dashboard:alerts": {"anonymous": LOGIN, "nobody": 403, "outsider": 404, **ADMIN_ONLY},
     # The walk asks for rule 1, which does not exist: permission first (403), then 404.
-    "alert_rule": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    "dashboard:alert_rule": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 403, "admin": 404},
-    "alert_rule_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
+    "dashboard:alert_rule_delete": {"anonymous": LOGIN, "nobody": 403, "outsider": 404}
     | {"lead": 403, "finance": 403, "admin": 404},
 }
 
 
 def url_names() -> list[tuple[str, URLPattern]]:
-    names = []
+    names: list[tuple[str, URLPattern]] = []
     for pattern in get_resolver().url_patterns:
         if isinstance(pattern, URLResolver):
+            if pattern.namespace == "dashboard":  # the pages
+                for page in pattern.url_patterns:
+                    assert isinstance(page, URLPattern) and page.name, page
+                    names.append((f"dashboard:{page.name}", page))
             continue  # Django's admin: walked separately below
         assert pattern.name, f"every URL pattern is named: {pattern}"
         names.append((pattern.name, pattern))
@@ -178,7 +192,7 @@ def test_it_hides_superuser_powers_from_billing_admins(personas):
 
 
 def test_it_answers_404_for_an_account_that_is_not_configured(personas):
-    response = personas["finance"].get(reverse("overview", args=["f" * 32]))
+    response = personas["finance"].get(reverse("dashboard:overview", args=["f" * 32]))
     assert response.status_code == 404
 
 
@@ -187,28 +201,28 @@ def test_it_lists_only_granted_accounts(personas):
 
     oscar = User.objects.get(username="oscar")
     assert [a.id for a in accounts_for(oscar)] == [OTHER_ACCOUNT_ID]
-    page = personas["outsider"].get(reverse("all_accounts")).text
+    page = personas["outsider"].get(reverse("dashboard:all_accounts")).text
     assert "Research" in page and "Production" not in page
 
 
 def test_it_redirects_home_to_the_first_granted_account(personas):
     response = personas["outsider"].get("/")
-    assert response["Location"] == reverse("overview", args=[OTHER_ACCOUNT_ID])
+    assert response["Location"] == reverse("dashboard:overview", args=[OTHER_ACCOUNT_ID])
 
 
 def test_it_switches_accounts_to_the_same_page(personas):
-    page = personas["finance"].get(reverse("overview", args=[ACCOUNT_ID])).text
-    assert f'href="{reverse("overview", args=[OTHER_ACCOUNT_ID])}"' in page
+    page = personas["finance"].get(reverse("dashboard:overview", args=[ACCOUNT_ID])).text
+    assert f'href="{reverse("dashboard:overview", args=[OTHER_ACCOUNT_ID])}"' in page
     assert 'href="/accounts/"' in page
 
 
 def test_it_shows_no_switcher_with_a_single_account(personas):
-    page = personas["outsider"].get(reverse("overview", args=[OTHER_ACCOUNT_ID])).text
+    page = personas["outsider"].get(reverse("dashboard:overview", args=[OTHER_ACCOUNT_ID])).text
     assert "account-switcher" not in page
 
 
 def test_it_explains_a_refusal_in_the_layout(personas):
-    response = personas["lead"].get(reverse("invoices", args=[ACCOUNT_ID]))
+    response = personas["lead"].get(reverse("dashboard:invoices", args=[ACCOUNT_ID]))
     assert response.status_code == 403
     assert "Your role does not include this page." in response.text
     assert 'rel="stylesheet"' in response.text
@@ -216,7 +230,7 @@ def test_it_explains_a_refusal_in_the_layout(personas):
 
 def test_it_explains_a_missing_account_in_the_layout(personas, settings):
     settings.DEBUG = False
-    response = personas["outsider"].get(reverse("overview", args=[ACCOUNT_ID]))
+    response = personas["outsider"].get(reverse("dashboard:overview", args=[ACCOUNT_ID]))
     assert response.status_code == 404
     assert "no account here that you have been given access to" in response.text
 
@@ -240,13 +254,13 @@ def test_it_gives_each_role_exactly_its_permissions():
 
 # Every URL that changes something, and the permission it needs.
 WRITES = {
-    "topup_create": "create_topup",
-    "topup_check": "create_topup",
-    "auto_topup": "change_auto_topup",
-    "auto_topup_delete": "change_auto_topup",
-    "spending_limit": "change_spending_limit",
-    "spending_limit_delete": "change_spending_limit",
-    "alerts": "manage_alerts",
+    "dashboard:topup_create": "create_topup",
+    "dashboard:topup_check": "create_topup",
+    "dashboard:auto_topup": "change_auto_topup",
+    "dashboard:auto_topup_delete": "change_auto_topup",
+    "dashboard:spending_limit": "change_spending_limit",
+    "dashboard:spending_limit_delete": "change_spending_limit",
+    "dashboard:alerts": "manage_alerts",
 }
 
 

@@ -16,9 +16,9 @@ from django.http import HttpResponse
 from django.test import Client
 
 from billing_api import errors
-from dashboard import audit
 from dashboard.models import AuditEvent
 from dashboard.services import activity as service
+from dashboard.services import audit
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
 
 URL = f"/accounts/{ACCOUNT_ID}/activity/"

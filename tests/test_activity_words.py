@@ -15,9 +15,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from billing_api import errors
-from dashboard import audit
 from dashboard.models import AuditEvent
 from dashboard.services import activity as service
+from dashboard.services import audit
 from tests.conftest import ACCOUNT_ID
 from tests.test_topups import confirm
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from dashboard import clock
+from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID, run_jobs

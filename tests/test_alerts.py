@@ -18,7 +18,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.management import call_command
 
 from billing_api.simulator.state import Invoice
-from dashboard import billing, clock
+from dashboard.infra import billing, clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts
 from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW, Travel

@@ -22,7 +22,8 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from dashboard import clock, tasks
+from dashboard import tasks
+from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, at_once, eventually

@@ -12,8 +12,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from billing_api import errors
-from dashboard import audit
 from dashboard.models import AppendOnlyError, AuditEvent
+from dashboard.services import audit
 from tests.conftest import ACCOUNT_ID
 
 pytestmark = pytest.mark.django_db
@@ -162,7 +162,7 @@ django.setup()
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
-from dashboard import audit
+from dashboard.services import audit
 from dashboard.models import AuditEvent
 
 call_command("migrate", verbosity=0)

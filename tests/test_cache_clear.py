@@ -6,7 +6,7 @@ import uuid
 
 import redis
 
-from dashboard.cache import ResilientRedisCache
+from dashboard.infra.cache import ResilientRedisCache
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -28,9 +28,9 @@ from django.test import Client
 from django.urls import reverse
 from prometheus_client import REGISTRY
 
-from dashboard import cache as resilient
 from dashboard import settings as dashboard_settings
-from dashboard import upstream
+from dashboard.infra import cache as resilient
+from dashboard.infra import upstream
 from dashboard.models import AccountAccess, Topup
 from dashboard.services import reads
 from tests.conftest import (
@@ -45,7 +45,7 @@ from tests.conftest import (
 from tests.topup_flow import confirm_data
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-BACKEND = "dashboard.cache.ResilientRedisCache"
+BACKEND = "dashboard.infra.cache.ResilientRedisCache"
 CONNECT_TIMEOUT = 0.1
 READ_TIMEOUT = 0.25
 #: A page with Redis out of reach takes at most this long: many times the timeouts (a busy
@@ -53,7 +53,7 @@ READ_TIMEOUT = 0.25
 PAGE_BOUND = 20 * READ_TIMEOUT
 BALANCE = "GET credit-balance"
 LOGIN = "/accounts/login/"
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
 
 
 def closed_port() -> int:
@@ -242,7 +242,7 @@ def test_it_warns_once_per_period_and_counts_every_operation(
     assert isinstance(backend, resilient.ResilientRedisCache)
     monkeypatch.setattr(resilient.ResilientRedisCache, "retry_after", 0.0)
     errors_before = unavailable("get", "error")
-    with caplog.at_level(logging.WARNING, logger="dashboard.cache"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.infra.cache"):
         for _ in range(25):
             assert cache.get("anything") is None
         cache.set("anything", 1)
@@ -256,7 +256,7 @@ def test_it_warns_once_per_period_and_counts_every_operation(
     outage = resilient._outages[refused]
     outage.warned_at = time.monotonic() - resilient.ResilientRedisCache.warn_every - 1
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dashboard.cache"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.infra.cache"):
         for _ in range(5):
             cache.get("anything")
     warnings = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
@@ -306,7 +306,7 @@ def test_it_deletes_what_it_could_not_once_redis_answers_again(
         assert unavailable("get", "skipped") >= 1
     assert real_redis.get(made) is not None
     backend._outage.skip_until = 0.0
-    with caplog.at_level(logging.WARNING, logger="dashboard.cache"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.infra.cache"):
         assert cache.get("other") is None
     assert real_redis.get(made) is None
     assert "answers again; deleting the 1 keys" in caplog.text

@@ -19,7 +19,7 @@ import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 
-from dashboard import billing
+from dashboard.infra import billing
 from dashboard.models import AlertRule, DigestSubscription
 from dashboard.services import alerts, digest, figures
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID

@@ -29,9 +29,9 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, HOSTILE_URL, Simulator
-from dashboard import login as dashboard_login
 from dashboard import roles
 from dashboard.services import overview as overview_service
+from dashboard.web import login as dashboard_login
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,
@@ -208,7 +208,7 @@ def test_every_page_a_role_reaches_carries_the_security_headers(request, product
     assert len(seen.urls) >= AT_LEAST[role], sorted(seen.urls)
     assert any("partial=" in url for url in seen.urls), "the crawl followed hx-get"
     for name in ("overview", "usage", "activity", "invoices", "topups", "auto_topup"):
-        url = reverse(name, args=[ACCOUNT_ID])
+        url = reverse(f"dashboard:{name}", args=[ACCOUNT_ID])
         if user.has_perm(
             f"dashboard.{'view_' + name if name != 'auto_topup' else 'change_auto_topup'}"
         ):
@@ -278,7 +278,7 @@ def test_hostile_strings_from_every_endpoint_render_inert_everywhere(production,
     make_everything_hostile(sim)
     client = Client()
     client.force_login(admin)
-    create = reverse("topup_create", args=[ACCOUNT_ID])
+    create = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
     # The confirmation (not reachable by a link) names the card, whose brand is hostile.
     confirm = client.post(create, {"amount": "25", "idempotency_key": "a" * 32}, secure=True)
     assert confirm.status_code == 200
@@ -309,20 +309,22 @@ def test_hostile_strings_from_every_endpoint_render_inert_everywhere(production,
     # The payloads did reach the pages that show upstream text (escaped there).
     assert any(url.startswith(OVERVIEW_URL + "?partial=") for url in escaped_on), escaped_on
     for name in ("invoices", "topups"):
-        assert any(url.startswith(reverse(name, args=[ACCOUNT_ID])) for url in escaped_on), (
+        assert any(
+            url.startswith(reverse(f"dashboard:{name}", args=[ACCOUNT_ID])) for url in escaped_on
+        ), (
             name,
             sorted(escaped_on),
         )
     assert any(url.endswith(".csv") or ".csv?" in url for url in seen.urls), "a CSV was read"
     assert csv_cells > 0
     # And the hostile invoice links were never made links.
-    invoices = client.get(reverse("invoices", args=[ACCOUNT_ID]), secure=True).text
+    invoices = client.get(reverse("dashboard:invoices", args=[ACCOUNT_ID]), secure=True).text
     assert f'href="{HOSTILE_URL}"' not in invoices
 
 
 def test_a_hostile_upstream_string_is_not_a_formula_in_the_activity_csv(admin, sim):
     """Upstream words that reach the audit log leave the CSV as text, never as a formula."""
-    from dashboard import audit
+    from dashboard.services import audit
 
     audit.record(
         admin,
@@ -335,7 +337,7 @@ def test_a_hostile_upstream_string_is_not_a_formula_in_the_activity_csv(admin, s
     )
     client = Client()
     client.force_login(admin)
-    response = client.get(reverse("activity_csv", args=[ACCOUNT_ID]))
+    response = client.get(reverse("dashboard:activity_csv", args=[ACCOUNT_ID]))
     assert response.status_code == 200
     assert assert_csv_inert("activity.csv", response.content.decode()) > 0
     assert "'=HYPERLINK" in response.content.decode()
@@ -388,7 +390,7 @@ def test_logout_refuses_to_send_anyone_off_the_site(lead_client, next_url):
 
 
 def test_login_follows_a_local_next(lead):
-    local = reverse("usage", args=[ACCOUNT_ID]) + "?range=7d"
+    local = reverse("dashboard:usage", args=[ACCOUNT_ID]) + "?range=7d"
     response = Client().post(
         "/accounts/login/", {"username": "lena", "password": PASSWORD, "next": local}
     )
@@ -495,7 +497,7 @@ def test_htmx_gets_its_csrf_token_from_the_page_not_the_cookie(lead_client, sett
     assert token, "the token is in the body's hx-headers"
     strict = Client(enforce_csrf_checks=True)
     strict.cookies = lead_client.cookies
-    url = reverse("spending_limit_delete", args=[ACCOUNT_ID])
+    url = reverse("dashboard:spending_limit_delete", args=[ACCOUNT_ID])
     # Without the token a POST is refused; the page's token is accepted (403 only for the
     # role, which has no permission: the CSRF check passed).
     refused = strict.post(url)
@@ -533,11 +535,11 @@ def account_urls(account_id: str) -> list[str]:
         "spending_limit",
         "spending_limit_delete",
     ]
-    urls = [reverse(name, args=[account_id]) for name in names]
-    urls.append(reverse("topup_status", args=[account_id, 1]))
-    overview = reverse("overview", args=[account_id])
+    urls = [reverse(f"dashboard:{name}", args=[account_id]) for name in names]
+    urls.append(reverse("dashboard:topup_status", args=[account_id, 1]))
+    overview = reverse("dashboard:overview", args=[account_id])
     urls += [f"{overview}?partial={card}" for card in overview_service.CARD_READS]
-    urls.append(reverse("invoices", args=[account_id]) + "?partial=upcoming-invoice")
+    urls.append(reverse("dashboard:invoices", args=[account_id]) + "?partial=upcoming-invoice")
     return urls
 
 
@@ -576,7 +578,9 @@ def test_an_admin_of_one_account_reaches_nothing_of_another(other_admin, sim):
     topup = Topup.objects.create(
         account_id=ACCOUNT_ID, idempotency_key="c" * 32, amount=25, username="ada"
     )
-    urls = account_urls(ACCOUNT_ID) + [reverse("topup_status", args=[ACCOUNT_ID, topup.pk])]
+    urls = account_urls(ACCOUNT_ID) + [
+        reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
+    ]
     assert assert_as_if_absent(client, urls) == 4 * len(urls)
     answers = [client.get(url).status_code for url in urls]
     assert answers.count(404) >= len(urls) - 3, answers  # all but the POST-only views
@@ -584,7 +588,7 @@ def test_an_admin_of_one_account_reaches_nothing_of_another(other_admin, sim):
     topup.refresh_from_db()
     assert topup.status == Topup.Status.CREATING  # nothing was done to it
     # The same user's own account answers, so the 404s are the grant, not a broken page.
-    assert client.get(reverse("overview", args=[OTHER_ACCOUNT_ID])).status_code == 200
+    assert client.get(reverse("dashboard:overview", args=[OTHER_ACCOUNT_ID])).status_code == 200
 
 
 def test_an_account_whose_access_was_taken_away_is_hidden_at_once(finance_client, sim):
@@ -600,6 +604,6 @@ def test_an_account_whose_access_was_taken_away_is_hidden_at_once(finance_client
 def test_the_all_accounts_page_shows_only_granted_accounts_figures(other_admin, sim):
     client = Client()
     client.force_login(other_admin)
-    page = client.get(reverse("all_accounts")).text
+    page = client.get(reverse("dashboard:all_accounts")).text
     assert ACCOUNT_ID not in page
     assert f"/accounts/{OTHER_ACCOUNT_ID}/" in page

@@ -14,8 +14,8 @@ from django.db.utils import ConnectionHandler
 from django.test import Client
 
 from billing_api.simulator import DEFAULT_TOKEN
-from dashboard import upstream
-from dashboard.views import health
+from dashboard.infra import upstream
+from dashboard.web.views import health
 from tests.conftest import hold
 
 CHECKS = {"database", "cache", "upstream"}

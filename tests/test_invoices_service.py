@@ -17,10 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard import settings as dashboard_settings
-from dashboard import upstream
-from dashboard.forms import InvoiceFilterForm
+from dashboard.infra import upstream
 from dashboard.services import invoices as service
 from dashboard.services import reads
+from dashboard.web.forms import InvoiceFilterForm
 
 HOSTS = ("pay.stripe.com", "invoice.stripe.com", "files.stripe.com")
 NOW = datetime(2026, 6, 10, 12, 30, tzinfo=UTC)
@@ -178,7 +178,7 @@ def test_it_tells_invoices_without_ids_apart_by_their_contents():
 
 
 def test_it_reads_each_history_page_through_the_client(sim):
-    from dashboard import billing
+    from dashboard.infra import billing
 
     client = billing.client_for(sim.account_ids[0])
     found = service._load_history(client, "all")

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.test import Client, RequestFactory
 
 from dashboard import settings as dashboard_settings
-from dashboard import throttle
+from dashboard.infra import throttle
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -252,7 +252,7 @@ def test_it_logs_a_lockout_without_the_password(lead, caplog):
     with caplog.at_level(logging.INFO):
         for _ in range(6):
             attempt("lena", "hunter2-secret")
-    lockouts = [r for r in caplog.records if r.name == "dashboard.throttle"]
+    lockouts = [r for r in caplog.records if r.name == "dashboard.infra.throttle"]
     assert len(lockouts) == 1
     assert lockouts[0].levelno == logging.WARNING
     assert "user 'lena' from 1.2.3.4" in lockouts[0].getMessage()
@@ -337,7 +337,7 @@ def test_its_defaults(monkeypatch):
     assert loaded.LOGIN_TRUSTED_PROXIES == 0
     assert (loaded.SESSION_COOKIE_AGE, loaded.SESSION_IDLE_SECONDS) == (8 * 3600, 3600)
     # axes's backend comes first: it refuses a locked-out login before any password check.
-    assert loaded.AUTHENTICATION_BACKENDS[0] == "dashboard.throttle.ThrottleBackend"
+    assert loaded.AUTHENTICATION_BACKENDS[0] == "dashboard.infra.throttle.ThrottleBackend"
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from dashboard import money
 from dashboard.models import AlertRule
-from dashboard.money import format_usd
-from dashboard.services import alerts
+from dashboard.services import alerts, money
+from dashboard.services.money import format_usd
 from dashboard.templatetags.money import usd
 
 

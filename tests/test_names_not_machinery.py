@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from dashboard.models import Topup
-from dashboard.money import format_period
+from dashboard.services.money import format_period
 from tests.conftest import ACCOUNT_ID
 from tests.test_topups import confirm
 

@@ -27,9 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing_api.client import BillingClient
 from billing_api.simulator import DEFAULT_TOKEN, Simulator
-from dashboard import metrics, observability
 from dashboard import settings as dashboard_settings
-from dashboard.observability import JsonFormatter, PlainFormatter
+from dashboard.infra import metrics, observability
+from dashboard.infra.observability import JsonFormatter, PlainFormatter
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -459,7 +459,7 @@ def test_metrics_token_is_read_from_a_file(load_settings, tmp_path):
 
 def test_counters_move_with_page_views(lead_client, admin_client):
     calls = ("billing_api_upstream_requests_total", "credit-balance", "GET", "2xx")
-    page = ("dashboard_page_duration_seconds_count", "overview", "2xx")
+    page = ("dashboard_page_duration_seconds_count", "dashboard:overview", "2xx")
 
     def upstream_calls() -> float:
         return sample(calls[0], endpoint=calls[1], method=calls[2], outcome=calls[3])
@@ -482,7 +482,7 @@ def test_counters_move_with_page_views(lead_client, admin_client):
     assert second[1] == first[1] and second[2] - first[2] >= 1, "and a cache hit"
     assert (first[3] - before[3], second[3] - first[3]) == (1, 1), "each page view timed"
     exposed = admin_client.get("/metrics").text
-    assert 'view="overview"' in exposed and 'read="credit-balance"' in exposed
+    assert 'view="dashboard:overview"' in exposed and 'read="credit-balance"' in exposed
     assert 'endpoint="credit-balance"' in exposed
 
 
@@ -525,7 +525,7 @@ import sys
 import httpx
 from billing_api.client import BillingClient
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, Simulator
-from dashboard import metrics
+from dashboard.infra import metrics
 
 client = BillingClient(
     "https://simulator.invalid/client/v4", DEFAULT_TOKEN, DEFAULT_ACCOUNT_ID,
@@ -621,7 +621,7 @@ def test_gunicorn_workers_share_one_metrics_view_from_an_emptied_directory(tmp_p
             [
                 str(Path(sys.executable).with_name("gunicorn")),
                 "--config",
-                "dashboard/gunicorn_conf.py",
+                "dashboard/infra/gunicorn_conf.py",
                 "--bind",
                 f"127.0.0.1:{port}",
             ],

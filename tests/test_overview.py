@@ -11,8 +11,8 @@ import pytest
 from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
-from dashboard import billing
-from dashboard.money import format_usd
+from dashboard.infra import billing
+from dashboard.services.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,
@@ -593,7 +593,7 @@ def test_it_logs_an_upstream_failure_without_the_token(lead_client, sim, caplog)
 
     sim.set_fault("GET credit-balance", "error", status=500)
     lead_client.get(OVERVIEW_URL)
-    failures = [r for r in caplog.records if r.name == "dashboard.upstream"]
+    failures = [r for r in caplog.records if r.name == "dashboard.infra.upstream"]
     assert failures and "UpstreamError" in failures[0].getMessage()
     assert all(DEFAULT_TOKEN not in r.getMessage() for r in caplog.records)
 

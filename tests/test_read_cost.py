@@ -53,6 +53,6 @@ def test_the_usage_figures_are_worked_out_once_per_cache_period(
     monkeypatch.setattr(runway, "daily_totals", counting)
     for _ in range(3):
         assert lead_client.get(OVERVIEW_URL).status_code == 200
-    assert lead_client.get(reverse("all_accounts")).status_code == 200
+    assert lead_client.get(reverse("dashboard:all_accounts")).status_code == 200
     # Grouped into days when read from Cloudflare, once per account; kept with the read.
     assert len(grouped) == len(BILLING_ACCOUNTS)

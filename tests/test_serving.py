@@ -122,7 +122,7 @@ def test_it_finds_the_variables_settings_reads() -> None:
 def test_it_selects_a_shared_redis_cache_and_cached_sessions_from_redis_url(load) -> None:
     settings = load(**production(REDIS_URL="redis://cache.internal:6380/2"))
     cache = settings.CACHES["default"]
-    assert cache["BACKEND"] == "dashboard.cache.ResilientRedisCache"
+    assert cache["BACKEND"] == "dashboard.infra.cache.ResilientRedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6380/2"
     assert settings.SESSION_ENGINE == "django.contrib.sessions.backends.cached_db"
 
@@ -343,7 +343,7 @@ def test_env_example_offers_the_file_form_of_the_required_secrets() -> None:
 
 def test_env_example_lists_the_gunicorn_variables() -> None:
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
-    config = (ROOT / "dashboard" / "gunicorn_conf.py").read_text(encoding="utf-8")
+    config = (ROOT / "dashboard" / "infra" / "gunicorn_conf.py").read_text(encoding="utf-8")
     names = set(re.findall(r'(?:environ\.get|_positive)\(\s*"([A-Z_]+)"', config))
     assert {"WEB_CONCURRENCY", "GUNICORN_THREADS"} <= names
     missing = [name for name in sorted(names) if not documented(name, example, r"^(# )?")]

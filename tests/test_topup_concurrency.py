@@ -20,7 +20,7 @@ from .conftest import ACCOUNT_ID, SAFETY_TIMEOUT, ReleaseWhenInFlight, hold
 from .topup_flow import confirm_data
 
 THREADS = 8
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
 
 # A transactional test flushes every table after itself, the roles a migration made too:
 # serialized_rollback puts them back.
@@ -113,7 +113,9 @@ def test_it_never_pays_again_for_a_completed_top_ups_key(finance, sim):
     first = client.post(CREATE, data)
     sim.advance_clock(6)
     topup = Topup.objects.get()
-    client.get(reverse("topup_status", args=[ACCOUNT_ID, topup.pk]), HTTP_HX_REQUEST="true")
+    client.get(
+        reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk]), HTTP_HX_REQUEST="true"
+    )
     topup.refresh_from_db()
     assert topup.status == Topup.Status.COMPLETED
     answers = fire(finance, data)

@@ -25,9 +25,9 @@ from .conftest import ACCOUNT_ID, Travel, at_once, make_due, run_jobs
 from .test_topup_reconcile import cloudflare_took, timed_out
 from .topup_flow import confirm_data
 
-PAGE = reverse("topups", args=[ACCOUNT_ID])
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
-ACTIVITY = reverse("activity", args=[ACCOUNT_ID])
+PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
+ACTIVITY = reverse("dashboard:activity", args=[ACCOUNT_ID])
 STATUS_CALLS = "POST topup/status"
 
 
@@ -231,7 +231,7 @@ def test_it_keeps_the_live_status_on_a_reload(finance_client, admin_client, sim)
     for client in (finance_client, admin_client):
         page = client.get(PAGE).text
         assert "Cloudflare is processing the payment of $25.00" in page
-        status_url = reverse("topup_status", args=[ACCOUNT_ID, topup.pk])
+        status_url = reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
         assert f'hx-get="{status_url}" hx-trigger="every 2s"' in page
     sim.advance_clock(31)
     cache.clear()

@@ -20,9 +20,9 @@ from dashboard.services import topups as service
 from .conftest import ACCOUNT_ID
 from .topup_flow import confirm_data
 
-PAGE = reverse("topups", args=[ACCOUNT_ID])
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
-CHECK = reverse("topup_check", args=[ACCOUNT_ID])
+PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
+CHECK = reverse("dashboard:topup_check", args=[ACCOUNT_ID])
 HTMX = {"HX-Request": "true", "HX-Target": "topup-status"}
 
 
@@ -94,7 +94,7 @@ def test_check_again_finds_a_charge_cloudflare_took_then_it_completes(finance_cl
     assert event.username == "frank" and event.idempotency_key == topup.idempotency_key
     sim.advance_clock(6)
     cache.clear()
-    status_url = reverse("topup_status", args=[ACCOUNT_ID, topup.pk])
+    status_url = reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
     done = finance_client.get(status_url, HTTP_HX_REQUEST="true").text
     assert "Done: $25.00 was added to the balance." in done
     topup.refresh_from_db()

@@ -17,8 +17,8 @@ from dashboard.models import AuditEvent, Topup
 from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
 from .topup_flow import confirm_data
 
-PAGE = reverse("topups", args=[ACCOUNT_ID])
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
+PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
 HTMX = {"HX-Request": "true", "HX-Target": "topup-form"}
 
 
@@ -74,8 +74,14 @@ def test_it_shows_the_page_without_the_form_to_whoever_cannot_top_up(finance_cli
 def test_it_links_top_ups_in_the_nav_for_finance_only(finance_client, lead):
     lead_client = Client()
     lead_client.force_login(lead)
-    assert f'href="{PAGE}"' in finance_client.get(reverse("overview", args=[ACCOUNT_ID])).text
-    assert f'href="{PAGE}"' not in lead_client.get(reverse("overview", args=[ACCOUNT_ID])).text
+    assert (
+        f'href="{PAGE}"'
+        in finance_client.get(reverse("dashboard:overview", args=[ACCOUNT_ID])).text
+    )
+    assert (
+        f'href="{PAGE}"'
+        not in lead_client.get(reverse("dashboard:overview", args=[ACCOUNT_ID])).text
+    )
 
 
 def test_it_asks_for_confirmation_naming_the_card(finance_client, sim):
@@ -105,7 +111,7 @@ def test_it_keeps_the_amount_when_going_back_to_change_it(finance_client):
 
 def test_it_says_there_is_no_card_and_offers_no_confirm_button(client, finance):
     client.force_login(finance)
-    url = reverse("topup_create", args=[OTHER_ACCOUNT_ID])
+    url = reverse("dashboard:topup_create", args=[OTHER_ACCOUNT_ID])
     response = client.post(url, {"amount": "25", "idempotency_key": key()})
     assert "There is no payment method on file" in response.text
     assert 'name="confirm"' not in response.text
@@ -148,7 +154,7 @@ def test_it_tops_up_with_htmx_and_updates_the_history(finance_client, sim):
 def test_it_polls_until_completed_then_refreshes_the_balance(finance_client, sim):
     confirm(finance_client, "25")
     topup = Topup.objects.get()
-    status_url = reverse("topup_status", args=[ACCOUNT_ID, topup.pk])
+    status_url = reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
     before = finance_client.get(PAGE).text
     assert "$25.00" in before
     pending = finance_client.get(status_url, HTTP_HX_REQUEST="true")
@@ -180,14 +186,16 @@ def test_it_shows_the_new_balance_after_completion(finance_client, sim):
     sim.advance_clock(6)
     cache.clear()
     topup = Topup.objects.get()
-    finance_client.get(reverse("topup_status", args=[ACCOUNT_ID, topup.pk]), HTTP_HX_REQUEST="true")
+    finance_client.get(
+        reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk]), HTTP_HX_REQUEST="true"
+    )
     assert balance(finance_client.get(PAGE).text) != first
 
 
 def test_it_caches_status_polls_briefly(finance_client, sim):
     confirm(finance_client, "25")
     topup = Topup.objects.get()
-    url = reverse("topup_status", args=[ACCOUNT_ID, topup.pk])
+    url = reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
     for _ in range(3):
         finance_client.get(url, HTTP_HX_REQUEST="true")
     assert sim.calls["POST topup/status"] == 1
@@ -196,14 +204,14 @@ def test_it_caches_status_polls_briefly(finance_client, sim):
 def test_it_redirects_a_status_request_without_htmx_to_the_page(finance_client):
     confirm(finance_client, "25")
     topup = Topup.objects.get()
-    response = finance_client.get(reverse("topup_status", args=[ACCOUNT_ID, topup.pk]))
+    response = finance_client.get(reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk]))
     assert response["Location"] == f"{PAGE}?topup={topup.pk}"
 
 
 def test_it_hides_another_accounts_top_up(finance_client):
     confirm(finance_client, "25")
     topup = Topup.objects.get()
-    url = reverse("topup_status", args=[OTHER_ACCOUNT_ID, topup.pk])
+    url = reverse("dashboard:topup_status", args=[OTHER_ACCOUNT_ID, topup.pk])
     assert finance_client.get(url, HTTP_HX_REQUEST="true").status_code == 404
 
 
@@ -318,7 +326,7 @@ def test_it_answers_405_to_a_get_of_the_form_action(finance_client, lead):
 
 def test_it_shows_cloudflares_refusal_and_keeps_the_amount(client, finance, sim):
     client.force_login(finance)
-    url = reverse("topup_create", args=[OTHER_ACCOUNT_ID])
+    url = reverse("dashboard:topup_create", args=[OTHER_ACCOUNT_ID])
     response = client.post(url, confirm_data(client, url, "25"), follow=True)
     assert "did not go through" in response.text
     assert "Cloudflare refused the top-up: No default payment method on file" in response.text
@@ -370,7 +378,7 @@ def test_it_never_shows_or_logs_the_client_secret(finance_client, sim, caplog):
         redirect = confirm(finance_client, "25")
         pages = [finance_client.get(redirect["Location"]).text]
         topup = Topup.objects.get()
-        status_url = reverse("topup_status", args=[ACCOUNT_ID, topup.pk])
+        status_url = reverse("dashboard:topup_status", args=[ACCOUNT_ID, topup.pk])
         pages.append(finance_client.get(status_url, HTTP_HX_REQUEST="true").text)
         pages.append(confirm(finance_client, "30", headers=HTMX).text)
     secret = sim.account(ACCOUNT_ID).client_secret(

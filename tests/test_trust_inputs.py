@@ -36,7 +36,7 @@ def lead_of(accounts: list[str]) -> Client:
 def test_it_writes_nothing_for_an_account_not_configured_or_not_granted(account_id, sim):
     client = lead_of([OTHER_ACCOUNT_ID])
     for name in ("topup_create", "topup_check", "auto_topup", "spending_limit", "alerts"):
-        response = client.post(reverse(name, args=[account_id]), {"amount": "25"})
+        response = client.post(reverse(f"dashboard:{name}", args=[account_id]), {"amount": "25"})
         assert response.status_code == 404, name
     assert not AuditEvent.objects.exists()
     assert not [call for call in sim.calls if not call.startswith("GET ")]
@@ -45,7 +45,7 @@ def test_it_writes_nothing_for_an_account_not_configured_or_not_granted(account_
 @pytest.mark.django_db
 def test_it_audits_a_forbidden_write_to_a_granted_account():
     client = lead_of([ACCOUNT_ID])
-    response = client.post(reverse("topup_create", args=[ACCOUNT_ID]), {"amount": "25"})
+    response = client.post(reverse("dashboard:topup_create", args=[ACCOUNT_ID]), {"amount": "25"})
     assert response.status_code == 403
     (event,) = AuditEvent.objects.all()
     assert event.account_id == ACCOUNT_ID and event.outcome == AuditEvent.Outcome.FORBIDDEN
@@ -53,7 +53,7 @@ def test_it_audits_a_forbidden_write_to_a_granted_account():
 
 # ---------------------------------------------------------------- a ceiling on top-ups
 
-CREATE = reverse("topup_create", args=[ACCOUNT_ID])
+CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])
 
 
 def new_key() -> str:
@@ -105,7 +105,7 @@ def test_it_takes_the_lower_of_its_ceiling_and_cloudflares(finance_client, sim, 
 
 def test_it_tops_up_up_to_the_ceiling_when_limits_do_not_answer(finance_client, sim):
     sim.set_fault("GET topup/limits", "error", status=500)
-    page = finance_client.get(reverse("topups", args=[ACCOUNT_ID])).text
+    page = finance_client.get(reverse("dashboard:topups", args=[ACCOUNT_ID])).text
     assert "At least $10.00, at most $10,000.00" in page
     response = send_back(finance_client, first_step(finance_client, "10000"))
     assert response.status_code == 302
@@ -216,11 +216,12 @@ def test_it_tells_caches_to_keep_no_signed_in_answer(persona):
 @pytest.mark.django_db
 def test_it_tells_caches_to_keep_no_csv_export_or_fragment(finance_client):
     for name in ("usage_csv", "activity_csv"):
-        response = finance_client.get(reverse(name, args=[ACCOUNT_ID]))
+        response = finance_client.get(reverse(f"dashboard:{name}", args=[ACCOUNT_ID]))
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
         assert_not_kept(response, name)
     fragment = finance_client.get(
-        reverse("topups", args=[ACCOUNT_ID]), headers={"HX-Target": "topup-history", **HTMX_GET}
+        reverse("dashboard:topups", args=[ACCOUNT_ID]),
+        headers={"HX-Target": "topup-history", **HTMX_GET},
     )
     assert fragment.text.lstrip().startswith('<section id="topup-history"')
     assert_not_kept(fragment, "topup-history fragment")
@@ -236,9 +237,9 @@ def test_it_keeps_stricter_directives_of_public_answers(client):
 
 # ---------------------------------------------------------------- money typed as people type it
 
-AUTO_TOPUP = reverse("auto_topup", args=[ACCOUNT_ID])
-LIMIT = reverse("spending_limit", args=[ACCOUNT_ID])
-ALERTS = reverse("alerts", args=[ACCOUNT_ID])
+AUTO_TOPUP = reverse("dashboard:auto_topup", args=[ACCOUNT_ID])
+LIMIT = reverse("dashboard:spending_limit", args=[ACCOUNT_ID])
+ALERTS = reverse("dashboard:alerts", args=[ACCOUNT_ID])
 
 
 def topup_amount(client: Client, value: str) -> Any:

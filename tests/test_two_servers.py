@@ -32,7 +32,8 @@ import redis
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
-from dashboard import roles, upstream
+from dashboard import roles
+from dashboard.infra import upstream
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, PASSWORD, SAFETY_TIMEOUT, make_user
 
 ROOT = Path(__file__).resolve().parent.parent

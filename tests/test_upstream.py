@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.cache.backends import locmem
 
-from dashboard import upstream
+from dashboard.infra import upstream
 from dashboard.services import reads
 from tests.conftest import (
     ACCOUNT_ID,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dashboard import upstream
+from dashboard.infra import upstream
 from dashboard.services import reads
 from tests.conftest import ACCOUNT_ID
 

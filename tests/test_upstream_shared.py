@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from billing_api.client import BillingClient
 from dashboard import settings as dashboard_settings
-from dashboard import upstream
+from dashboard.infra import upstream
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
 from tests.shared_reader import calls_key, go_key, held_loader
 
@@ -210,7 +210,7 @@ def test_one_process_asks_and_the_others_wait_for_its_answer(shared, processes):
 
 def test_the_owner_releases_its_lock(shared, caplog):
     shared.let_answer()
-    with caplog.at_level(logging.DEBUG, logger="dashboard.upstream"):
+    with caplog.at_level(logging.DEBUG, logger="dashboard.infra.upstream"):
         got = shared.read()
     assert got.ok
     assert shared.lock_holder() is None
@@ -234,7 +234,7 @@ def test_a_lock_that_expired_during_a_slow_read_is_not_deleted_by_its_old_owner(
         shared.redis.set(shared.lock_key, taken_over)
         return inner(client)
 
-    with caplog.at_level(logging.DEBUG, logger="dashboard.upstream"):
+    with caplog.at_level(logging.DEBUG, logger="dashboard.infra.upstream"):
         got = upstream.read(ACCOUNT_ID, NAME, slow_loader)
     assert got.ok
     assert shared.redis.get(shared.lock_key) == taken_over.encode()

@@ -15,8 +15,8 @@ import pytest
 from django.utils.html import escape
 
 from billing_api.simulator import Simulator
-from dashboard import clock
-from dashboard.money import format_usd
+from dashboard.infra import clock
+from dashboard.services.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     SAFETY_TIMEOUT,

@@ -1,4 +1,4 @@
-"""What views need, composed from the BillingClient through ``dashboard.upstream``.
+"""What views need, composed from the BillingClient through ``dashboard.infra.upstream``.
 
 One module per subject; views import the functions from here and stay thin.
 """

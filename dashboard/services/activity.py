@@ -20,8 +20,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 from dashboard.models import AuditEvent
-from dashboard.money import format_usd
 from dashboard.services.invoices import page_links
+from dashboard.services.money import format_usd
 from dashboard.services.usage import csv_cell
 
 Action = AuditEvent.Action

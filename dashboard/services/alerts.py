@@ -29,11 +29,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing_api import models as api
-from dashboard import audit, clock
+from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
-from dashboard.money import format_usd
-from dashboard.services import figures, notify, reads, runway
+from dashboard.services import audit, figures, notify, reads, runway
 from dashboard.services.figures import Usage
+from dashboard.services.money import format_usd
 from dashboard.services.overview import auto_topup_rule
 
 logger = logging.getLogger(__name__)
@@ -635,8 +635,8 @@ def page_context(account_id: str) -> dict[str, Any]:
                 "rule": rule,
                 "condition": describe(rule),
                 "webhooks": [notify.shown_url(url) for url in rule.webhook_list()],
-                "edit_url": reverse("alert_rule", args=[account_id, rule.pk]),
-                "delete_url": reverse("alert_rule_delete", args=[account_id, rule.pk]),
+                "edit_url": reverse("dashboard:alert_rule", args=[account_id, rule.pk]),
+                "delete_url": reverse("dashboard:alert_rule_delete", args=[account_id, rule.pk]),
             }
             for rule in AlertRule.objects.filter(account_id=account_id)
         ],
@@ -650,7 +650,7 @@ def page_context(account_id: str) -> dict[str, Any]:
             }
             for firing in firings
         ],
-        "page_url": reverse("alerts", args=[account_id]),
+        "page_url": reverse("dashboard:alerts", args=[account_id]),
         "max_attempts": notify.MAX_ATTEMPTS,
     }
 

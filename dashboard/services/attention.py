@@ -19,9 +19,9 @@ from django.utils import dateformat, timezone
 from django.utils.timesince import timesince
 
 from billing_api import models
-from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.models import AlertRule, Topup
-from dashboard.money import format_usd
+from dashboard.services.cloudflare_links import ai_gateway_url
+from dashboard.services.money import format_usd
 
 #: Runway shorter than this is flagged when the account has no "runway below" alert rule:
 #: two weeks leave time to notice, ask for a budget and top up.
@@ -89,7 +89,7 @@ class _Links:
     def to(self, name: str, permission: str) -> str | None:
         if not self.has_perm(f"dashboard.{permission}"):
             return None
-        return reverse(name, args=[self.account_id])
+        return reverse(f"dashboard:{name}", args=[self.account_id])
 
 
 def _item(kind: str, text: str, link_text: str, url: str | None) -> Item:

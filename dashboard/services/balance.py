@@ -13,9 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing_api import models
-from dashboard import upstream
-from dashboard.money import format_usd
+from dashboard.infra import upstream
 from dashboard.services import reads
+from dashboard.services.money import format_usd
 
 logger = logging.getLogger(__name__)
 

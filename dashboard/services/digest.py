@@ -24,10 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing_api.models import Invoice
-from dashboard import clock
-from dashboard.access import Account, accounts_for
+from dashboard.infra import clock
 from dashboard.models import DigestSubscription, Topup
 from dashboard.services import alerts, figures, reads, runway
+from dashboard.services.accounts import Account, accounts_for
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def usage_path(account_id: str, week: figures.Span) -> str:
         "start": week.first_day.isoformat(),
         "end": week.last_day.isoformat(),
     }
-    return reverse("usage", args=[account_id]) + "?" + urlencode(query)
+    return reverse("dashboard:usage", args=[account_id]) + "?" + urlencode(query)
 
 
 def _how(origin: str | None, username: str | None) -> str:

@@ -4,7 +4,7 @@ Cloudflare answers ``invoice-history`` with a ``pagination`` object but document
 parameter. The dashboard asks for page 1, then for the next page while ``has_more`` says
 so, and stops as soon as an answer does not advance (Cloudflare may ignore the parameter)
 or after ``MAX_UPSTREAM_PAGES``. The list it assembled is cached per account and type
-(through ``dashboard.upstream``) and paged locally; when it holds fewer invoices than
+(through ``dashboard.infra.upstream``) and paged locally; when it holds fewer invoices than
 Cloudflare's ``total_count``, the page says so.
 
 Everything here is plain data for the template: amounts already formatted with their
@@ -28,10 +28,10 @@ from django.utils import dateformat, timezone
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import upstream
+from dashboard.infra import upstream
 from dashboard.models import Topup
-from dashboard.money import currency_code, format_money, format_quantity, format_unit_price
 from dashboard.services import reads
+from dashboard.services.money import currency_code, format_money, format_quantity, format_unit_price
 from dashboard.services.pdf_links import PdfLink, pdf_link
 from dashboard.services.reads import Upcoming
 

@@ -37,7 +37,7 @@ from django.template.loader import render_to_string
 from procrastinate import exceptions
 from procrastinate.contrib.django import app
 
-from dashboard import clock
+from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertDeliveryAttempt, AlertFiring, AlertRule
 
 logger = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing_api import models
-from dashboard import clock, upstream
-from dashboard.access import Account
+from dashboard.infra import clock, upstream
 from dashboard.services import attention, figures, invoices, reads, runway
+from dashboard.services.accounts import Account
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
 BANNER: Final = "topup-banner"

@@ -11,7 +11,7 @@ from datetime import datetime, tzinfo
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import upstream
+from dashboard.infra import upstream
 from dashboard.services import figures, runway
 
 

@@ -20,10 +20,10 @@ from django.utils import timezone
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import audit, billing, clock, upstream
+from dashboard.infra import billing, clock, upstream
 from dashboard.models import AuditEvent, RefusedChange
-from dashboard.money import format_usd
-from dashboard.services import figures, reads, runway
+from dashboard.services import audit, figures, reads, runway
+from dashboard.services.money import format_usd
 
 Kind = RefusedChange.Kind
 

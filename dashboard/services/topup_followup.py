@@ -19,9 +19,9 @@ from django.db import transaction
 from django.utils import formats, timezone
 
 from billing_api import errors
-from dashboard import audit, billing, clock
+from dashboard.infra import billing, clock
 from dashboard.models import Topup
-from dashboard.services import topups
+from dashboard.services import audit, topups
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from procrastinate import exceptions
 from procrastinate.contrib.django import app
 
 from billing_api import errors, models
-from dashboard import audit, billing, clock, upstream
+from dashboard.infra import billing, clock, upstream
 from dashboard.models import Topup
-from dashboard.services import invoices, reads
+from dashboard.services import audit, invoices, reads
 from dashboard.services.balance import describe_payment_method
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from billing_api import models
-from dashboard import upstream
+from dashboard.infra import upstream
 from dashboard.services import figures, reads
 
 UsageWindow = models.UsageWindow
@@ -588,7 +588,7 @@ def page_context(
     if report is not None and report.range.preset == "custom":
         start = local_date(asked["start"], zone)
         end = local_date(asked["end"], zone) - DAY
-    page_url = reverse("usage", args=[account_id])
+    page_url = reverse("dashboard:usage", args=[account_id])
     context: dict[str, Any] = {
         "report": report,
         "zone_name": str(zone),
@@ -623,7 +623,7 @@ def page_context(
     if summary is not None and summary.busiest is not None:
         context["busiest_label"] = row_label(summary.busiest, report)
     if can_export:
-        context["csv_url"] = reverse("usage_csv", args=[account_id]) + _query(
+        context["csv_url"] = reverse("dashboard:usage_csv", args=[account_id]) + _query(
             window, preset, start, end
         )
     return context

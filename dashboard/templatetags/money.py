@@ -1,4 +1,4 @@
-"""Template filters over :mod:`dashboard.money`: ``{{ amount|usd }}`` gives "$1,234.56" or
+"""Template filters over :mod:`dashboard.services.money`: ``{{ amount|usd }}`` gives "$1,234.56" or
 "−$3.20"; ``{{ start|period:end }}`` gives "1–30 Nov 2026"."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import template
 
-from dashboard.money import format_period, format_usd
+from dashboard.services.money import format_period, format_usd
 
 register = template.Library()
 

@@ -22,7 +22,7 @@ from django.db import connection, connections
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
 from billing_api.simulator import Simulator
-from dashboard import clock
+from dashboard.infra import clock
 from tests.conftest import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -62,7 +62,7 @@ DIGEST_HTML = """
 import sys, django
 django.setup()
 from django.contrib.auth.models import User
-from dashboard import clock
+from dashboard.infra import clock
 from dashboard.services import digest
 user = User.objects.get(username=sys.argv[1])
 message = digest.message(digest.build(user, clock.now()), "to@example.com")

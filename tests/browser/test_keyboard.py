@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, ViewportSize, expect
 
 from billing_api import errors
-from dashboard import audit
+from dashboard.services import audit
 from tests.browser.conftest import HTMX_IDLE, confirm_topup, login, screenshot
 from tests.browser.test_accessibility import PAGES
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL

@@ -1,4 +1,4 @@
-"""Gunicorn's configuration for ``make serve``: ``gunicorn -c dashboard/gunicorn_conf.py``.
+"""Gunicorn's configuration for ``make serve``: ``gunicorn -c dashboard/infra/gunicorn_conf.py``.
 
 Several worker processes, each with a few threads: a page waits on Cloudflare (network, not
 CPU), so threads keep a slow upstream read from blocking the process, and processes use the
@@ -47,20 +47,20 @@ errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Metrics of several processes: with PROMETHEUS_MULTIPROC_DIR, each worker writes its counters
-# to files there and /metrics sums them (dashboard/metrics.py). The server starts from an empty
-# directory, and the collector is told when a worker is gone.
+# to files there and /metrics sums them (dashboard/infra/metrics.py). The server starts from an
+# empty directory, and the collector is told when a worker is gone.
 _METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
 
 
 def on_starting(server: Any) -> None:
     if _METRICS_DIR:
-        from dashboard.metrics import empty_multiproc_dir
+        from dashboard.infra.metrics import empty_multiproc_dir
 
         empty_multiproc_dir(_METRICS_DIR)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     if _METRICS_DIR:
-        from dashboard.metrics import mark_process_dead
+        from dashboard.infra.metrics import mark_process_dead
 
         mark_process_dead(worker.pid, _METRICS_DIR)

@@ -68,7 +68,7 @@ def record_cache_unavailable(operation: str, reason: str) -> None:
 
 
 def view_label(request: HttpRequest) -> str:
-    """The matched URL pattern's name (``overview``, ``admin:index``); never the path, whose
+    """The matched URL's name (``dashboard:overview``, ``admin:index``); never the path, whose
     account ids and query strings would make a new time series per visitor."""
     match = getattr(request, "resolver_match", None)
     if match is None:

@@ -10,11 +10,12 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard.access import Account, HtmxHttpRequest, account_view, accounts_for
-from dashboard.cloudflare_links import ai_gateway_url
 from dashboard.models import RefusedChange
 from dashboard.services import alerts, rules
 from dashboard.services import overview as cards
+from dashboard.services.accounts import Account, accounts_for
+from dashboard.services.cloudflare_links import ai_gateway_url
+from dashboard.web.access import HtmxHttpRequest, account_view
 
 
 @require_GET
@@ -22,7 +23,7 @@ def home(request: HttpRequest) -> HttpResponse:
     accounts = accounts_for(request.user)
     if not accounts or not request.user.has_perm("dashboard.view_overview"):
         return render(request, "dashboard/no_access.html", status=403)
-    return redirect("overview", account_id=accounts[0].id)
+    return redirect("dashboard:overview", account_id=accounts[0].id)
 
 
 @require_GET
@@ -54,7 +55,7 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     context = {
         "account": account,
         "page": page,
-        "overview_url": reverse("overview", args=[account.id]),
+        "overview_url": reverse("dashboard:overview", args=[account.id]),
         "invoices_url": _invoices_url(account),
         # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
         "cap_banner": None if partial else alerts.cap_banner(account.id),
@@ -75,6 +76,6 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 def _invoices_url(account: Account) -> str | None:
     # The invoices page is built alongside this one; until its URL exists, no link.
     try:
-        return reverse("invoices", args=[account.id])
+        return reverse("dashboard:invoices", args=[account.id])
     except NoReverseMatch:
         return None

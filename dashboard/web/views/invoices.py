@@ -8,9 +8,10 @@ from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import InvoiceFilterForm
 from dashboard.services import invoices as service
+from dashboard.services.accounts import Account
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import InvoiceFilterForm
 
 TABLE = "invoice-table"
 UPCOMING = "upcoming-invoice"

@@ -14,10 +14,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import ActivityFilterForm
 from dashboard.models import AuditEvent
 from dashboard.services import activity as service
+from dashboard.services.accounts import Account
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import ActivityFilterForm
 
 TABLE = "activity-table"
 
@@ -94,7 +95,7 @@ def _table(
     filters: service.Filters,
     page: Page[AuditEvent],
 ) -> dict[str, Any]:
-    page_url = reverse("activity", args=[account.id])
+    page_url = reverse("dashboard:activity", args=[account.id])
     context: dict[str, Any] = {
         "page": page,
         "rows": service.rows(page.object_list),
@@ -106,7 +107,7 @@ def _table(
     }
     if request.user.has_perm("dashboard.export_data"):
         count = page.paginator.count
-        context["csv_url"] = reverse("activity_csv", args=[account.id]) + filters.query()
+        context["csv_url"] = reverse("dashboard:activity_csv", args=[account.id]) + filters.query()
         context["csv_too_big"] = count > service.CSV_MAX_ROWS
         context["csv_max"] = service.CSV_MAX_ROWS
     return context

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from dashboard.access import accounts_for
 from dashboard.demo import DEMO_USERS
+from dashboard.services.accounts import accounts_for
 
 PRODUCT_NAME = "AI Gateway spend"
 

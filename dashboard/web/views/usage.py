@@ -10,10 +10,11 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from dashboard import clock
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import UsageFilterForm
+from dashboard.infra import clock
 from dashboard.services import usage as usage_service
+from dashboard.services.accounts import Account
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import UsageFilterForm
 
 
 @require_GET

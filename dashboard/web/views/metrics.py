@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from dashboard.metrics import exposition
+from dashboard.infra.metrics import exposition
 
 
 @login_not_required

@@ -1,7 +1,7 @@
 """The login page with throttling, and the end of idle or old sessions.
 
 A login is refused while its user name from this address, or the address itself, is locked
-out (see ``dashboard.throttle``): with HTTP 429 and the same words whether the user exists or
+out (see ``dashboard.infra.throttle``): with HTTP 429 and the same words whether the user exists or
 not, and even with the right password, so that a guesser learns nothing from a lock.
 """
 
@@ -20,7 +20,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from dashboard import throttle
+from dashboard.infra import throttle
 
 #: Session keys: when this login's session was first and last seen (wall-clock seconds).
 STARTED_AT = "_session_started_at"

@@ -28,8 +28,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_safe
 
-from dashboard import upstream
-from dashboard.cache import errors_raised
+from dashboard.infra import upstream
+from dashboard.infra.cache import errors_raised
 from dashboard.services import reads
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,11 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.forms import AlertRuleForm
 from dashboard.models import AlertRule, AuditEvent
 from dashboard.services import alerts as service
+from dashboard.services.accounts import Account
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import AlertRuleForm
 
 Action = AuditEvent.Action
 PAGE = "dashboard/alerts.html"
@@ -42,9 +43,9 @@ def _save(request: HtmxHttpRequest, account: Account, form: AlertRuleForm) -> Ht
     if request.htmx:
         # A full page after a save: the list and the history change too.
         response = HttpResponse(status=204)
-        response["HX-Redirect"] = reverse("alerts", args=[account.id])
+        response["HX-Redirect"] = reverse("dashboard:alerts", args=[account.id])
         return response
-    return redirect("alerts", account_id=account.id)
+    return redirect("dashboard:alerts", account_id=account.id)
 
 
 @require_http_methods(["GET", "POST"])
@@ -57,7 +58,9 @@ def alerts(request: HtmxHttpRequest, account: Account) -> HttpResponse:
             return saved
     else:
         form = AlertRuleForm(initial={"kind": AlertRule.Kind.BALANCE_BELOW, "repeat_hours": 24})
-    return _respond(request, account, form=form, form_url=reverse("alerts", args=[account.id]))
+    return _respond(
+        request, account, form=form, form_url=reverse("dashboard:alerts", args=[account.id])
+    )
 
 
 def _rule_or_404(account: Account, pk: int) -> AlertRule:
@@ -75,8 +78,10 @@ def alert_rule(request: HtmxHttpRequest, account: Account, pk: int) -> HttpRespo
     form = AlertRuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and (saved := _save(request, account, form)):
         return saved
-    url = reverse("alert_rule", args=[account.id, rule.pk])
-    return _respond(request, account, form=form, form_url=url, editing=rule, switch_to="alerts")
+    url = reverse("dashboard:alert_rule", args=[account.id, rule.pk])
+    return _respond(
+        request, account, form=form, form_url=url, editing=rule, switch_to="dashboard:alerts"
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -88,8 +93,8 @@ def alert_rule_delete(request: HtmxHttpRequest, account: Account, pk: int) -> Ht
     if request.method == "POST":
         service.delete_rule(request.user, rule)
         messages.success(request, f"Alert deleted: {condition}.")
-        return redirect("alerts", account_id=account.id)
-    context = {"confirm_delete": rule, "condition": condition, "switch_to": "alerts"}
+        return redirect("dashboard:alerts", account_id=account.id)
+    context = {"confirm_delete": rule, "condition": condition, "switch_to": "dashboard:alerts"}
     return render(
         request, PAGE, {"account": account, **service.page_context(account.id), **context}
     )

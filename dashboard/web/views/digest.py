@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from dashboard.forms import NO_DIGEST_ADDRESS, DigestForm
 from dashboard.services import digest as service
+from dashboard.web.forms import NO_DIGEST_ADDRESS, DigestForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -32,7 +32,7 @@ def digest(request: HttpRequest) -> HttpResponse:
                 request,
                 f"The weekly digest goes to {user.email}." if wanted else "No more weekly digest.",
             )
-            return redirect("digest")
+            return redirect("dashboard:digest")
     else:
         form = DigestForm(initial={"wanted": subscription is not None}, address=user.email)
     context = {"form": form, "subscription": subscription, "no_address": NO_DIGEST_ADDRESS}

@@ -15,8 +15,8 @@ from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
 from dashboard.models import AlertRule, AuditEvent, split_lines
-from dashboard.money import format_usd
 from dashboard.services import activity, notify, topups, usage
+from dashboard.services.money import format_usd
 
 # ---------------------------------------------------------------- invoices
 

@@ -2,28 +2,20 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
-from dashboard import login, views
-from dashboard.converters import AccountIdConverter
-from dashboard.views import health
-from dashboard.views import metrics as metrics_views
+from dashboard.web import login, views
+from dashboard.web.converters import AccountIdConverter
+from dashboard.web.views import health
+from dashboard.web.views import metrics as metrics_views
 
 register_converter(AccountIdConverter, "account")
 # Django admin's own login page counts failures and honours locks like the main one.
 admin.site.login_form = login.ThrottledAdminAuthenticationForm
 
-urlpatterns = [
+# The dashboard's pages, named in the "dashboard" namespace: {% url 'dashboard:overview' id %}.
+pages = [
     path("", views.home, name="home"),
-    # Probes for load balancers: public, cheap, exempt from the https redirect.
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    # Prometheus: a bearer token (METRICS_TOKEN) or a staff login, else 401/403.
-    path("metrics", metrics_views.metrics, name="metrics"),
-    # Throttled: repeated failures lock out the user name and the address for a while.
-    path("accounts/login/", login.LoginView.as_view(), name="login"),
-    # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/", views.all_accounts, name="all_accounts"),
     path("digest/", views.digest, name="digest"),
     path("accounts/<account:account_id>/", views.overview, name="overview"),
@@ -61,5 +53,18 @@ urlpatterns = [
         views.alert_rule_delete,
         name="alert_rule_delete",
     ),
+]
+
+urlpatterns = [
+    # Probes for load balancers: public, cheap, exempt from the https redirect.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    # Prometheus: a bearer token (METRICS_TOKEN) or a staff login, else 401/403.
+    path("metrics", metrics_views.metrics, name="metrics"),
+    # Throttled: repeated failures lock out the user name and the address for a while.
+    path("accounts/login/", login.LoginView.as_view(), name="login"),
+    # Django's LogoutView accepts POST only, so a link or an image tag cannot log anyone out.
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include((pages, "dashboard"))),
     path("admin/", admin.site.urls),
 ]

@@ -24,12 +24,13 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.cloudflare_links import ai_gateway_url
-from dashboard.forms import AutoTopupForm, SpendingLimitForm, errors_of
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import alerts, reads, rules
+from dashboard.services.accounts import Account
 from dashboard.services.balance import card_from_fetched
+from dashboard.services.cloudflare_links import ai_gateway_url
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import AutoTopupForm, SpendingLimitForm, errors_of
 
 Action = AuditEvent.Action
 Kind = RefusedChange.Kind
@@ -72,8 +73,8 @@ def _context(rule: Rule, account: Account, **extra: Any) -> dict[str, Any]:
         "account": account,
         **rule.read(account.id),
         "refusal": rules.refusal(account.id, rule.kind),
-        "page_url": reverse(rule.name, args=[account.id]),
-        "delete_url": reverse(f"{rule.name}_delete", args=[account.id]),
+        "page_url": reverse(f"dashboard:{rule.name}", args=[account.id]),
+        "delete_url": reverse(f"dashboard:{rule.name}_delete", args=[account.id]),
         "dashboard_url": ai_gateway_url(account.id),
         "form_id": f"{rule.id}-form",
         "rule_fields": rule.fields,
@@ -128,7 +129,7 @@ def _edit(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespons
     saved = rule.saved(form.cleaned_data)
     if not request.htmx:
         messages.success(request, saved)
-        return redirect(rule.name, account_id=account.id)
+        return redirect(f"dashboard:{rule.name}", account_id=account.id)
     context = _context(rule, account, saved=saved)
     context["form"] = rule.form(context, None, rule.initial(context["current"]))
     return _respond(request, rule, context)
@@ -141,7 +142,7 @@ def _delete(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespo
         outcome = rule.delete(request.user, account.id, context["current"])
         if outcome.ok:
             messages.success(request, rule.deleted)
-            return redirect(rule.name, account_id=account.id)
+            return redirect(f"dashboard:{rule.name}", account_id=account.id)
         context.update(
             error=outcome.message,
             refused=outcome.refused,

@@ -44,9 +44,9 @@ from redis.exceptions import LockNotOwnedError
 
 from billing_api.client import BillingClient, request_id
 from billing_api.errors import BillingError, BillingStatusError
-from dashboard import billing, metrics
-from dashboard.cache import UNREACHABLE as REDIS_UNREACHABLE
-from dashboard.cache import ResilientRedisCache
+from dashboard.infra import billing, metrics
+from dashboard.infra.cache import UNREACHABLE as REDIS_UNREACHABLE
+from dashboard.infra.cache import ResilientRedisCache
 
 logger = logging.getLogger(__name__)
 

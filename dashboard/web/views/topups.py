@@ -18,13 +18,13 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import audit
-from dashboard.access import Account, HtmxHttpRequest, account_view
-from dashboard.cloudflare_links import ai_gateway_url
-from dashboard.forms import TopupForm
 from dashboard.models import Topup
-from dashboard.services import balance_card
+from dashboard.services import audit, balance_card
 from dashboard.services import topups as service
+from dashboard.services.accounts import Account
+from dashboard.services.cloudflare_links import ai_gateway_url
+from dashboard.web.access import HtmxHttpRequest, account_view
+from dashboard.web.forms import TopupForm
 
 TEMPLATE = "dashboard/topups.html"
 HISTORY = "topup-history"
@@ -176,7 +176,7 @@ def _done(request: HtmxHttpRequest, account: Account, created: service.Created) 
 
 
 def _page_url(account: Account, topup: Topup) -> str:
-    return f"{reverse('topups', args=[account.id])}?topup={topup.pk}"
+    return f"{reverse('dashboard:topups', args=[account.id])}?topup={topup.pk}"
 
 
 def _render(request: HtmxHttpRequest, partials: list[str], context: dict[str, Any]) -> HttpResponse:

@@ -4,7 +4,7 @@
   balancer usually sets one) or makes one, keeps it in a context variable for the length of
   the request, and sends it back as a response header. The variable is the billing client's
   own, so the id also goes to Cloudflare as ``X-Request-ID`` on every upstream call, and
-  :func:`dashboard.upstream.gather` copies the context into its pool threads.
+  :func:`dashboard.infra.upstream.gather` copies the context into its pool threads.
 * :class:`RequestIdFilter` puts the id on every log record (``-`` outside a request).
 * :class:`JsonFormatter` writes one JSON object per line for log collectors (python-json-logger);
   :class:`PlainFormatter` one readable line for a developer's terminal. Both scrub the

@@ -29,7 +29,7 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dashboard import metrics
+from dashboard.infra import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
 #: Keys (as the dashboard names them, before the prefix) kept in a local-memory cache of the
-#: process while Redis cannot be reached: the billing reads (``dashboard.upstream``), so that
+#: process while Redis cannot be reached: the billing reads (``dashboard.infra.upstream``), so that
 #: the single flight hands its answer to the threads waiting for it, a failure is remembered
 #: for ``BILLING_ERROR_CACHE_SECONDS``, and an answer is reused for
 #: ``BILLING_CACHE_SECONDS``, per process, as in demo mode. Never sessions or login counters:

@@ -1,0 +1,45 @@
+"""The accounts: those configured (``BILLING_ACCOUNTS``), and those a user is granted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+
+from dashboard.models import AccountAccess
+
+#: Where :func:`granted_account_ids` keeps its answer on a user object.
+GRANTED_ATTRIBUTE = "_dashboard_granted_accounts"
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+
+
+def configured_accounts() -> list[Account]:
+    return [Account(key, name) for key, name in settings.BILLING_ACCOUNTS.items()]
+
+
+def accounts_for(user: User | AnonymousUser) -> list[Account]:
+    """The configured accounts this user may see, in configured order."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    if user.is_superuser:
+        return configured_accounts()
+    granted = granted_account_ids(user)
+    return [account for account in configured_accounts() if account.id in granted]
+
+
+def granted_account_ids(user: User) -> frozenset[str]:
+    """The account ids granted to ``user``, read once and kept on the user object (as Django
+    keeps permissions)."""
+    granted: frozenset[str] | None = getattr(user, GRANTED_ATTRIBUTE, None)
+    if granted is None:
+        granted = frozenset(
+            AccountAccess.objects.filter(user=user).values_list("account_id", flat=True)
+        )
+        setattr(user, GRANTED_ATTRIBUTE, granted)
+    return granted

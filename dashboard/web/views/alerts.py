@@ -16,7 +16,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 
 from dashboard.models import AlertRule, AuditEvent
-from dashboard.services import alerts as service
+from dashboard.services import alert_rules as service
 from dashboard.services.accounts import Account
 from dashboard.web.access import HtmxHttpRequest, account_view
 from dashboard.web.forms import AlertRuleForm

@@ -35,7 +35,7 @@ from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
 from tests.shared_reader import calls_key, go_key, held_loader
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = dashboard_settings.__file__
 NAME = "shared-test"
 KEY = upstream.cache_key(ACCOUNT_ID, NAME)

@@ -17,7 +17,7 @@ from billing_api.simulator import Simulator
 from billing_api.simulator.state import Invoice
 from dashboard.models import AlertRule, Topup
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW, wait_for_background_reads
-from tests.test_overview import text
+from tests.views.test_overview import text
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 RESEARCH = f"/accounts/{OTHER_ACCOUNT_ID}/"  # seeded with no card and no auto top-up

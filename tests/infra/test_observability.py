@@ -32,7 +32,7 @@ from dashboard.infra import metrics, observability
 from dashboard.infra.observability import JsonFormatter, PlainFormatter
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT, eventually
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "metrics-token-for-the-tests-0123456789"
 SIM_URL = "https://simulator.invalid/client/v4"
 

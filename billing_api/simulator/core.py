@@ -371,7 +371,7 @@ class Simulator:
         if isinstance(routed, _Refusal):
             return self._error(routed.status, routed.errors)
         account_id, endpoint = routed
-        faults = {fault.kind: fault.params for fault in self._faults.take(endpoint)}
+        faults = self._faults.take(endpoint)
         with self._lock:
             self._calls[endpoint] += 1
             # Counted in flight with the current event, so a release() issued after a test

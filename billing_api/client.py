@@ -7,7 +7,6 @@ anything is sent: a bad one raises ``ValidationError`` with no status code.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
@@ -297,16 +296,8 @@ class BillingClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _call(
-        self,
-        model: type[T],
-        method: str,
-        endpoint: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> T:
-        result = self._request(method, endpoint, params=params, body=body)
+    def _call(self, model: type[T], method: str, endpoint: str, **request: Any) -> T:
+        result = self._request(method, endpoint, **request)
         try:
             return model.model_validate(result)
         except pydantic.ValidationError as err:
@@ -407,17 +398,15 @@ class BillingClient:
                 raise errors.BillingResponseError(
                     f"{method} {endpoint}: answer is not JSON (HTTP {response.status_code})"
                 ) from None
-        envelope: models.Envelope | None = None
-        if isinstance(payload, dict):
-            with contextlib.suppress(pydantic.ValidationError):
-                envelope = models.Envelope.model_validate(payload)
-        if not response.is_success:
-            raise self._status_error(method, endpoint, response, envelope)
-        if envelope is None:
+        try:
+            envelope: models.Envelope | None = models.Envelope.model_validate(payload)
+        except pydantic.ValidationError:
+            envelope = None
+        if response.is_success and envelope is None:
             raise errors.BillingResponseError(
                 f"{method} {endpoint}: answer is not a Cloudflare envelope"
             )
-        if not envelope.success:
+        if envelope is None or not envelope.success or not response.is_success:
             raise self._status_error(method, endpoint, response, envelope)
         return envelope.result
 

@@ -163,10 +163,10 @@ def _validate_body(
     return data
 
 
-def _query_number(query: Mapping[str, str], name: str) -> float | None:
+def _query_number(query: Mapping[str, str], name: str, default: float) -> float:
     raw = query.get(name)
-    if raw is None or raw == "":
-        return None
+    if not raw:
+        return default
     try:
         value = float(raw)
     except ValueError:
@@ -178,7 +178,7 @@ def _query_number(query: Mapping[str, str], name: str) -> float | None:
 
 def _query_int(query: Mapping[str, str], name: str, default: int, high: int | None) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -279,10 +279,8 @@ class Simulator:
 
     @property
     def in_flight(self) -> Counter[str]:
-        """Requests routed and not yet answered, per endpoint key (a copy; idle keys left out).
-
-        One held by a latency or hang fault stays counted until the fault ends or ``release()``.
-        """
+        """Requests routed and not yet answered, per endpoint key (a copy; idle keys left out),
+        so one held by a latency or hang fault until the fault ends or ``release()``."""
         with self._lock:
             return +self._in_flight
 
@@ -368,8 +366,8 @@ class Simulator:
         hang cut short to ``hang_limit`` and not released by then raises TimeoutError."""
         method = method.upper()
         routed = self._route(method, path)
-        if isinstance(routed, _Refusal):
-            return self._error(routed.status, routed.errors)
+        if routed is None:
+            return self._error(404, [(CODE_NO_ROUTE, "No route for that URI")])
         account_id, endpoint = routed
         faults = self._faults.take(endpoint)
         with self._lock:
@@ -395,18 +393,14 @@ class Simulator:
                 self._in_flight[endpoint] -= 1
                 self._in_flight_changed.notify_all()
 
-    def _route(self, method: str, path: str) -> tuple[str, str] | _Refusal:
+    def _route(self, method: str, path: str) -> tuple[str, str] | None:
+        """(account id, endpoint key) of a billing API path; None for any other path."""
         prefix = f"{API_PREFIX}/accounts/"
-        no_route = _Refusal(404, [(CODE_NO_ROUTE, "No route for that URI")])
-        if not path.startswith(prefix):
-            return no_route
-        parts = path[len(prefix) :].split("/")
-        if len(parts) < 4 or "/".join(parts[1:3]) != BILLING_PATH or not parts[0]:
-            return no_route
+        parts = path.removeprefix(prefix).split("/") if path.startswith(prefix) else []
+        if len(parts) < 4 or not parts[0] or "/".join(parts[1:3]) != BILLING_PATH:
+            return None
         endpoint = f"{method} {'/'.join(parts[3:])}"
-        if endpoint not in ENDPOINTS:
-            return no_route
-        return parts[0], endpoint
+        return (parts[0], endpoint) if endpoint in ENDPOINTS else None
 
     def _answer(
         self,
@@ -513,12 +507,9 @@ class Simulator:
         window = {"day": DAY, "hour": HOUR}.get(query.get("value_grouping_window", ""))
         if window is None:
             raise _invalid(["value_grouping_window: required, one of day, hour"])
-        end_ms = _query_number(query, "end_time")
-        start_ms = _query_number(query, "start_time")
-        if end_ms is None:
-            end_ms = now * 1000
-        if start_ms is None:
-            start_ms = end_ms - (30 * DAY if window == DAY else DAY) * 1000
+        end_ms = _query_number(query, "end_time", now * 1000)
+        span = 30 * DAY if window == DAY else DAY
+        start_ms = _query_number(query, "start_time", end_ms - span * 1000)
         if start_ms >= end_ms:
             raise _invalid(["start_time: must be before end_time"])
         if window == HOUR and end_ms - start_ms > MAX_HOURLY_SPAN_MS:

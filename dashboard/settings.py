@@ -380,7 +380,8 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+JOBS_IN_MEMORY = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if JOBS_IN_MEMORY:
     # Procrastinate's schema is PostgreSQL's: on SQLite (demo mode) its jobs are kept in
     # memory by the one process that serves and works (dashboard.tasks.on_app_ready).
     MIGRATION_MODULES = {"procrastinate": None}

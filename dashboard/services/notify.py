@@ -17,7 +17,6 @@ most ``MAX_ANSWER_BYTES`` read: a hostile receiver cannot hold the worker.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import logging
@@ -34,10 +33,8 @@ import httpcore
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
-from procrastinate import exceptions
-from procrastinate.contrib.django import app
 
-from dashboard.infra import clock
+from dashboard.infra import clock, jobs
 from dashboard.models import AlertDelivery, AlertDeliveryAttempt, AlertFiring, AlertRule
 
 logger = logging.getLogger(__name__)
@@ -221,10 +218,7 @@ class Attempt:
 
 def defer(delivery_id: int) -> None:
     """Defers the delivery's job, once (its retries follow from it)."""
-    with contextlib.suppress(exceptions.AlreadyEnqueued):
-        app.configure_task(TASK, queueing_lock=f"delivery-{delivery_id}").defer(
-            delivery_id=delivery_id
-        )
+    jobs.defer(TASK, lock=f"delivery-{delivery_id}", delivery_id=delivery_id)
 
 
 def deliver(delivery_id: int) -> Attempt:

@@ -16,7 +16,6 @@ around the same time and not already another top-up's, gives the id to ask about
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import uuid
@@ -33,11 +32,9 @@ from django.core.signing import Signer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
-from procrastinate import exceptions
-from procrastinate.contrib.django import app
 
 from billing_api import errors, models
-from dashboard.infra import billing, clock, upstream
+from dashboard.infra import billing, clock, jobs, upstream
 from dashboard.models import Topup
 from dashboard.services import audit, invoices, reads
 from dashboard.services.balance import describe_payment_method
@@ -86,12 +83,7 @@ FOLLOW_UP_TASK = "follow_up_topup"
 def defer_follow_up(topup_id: int, wait: timedelta = FOLLOW_UP_BACKOFF[0]) -> None:
     """Defers the top-up's next follow-up in ``wait``, unless one is waiting already (each
     follow-up defers the next until it settles)."""
-    with contextlib.suppress(exceptions.AlreadyEnqueued):
-        app.configure_task(
-            FOLLOW_UP_TASK,
-            queueing_lock=f"topup-{topup_id}",
-            schedule_in={"seconds": round(wait.total_seconds())},
-        ).defer(topup_id=topup_id)
+    jobs.defer(FOLLOW_UP_TASK, lock=f"topup-{topup_id}", wait=wait, topup_id=topup_id)
 
 
 def new_key() -> str:

@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 PERMISSION = "dashboard.view_overview"
 #: The digest goes out from this local time on Mondays.
 SEND_FROM = time(8, 0)
-WEEK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def _account_week(
     runway_words = "not known (Cloudflare did not answer)"
     if usage.ok and usage.value is not None:
         hours = usage.value.hours
-        spent = figures.total(hours, week).value
+        spent = runway.spend_between(hours, start, end)
         spent_before = runway.spend_between(hours, before, start)
         burn = usage.value.burn_week
         if balance.ok and balance.value is not None:

@@ -1,25 +1,15 @@
-"""Each figure shown under a shared name, defined once, with the span it covers.
+"""Each figure shown under a shared name, defined once, with the span it covers, so that every
+page, email and CSV shows one number for "last 24 hours" at the same moment.
 
-The overview, Usage, Alerts, the digest, All accounts, the CSV and the emails all take their
-figures from here, so "last 24 hours" or "per day over the last 7 days" is one number
-everywhere at the same moment. Every figure carries its span (start, end, complete days or
-not, time zone) and :func:`label` names it, e.g. "30 Nov–6 Dec, complete days, UTC".
-
-The definitions:
-
-* Figures count up to the end of the last complete hour (``data_end``): the hour still
-  running is not over, and counting it would make a figure change within the hour.
-* Burn per day: the average over the last 7 (or 30) complete days, local midnight to local
-  midnight; today is left out, as its hours so far would drag the average down every morning.
-* Last 24 hours: the 24 whole hours ending at ``data_end``.
-* Month to date: from the 1st, local midnight, to ``data_end``.
-* Month-end forecast: month to date plus the 7-day burn per day until the month's end.
-* Runway: when the balance reaches zero at the 7-day burn per day.
+Figures stop at the end of the last complete hour (``data_end``), so none changes within the
+hour. Burn per day: over the last 7 (or 30) complete local days. Last 24 hours: the 24 whole
+hours to ``data_end``. Month to date: from the 1st, local midnight. Month-end forecast: month
+to date plus the 7-day burn until the month's end. Runway: zero at the 7-day burn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -64,7 +54,8 @@ class Figure:
 
     @property
     def label(self) -> str:
-        return label(self)
+        """The span as a page says it: "per day over …" for a rate, "over …" else."""
+        return ("per day over " if self.per_day else "over ") + span_label(self.span)
 
 
 def data_end(now: datetime) -> datetime:
@@ -82,15 +73,6 @@ def last_complete_days(count: int, now: datetime, zone: tzinfo) -> Span:
     """The ``count`` local days before today."""
     today = now.astimezone(zone).date()
     return days_span(today - count * DAY, today - DAY, zone)
-
-
-# ---------------------------------------------------------------- the figures
-
-
-def burn(days: Sequence[runway.DayTotal], count: int, zone: tzinfo) -> Figure | None:
-    """Spend per day over the last ``count`` complete days; None without a complete day."""
-    rate = runway.burn_rate(days, count)
-    return burn_of(rate, zone)
 
 
 def burn_of(rate: runway.BurnRate | None, zone: tzinfo) -> Figure | None:
@@ -120,14 +102,6 @@ def month_end_forecast(month: runway.MonthToDate, zone: tzinfo) -> Figure | None
     return Figure("forecast", month.projected, span)
 
 
-def total(buckets: Iterable[UsageBucket], span: Span) -> Figure:
-    """Spend over any span (the digest's week, say)."""
-    return Figure("total", runway.spend_between(buckets, span.start, span.end), span)
-
-
-# ---------------------------------------------------------------- kept with the read
-
-
 class Hour(NamedTuple):
     """One hour of usage as kept: of Cloudflare's bucket, what the figures read."""
 
@@ -137,9 +111,9 @@ class Hour(NamedTuple):
 
 @dataclass(frozen=True)
 class Usage:
-    """The hourly usage of :func:`runway.usage_range` with its days and burn rates, made once
-    when it is read from Cloudflare and kept with it (``reads.recent_usage``): a page unpickles
-    a few hundred small tuples and sums them, rather than hundreds of models to group anew."""
+    """The hourly usage of :func:`runway.usage_range` with its days and burn rates, made once per
+    read and cached with it (``reads.recent_usage``): a page unpickles small tuples and sums
+    them rather than regrouping hundreds of models."""
 
     hours: tuple[Hour, ...]
     start: datetime
@@ -177,9 +151,6 @@ class Usage:
         return self.week is None or self.week.short
 
 
-# ---------------------------------------------------------------- words
-
-
 def _day(day: date, *, month: bool = True, year: bool = False) -> str:
     text = str(day.day)
     if month:
@@ -206,8 +177,3 @@ def span_label(span: Span) -> str:
         return f"{days_label(span.first_day, span.last_day)}, complete days, {span.zone}"
     start, end = span.start.astimezone(span.zone), span.end.astimezone(span.zone)
     return f"{_day(start.date())} {start:%H:%M}–{_day(end.date())} {end:%H:%M}, {span.zone}"
-
-
-def label(figure: Figure) -> str:
-    """The figure's span as a page says it: "per day over …" for a rate, "over …" else."""
-    return ("per day over " if figure.per_day else "over ") + span_label(figure.span)

@@ -9,10 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from django.core.cache import cache
+
 from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard.infra import upstream
 from dashboard.services import figures, runway
+
+
+def forget(account_id: str, name: str, params: dict[str, object] | None = None) -> None:
+    """The next read of ``name`` goes to Cloudflare (after a change, or to check afresh)."""
+    key = upstream.cache_key(account_id, name, params)
+    cache.delete_many([key, key + ":failed"])
 
 
 def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:

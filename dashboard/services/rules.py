@@ -15,12 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.cache import cache
 from django.utils import timezone
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard.infra import billing, clock, upstream
+from dashboard.infra import billing, clock
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import audit, figures, reads, runway
 from dashboard.services.money import format_usd
@@ -200,7 +199,7 @@ def _write(
     *,
     before: object,
     after: object,
-    dropped: tuple[str, ...],
+    dropped: str,
     actor: str = "",
     forgets_refusal: bool = True,
 ) -> Outcome:
@@ -217,7 +216,7 @@ def _write(
         audit.record(
             user, account_id, action, outcome, before=before, after=after, error=error, actor=actor
         )
-        _drop(account_id, dropped)
+        reads.forget(account_id, dropped)
         if isinstance(error, errors.PermissionDeniedError):
             said = "; ".join(e.message for e in error.errors) or str(error)
             RefusedChange.objects.update_or_create(
@@ -243,14 +242,8 @@ def _write(
     )
     if forgets_refusal:
         clear_refusal(account_id, kind)
-    _drop(account_id, dropped)
+    reads.forget(account_id, dropped)
     return Outcome(True)
-
-
-def _drop(account_id: str, names: tuple[str, ...]) -> None:
-    for name in names:
-        key = upstream.cache_key(account_id, name)
-        cache.delete_many([key, key + ":failed"])
 
 
 def _rule_json(rule: tuple[Decimal, Decimal] | None) -> dict[str, Decimal] | None:
@@ -272,7 +265,7 @@ def save_auto_topup(
         lambda client: client.set_topup_config(amount, threshold),
         before=_rule_json(before),
         after=_rule_json((threshold, amount)),
-        dropped=("credit-balance",),
+        dropped="credit-balance",
     )
 
 
@@ -292,7 +285,7 @@ def delete_auto_topup(
         lambda client: client.delete_topup_config(),
         before=_rule_json(before),
         after=None,
-        dropped=("credit-balance",),
+        dropped="credit-balance",
         actor=actor,
     )
 
@@ -319,7 +312,7 @@ def save_spending_limit(
         lambda client: client.set_spending_limit(amount, duration, strategy),
         before=_limit_json(before),
         after={"amount": amount, "duration": duration, "strategy": strategy},
-        dropped=("spending-limit",),
+        dropped="spending-limit",
     )
 
 
@@ -334,7 +327,7 @@ def delete_spending_limit(
         lambda client: client.delete_spending_limit(),
         before=_limit_json(before),
         after=None,
-        dropped=("spending-limit",),
+        dropped="spending-limit",
         # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
         forgets_refusal=False,
     )

@@ -1,13 +1,8 @@
 """Pure arithmetic of the overview: burn rate, runway, next auto top-up, month to date, limits.
 
-No Django, no I/O: every function takes the data, the moment ``now`` and the reporting time
-zone, so that the tests can pin each edge case (no usage, zero burn, a negative balance, a
-threshold above the balance, no complete day, a DST change in the reporting zone).
-
-Usage comes as hourly buckets (UTC hours, as Cloudflare aggregates them) and is grouped here
-into days of the reporting time zone: a "day" on the page starts at local midnight, and a day
-of 23 or 25 hours (a DST change) counts as one day. Only complete days count towards a burn
-rate: today's hours so far would drag the average down every morning.
+No Django, no I/O: data, ``now`` and the reporting zone are arguments, so tests pin each edge
+case. Cloudflare's UTC hours are grouped into local days (a DST day of 23 or 25 hours is one
+day); only complete days count towards a burn rate, or every morning would drag it down.
 """
 
 from __future__ import annotations
@@ -40,13 +35,8 @@ HORIZON = timedelta(days=366)
 ZERO = Decimal(0)
 
 
-# ---------------------------------------------------------------- time
-
-
 def floor_hour(moment: datetime) -> datetime:
-    """The start of the UTC hour containing ``moment`` (an aware datetime), in UTC."""
-    moment = moment.astimezone(UTC)
-    return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def ceil_hour(moment: datetime) -> datetime:
@@ -55,7 +45,8 @@ def ceil_hour(moment: datetime) -> datetime:
 
 
 def local_midnight(day: date, tz: tzinfo) -> datetime:
-    """Midnight starting ``day`` in ``tz``, in UTC (DST-aware)."""
+    """Midnight starting ``day`` in ``tz``, in UTC. Where DST skips midnight (Santiago), the day
+    starts at 01:00: zoneinfo reads a skipped time with the offset from before the change."""
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
@@ -79,21 +70,15 @@ class UsageRange:
 
 
 def usage_range(now: datetime, tz: tzinfo) -> UsageRange:
-    """From local midnight ``LONG_DAYS`` days ago to the end of the last complete hour.
-
-    That covers the complete days of both burn rates, today so far, the month so far (the
-    1st is never more than 30 days before today) and every spending-limit window. Both ends
-    are whole UTC hours, so everyone looking within the same hour asks the same question.
-    """
+    """From local midnight ``LONG_DAYS`` days ago to the end of the last complete hour: both
+    burn rates, the month so far and every spending-limit window. Both ends are whole UTC
+    hours, so everyone looking within the same hour asks the same question."""
     end = floor_hour(now)
     today = now.astimezone(tz).date()
     start = floor_hour(local_midnight(today - timedelta(days=LONG_DAYS), tz))
     # A DST change or a half-hour offset can push the span past Cloudflare's limit.
     start = max(start, end - MAX_HOURLY_SPAN)
     return UsageRange(start, end)
-
-
-# ---------------------------------------------------------------- days and burn rates
 
 
 def history_start(buckets: Iterable[UsageBucket], data_start: datetime) -> datetime:
@@ -112,23 +97,16 @@ class DayTotal:
 def daily_totals(
     buckets: Iterable[UsageBucket], tz: tzinfo, data_start: datetime, data_end: datetime
 ) -> list[DayTotal]:
-    """Hourly buckets summed per local day, oldest first, for the days the data touches.
+    """Hourly buckets summed per local day (the day an hour starts in), oldest first.
 
-    A day is complete when every hour starting within it lies inside
-    ``[data_start, data_end)``: the read covered it and it is over. Hours are put in the
-    local day in which they start (for zones with a half-hour offset, an hour can straddle
-    midnight). If Cloudflare's first bucket starts after ``data_start`` (a new account), the
-    days before it are not counted rather than counted as zero.
+    A day is complete when every hour starting within it lies inside ``[data_start,
+    data_end)``. Days before Cloudflare's first bucket (a new account) are left out, not zero.
     """
     ordered = sorted(buckets, key=lambda b: b.start_time)
     data_start = history_start(ordered, data_start)
-    totals: dict[date, Decimal] = {}
     first = data_start.astimezone(tz).date()
     last = (data_end - timedelta(microseconds=1)).astimezone(tz).date()
-    day = first
-    while day <= last:
-        totals[day] = ZERO
-        day += timedelta(days=1)
+    totals = {first + timedelta(days=n): ZERO for n in range((last - first).days + 1)}
     for bucket in ordered:
         if not data_start <= bucket.start_time < data_end:
             continue
@@ -164,9 +142,6 @@ def burn_rate(days: Sequence[DayTotal], count: int) -> BurnRate | None:
         return None
     total = sum((d.total for d in complete), ZERO)
     return BurnRate(total / len(complete), len(complete), count, complete[0].day, complete[-1].day)
-
-
-# ---------------------------------------------------------------- runway and auto top-up
 
 
 @dataclass(frozen=True)
@@ -233,9 +208,6 @@ def runway(
     return Runway("runs-out", rate, zero_at)
 
 
-# ---------------------------------------------------------------- sums over a span
-
-
 def spend_between(buckets: Iterable[UsageBucket], start: datetime, end: datetime) -> Decimal:
     """Spend of the hours that start in ``[start, end)``."""
     return sum((b.aggregated_value for b in buckets if start <= b.start_time < end), ZERO)
@@ -246,8 +218,7 @@ class MonthToDate:
     total: Decimal
     since: datetime
     until: datetime
-    #: Whether the read reaches back to the 1st (it always does, unless Cloudflare's
-    #: history starts later, for a new account).
+    #: The read reaches back to the 1st (it does, unless the account is newer).
     complete: bool
     #: At the 7-day rate, what the month comes to by its end (None without a rate).
     projected: Decimal | None
@@ -270,9 +241,6 @@ def month_to_date(
         left = (local_midnight(next_month, tz) - data_end) / timedelta(days=1)
         projected = total + rate.per_day * Decimal(str(max(left, 0.0)))
     return MonthToDate(total, since, data_end, ceil_hour(since) >= data_start, projected)
-
-
-# ---------------------------------------------------------------- spending limit
 
 
 LIMIT_DURATIONS = ("daily", "weekly", "monthly")
@@ -307,11 +275,9 @@ class LimitWindow:
 
 
 def limit_window_start(duration: str, strategy: str | None, now: datetime, tz: tzinfo) -> datetime:
-    """Where the limit's current window starts.
-
-    Cloudflare does not document its windows. A ``sliding`` one is taken as the last 24 hours,
-    7 days or 30 days; a ``fixed`` one (and an unknown strategy) as today, this week from
-    Monday, or this month, in the reporting time zone.
+    """Where the limit's current window starts. Cloudflare does not document its windows: a
+    ``sliding`` one is taken as the last 24 hours, 7 or 30 days; a ``fixed`` one (or unknown
+    strategy) as today, this week from Monday, or this month, in the reporting zone.
 
     Raises:
         ValueError: a duration other than daily, weekly or monthly.
@@ -338,9 +304,6 @@ def limit_window(
 ) -> LimitWindow:
     start = limit_window_start(duration, strategy, now, tz)
     return LimitWindow(start, data_end, spend_between(buckets, start, data_end), limit)
-
-
-# ---------------------------------------------------------------- words
 
 
 def describe_interval(every: timedelta) -> str:

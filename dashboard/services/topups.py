@@ -1,17 +1,10 @@
 """One-off top-ups: limits, the card on file, creating one at most once per key, its status.
 
-The rule that keeps a payment from being made twice: a top-up is a row first. The row is
-inserted with the form's idempotency key in a transaction of its own; the unique constraint
-on (account, key) lets exactly one request insert it, whatever the number of clicks, tabs,
-retries or processes. Only that request calls Cloudflare; every other one shows the row.
-
-A ``POST topup`` that got no answer (timeout, broken connection, an answer we cannot read)
-may or may not have charged the card. The row is then ``unknown``, never sent again: the
-page says so and where to check (manual invoices, Cloudflare's dashboard). Without a
-payment id there is nothing to ask ``topup/status`` about: it is reconciled by its charge
-instead (:func:`reconcile`). ``topup`` answers with the id of a Stripe invoice, and that
-invoice is listed in the manual invoice history: one invoice of the same amount, made
-around the same time and not already another top-up's, gives the id to ask about.
+No payment twice: a top-up is a row first, inserted with the form's idempotency key in its own
+transaction; the unique (account, key) constraint lets one request insert it, whatever the
+clicks, tabs or processes, and only that one calls Cloudflare. A ``POST topup`` without a
+trustworthy answer may have charged the card: the row is ``unknown``, never sent again, and
+:func:`reconcile` looks for its charge (a Stripe invoice) among the manual invoices.
 """
 
 from __future__ import annotations
@@ -47,25 +40,24 @@ QUICK_PICKS = (Decimal(25), Decimal(50), Decimal(100), Decimal(250))
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 CONFIRMATION_SALT = "dashboard.topups.confirmation"
 HISTORY_PAGE_SIZE = 20
-#: Polls every 2 s from each open page: one upstream status call per top-up per this long.
+#: Each open page polls every 2 s: one status call per top-up per this long, whatever their number.
 STATUS_CACHE_SECONDS = 2
 #: A card that needs 3-D Secure stays pending until someone confirms it at Cloudflare.
 STUCK_AFTER = timedelta(minutes=10)
-#: Its charge is looked for from this long before the top-up was stored (clocks differ)...
+#: An unknown top-up's charge is looked for from CLOCK_SKEW before it to CHARGE_WINDOW after;
+#: past that with nothing found, it most likely did not go through.
 CLOCK_SKEW = timedelta(minutes=2)
-#: ...to this long after it. Past this with nothing found, it most likely did not go through.
 CHARGE_WINDOW = timedelta(hours=1)
-#: An unknown top-up is checked on its own when the page is loaded once it is this old, and
-#: at most this often (a marker in the cache), so page views do not hammer Cloudflare...
+#: Page views check unknown top-ups older than CHECK_AFTER and younger than AUTO_CHECK_FOR,
+#: at most AUTO_CHECK_MAX a view and each once per CHECK_EVERY_SECONDS (a cache marker).
 CHECK_AFTER = timedelta(minutes=1)
 CHECK_EVERY_SECONDS = 60
-#: ...for this long after it was made, and this many at most per page view.
 AUTO_CHECK_FOR = timedelta(days=1)
 AUTO_CHECK_MAX = 5
 #: Top-ups whose outcome Cloudflare may still change: the worker follows them up.
 WAITING = (Topup.Status.PENDING, Topup.Status.UNKNOWN)
-#: Waits before the worker's 1st, 2nd... follow-up; then every hour until it settles. Most
-#: payments settle in seconds; one waiting on 3-D Secure may take hours.
+#: The worker's waits before each follow-up, then hourly: most payments settle in seconds,
+#: one waiting on 3-D Secure may take hours.
 FOLLOW_UP_BACKOFF = (
     timedelta(seconds=10),
     timedelta(seconds=30),
@@ -94,8 +86,6 @@ def new_key() -> str:
 class Limits:
     minimum: Decimal
     maximum: Decimal
-    #: False when ``topup/limits`` did not answer: the documented minimum.
-    from_cloudflare: bool
     #: True when ``maximum`` is this dashboard's ceiling (``TOPUP_MAX_AMOUNT``), not Cloudflare's.
     ceiling: bool
 
@@ -105,12 +95,11 @@ def limits(account_id: str) -> Limits:
     ceiling: Decimal = settings.TOPUP_MAX_AMOUNT
     fetched = reads.topup_limits(account_id)
     if fetched.value is None:
-        return Limits(DOCUMENTED_MINIMUM, ceiling, from_cloudflare=False, ceiling=True)
+        return Limits(DOCUMENTED_MINIMUM, ceiling, ceiling=True)
     value = fetched.value
     return Limits(
         max(value.minimum, DOCUMENTED_MINIMUM),
         min(value.maximum, ceiling),
-        from_cloudflare=True,
         ceiling=ceiling < value.maximum,
     )
 
@@ -220,32 +209,17 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
         existing = Topup.objects.get(account_id=account_id, idempotency_key=key)
         return Created(existing, sent=False)
     # A top-up changes no setting: there is no "before"; "after" is what was asked for.
-    asked = {"amount": amount}
+    asked: dict[str, object] = {"amount": amount}
+    error: errors.BillingError | None = None
     try:
         result = billing.client_for(account_id).create_topup(amount)
     except (errors.BillingConnectionError, errors.BillingResponseError) as err:
         # Sent, but no answer we can trust: Cloudflare may have charged the card.
         _finish(topup, Topup.Status.UNKNOWN, error=err)
-        audit.record(
-            user,
-            account_id,
-            audit.Action.TOPUP,
-            audit.Outcome.UNKNOWN,
-            after=asked,
-            error=err,
-            idempotency_key=key,
-        )
+        outcome, error = audit.Outcome.UNKNOWN, err
     except errors.BillingError as err:
         _finish(topup, Topup.Status.FAILED, error=err)
-        audit.record(
-            user,
-            account_id,
-            audit.Action.TOPUP,
-            audit.outcome_of(err),
-            after=asked,
-            error=err,
-            idempotency_key=key,
-        )
+        outcome, error = audit.outcome_of(err), err
     except BaseException:
         # Whatever broke, the request may have left: never leave the row "creating".
         _finish(topup, Topup.Status.UNKNOWN, message="The dashboard failed while sending.")
@@ -254,20 +228,13 @@ def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: st
         topup.payment_intent_id = result.payment_intent_id
         topup.card = " ".join(part for part in (result.brand, result.last4) if part)
         _finish(topup, Topup.Status.PENDING)
+        outcome = audit.Outcome.ACCEPTED
         # client_secret is deliberately left out: it is never stored, shown or logged.
-        audit.record(
-            user,
-            account_id,
-            audit.Action.TOPUP,
-            audit.Outcome.ACCEPTED,
-            after={
-                **asked,
-                "payment_intent_id": topup.payment_intent_id,
-                "status": topup.status,
-            },
-            idempotency_key=key,
-        )
-    forget_balance(account_id)
+        asked |= {"payment_intent_id": topup.payment_intent_id, "status": topup.status}
+    audit.record(
+        user, account_id, audit.Action.TOPUP, outcome, after=asked, error=error, idempotency_key=key
+    )
+    reads.forget(account_id, "credit-balance")
     return Created(topup, sent=True)
 
 
@@ -317,11 +284,6 @@ def describe_error(error: errors.BillingError) -> str:
         if status == 200:
             return f"Cloudflare did not accept the top-up: {said or 'no reason given'}"
     return f"{error.user_message} Nothing was charged."
-
-
-def forget_balance(account_id: str) -> None:
-    """The next balance read goes to Cloudflare: it changes when a top-up completes."""
-    cache.delete(upstream.cache_key(account_id, "credit-balance"))
 
 
 @dataclass(frozen=True)
@@ -387,7 +349,7 @@ def complete(topup: Topup) -> bool:
     topup.refresh_from_db()
     if not updated:
         return False
-    forget_balance(topup.account_id)
+    reads.forget(topup.account_id, "credit-balance")
     audit.record(
         AnonymousUser(),
         topup.account_id,
@@ -405,8 +367,6 @@ def complete(topup: Topup) -> bool:
     )
     return True
 
-
-# ---------------------------------------------------------------- reconciling unknown top-ups
 
 NOT_FOUND_IN_TIME = (
     "No charge was found in the invoice list an hour later: the top-up most likely did not "
@@ -439,11 +399,9 @@ def reconcile(
 ) -> Check:
     """Look for the charge of an unknown top-up in the manual invoices; never send it again.
 
-    One invoice of its amount, made from ``CLOCK_SKEW`` before it to ``CHARGE_WINDOW`` after
-    it and not already another top-up's: its id is the payment id, and ``topup/status`` says
-    where the payment stands. Several, or none: it stays unknown (money may or may not have
-    moved, and the dashboard does not guess). ``fresh``: read the invoices from Cloudflare
-    rather than the cached list.
+    Exactly one invoice of its amount in its charge window, not already another top-up's, is
+    its payment id, and ``topup/status`` says where it stands; several or none: it stays
+    unknown (the dashboard does not guess). ``fresh``: not the cached invoice list.
     """
     result = _reconcile(user, topup, fresh=fresh, actor=actor)
     cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
@@ -463,20 +421,14 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         .values_list("payment_intent_id", flat=True)
     )
     found = candidates(topup, listed, taken)
-    if len(found) > 1:
-        return Check(
-            topup,
-            found=False,
-            message="Several charges of this amount were found; check the invoice list.",
-        )
-    if not found:
-        if timezone.now() - topup.created_at > CHARGE_WINDOW:
-            return Check(topup, found=False, message=NOT_FOUND_IN_TIME)
-        return Check(
-            topup,
-            found=False,
-            message="No charge of this amount was found in the invoice list yet.",
-        )
+    if len(found) != 1:
+        if found:
+            said = "Several charges of this amount were found; check the invoice list."
+        elif timezone.now() - topup.created_at > CHARGE_WINDOW:
+            said = NOT_FOUND_IN_TIME
+        else:
+            said = "No charge of this amount was found in the invoice list yet."
+        return Check(topup, found=False, message=said)
     payment_id = found[0]
     try:
         answer = billing.client_for(topup.account_id).topup_status(payment_id)
@@ -518,7 +470,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         actor=actor,
     )
     if status == Topup.Status.COMPLETED:
-        forget_balance(topup.account_id)
+        reads.forget(topup.account_id, "credit-balance")
     return Check(
         topup,
         found=True,
@@ -529,8 +481,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
 def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
     """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
     if fresh:
-        key = upstream.cache_key(account_id, "invoice-history-assembled", {"type": "manual"})
-        cache.delete_many([key, key + ":failed"])
+        reads.forget(account_id, "invoice-history-assembled", {"type": "manual"})
     fetched = invoices.invoice_list(account_id, "manual")
     if fetched.value is None or fetched.error is not None:
         return None, fetched.error or "Cloudflare is still being asked."

@@ -1,24 +1,11 @@
 """The usage report: spend per day or per hour over a range, in the reporting time zone.
 
-The pure parts (range resolution, planning the upstream calls, bucketing, totals, CSV rows)
-take ``now`` and the zone as arguments, so they are tested without a clock or a network;
-:func:`usage_report` is the one function that reads from Cloudflare.
-
-Time zones. Cloudflare's ``day`` buckets are UTC days: the endpoint wraps Stripe's meter event
-summaries, whose daily grouping is aligned to midnight UTC (an inference from the field names;
-the simulator does the same). Labelled with a Berlin date, such a bucket would really run from
-02:00 to 02:00, so for a zone whose offset is not zero the report asks for ``hour`` buckets and
-adds them up into local days. That is exact whenever every local midnight of the range falls on
-a whole UTC hour, true of all but a few zones (India +05:30, Nepal +05:45, parts of Australia);
-there it falls back to Cloudflare's UTC days, labels them as UTC dates and says so on the page.
-A day with a DST change simply has 23 or 25 hours. Every range the page allows fits in the
-hourly limit below, so the fallback is only ever needed for those few zones.
-
-Hour limits. Cloudflare documents no limit on an hourly range; the simulator refuses more than
-31 days. Hourly reads are split into chunks of at most 31 days, fetched in parallel, and a range
-may span at most 93 days (Cloudflare keeps about 90 days of usage, and any three calendar months
-fit). If any chunk fails, the report is incomplete: it carries the error and no rows and no
-totals, never a chart of the part that happened to answer.
+Everything but :func:`usage_report` is pure (``now`` and the zone are arguments). Cloudflare's
+``day`` buckets are UTC days (Stripe's daily grouping), so for another zone the report adds
+``hour`` buckets up into local days; where a local midnight is not a whole UTC hour (India,
+Nepal...) it shows UTC days and says so. Hourly reads go in parallel chunks of at most 31 days
+(the simulator's limit), a range spans at most 93 days (Cloudflare keeps about 90), and if any
+chunk fails the report has no rows at all, never a chart of the part that answered.
 """
 
 from __future__ import annotations
@@ -37,8 +24,15 @@ from django.urls import reverse
 
 from billing_api import models
 from dashboard.infra import upstream
-from dashboard.services import figures, reads
+from dashboard.services import figures, reads, runway
+from dashboard.services.money import CENT
+from dashboard.services.runway import ZERO, ceil_hour, floor_hour
 
+# The time helpers of every figure, named here too for the usage form.
+HOUR: Final = runway.HOUR
+DAY: Final = figures.DAY
+MAX_HOURLY_SPAN: Final = runway.MAX_HOURLY_SPAN
+local_midnight = runway.local_midnight
 UsageWindow = models.UsageWindow
 Preset = Literal["24h", "7d", "30d", "90d", "mtd", "last-month", "custom"]
 
@@ -55,30 +49,12 @@ DEFAULT_PRESET: Final[Preset] = "7d"
 WINDOWS: Final[dict[str, str]] = {"day": "Day", "hour": "Hour"}
 #: The longest range a report covers, presets and custom ranges alike.
 MAX_RANGE_DAYS: Final = 93
-#: The longest hourly range asked of Cloudflare in one call (the simulator's limit).
-MAX_HOURLY_SPAN: Final = timedelta(days=31)
 #: Dates before this are refused: nothing to show, and far-off dates overflow in some zones.
 EARLIEST_DATE: Final = date(2000, 1, 1)
-HOUR: Final = timedelta(hours=1)
-DAY: Final = timedelta(days=1)
-ZERO: Final = Decimal(0)
-CENT: Final = Decimal("0.01")
 
 
 class RangeError(ValueError):
     """A range the report cannot show; the message is for the person who asked."""
-
-
-# ---------------------------------------------------------------- time helpers
-
-
-def floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(moment: datetime) -> datetime:
-    floor = floor_hour(moment)
-    return floor if floor == moment else floor + HOUR
 
 
 def floor_utc_day(moment: datetime) -> datetime:
@@ -90,27 +66,8 @@ def ceil_utc_day(moment: datetime) -> datetime:
     return floor if floor == moment else floor + DAY
 
 
-def local_midnight(day: date, zone: tzinfo) -> datetime:
-    """The first instant of ``day`` in ``zone``, in UTC.
-
-    Where a DST change skips midnight (America/Santiago, ...), the day starts at 01:00:
-    zoneinfo reads a skipped time with the offset from before the change.
-    """
-    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
-
-
 def local_date(moment: datetime, zone: tzinfo) -> date:
     return moment.astimezone(zone).date()
-
-
-def _days(first: date, last: date) -> Iterable[date]:
-    day = first
-    while day <= last:
-        yield day
-        day += DAY
-
-
-# ---------------------------------------------------------------- range
 
 
 @dataclass(frozen=True)
@@ -138,11 +95,8 @@ def resolve_range(
     end: datetime | None = None,
 ) -> ReportRange:
     """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive).
-
-    The presets are the figures of :mod:`dashboard.services.figures`, so that the page shows
-    what the overview shows: "7 days" (and 30, 90) are the complete days before today, "24 h"
-    the last 24 complete hours, "Month to date" the 1st to the last complete hour. A range
-    that reaches now ends at the end of the last complete hour, as every figure does.
+    Presets are the overview's figures (:mod:`figures`), and a range that reaches now ends, as
+    every figure does, with the last complete hour.
 
     Raises:
         RangeError: a custom range that is missing a bound, is reversed, starts in the future
@@ -180,9 +134,6 @@ def resolve_range(
     return ReportRange(preset, start, end)
 
 
-# ---------------------------------------------------------------- plan
-
-
 @dataclass(frozen=True)
 class Plan:
     """How a report is read: the buckets it shows and the calls that fetch them."""
@@ -203,7 +154,6 @@ class Plan:
 def split_span(
     start: datetime, end: datetime, longest: timedelta
 ) -> list[tuple[datetime, datetime]]:
-    """``[start, end)`` cut into consecutive pieces no longer than ``longest``."""
     chunks = []
     cursor = start
     while cursor < end:
@@ -214,16 +164,12 @@ def split_span(
 
 
 def _midnight_offsets(first: date, last: date, zone: tzinfo) -> set[timedelta]:
-    offsets = set()
-    for day in _days(first, last):
-        offset = local_midnight(day, zone).astimezone(zone).utcoffset()
-        offsets.add(offset if offset is not None else timedelta(0))
-    return offsets
+    days = (first + n * DAY for n in range((last - first).days + 1))
+    return {local_midnight(d, zone).astimezone(zone).utcoffset() or timedelta(0) for d in days}
 
 
 def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) -> Plan:
     """Widen ``rng`` to whole buckets and choose the upstream calls (see the module docstring)."""
-    # Figures stop at the last complete hour: the one still running is not counted.
     fetch_until = figures.data_end(now)
     if window == "hour":
         start, end = floor_hour(rng.start), ceil_hour(rng.end)
@@ -235,18 +181,14 @@ def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) 
     whole_hours = all(o % HOUR == timedelta(0) for o in offsets)
     partial_day = rng.end != local_midnight(last + DAY, zone)
     if (offsets == {timedelta(0)} and not partial_day) or not whole_hours:
-        # Local days are UTC days (UTC itself, London in winter), or cannot be built from
-        # hours: one call for Cloudflare's day buckets, aligned to midnight UTC as Stripe's
-        # daily grouping requires. A day still running is added up from its complete hours.
+        # Local days are UTC days (London in winter), or cannot be built from hours: one call
+        # for Cloudflare's day buckets, aligned to midnight UTC.
         start, end = floor_utc_day(rng.start), ceil_utc_day(rng.end)
         utc_days = offsets != {timedelta(0)}
         return Plan("day", "day", start, end, False, utc_days, ((start, end),))
     start, end = local_midnight(first, zone), local_midnight(last + DAY, zone)
     chunks = split_span(start, min(end, fetch_until), MAX_HOURLY_SPAN)
     return Plan("day", "hour", start, end, True, False, tuple(chunks))
-
-
-# ---------------------------------------------------------------- rows and totals
 
 
 @dataclass(frozen=True)
@@ -308,14 +250,9 @@ def summarize(rows: Sequence[Row]) -> Summary:
     total = sum((row.spend for row in rows), ZERO)
     complete = [row for row in rows if not row.in_progress]
     average = sum((r.spend for r in complete), ZERO) / len(complete) if complete else None
-    busiest = None
-    for row in rows:
-        if row.spend > 0 and (busiest is None or row.spend > busiest.spend):
-            busiest = row
+    # max() keeps the earliest of equals.
+    busiest = max((row for row in rows if row.spend > 0), key=lambda r: r.spend, default=None)
     return Summary(total, average, len(complete), busiest)
-
-
-# ---------------------------------------------------------------- the report
 
 
 @dataclass(frozen=True)
@@ -351,10 +288,6 @@ class UsageReport:
         return self.complete and not any(row.spend for row in self.rows)
 
     @property
-    def zone_name(self) -> str:
-        return str(self.zone)
-
-    @property
     def label_zone(self) -> tzinfo:
         """The zone the bucket labels are in: UTC when the days are Cloudflare's UTC days."""
         return UTC if self.plan.utc_days else self.zone
@@ -362,10 +295,6 @@ class UsageReport:
     @property
     def unit(self) -> str:
         return "hour" if self.window == "hour" else "day"
-
-    @property
-    def chunked(self) -> bool:
-        return len(self.plan.chunks) > 1
 
 
 def usage_report(
@@ -406,9 +335,6 @@ def usage_report(
     )
 
 
-# ---------------------------------------------------------------- the figures shown
-
-
 #: The presets whose figure has a name of its own on other pages (see ``figures``).
 _NAMED_TOTALS: Final = {"24h": "last-24h", "mtd": "mtd"}
 
@@ -446,32 +372,19 @@ def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:
     return shown
 
 
-# ---------------------------------------------------------------- labels
-
-
 def _is_ambiguous(moment: datetime) -> bool:
     """A wall time that happens twice (the hour repeated when DST ends)."""
     other = moment.replace(fold=1 - moment.fold)
     return other.utcoffset() != moment.utcoffset()
 
 
-def row_label(row: Row, report: UsageReport) -> str:
-    """The bucket as the table names it: "Tue 9 Jun 2026" or "Tue 9 Jun 2026, 14:00"."""
+def row_label(row: Row, report: UsageReport, *, short: bool = False) -> str:
+    """The bucket as the table names it, "Tue 9 Jun 2026, 14:00", or the chart's axis
+    (``short``), "9 Jun 14:00"; an hour that happens twice (DST ends) gets its zone's name."""
     local = row.start.astimezone(report.label_zone)
-    text = f"{local:%a} {local.day} {local:%b %Y}"
+    text = f"{local.day} {local:%b}" if short else f"{local:%a} {local.day} {local:%b %Y}"
     if report.window == "hour":
-        text += f", {local:%H:%M}"
-        if _is_ambiguous(local):
-            text += f" {local:%Z}"
-    return text
-
-
-def short_label(row: Row, report: UsageReport) -> str:
-    """The bucket as the chart's axis names it: "9 Jun" or "9 Jun 14:00"."""
-    local = row.start.astimezone(report.label_zone)
-    text = f"{local.day} {local:%b}"
-    if report.window == "hour":
-        text += f" {local:%H:%M}"
+        text += f"{' ' if short else ', '}{local:%H:%M}"
         if _is_ambiguous(local):
             text += f" {local:%Z}"
     return text
@@ -498,14 +411,12 @@ def chart_data(report: UsageReport) -> dict[str, Any]:
     """What usage.js draws, for ``json_script``: labels, dollars, and which bar is "so far"."""
     return {
         "unit": report.unit,
-        "labels": [short_label(row, report) for row in report.rows],
+        "labels": [row_label(row, report, short=True) for row in report.rows],
         "titles": [row_label(row, report) for row in report.rows],
         "values": [float(row.spend) for row in report.rows],
         "inProgress": [row.in_progress for row in report.rows],
     }
 
-
-# ---------------------------------------------------------------- CSV
 
 _PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -525,27 +436,22 @@ def csv_cell(value: str) -> str:
 def money_text(amount: Decimal) -> str:
     """Dollars as in the data: at least two decimals, more only where the data has them."""
     text = format(amount.normalize(), "f")
-    whole, _, fraction = text.partition(".")
-    if len(fraction) < 2:
-        return format(amount.quantize(CENT), "f")
-    return text
+    return text if len(text.partition(".")[2]) >= 2 else format(amount.quantize(CENT), "f")
 
 
 def csv_rows(report: UsageReport) -> list[list[str]]:
     """The rows the page shows, with a header: local start (with offset), UTC start, dollars."""
     zone = report.label_zone
-    header = [f"bucket_start ({'UTC' if report.plan.utc_days else report.zone_name})"]
-    header += ["bucket_start_utc", "spend_usd"]
-    rows = [header]
-    for row in report.rows:
-        rows.append(
-            [
-                row.start.astimezone(zone).isoformat(),
-                row.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                money_text(row.spend),
-            ]
-        )
-    return [[csv_cell(cell) for cell in row] for row in rows]
+    header = [f"bucket_start ({zone})", "bucket_start_utc", "spend_usd"]
+    rows = [
+        [
+            row.start.astimezone(zone).isoformat(),
+            row.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            money_text(row.spend),
+        ]
+        for row in report.rows
+    ]
+    return [[csv_cell(cell) for cell in row] for row in [header, *rows]]
 
 
 def csv_filename(account_id: str, report: UsageReport) -> str:
@@ -555,9 +461,6 @@ def csv_filename(account_id: str, report: UsageReport) -> str:
     first = report.plan.start.astimezone(zone).date()
     last = (end - timedelta(microseconds=1)).astimezone(zone).date()
     return f"usage-{account_id}-{first.isoformat()}-{last.isoformat()}-{report.window}.csv"
-
-
-# ---------------------------------------------------------------- the page
 
 
 def _query(window: str | None, preset: str, start: date | None, end: date | None) -> str:

@@ -20,7 +20,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 
 from dashboard.models import AuditEvent
-from dashboard.services.invoices import page_links
+from dashboard.services.invoices import PageLink, page_links
 from dashboard.services.money import format_usd
 from dashboard.services.usage import csv_cell
 
@@ -264,12 +264,6 @@ def row(event: AuditEvent) -> Row:
 
 def rows(found: Iterable[AuditEvent]) -> list[Row]:
     return [row(event) for event in found]
-
-
-@dataclass(frozen=True)
-class PageLink:
-    number: int
-    query: str
 
 
 def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:

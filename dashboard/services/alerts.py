@@ -1,22 +1,16 @@
 """Alert rules: what a check of an account sees, when each rule fires, and what it says.
 
-A check reads what the overview reads (the balance with its auto top-up rule, and the last
-30 days of hourly usage), through the same shared cache: while anyone looks at the overview,
-checking costs Cloudflare nothing more. Figures that are not fresh (Cloudflare failing, the
-last good answer kept) are not judged: the rule keeps its state until a fresh answer.
-
-Each rule's condition is judged *true*, *clear* or in between. It fires when it turns true
-(a new episode), and again only after it has cleared or ``repeat_hours`` have passed. To
-clear, a figure must come back past a margin (``HYSTERESIS``): a balance hovering around its
-threshold fires once, not at every check. Several workers may check at once: a rule's state
-moves on by a conditional update, so only one of them fires (and the firing's unique key
-``(rule, episode, repeat)`` backs that up); its deliveries' jobs are deferred with it.
+A check reads what the overview reads, through the same cache (so it costs Cloudflare nothing
+more while anyone looks); figures that are not fresh are not judged. A rule fires when its
+condition turns true (a new episode), again only after ``repeat_hours``, and clears only past
+a margin (``HYSTERESIS``), so a balance hovering at its threshold fires once. Of several
+workers one fires: the rule's state moves on by a conditional update, backed by the firing's
+unique ``(rule, episode, repeat)``; its deliveries' jobs are deferred in the same transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -30,7 +24,7 @@ from django.utils import timezone
 from billing_api import models as api
 from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
-from dashboard.services import figures, notify, reads, runway
+from dashboard.services import figures, notify, reads, rules, runway
 from dashboard.services.figures import Usage
 from dashboard.services.money import format_usd
 from dashboard.services.overview import auto_topup_rule
@@ -41,9 +35,6 @@ Kind = AlertRule.Kind
 #: How far past its threshold a figure must come back for a rule to clear: 10 %.
 HYSTERESIS = Decimal("0.10")
 DAY = timedelta(days=1)
-
-
-# ---------------------------------------------------------------- what a check sees
 
 
 @dataclass(frozen=True)
@@ -57,12 +48,11 @@ class Reading:
     runway_known: bool = False
     #: Why auto top-up will not refill the balance ("" when it will); None: unknown.
     auto_topup_problem: str | None = None
-    #: The figures of :mod:`dashboard.services.figures`: last 24 hours, the burn per day
-    #: over the last 7 complete days (what a spike is measured against), month to date.
+    #: The shared figures (:mod:`figures`); ``burn_week`` only over a full week of history.
     last_day: Decimal | None = None
     burn_week: Decimal | None = None
     month_to_date: Decimal | None = None
-    #: Each figure's span in words, keyed as ``figures`` names them ("mtd": "over 1–7 Jun…").
+    #: Each figure's span in words, by its ``figures`` key ("mtd": "over 1–7 Jun…").
     spans: dict[str, str] = field(default_factory=dict)
     #: The burn rate the runway is forecast at, in words ("$216.15 per day over 3–9 Jun…").
     burn_text: str = ""
@@ -70,7 +60,6 @@ class Reading:
     auto_topups_this_month: Decimal | None = None
     #: The auto top-up rule as (threshold, amount), None when off; for the audit log.
     auto_topup_rule: tuple[Decimal, Decimal] | None = None
-    #: Why some figures are missing, in words.
     problems: tuple[str, ...] = ()
 
 
@@ -138,7 +127,6 @@ def paid(invoice: api.Invoice) -> Decimal:
 
 
 def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:
-    """What automatic top-ups paid since ``since``."""
     invoices, problem = invoices_between(account_id, "auto", since)
     if invoices is None:
         return None, problem.replace("invoices", "auto top-ups", 1)
@@ -157,8 +145,7 @@ def reading_of(
     if balance is not None:
         values["balance"] = balance.balance
         config = balance.topup_config
-        if config.is_set and config.threshold is not None and config.amount is not None:
-            values["auto_topup_rule"] = (config.threshold, config.amount)
+        values["auto_topup_rule"] = rules.rule_of(balance)
         if not config.is_set:
             values["auto_topup_problem"] = "Auto top-up is off."
         elif config.has_failed:
@@ -196,9 +183,6 @@ def _runway_days(
     return True, None  # lasts beyond the horizon, does not burn, or auto top-up refills it
 
 
-# ---------------------------------------------------------------- judging a rule
-
-
 State = Literal["true", "clear", "between", "unknown"]
 
 
@@ -211,6 +195,15 @@ class Verdict:
     subject: str = ""
     message: str = ""
     facts: dict[str, str] = field(default_factory=dict)
+
+
+def _verdict(
+    hit: bool, clear: bool, seen: str, facts: dict[str, str], subject: str, message: str
+) -> Verdict:
+    """True when ``hit``; else clear only back past the margin (``clear``), else between."""
+    if hit:
+        return Verdict("true", seen, subject, message, facts)
+    return Verdict("clear" if clear else "between", seen, facts=facts)
 
 
 def _unknown(reading: Reading) -> Verdict:
@@ -303,20 +296,15 @@ def _crossing(
     """
     if value is None or threshold is None:
         return _unknown(reading)
-    seen = f"{name} {show(value)}" + (f" {span}" if span else "")
-    facts = {"value": str(value), "threshold": str(threshold)}
-    if value < threshold if below else value > threshold:
-        return Verdict(
-            "true",
-            seen,
-            subject=f"{name} {'below' if below else 'above'} {show(threshold)}",
-            message=sentence.format(value=show(value), threshold=show(threshold), span=span),
-            facts=facts,
-        )
     margin = threshold * (1 + HYSTERESIS) if below else threshold * (1 - HYSTERESIS)
-    if value >= margin if below else value <= margin:
-        return Verdict("clear", seen, facts=facts)
-    return Verdict("between", seen, facts=facts)
+    return _verdict(
+        value < threshold if below else value > threshold,
+        value >= margin if below else value <= margin,
+        f"{name} {show(value)}" + (f" {span}" if span else ""),
+        {"value": str(value), "threshold": str(threshold)},
+        f"{name} {'below' if below else 'above'} {show(threshold)}",
+        sentence.format(value=show(value), threshold=show(threshold), span=span),
+    )
 
 
 def _spike(rule: AlertRule, reading: Reading) -> Verdict:
@@ -333,47 +321,34 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
         return Verdict("between", seen, facts=facts)
     ratio = last / average
     facts["ratio"] = f"{ratio:.2f}"
-    if ratio > factor:
-        return Verdict(
-            "true",
-            seen,
-            subject=f"Spend spike: {ratio:.1f}× the 7-day burn rate",
-            message=f"The last 24 hours ({last_span}) cost {format_usd(last)}, {ratio:.1f} times "
-            f"the burn rate of {format_usd(average)} {burn_span}; this alert watches for more "
-            f"than {factor}×.",
-            facts=facts,
-        )
-    if ratio <= factor * (1 - HYSTERESIS):
-        return Verdict("clear", seen, facts=facts)
-    return Verdict("between", seen, facts=facts)
+    return _verdict(
+        ratio > factor,
+        ratio <= factor * (1 - HYSTERESIS),
+        seen,
+        facts,
+        f"Spend spike: {ratio:.1f}× the 7-day burn rate",
+        f"The last 24 hours ({last_span}) cost {format_usd(last)}, {ratio:.1f} times the burn "
+        f"rate of {format_usd(average)} {burn_span}; this alert watches for more than {factor}×.",
+    )
 
 
 def _cap(rule: AlertRule, reading: Reading) -> Verdict:
     paid, cap = reading.auto_topups_this_month, rule.amount
     if paid is None or cap is None:
         return _unknown(reading)
-    seen = f"Automatic top-ups this month {format_usd(paid)} of the {format_usd(cap)} cap"
-    facts = {"value": str(paid), "threshold": str(cap)}
-    if paid >= cap:
-        return Verdict(
-            "true",
-            seen,
-            subject=f"Monthly cap on automatic top-ups reached ({format_usd(cap)})",
-            message=f"Automatic top-ups this month came to {format_usd(paid)}, reaching the "
-            f"{format_usd(cap)} cap.",
-            facts=facts,
-        )
-    if paid <= cap * (1 - HYSTERESIS):
-        return Verdict("clear", seen, facts=facts)
-    return Verdict("between", seen, facts=facts)
-
-
-# ---------------------------------------------------------------- firing
+    return _verdict(
+        paid >= cap,
+        paid <= cap * (1 - HYSTERESIS),
+        f"Automatic top-ups this month {format_usd(paid)} of the {format_usd(cap)} cap",
+        {"value": str(paid), "threshold": str(cap)},
+        f"Monthly cap on automatic top-ups reached ({format_usd(cap)})",
+        f"Automatic top-ups this month came to {format_usd(paid)}, reaching the "
+        f"{format_usd(cap)} cap.",
+    )
 
 
 @dataclass(frozen=True)
 class Outcome:
-    rule_id: int
     verdict: Verdict
     #: The firing this check made (None: none, or another worker made it).
     fired: AlertFiring | None = None
@@ -394,10 +369,10 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
             repeat = rule.firings.filter(episode=rule.episode).count()
             fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat, hold=capping)
         else:
-            return Outcome(rule.pk, verdict)
+            return Outcome(verdict)
         if fired is not None and capping:
             enforce_cap(rule, reading, fired)
-        return Outcome(rule.pk, verdict, fired)
+        return Outcome(verdict, fired)
     elif verdict.state == "clear" and rule.active:
         with transaction.atomic():
             moved = AlertRule.objects.filter(pk=rule.pk, active=True, episode=rule.episode).update(
@@ -405,9 +380,9 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
             )
             if moved:
                 AlertFiring.objects.filter(rule=rule, episode=rule.episode).update(cleared_at=now)
-        return Outcome(rule.pk, verdict, cleared=bool(moved))
+        return Outcome(verdict, cleared=bool(moved))
     AlertRule.objects.filter(pk=rule.pk).update(last_checked_at=now, last_seen=seen)
-    return Outcome(rule.pk, verdict)
+    return Outcome(verdict)
 
 
 def _repeat_due(rule: AlertRule, now: datetime) -> bool:
@@ -426,10 +401,7 @@ def _fire(
     hold: bool = False,
 ) -> AlertFiring | None:
     """Records the firing and its deliveries, unless another worker moved the rule first.
-
-    ``hold``: the deliveries wait until the firing's action is done and written into its
-    message (:func:`enforce_cap` defers them).
-    """
+    ``hold``: :func:`enforce_cap` defers the deliveries once its action is in the message."""
     name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
     subject = f"{verdict.subject} ({name})"
     if repeat:
@@ -488,9 +460,6 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     """The monthly cap was reached: turns auto top-up off upstream (audited), says so in the
     firing's message, and lets its deliveries go. Called once per firing, by the worker that
     recorded it."""
-
-    from dashboard.services import rules as writes
-
     restore = (
         " To restore it: raise or delete the cap on the Alerts page, then save the auto top-up "
         "rule again on the Auto top-up page (otherwise the next check turns it off again)."
@@ -498,7 +467,7 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     if reading.auto_topup_rule is None:
         action, said = "already_off", " Auto top-up is already off: nothing more is charged."
     else:
-        outcome = writes.delete_auto_topup(
+        outcome = rules.delete_auto_topup(
             AnonymousUser(), rule.account_id, reading.auto_topup_rule, actor=CAP_ACTOR
         )
         if outcome.ok:
@@ -554,13 +523,9 @@ def cap_banner(account_id: str) -> CapBanner | None:
     return CapBanner(shown.fired_at, rule.amount, str(shown.facts.get("action", "")), shown.message)
 
 
-def recipients(rule: AlertRule) -> Iterable[tuple[str, str]]:
-    seen: set[tuple[str, str]] = set()
-    for address in rule.email_list():
-        seen.add((AlertDelivery.Channel.EMAIL, address))
-    for url in rule.webhook_list():
-        seen.add((AlertDelivery.Channel.WEBHOOK, url))
-    return sorted(seen)
+def recipients(rule: AlertRule) -> list[tuple[str, str]]:
+    emails = {(AlertDelivery.Channel.EMAIL, address) for address in rule.email_list()}
+    return sorted(emails | {(AlertDelivery.Channel.WEBHOOK, url) for url in rule.webhook_list()})
 
 
 def check_all(now: datetime | None = None) -> list[Outcome]:

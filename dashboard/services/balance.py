@@ -15,7 +15,7 @@ from decimal import Decimal
 from billing_api import models
 from dashboard.infra import upstream
 from dashboard.services import reads
-from dashboard.services.money import format_usd
+from dashboard.services.rules import describe_rule
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +115,7 @@ def describe_payment_method(method: models.PaymentMethod | None) -> str | None:
 def describe_auto_topup(config: models.TopupConfig) -> str:
     if not config.is_set or config.amount is None or config.threshold is None:
         return AUTO_TOPUP_OFF
-    rule = (
-        f"When the balance falls below {format_usd(config.threshold)}, "
-        f"add {format_usd(config.amount)}."
-    )
+    rule = describe_rule(config.threshold, config.amount)
     if config.disabled_reason:
         # Cloudflare keeps the rule but stops applying it after a failure.
         return f"Stopped. The rule was: {rule[0].lower()}{rule[1:]}"

@@ -1,22 +1,16 @@
 """The Invoices page: past invoices paged in the dashboard, and the upcoming invoice.
 
-Cloudflare answers ``invoice-history`` with a ``pagination`` object but documents no page
-parameter. The dashboard asks for page 1, then for the next page while ``has_more`` says
-so, and stops as soon as an answer does not advance (Cloudflare may ignore the parameter)
-or after ``MAX_UPSTREAM_PAGES``. The list it assembled is cached per account and type
-(through ``dashboard.infra.upstream``) and paged locally; when it holds fewer invoices than
-Cloudflare's ``total_count``, the page says so.
-
-Everything here is plain data for the template: amounts already formatted with their
-currency, PDF links already checked against ``INVOICE_PDF_HOSTS``.
+Cloudflare's ``invoice-history`` has ``pagination`` but documents no page parameter: pages are
+asked for while ``has_more`` says so, until one does not advance or ``MAX_UPSTREAM_PAGES``;
+the list is cached per account and type and paged here, saying when it falls short of
+``total_count``. The template gets plain data: money formatted, PDF links checked.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Collection, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -58,9 +52,6 @@ STATUSES = {
 UNKNOWN_STATUS = ("Unknown", "badge-neutral")
 
 
-# ---------------------------------------------------------------- assembling the history
-
-
 @dataclass(frozen=True)
 class InvoiceList:
     """The invoices obtained for one type, newest first as Cloudflare sent them."""
@@ -81,10 +72,8 @@ class InvoiceList:
 def collect_invoices(
     fetch_page: Callable[[int], models.InvoiceHistory], *, max_pages: int = MAX_UPSTREAM_PAGES
 ) -> InvoiceList:
-    """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances.
-
-    A failure of page 1 is raised (there is nothing to show); a failure of a later page
-    keeps what was obtained and records why the list is short.
+    """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances; a later
+    page's failure keeps what was obtained and says why the list is short.
 
     Raises:
         BillingError: page 1 could not be read.
@@ -142,9 +131,6 @@ def is_kept(account_id: str, type: models.InvoiceType) -> bool:
     return upstream.is_fresh(account_id, HISTORY, params={"type": type})
 
 
-# ---------------------------------------------------------------- the table
-
-
 @dataclass(frozen=True)
 class InvoiceRow:
     id: str | None
@@ -176,11 +162,8 @@ def made_by(invoice: models.Invoice, made_here: Mapping[str, str]) -> str | None
 
 
 def made_here(account_id: str) -> dict[str, str]:
-    """Who made each of the account's top-ups here, by its invoice id.
-
-    Cloudflare's ``payment_intent_id`` is the top-up's Stripe invoice id (see the reference
-    notes), so it names the invoice that charged it.
-    """
+    """Who made each of the account's top-ups here, by invoice id: Cloudflare's
+    ``payment_intent_id`` is the top-up's Stripe invoice id (see the reference notes)."""
     found = Topup.objects.filter(account_id=account_id).exclude(payment_intent_id="")
     return dict(found.values_list("payment_intent_id", "username"))
 
@@ -317,12 +300,12 @@ def invoice_table(
     }
     if page > num_pages:
         pages = "1 page" if num_pages == 1 else f"{num_pages} pages"
-        return _replace(
+        return replace(
             base, **fields, page_error=f"There is no page {page}: these invoices fill {pages}."
         )
     start = (page - 1) * per_page
     chosen = found.invoices[start : start + per_page]
-    return _replace(
+    return replace(
         base,
         **fields,
         rows=tuple(invoice_row(invoice, hosts, people) for invoice in chosen),
@@ -330,10 +313,6 @@ def invoice_table(
         last_index=start + len(chosen),
         page_links=page_links(page, num_pages),
     )
-
-
-def _replace(table: InvoiceTable, **changes: Any) -> InvoiceTable:
-    return dataclasses.replace(table, **changes)
 
 
 def page_links(page: int, num_pages: int, *, around: int = 2) -> tuple[int | None, ...]:
@@ -371,9 +350,6 @@ def describe_as_of(moment: datetime | None, now: datetime | None = None) -> str 
     local = timezone.localtime(moment)
     today = timezone.localtime(now or timezone.now()).date()
     return dateformat.format(local, "H:i" if local.date() == today else "j M Y, H:i")
-
-
-# ---------------------------------------------------------------- the upcoming invoice
 
 
 def upcoming(account_id: str) -> upstream.Fetched[Upcoming]:
@@ -463,9 +439,6 @@ def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
         lines=tuple(upcoming_line(line) for line in preview.invoice_lines),
         **base,
     )
-
-
-# ---------------------------------------------------------------- the page
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,8 @@
 """The two standing rules: the auto top-up rule and the account-wide spending limit.
 
-Reads for the pages (the current rule, a preview against the 7-day burn rate, how much of a
-limit's window is already spent) and the four writes. A write is audited whatever happens,
-remembers a 403 from Cloudflare per account (:class:`RefusedChange`), forgets it once a
-later attempt succeeds (removing a spending limit does not: Cloudflare refuses setting one
-while it still allows removing it), and drops the cached reads it changes.
+Reads for the pages (the rule, a preview at the 7-day burn, a limit's window spent so far)
+and the four writes. A write is audited whatever happens, remembers a 403 per account
+(:class:`RefusedChange`) until a later write succeeds, and drops the cached reads it changes.
 """
 
 from __future__ import annotations
@@ -40,15 +38,8 @@ WINDOW_WORDS = {
 PERIOD_WORDS = {"daily": "a day", "weekly": "a week", "monthly": "a month"}
 
 
-# ---------------------------------------------------------------- reads
-
-
 def refusal(account_id: str, kind: RefusedChange.Kind) -> RefusedChange | None:
     return RefusedChange.objects.filter(account_id=account_id, kind=kind).first()
-
-
-def clear_refusal(account_id: str, kind: RefusedChange.Kind) -> None:
-    RefusedChange.objects.filter(account_id=account_id, kind=kind).delete()
 
 
 @dataclass(frozen=True)
@@ -160,9 +151,6 @@ def limit_impact(spend: Spend | None, amount: Decimal, duration: str, strategy: 
     return Impact(window.used, WINDOW_WORDS[(strategy, duration)], window.exceeded)
 
 
-# ---------------------------------------------------------------- writes
-
-
 @dataclass(frozen=True)
 class Outcome:
     ok: bool
@@ -231,17 +219,10 @@ def _write(
             )
             return Outcome(False, said, refused=True)
         return Outcome(False, _explain(error))
-    audit.record(
-        user,
-        account_id,
-        action,
-        AuditEvent.Outcome.ACCEPTED,
-        before=before,
-        after=after,
-        actor=actor,
-    )
+    accepted = AuditEvent.Outcome.ACCEPTED
+    audit.record(user, account_id, action, accepted, before=before, after=after, actor=actor)
     if forgets_refusal:
-        clear_refusal(account_id, kind)
+        RefusedChange.objects.filter(account_id=account_id, kind=kind).delete()
     reads.forget(account_id, dropped)
     return Outcome(True)
 
@@ -276,7 +257,6 @@ def delete_auto_topup(
     *,
     actor: str = "",
 ) -> Outcome:
-    """``actor``: who turns it off when no one is logged in (the monthly cap)."""
     return _write(
         user,
         account_id,

@@ -1,26 +1,8 @@
-"""What views need, composed from the BillingClient through ``dashboard.infra.upstream``.
-
-One module per subject; views import the functions from here and stay thin.
-"""
+"""What views need, one module per subject, composed from Cloudflare's answers through
+``dashboard.infra.upstream`` and our own tables."""
 
 from __future__ import annotations
 
-from dashboard.services.balance import (
-    BalanceCard,
-    TopupFailure,
-    balance_card,
-    card_from_fetched,
-    describe_auto_topup,
-    describe_payment_method,
-    describe_stop_reason,
-)
+from dashboard.services.balance import balance_card
 
-__all__ = [
-    "BalanceCard",
-    "TopupFailure",
-    "balance_card",
-    "card_from_fetched",
-    "describe_auto_topup",
-    "describe_payment_method",
-    "describe_stop_reason",
-]
+__all__ = ["balance_card"]

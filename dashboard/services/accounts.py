@@ -9,8 +9,7 @@ from django.contrib.auth.models import AnonymousUser, User
 
 from dashboard.models import AccountAccess
 
-#: Where :func:`granted_account_ids` keeps its answer on a user object.
-GRANTED_ATTRIBUTE = "_dashboard_granted_accounts"
+GRANTED = "_dashboard_granted_accounts"
 
 
 @dataclass(frozen=True)
@@ -24,22 +23,15 @@ def configured_accounts() -> list[Account]:
 
 
 def accounts_for(user: User | AnonymousUser) -> list[Account]:
-    """The configured accounts this user may see, in configured order."""
+    """The configured accounts this user may see, in configured order. The grants are read once
+    per user object, as Django keeps permissions."""
     if not user.is_authenticated or not user.is_active:
         return []
     if user.is_superuser:
         return configured_accounts()
-    granted = granted_account_ids(user)
-    return [account for account in configured_accounts() if account.id in granted]
-
-
-def granted_account_ids(user: User) -> frozenset[str]:
-    """The account ids granted to ``user``, read once and kept on the user object (as Django
-    keeps permissions)."""
-    granted: frozenset[str] | None = getattr(user, GRANTED_ATTRIBUTE, None)
+    granted: frozenset[str] | None = getattr(user, GRANTED, None)
     if granted is None:
-        granted = frozenset(
-            AccountAccess.objects.filter(user=user).values_list("account_id", flat=True)
-        )
-        setattr(user, GRANTED_ATTRIBUTE, granted)
-    return granted
+        found = AccountAccess.objects.filter(user=user).values_list("account_id", flat=True)
+        granted = frozenset(found)
+        setattr(user, GRANTED, granted)
+    return [account for account in configured_accounts() if account.id in granted]

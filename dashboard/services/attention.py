@@ -1,9 +1,7 @@
 """What needs someone's action on an account, most urgent first, in sentences with links.
 
-Built from what the overview already has (the balance with its auto top-up rule, the runway
-worked out from usage, the open invoices when the reader may see invoices) and from our own
-tables (alert rules firing, top-ups made here whose outcome is not known yet). A link is
-given only to a page the reader's role may open; an empty list means all is well.
+Built from what the overview already read and from our own tables (alerts firing, top-ups
+not settled); a link only to a page the reader's role may open. Empty: all is well.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ from dashboard.services.money import format_usd
 DEFAULT_RUNWAY_DAYS: Final = 14
 #: Top-ups made here whose outcome is still to be learnt.
 UNSETTLED: Final = (Topup.Status.CREATING, Topup.Status.PENDING, Topup.Status.UNKNOWN)
-#: The order items are shown in: the balance about to stop being refilled or spent first,
-#: then what fires, then paperwork (an invoice owed, a top-up still settling).
+#: Money about to run out or stop being refilled first, then alerts, then paperwork.
 ORDER: Final = ("overdrawn", "topup-failed", "no-card", "runway", "alerts", "topup-off",
                 "invoices", "topups")  # fmt: skip
 
@@ -49,11 +46,9 @@ class Facts:
     """What the page read; None where it was not read (or not allowed)."""
 
     balance: models.CreditBalance | None
-    #: When the balance reaches zero at the 7-day rate without top-ups (None: not soon
-    #: enough to know, or auto top-up keeps it funded), and whether it is at zero already.
+    #: When the balance reaches zero at the 7-day rate (None: not known, or auto top-up).
     zero_at: datetime | None
     overdrawn: bool
-    #: Invoices with money still owed, from the invoice history.
     invoices: tuple[models.Invoice, ...] | None
 
 

@@ -1,9 +1,6 @@
-"""The audit log: every attempted change, recorded once, whatever its outcome.
-
-An attempt is a change that was confirmed or sent to Cloudflare, or refused for want of a
-permission. A form sent back for a typo is not one; the invalid submissions kept are a
-top-up refused at its confirmation step and a spending limit refused after its "I understand"
-box was ticked. Details are kept in words, as the Activity page shows them.
+"""The audit log: every attempted change (confirmed, sent to Cloudflare, or refused for want of
+a permission), recorded once, whatever its outcome, with details in words. A form sent back
+for a typo is no attempt.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""What views need, composed from the BillingClient: caching, stale fallback, wording.
-
-Views stay thin: they ask for a card and render it. A card never raises for an upstream
-failure; it carries the failure in words a finance person understands.
-"""
+"""The balance card: balance, card on file and auto top-up in words. It never raises for an
+upstream failure; it carries the failure in words a finance person understands."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,8 +11,6 @@ from billing_api import models
 from dashboard.infra import upstream
 from dashboard.services import reads
 from dashboard.services.rules import describe_rule
-
-logger = logging.getLogger(__name__)
 
 # Stripe's brand codes, as Cloudflare passes them on; anything else is shown as sent.
 CARD_BRANDS = {
@@ -52,10 +45,7 @@ class TopupFailure:
 
 @dataclass(frozen=True)
 class BalanceCard:
-    """The balance card. ``error`` set and ``balance`` None: nothing to show but the error.
-
-    ``error`` set with a balance: the values are the last good ones, from ``as_of``.
-    """
+    """``error`` without a balance: nothing else to show; with one: the last good values."""
 
     balance: Decimal | None = None
     payment_method: str | None = None
@@ -76,13 +66,9 @@ def balance_card(account_id: str) -> BalanceCard:
 
 
 def card_from_fetched(fetched: upstream.Fetched[models.CreditBalance]) -> BalanceCard:
-    if fetched.value is None:
+    balance = fetched.value
+    if balance is None:
         return BalanceCard(error=fetched.error, as_of=fetched.as_of)
-    card = _card_from(fetched.value, as_of=fetched.as_of)
-    return dataclasses.replace(card, error=fetched.error) if fetched.error else card
-
-
-def _card_from(balance: models.CreditBalance, *, as_of: datetime | None) -> BalanceCard:
     config = balance.topup_config
     failure = None
     if config.has_failed:
@@ -97,7 +83,8 @@ def _card_from(balance: models.CreditBalance, *, as_of: datetime | None) -> Bala
         auto_topup=describe_auto_topup(config),
         auto_topup_on=config.is_set and not config.disabled_reason,
         topup_failure=failure,
-        as_of=as_of,
+        error=fetched.error or None,
+        as_of=fetched.as_of,
     )
 
 

@@ -1,11 +1,8 @@
-"""The weekly digest: for each account a subscriber may see, last week's spend against the
-week before, the runway, the top-ups made and the invoices issued, by email (text and HTML).
+"""The weekly digest: per account a subscriber may see, last week's spend against the week
+before, the runway, top-ups and invoices (only with the Finance permissions), by email.
 
-Sent from Monday 08:00 in the reporting time zone, once per week per subscriber: the
-subscription's ``week`` moves on by a conditional update before sending, so of several
-workers one sends; a send that fails puts it back, and a later round tries again. It goes to
-the user's own address, and only while they may still see an account (``why_not_sent``);
-what a user may not see (invoices and top-ups without the Finance permissions) is left out.
+Sent from Monday 08:00 local, once a week per subscriber: ``week`` moves on by a conditional
+update before sending, so of several workers one sends, and a failed send puts it back.
 """
 
 from __future__ import annotations
@@ -19,14 +16,13 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from billing_api.models import Invoice
 from dashboard.infra import clock
 from dashboard.models import DigestSubscription, Topup
-from dashboard.services import alerts, figures, reads, runway
+from dashboard.services import alerts, figures, notify, reads, runway
 from dashboard.services.accounts import Account, accounts_for
 
 logger = logging.getLogger(__name__)
@@ -40,18 +36,16 @@ SEND_FROM = time(8, 0)
 @dataclass(frozen=True)
 class AccountWeek:
     account: Account
-    #: Spend of the week the digest is about, and of the week before (None: not read).
+    #: Spend of the week, and of the week before (None: not read).
     spent: Decimal | None
     spent_before: Decimal | None
     runway: str
-    #: The week's span, and the Usage page showing it (path and query, no host).
     week: figures.Span
+    #: The Usage page showing the week (path and query, no host).
     usage_path: str
-    #: The burn per day, as the overview shows it (None: not read, or no complete day).
     burn: figures.Figure | None
     #: None when the user may not see them: (when, amount, how) per paid top-up; the count
-    #: of the other invoices and the money they took (paid ones only). Each invoice is
-    #: counted once: a paid top-up's invoice is the top-up.
+    #: of the other invoices and what they took.
     topups: list[tuple[datetime, Decimal, str]] | None
     invoices: tuple[int, Decimal] | None
     problems: tuple[str, ...] = ()
@@ -112,7 +106,7 @@ def _account_week(
     now: datetime,
     tz: tzinfo,
 ) -> AccountWeek:
-    """``weeks``: the starts of the week before, of the week, and its end."""
+    """``weeks``: the start of the week before, of the week, and its end."""
     before, start, end = weeks
     week = figures.Span(start, end, True, tz)
     problems: list[str] = []
@@ -145,8 +139,7 @@ def _account_week(
             if may_topups:
                 topups = _topups(account.id, paid)
             if may_invoices:
-                # Each invoice counted once: a paid top-up's invoice is the top-up listed,
-                # so a $50 top-up reads as $50 once. The others (unpaid) are counted here.
+                # Each invoice counted once: a paid top-up's invoice is the top-up listed.
                 others = [i for i in issued if i not in paid] if may_topups else issued
                 invoices = (len(others), sum((alerts.paid(i) for i in others), Decimal(0)))
     return AccountWeek(
@@ -206,25 +199,15 @@ def _runway_words(reading: alerts.Reading) -> str:
 
 
 def message(digest: Digest, to: str) -> EmailMultiAlternatives:
-    context = {
-        "digest": digest,
-        "url": settings.DASHBOARD_URL,
-        "last_day": digest.week_end - timedelta(days=1),
-    }
-    text = render_to_string("dashboard/email/digest.txt", context)
-    html = render_to_string("dashboard/email/digest.html", context)
-    subject = (
-        f"[AI Gateway spend] Your week: {digest.week_start:%-d %b}–{context['last_day']:%-d %b}"
-    )
-    email = EmailMultiAlternatives(subject, text, to=[to])
-    email.attach_alternative(html, "text/html")
-    return email
+    last_day = digest.week_end - timedelta(days=1)
+    context = {"digest": digest, "url": settings.DASHBOARD_URL, "last_day": last_day}
+    subject = f"Your week: {digest.week_start:%-d %b}–{last_day:%-d %b}"
+    return notify.email(subject, "dashboard/email/digest", context, to)
 
 
 def why_not_sent(user: User) -> str:
-    """Why ``user`` gets no digest now ("" when they get one). Checked when sending, as the
-    page is checked on each view: a subscriber deactivated, or who lost the role or every
-    account grant since subscribing, gets nothing; nor does one with no address."""
+    """Why ``user`` gets no digest now ("" when they get one), checked at each send as a page
+    is at each view."""
     if not user.is_active:
         return "deactivated"
     if not user.has_perm(PERMISSION):
@@ -268,9 +251,6 @@ def send_due(now: datetime | None = None) -> int:
         )
         sent += 1
     return sent
-
-
-# ---------------------------------------------------------------- the digest page
 
 
 def subscription(user: User) -> DigestSubscription | None:

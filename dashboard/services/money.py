@@ -41,8 +41,7 @@ def format_money(amount: Decimal, currency: str | None) -> str:
     """ "$1,234.56" for US dollars; "1,234.56 EUR" for anything else (never a "$")."""
     if _is_usd(currency):
         return format_usd(amount)
-    value = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return _with_code(value, currency)
+    return _with_code(amount.quantize(CENT, rounding=ROUND_HALF_UP), currency)
 
 
 def format_unit_price(amount: Decimal, currency: str | None) -> str:
@@ -51,8 +50,8 @@ def format_unit_price(amount: Decimal, currency: str | None) -> str:
         return format_money(amount, currency)
     exponent = min(amount.adjusted() - 3, -2)
     value = amount.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP).normalize()
-    if value == value.quantize(Decimal("0.01")):
-        value = value.quantize(Decimal("0.01"))  # at least cents: "$0.50", not "$0.5"
+    if value == value.quantize(CENT):
+        value = value.quantize(CENT)  # at least cents: "$0.50", not "$0.5"
     sign = MINUS if value < 0 else ""
     if _is_usd(currency):
         return f"{sign}${abs(value):,f}"

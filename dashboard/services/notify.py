@@ -1,18 +1,10 @@
-"""Sending alert firings: by email and to webhooks, each retried with backoff until sent.
+"""Sending alert firings by email and to webhooks, each retried with backoff until sent.
 
-Each delivery is a job of its own (``TASK``, run by dashboard.tasks): one worker sends it, and
-deliveries go side by side, so a webhook that hangs or fails holds up no other. A failed
-delivery waits longer after each attempt (``BACKOFF``) and is given up after the last one;
-both are shown on the Alerts page.
-
-A webhook URL is a secret (a Slack incoming-webhook URL lets anyone post to the channel):
-it is shown and logged as its scheme and host only (:func:`shown_url`).
-
-A webhook is sent to a globally routable address only: the host is looked up once, every
-address it answers is checked, and the connection goes to a checked address (a second lookup
-could answer an internal one); TLS still checks the certificate against the host's name. No
-proxy is read from the environment, and the whole exchange ends by ``WEBHOOK_DEADLINE`` with at
-most ``MAX_ANSWER_BYTES`` read: a hostile receiver cannot hold the worker.
+Each delivery is a job of its own (``TASK``), so a hanging webhook holds up no other. A webhook
+URL is a secret (Slack's lets anyone post): it is shown and logged as scheme and host only. It
+is sent to a globally routable address only: the host is looked up once, every answer checked,
+and the connection pinned to a checked address (TLS still checks the name); no proxy is read
+from the environment, and ``WEBHOOK_DEADLINE`` and ``MAX_ANSWER_BYTES`` bound the exchange.
 """
 
 from __future__ import annotations
@@ -77,15 +69,14 @@ def check_webhook_url(url: str) -> str:
         raise WebhookURLError("A webhook URL starts with https:// and names a host.")
     if parts.username or parts.password:
         raise WebhookURLError("Put no user name or password in a webhook URL.")
-    if parts.scheme == "http" and not (
-        settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK and _is_loopback(host)
-    ):
-        raise WebhookURLError("A webhook URL must use https://.")
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        return url  # a host name: its addresses are checked when sending (check_webhook_host)
-    if _internal(literal):
+        literal = None  # a host name: its addresses are checked when sending
+    loopback = host == "localhost" or (literal is not None and literal.is_loopback)
+    if parts.scheme == "http" and not (settings.ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK and loopback):
+        raise WebhookURLError("A webhook URL must use https://.")
+    if literal is not None and _internal(literal):
         raise WebhookURLError(INTERNAL)
     return url
 
@@ -98,9 +89,8 @@ _IPV4_GATEWAYS = tuple(
 
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Anything but a globally routable unicast address (private, carrier-grade NAT,
-    link-local cloud metadata, reserved...): a webhook must not reach the dashboard's own
-    network. Loopback is allowed for tests (``ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK``)."""
+    """Anything but a globally routable unicast address (private, CGNAT, cloud metadata...):
+    a webhook must not reach the dashboard's own network. Loopback only for tests."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     if address.is_loopback:
@@ -113,8 +103,8 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def check_webhook_host(url: str) -> list[str]:
-    """The addresses the URL's host resolves to, looked up once, each checked: the webhook is
-    sent to these and no others. Raises WebhookURLError if any is internal."""
+    """The addresses of the URL's host, looked up once: the webhook goes to these only.
+    Raises WebhookURLError if any is internal."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -126,15 +116,6 @@ def check_webhook_host(url: str) -> list[str]:
     if not addresses or any(_internal(ipaddress.ip_address(a)) for a in addresses):
         raise WebhookURLError(INTERNAL)
     return addresses
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def shown_url(url: str) -> str:
@@ -153,9 +134,6 @@ def shown_target(delivery: AlertDelivery) -> str:
     if delivery.channel == AlertDelivery.Channel.WEBHOOK:
         return shown_url(delivery.target)
     return delivery.target
-
-
-# ---------------------------------------------------------------- what is sent
 
 
 def account_name(account_id: str) -> str:
@@ -190,6 +168,16 @@ def webhook_payload(firing: AlertFiring, rule: AlertRule) -> dict[str, object]:
     }
 
 
+def email(
+    subject: str, template: str, context: dict[str, object], to: str
+) -> EmailMultiAlternatives:
+    """An email in text and HTML, from ``template``.txt and .html."""
+    text = render_to_string(f"{template}.txt", context)
+    message = EmailMultiAlternatives(f"[AI Gateway spend] {subject}", text, to=[to])
+    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    return message
+
+
 def email_message(firing: AlertFiring, rule: AlertRule, to: str) -> EmailMultiAlternatives:
     context = {
         "firing": firing,
@@ -197,14 +185,7 @@ def email_message(firing: AlertFiring, rule: AlertRule, to: str) -> EmailMultiAl
         "account_name": account_name(rule.account_id),
         "url": alerts_url(rule.account_id),
     }
-    text = render_to_string("dashboard/email/alert.txt", context)
-    html = render_to_string("dashboard/email/alert.html", context)
-    message = EmailMultiAlternatives(f"[AI Gateway spend] {firing.subject}", text, to=[to])
-    message.attach_alternative(html, "text/html")
-    return message
-
-
-# ---------------------------------------------------------------- sending
+    return email(firing.subject, "dashboard/email/alert", context, to)
 
 
 @dataclass(frozen=True)
@@ -267,12 +248,9 @@ def send(delivery: AlertDelivery) -> Attempt:
 
 
 def post_webhook(url: str, body: bytes) -> int:
-    """POSTs ``body`` to a checked URL (see the module's docstring); the answer's status.
-
-    Raises WebhookURLError, AnswerTooLong, or httpcore's errors. httpcore rather than httpx:
-    its network backend is where the connection can be pinned and every read bounded, and it
-    reads no proxy from the environment.
-    """
+    """POSTs ``body`` to a checked URL; the answer's status. Raises WebhookURLError,
+    AnswerTooLong, or httpcore's errors. httpcore, not httpx: its network backend is where the
+    connection is pinned and every read bounded, and it reads no proxy from the environment."""
     backend = _PinnedBackend(check_webhook_host(url), time.monotonic() + WEBHOOK_DEADLINE)
     headers = [("Content-Type", "application/json"), ("User-Agent", USER_AGENT)]
     with (

@@ -26,9 +26,8 @@ class PdfLink:
 def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
     """The address to link, or None unless ``url`` is plainly https on an allowed host.
 
-    Strict on purpose: no user info (``https://a@b@host``), no port but 443, no
-    control characters, spaces or backslashes (browsers read ``\\`` as ``/``), an ASCII
-    host matched exactly (no subdomains, no trailing dot, no look-alike IDN). The link is
+    Strict on purpose: no user info, no port but 443, no control characters, spaces or
+    backslashes (browsers read them as ``/``), an ASCII host matched exactly. The link is
     rebuilt from the parts checked, so the browser follows what was checked.
     """
     if not url or len(url) > 2048:

@@ -1,11 +1,9 @@
 """Following up top-ups without a browser open: a job asks until each one settles.
 
-A pending top-up is asked about (``topup/status``; after a few minutes, or when Cloudflare no
-longer knows its id, its invoice is looked at too) and an unknown one is looked for in the
-manual invoices (:func:`topups.reconcile`), each on a growing wait (``FOLLOW_UP_BACKOFF``)
-until it is completed; an unknown one is given up on when its charge window has passed with
-nothing found, as the page then says. Each follow-up is a job that defers the next one
-(dashboard.tasks); nothing here creates a payment.
+A pending top-up's status is asked (and, after a few minutes, its invoice looked at); an
+unknown one is looked for in the manual invoices (:func:`topups.reconcile`) until its charge
+window has passed. Each follow-up job defers the next (``FOLLOW_UP_BACKOFF``); nothing here
+creates a payment.
 """
 
 from __future__ import annotations
@@ -27,21 +25,19 @@ logger = logging.getLogger(__name__)
 
 #: At most this many abandoned top-ups are taken up per check.
 PER_ROUND = 20
-#: A top-up still "creating" this long after it was made lost the process sending it (the
-#: call's own timeout is seconds): its outcome is unknown.
+#: Still "creating" this long after (the call's timeout is seconds): its process died.
 ABANDONED_AFTER = timedelta(minutes=5)
 ABANDONED = (
     "The dashboard stopped while sending it to Cloudflare: it may or may not have been charged."
 )
-#: From this follow-up on (about 5 minutes in), a top-up still pending is also looked for
-#: in the invoices: a paid invoice of its payment id means the money is in.
+#: From this follow-up on (about 5 minutes in), a paid invoice of a pending top-up's payment
+#: id means the money is in.
 INVOICES_AFTER = 3
 
 
 @dataclass(frozen=True)
 class FollowUp:
     topup_id: int
-    #: The status after asking: "completed", "pending" or "unknown".
     status: str
     #: What the page says about it, or "" when Cloudflare simply answered.
     note: str
@@ -50,11 +46,8 @@ class FollowUp:
 
 
 def adopt_abandoned(now: datetime) -> int:
-    """Top-ups left "creating" by a process that died while sending become unknown.
-
-    The card may have been charged, so they are never sent again: they are looked for in
-    the invoices like any top-up that got no answer, and the audit log says so.
-    """
+    """Top-ups left "creating" by a process that died while sending become unknown (audited):
+    the card may have been charged, so they are looked for, never sent again."""
     adopted = 0
     old = Topup.objects.filter(status=Topup.Status.CREATING, created_at__lt=now - ABANDONED_AFTER)
     for pk in old.values_list("pk", flat=True)[:PER_ROUND]:

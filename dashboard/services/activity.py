@@ -61,35 +61,28 @@ class Filters:
 
     def query(self, page: int | None = None) -> str:
         """The query string that asks for these filters (and ``page``), "" when none."""
-        params: dict[str, str] = {}
-        if self.action:
-            params["action"] = self.action.value
-        if self.outcome:
-            params["outcome"] = self.outcome.value
-        if self.user:
-            params["user"] = self.user
-        if self.start_date:
-            params["start"] = self.start_date.isoformat()
-        if self.end_date:
-            params["end"] = self.end_date.isoformat()
-        if page is not None and page > 1:
-            params["page"] = str(page)
-        return "?" + urlencode(params) if params else ""
-
-
-def account_events(account_id: str) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(account_id=account_id)
+        params = {
+            "action": self.action.value if self.action else None,
+            "outcome": self.outcome.value if self.outcome else None,
+            "user": self.user,
+            "start": self.start_date.isoformat() if self.start_date else None,
+            "end": self.end_date.isoformat() if self.end_date else None,
+            "page": str(page) if page is not None and page > 1 else None,
+        }
+        given = {name: value for name, value in params.items() if value}
+        return "?" + urlencode(given) if given else ""
 
 
 def usernames(account_id: str) -> list[str]:
     """Everyone who appears in the account's log, for the user filter."""
-    names = account_events(account_id).exclude(username="").values_list("username", flat=True)
+    found = AuditEvent.objects.filter(account_id=account_id).exclude(username="")
+    names = found.values_list("username", flat=True)
     return sorted(set(names), key=str.casefold)
 
 
 def events(account_id: str, filters: Filters) -> QuerySet[AuditEvent]:
     """The account's events that match, newest first."""
-    found = account_events(account_id)
+    found = AuditEvent.objects.filter(account_id=account_id)
     if filters.action:
         found = found.filter(action=filters.action)
     if filters.outcome:
@@ -177,16 +170,14 @@ def detail_text(detail: str) -> str:
         return FORBIDDEN_TEXT
     detail = _CLASS_PREFIX.sub("", detail)
     parts = [part.strip() for part in detail.split("; ") if part.strip()]
-    if not parts or not all(_FIELD_PART.match(part) for part in parts):
+    fields = [found for part in parts if (found := _FIELD_PART.match(part))]
+    if not parts or len(fields) < len(parts):
         # Not a form's errors: Cloudflare's own words, kept as they were (semicolons too).
         return detail
-    return " ".join(_detail_part(part) for part in parts)
+    return " ".join(_detail_part(found) for found in fields)
 
 
-def _detail_part(part: str) -> str:
-    found = _FIELD_PART.match(part)
-    if found is None:
-        return part
+def _detail_part(found: re.Match[str]) -> str:
     name, message = found.groups()
     listed = _MESSAGE_LIST.match(message)
     if listed is not None:
@@ -206,10 +197,7 @@ def _label(key: str) -> str:
 
 
 def changes(before: Any, after: Any) -> tuple[Change, ...]:
-    """What changed, field by field; an unchanged field is left out.
-
-    Two objects are compared key by key; anything else is one "Value" line.
-    """
+    """What changed, key by key for two objects (unchanged keys left out), else one "Value"."""
     if before is None and after is None:
         return ()
     if isinstance(before, Mapping | None) and isinstance(after, Mapping | None):
@@ -228,13 +216,7 @@ def changes(before: Any, after: Any) -> tuple[Change, ...]:
                 )
             )
         return tuple(found)
-    return (
-        Change(
-            "Value",
-            None if before is None else value_text(before),
-            value_text(after),
-        ),
-    )
+    return (Change("Value", None if before is None else value_text(before), value_text(after)),)
 
 
 def upstream_text(event: AuditEvent) -> str:

@@ -57,8 +57,8 @@ class WebhookURLError(ValueError):
 
 
 def check_webhook_url(url: str) -> str:
-    """The URL if a webhook may be sent to it: https, or http to this machine when
-    ``ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK`` is on (tests). Raises WebhookURLError otherwise."""
+    """The URL if a webhook may go to it (https; http to this machine only in tests); raises
+    WebhookURLError otherwise."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -265,8 +265,7 @@ class AnswerTooLong(Exception):
 
 
 class _PinnedBackend(httpcore.SyncBackend):
-    """Connects to the checked addresses only, whatever the URL's host name would resolve to
-    now, and ends every step by one deadline."""
+    """Connects to the checked addresses only, and ends every step by one deadline."""
 
     def __init__(self, addresses: list[str], deadline: float) -> None:
         self.addresses = addresses
@@ -274,7 +273,6 @@ class _PinnedBackend(httpcore.SyncBackend):
         self.received = 0
 
     def left(self, timeout: float | None) -> float:
-        """The timeout for one step: what is left of the deadline, if less."""
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise httpcore.TimeoutException("the webhook's deadline passed")
@@ -302,8 +300,7 @@ class _PinnedBackend(httpcore.SyncBackend):
 
 
 class _BoundedStream(httpcore.NetworkStream):
-    """A connection whose reads and writes end by the backend's deadline, and whose reads stop
-    at ``MAX_ANSWER_BYTES`` in all."""
+    """Reads and writes end by the backend's deadline; reads stop at ``MAX_ANSWER_BYTES``."""
 
     def __init__(self, stream: httpcore.NetworkStream, backend: _PinnedBackend) -> None:
         self.stream = stream

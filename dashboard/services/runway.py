@@ -157,16 +157,10 @@ RunwayKind = Literal["no-rate", "overdrawn", "no-burn", "runs-out", "funded"]
 
 @dataclass(frozen=True)
 class Runway:
-    """What happens to the balance at the burn rate.
-
-    * ``no-rate``: no complete day of usage yet, so no forecast.
-    * ``overdrawn``: the balance is zero or below (Cloudflare lets it go negative).
-    * ``no-burn``: nothing was spent over the rate's days; the balance lasts at that rate.
-    * ``runs-out``: the balance reaches zero at ``zero_at`` (None: beyond the horizon).
-    * ``funded``: auto top-up refills it; ``next_topup_at`` is when the balance is expected
-      to cross the threshold (``now`` if it is already below), ``topup_every`` how often the
-      rule fires at this rate. ``zero_at`` is when it would run out without top-ups.
-    """
+    """What happens to the balance at the burn rate: ``no-rate`` (no complete day yet),
+    ``overdrawn`` (zero or below: Cloudflare lets it go negative), ``no-burn``, ``runs-out`` at
+    ``zero_at`` (None: beyond the horizon), or ``funded`` by auto top-up, next due at
+    ``next_topup_at`` and every ``topup_every`` (``zero_at``: when it would run out without)."""
 
     kind: RunwayKind
     rate: BurnRate | None

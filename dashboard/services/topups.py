@@ -105,11 +105,8 @@ def limits(account_id: str) -> Limits:
 
 
 def confirmation(user: User | AnonymousUser, account_id: str, key: str, amount: Decimal) -> str:
-    """What the confirmation step hands back: proof that this user was shown this charge.
-
-    A POST that confirms without it (a script, a stale or edited form) is shown the
-    confirmation instead of being charged; the one-time key stays the same.
-    """
+    """Proof that this user was shown this charge: a POST that confirms without it (a script,
+    a stale or edited form) is shown the confirmation instead of being charged."""
     return Signer(salt=CONFIRMATION_SALT).signature(f"{user.pk}:{account_id}:{key}:{amount:.2f}")
 
 
@@ -173,11 +170,8 @@ def card_name(topup: Topup) -> str:
 
 
 def shown(account_id: str, pk: int | None) -> Topup | None:
-    """The top-up whose status the page shows: the one asked for, else the newest in flight.
-
-    A reload while Cloudflare is processing (the address has no ``?topup=``) keeps the live
-    status, whoever made it.
-    """
+    """The top-up whose status the page shows: the one asked for, else the newest in flight
+    (so a reload without ``?topup=`` keeps the live status, whoever made it)."""
     found = Topup.objects.filter(account_id=account_id)
     if pk is not None:
         return found.filter(pk=pk).first()
@@ -332,12 +326,8 @@ def progress(topup: Topup) -> Progress:
 
 
 def complete(topup: Topup) -> bool:
-    """Record that Cloudflare completed a pending top-up; True for the one caller that did.
-
-    The update is conditional, so of the pages polling and the workers following it up, one
-    records it. The audit log gains a settling event (its rows are never changed): Activity
-    shows the top-up accepted, then completed.
-    """
+    """Record that Cloudflare completed a pending top-up; True for the one caller (of pages
+    polling and workers) whose conditional update did. The audit log gains a settling event."""
     now = timezone.now()
     updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
         status=Topup.Status.COMPLETED,
@@ -481,7 +471,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
 def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
     """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
     if fresh:
-        reads.forget(account_id, "invoice-history-assembled", {"type": "manual"})
+        reads.forget(account_id, invoices.HISTORY, {"type": "manual"})
     fetched = invoices.invoice_list(account_id, "manual")
     if fetched.value is None or fetched.error is not None:
         return None, fetched.error or "Cloudflare is still being asked."
@@ -489,11 +479,8 @@ def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoic
 
 
 def paid_invoice(topup: Topup) -> tuple[bool, str]:
-    """(whether the invoice of a pending top-up's payment id is paid, what could not be read).
-
-    ``topup`` answers with the id of a Stripe invoice: once that invoice is paid, the money
-    is in, whatever ``topup/status`` says (it may lag, or no longer know the id).
-    """
+    """(whether the Stripe invoice of a pending top-up's payment id is paid, what could not be
+    read): once it is, the money is in, whatever ``topup/status`` says (it may lag)."""
     listed, why = manual_invoices(topup.account_id, fresh=True)
     if listed is None:
         return False, f"The invoice list could not be read: {why}"

@@ -1,10 +1,6 @@
-"""Who may see what: permissions by role, accounts by grant. Checked in every view.
-
-A view names the permission it needs; ``account_view`` first checks that the account in
-the URL is configured and granted to the user (404 otherwise, so that an account id
-someone may not see cannot be told apart from one that does not exist), then the
-permission (403 without it).
-"""
+"""Who may see what, checked in every view: the account in the URL must be configured and
+granted to the user (404 otherwise: one they may not see looks like one that does not exist),
+then the view's permission (403 without it)."""
 
 from __future__ import annotations
 
@@ -41,12 +37,8 @@ def account_view(
     *,
     audit_action: AuditEvent.Action | None = None,
 ) -> Callable[[AccountView], Callable[..., HttpResponse]]:
-    """Decorate a view taking ``(request, account, ...)`` for URLs with ``<account_id>``.
-
-    ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``. With
-    ``audit_action`` (a write view), a POST to a granted account refused for want of the
-    permission is recorded in the audit log before the 403.
-    """
+    """For a view taking ``(request, account, ...)``; ``permission`` is a ``dashboard`` codename.
+    With ``audit_action`` (a write), a POST refused for want of it is audited before the 403."""
 
     def decorator(view: AccountView) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -67,7 +59,6 @@ def account_view(
                 raise PermissionDenied
             return view(request, account, *args, **kwargs)
 
-        wrapper.required_permission = permission  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

@@ -631,6 +631,11 @@ class DigestForm(forms.Form):
         return data
 
 
+def error_text(form: forms.BaseForm, separator: str = " ") -> str:
+    """A form's error messages in one line."""
+    return separator.join(str(m) for errors in form.errors.values() for m in errors)
+
+
 def errors_of(form: forms.BaseForm) -> dict[str, list[str]]:
     """A form's errors as plain strings per field, for the audit log."""
     return {name: [str(message) for message in errors] for name, errors in form.errors.items()}

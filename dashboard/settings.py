@@ -160,7 +160,7 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
 
 CLOUDFLARE_API_TOKEN = envsecret("CLOUDFLARE_API_TOKEN")
 _accounts_spec = envstr("CLOUDFLARE_ACCOUNTS").strip()
-#: Demo mode: no token and no accounts, so the in-process simulator stands in for Cloudflare.
+#: Demo mode: the in-process simulator stands in for Cloudflare.
 DEMO_MODE = not CLOUDFLARE_API_TOKEN and not _accounts_spec
 
 # Cloudflare account ids are 32 lowercase hex characters; the URL converter relies on it.
@@ -236,36 +236,28 @@ else:
             f"BILLING_API_BASE_URL must be an http(s) URL, not {BILLING_API_BASE_URL!r}"
         )
 
-#: The account ``/`` redirects to.
 BILLING_DEFAULT_ACCOUNT = next(iter(BILLING_ACCOUNTS))
 BILLING_API_TIMEOUT = envseconds("BILLING_API_TIMEOUT", 10.0)
 BILLING_API_MAX_RETRIES = envint("BILLING_API_MAX_RETRIES", 2, minimum=0)
-# Short: a page load must not cost an upstream call per card per viewer (Cloudflare allows
-# 1200 requests per 5 minutes per token).
+# Cloudflare allows 1200 requests per 5 minutes per token: not a call per card per viewer.
 BILLING_CACHE_SECONDS = envint("BILLING_CACHE_SECONDS", 30, minimum=0)
-# The last good answer, kept for the "as of" notice while Cloudflare is down.
 BILLING_STALE_SECONDS = envint("BILLING_STALE_SECONDS", 24 * 60 * 60, minimum=0)
 BILLING_SIMULATOR_SEED = envint("BILLING_SIMULATOR_SEED", 0)
-# After a failed call, ask again no sooner than this: an outage is not hammered by every view.
+# An outage is not hammered by every page view.
 BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10, minimum=0)
-# How long the overview waits for its cards before sending the late ones "still loading".
 BILLING_PAGE_DEADLINE = envseconds("BILLING_PAGE_DEADLINE", 2.5)
-# Threads per process for parallel upstream reads.
 BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16, minimum=1)
-# The single-flight lock of a shared read expires after this, so a worker that dies holding it
-# stalls that read no longer. Default: every try at its timeout, the longest wait between tries
-# (a capped Retry-After), and a margin.
+# Default: every try at its timeout, the longest wait between tries (a capped Retry-After), a
+# margin; a worker that dies holding the lock stalls that read no longer.
 BILLING_LOCK_SECONDS = envseconds(
     "BILLING_LOCK_SECONDS",
     BILLING_API_TIMEOUT * (BILLING_API_MAX_RETRIES + 1) + 10.0 * BILLING_API_MAX_RETRIES + 5.0,
 )
 
-# The largest one-off top-up sent, whatever Cloudflare allows: a typo of a few zeros is refused
-# even when topup/limits does not answer. At least Cloudflare's documented minimum, $10.
+# Refuses a typo of a few zeros even when topup/limits does not answer; $10: Cloudflare's floor.
 TOPUP_MAX_AMOUNT = envdollars("TOPUP_MAX_AMOUNT", Decimal("10000"), minimum=Decimal("10"))
 
-# Invoice PDFs are linked only as https addresses on these hosts (Stripe serves Cloudflare's);
-# any other address from upstream is shown as text, never as a link.
+# Any other invoice PDF address from upstream is shown as text, never as a link.
 INVOICE_PDF_HOSTS = [
     host.lower()
     for host in envlist(
@@ -369,8 +361,7 @@ REDIS_URL = envsecret("REDIS_URL")
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
-    # Seconds one Redis command may wait (connecting: half of it); a Redis that is down then
-    # costs a page this long, once (dashboard/infra/cache.py).
+    # A Redis that is down costs a page this long, once (dashboard/infra/cache.py).
     REDIS_TIMEOUT = envseconds("REDIS_TIMEOUT", 1.0)
     CACHES = {
         "default": {
@@ -396,8 +387,7 @@ else:
         }
     }
 
-# Mail (alerts and digests): smtp://user:pass@host:587 (STARTTLS), smtps:// (TLS, port 465) or
-# console://. Defining MAILERS opts out of Django's deprecated EMAIL_* settings.
+# Defining MAILERS opts out of Django's deprecated EMAIL_* settings.
 EMAIL_URL = envsecret("EMAIL_URL")
 
 
@@ -438,7 +428,6 @@ MAILERS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_FROM_EMAIL = envstr("EMAIL_FROM", "AI Gateway spend <spend-dashboard@localhost>")
 
-# The workers check every alert rule this often, on a shared cron schedule.
 ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300, minimum=10, unit="seconds")
 
 
@@ -458,9 +447,7 @@ def every(seconds: int) -> str:
 
 
 ALERTS_CRON = every(ALERTS_INTERVAL_SECONDS)
-# `make run`: the alerts worker in a thread of the development server (demo mode).
 ALERTS_IN_PROCESS = envbool("ALERTS_IN_PROCESS", False)
-# The dashboard's address as its users reach it, for the links in alerts and digests.
 DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")
 # Webhooks to http://127.0.0.1 (tests and local receivers); otherwise https only.
 ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
@@ -481,7 +468,6 @@ LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-#: The reporting time zone: every time on a page is shown in it, and the page names it.
 TIME_ZONE = envtimezone("DASHBOARD_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
@@ -489,8 +475,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(envstr("STATIC_ROOT").strip() or BASE_DIR / "var" / "static")
-# Without DEBUG, content-hashed names (cached for ever) and compressed copies, from the
-# manifest `manage.py collectstatic` writes; with DEBUG, straight from static/.
+# Without DEBUG, content-hashed names (cached for ever) from `manage.py collectstatic`.
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -523,16 +508,12 @@ SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
 # No script reads the CSRF cookie: htmx sends the token from the page (hx-headers on body).
 CSRF_COOKIE_HTTPONLY = True
-# A login lasts at most a working day, and ends sooner after SESSION_IDLE_SECONDS idle (0: never).
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 60 * 60, minimum=60, unit="seconds")
 SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 60 * 60, minimum=0)
-# This many failed logins lock out a user name from one address, or an address whatever the
-# names, until LOGIN_LOCKOUT_SECONDS after the last one.
 LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1)
 LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1, unit="second")
-# django-axes counts (dashboard.infra.throttle reads the limits above at each login): the user
-# name with the address, and the address alone. The login view answers a lock itself (429).
+# django-axes counts: the user name with the address, and the address alone (infra/throttle.py).
 AXES_HANDLER = "dashboard.infra.throttle.PreCountingHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_COOLOFF_TIME = "dashboard.infra.throttle.cool_off"
@@ -561,10 +542,8 @@ if envbool("SECURE_PROXY_SSL_HEADER", False):
 # The DEBUG error page and the reports mailed to admins, with every known secret scrubbed.
 DEFAULT_EXCEPTION_REPORTER = "dashboard.infra.observability.ScrubbingExceptionReporter"
 
-#: Bearer token that lets a Prometheus scraper read /metrics (staff can read it logged in).
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
-#: Where each gunicorn worker writes its metrics, summed at /metrics (prometheus_client reads
-#: it at import; emptied when the server starts).
+# prometheus_client reads it itself at import.
 PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR").strip()
 if PROMETHEUS_MULTIPROC_DIR and not (
     os.path.isdir(PROMETHEUS_MULTIPROC_DIR) and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK)
@@ -578,7 +557,6 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {LOG_LEVEL!r}"
     )
-# json: one JSON object per line, for a log collector; plain: one readable line, for a terminal.
 LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or DEMO_MODE else "json").strip().lower()
 if LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
@@ -600,16 +578,14 @@ LOGGING = {
         }
     },
     "loggers": {
-        # Django's own warnings and errors (4xx/5xx requests, security) in the same format.
         "django": {
             "handlers": ["console"],
             "level": "WARNING" if LOG_LEVEL in ("DEBUG", "INFO") else LOG_LEVEL,
             "propagate": False,
         },
         "dashboard": {"handlers": ["console"], "level": LOG_LEVEL},
-        # One line per upstream call: endpoint, status, duration, retries (never the token).
         "billing_api": {"handlers": ["console"], "level": LOG_LEVEL},
-        # httpx logs every request URL at INFO (the account id, never the token).
+        # httpx logs every request URL at INFO.
         "httpx": {"handlers": ["console"], "level": "WARNING"},
     },
 }

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.core.validators import validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
@@ -18,16 +18,24 @@ from dashboard.models import AlertRule, AuditEvent, split_lines
 from dashboard.services import activity, notify, topups, usage
 from dashboard.services.money import format_usd
 
-# ---------------------------------------------------------------- invoices
 
-
-def date_field(label: str, which: str) -> forms.DateField:
-    """An optional date in a query string, with the browser's date picker."""
+def date_field(
+    label: str, which: str, earliest: date, latest: date | None = None
+) -> forms.DateField:
+    """An optional date in a query string, with the browser's date picker, within bounds."""
+    bounds = (
+        f"between {earliest.year} and {latest.year}" if latest else f"in {earliest.year} or later"
+    )
+    message = f"Enter a {which} date {bounds}."
+    validators: list[Any] = [MinValueValidator(earliest, message)]
+    if latest is not None:
+        validators.append(MaxValueValidator(latest, message))
     return forms.DateField(
         label=label,
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         error_messages={"invalid": f"Enter the {which} date as YYYY-MM-DD."},
+        validators=validators,
     )
 
 
@@ -62,9 +70,6 @@ class InvoiceFilterForm(forms.Form):
         return int(self.cleaned_data.get("page") or 1)
 
 
-# ---------------------------------------------------------------- usage
-
-
 class UsageFilterForm(forms.Form):
     """The usage page's query string: ``window``, ``range`` and, for a custom range, dates.
 
@@ -84,8 +89,8 @@ class UsageFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
     )
-    start = date_field("From", "start")
-    end = date_field("To", "end")
+    start = date_field("From", "start", usage.EARLIEST_DATE)
+    end = date_field("To", "end", usage.EARLIEST_DATE)
 
     def __init__(self, *args: Any, now: datetime, zone: tzinfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,19 +108,12 @@ class UsageFilterForm(forms.Form):
     def clean_range(self) -> usage.Preset | None:
         return cast(usage.Preset | None, self.cleaned_data.get("range") or None)
 
-    def _check_date(self, value: date | None, which: str) -> date | None:
-        if value is not None and value < usage.EARLIEST_DATE:
-            raise forms.ValidationError(
-                f"Enter a {which} date in {usage.EARLIEST_DATE.year} or later."
-            )
-        return value
-
     def clean_start(self) -> datetime | None:
-        value = self._check_date(self.cleaned_data.get("start"), "start")
+        value = self.cleaned_data.get("start")
         return None if value is None else usage.local_midnight(value, self.zone)
 
     def clean_end(self) -> datetime | None:
-        value = self._check_date(self.cleaned_data.get("end"), "end")
+        value = self.cleaned_data.get("end")
         if value is None:
             return None
         # A future end date means "up to now".
@@ -152,9 +150,6 @@ class UsageFilterForm(forms.Form):
         return cleaned
 
 
-# ---------------------------------------------------------------- activity
-
-
 class ActivityFilterForm(forms.Form):
     """The activity table's query string: action, outcome, user, dates and page, all optional.
 
@@ -182,8 +177,8 @@ class ActivityFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose someone who appears in this log."},
     )
-    start = date_field("From", "start")
-    end = date_field("To", "end")
+    start = date_field("From", "start", EARLIEST, LATEST)
+    end = date_field("To", "end", EARLIEST, LATEST)
     page = page_field(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, users: Sequence[str], zone: tzinfo, **kwargs: Any) -> None:
@@ -202,19 +197,6 @@ class ActivityFilterForm(forms.Form):
 
     def clean_user(self) -> str | None:
         return self.cleaned_data.get("user") or None
-
-    def _check_date(self, value: date | None, which: str) -> date | None:
-        if value is not None and not self.EARLIEST <= value <= self.LATEST:
-            raise forms.ValidationError(
-                f"Enter a {which} date between {self.EARLIEST.year} and {self.LATEST.year}."
-            )
-        return value
-
-    def clean_start(self) -> date | None:
-        return self._check_date(self.cleaned_data.get("start"), "start")
-
-    def clean_end(self) -> date | None:
-        return self._check_date(self.cleaned_data.get("end"), "end")
 
     def clean_page(self) -> int:
         return int(self.cleaned_data.get("page") or 1)
@@ -237,9 +219,6 @@ class ActivityFilterForm(forms.Form):
             end_date=end,
         )
         return cleaned
-
-
-# ---------------------------------------------------------------- auto top-up and spending limit
 
 
 #: Dollars as people type them: digits, thousands commas ("1,000") and cents after a point;
@@ -302,11 +281,10 @@ class DollarField(forms.DecimalField):
         if minimum is not None and maximum is not None:
             low, high = format_usd(minimum), format_usd(maximum)
             between = f"The {noun} must be between {low} and {high}"
-            messages["min_value"] = f"{between}: {low} is {why_minimum}." if why_minimum else ""
-            messages["max_value"] = f"{between}: {high} is {why_maximum}." if why_maximum else ""
-            for code in ("min_value", "max_value"):
-                messages[code] = messages[code] or f"{between}."
-            messages["too_large"] = messages["max_value"]
+            why_low = f": {low} is {why_minimum}" if why_minimum else ""
+            why_high = f": {high} is {why_maximum}" if why_maximum else ""
+            messages["min_value"] = f"{between}{why_low}."
+            messages["max_value"] = messages["too_large"] = f"{between}{why_high}."
         super().__init__(
             label=label,
             min_value=minimum,
@@ -438,9 +416,6 @@ class SpendingLimitForm(forms.Form):
         return cleaned
 
 
-# ---------------------------------------------------------------- top-ups
-
-
 class TopupForm(forms.Form):
     """A one-off top-up: ``amount`` within the account's ``limits``, the idempotency key the form
     was given, and the confirmation step's token. A quick-pick button (``preset``) stands in
@@ -476,8 +451,6 @@ class TopupForm(forms.Form):
             why_maximum=f"the largest top-up {whose}",
         )
 
-
-# ---------------------------------------------------------------- alerts
 
 #: At most this many recipients of each kind per rule.
 MAX_EMAILS = 20

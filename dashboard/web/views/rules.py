@@ -143,9 +143,6 @@ def _delete(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespo
     return render(request, rule.page, context)
 
 
-# ---------------------------------------------------------------- auto top-up
-
-
 def _auto_topup_read(account_id: str) -> dict[str, Any]:
     fetched = reads.credit_balance(account_id)
     return {
@@ -225,9 +222,6 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 @account_view("change_auto_topup", audit_action=Action.AUTO_TOPUP_DELETE)
 def auto_topup_delete(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     return _delete(request, account, AUTO_TOPUP)
-
-
-# ---------------------------------------------------------------- spending limit
 
 
 def _limit_read(account_id: str) -> dict[str, Any]:

@@ -153,7 +153,9 @@ class ResilientRedisCache(RedisCache):
     ) -> tuple[T, bool]:
         """``call`` on Redis, or without it; with whether Redis was reached."""
         if self.unreachable():
-            self._count(operation, "skipped")
+            metrics.CACHE_UNAVAILABLE.labels(operation, "skipped").inc()
+            with self._outage.guard:
+                self._outage.unsaid += 1
             return self._without_redis(keys, call, fallback), False
         try:
             result = call(cast(RedisCache, super()))
@@ -171,14 +173,9 @@ class ResilientRedisCache(RedisCache):
             return call(self._local)
         return fallback
 
-    def _count(self, operation: str, reason: str) -> None:
-        metrics.record_cache_unavailable(operation, reason)
-        with self._outage.guard:
-            self._outage.unsaid += 1
-
     def failed(self, operation: str, error: Exception) -> None:
         """Notes a failure of ``operation`` (also seen by callers with their own client)."""
-        metrics.record_cache_unavailable(operation, "error")
+        metrics.CACHE_UNAVAILABLE.labels(operation, "error").inc()
         outage = self._outage
         now = time.monotonic()
         with outage.guard:

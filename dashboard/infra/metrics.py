@@ -55,11 +55,6 @@ def record_cache(read: str, *, hit: bool) -> None:
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
 
 
-def record_cache_unavailable(operation: str, reason: str) -> None:
-    """Counts one cache operation done without Redis (``get``, ``set``...; error/skipped)."""
-    CACHE_UNAVAILABLE.labels(operation, reason).inc()
-
-
 def view_label(request: HttpRequest) -> str:
     """The matched URL's name (``dashboard:overview``); never the path, whose account ids and
     query strings would make a new time series per visitor."""

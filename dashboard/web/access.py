@@ -8,7 +8,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, Concatenate
 
-from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
@@ -20,13 +19,6 @@ from dashboard.services.accounts import Account, accounts_for
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-def account_for_or_404(user: User | AnonymousUser, account_id: str) -> Account:
-    for account in accounts_for(user):
-        if account.id == account_id:
-            return account
-    raise Http404("No such account")
 
 
 AccountView = Callable[Concatenate[HtmxHttpRequest, Account, ...], HttpResponse]
@@ -46,7 +38,9 @@ def account_view(
             request: HtmxHttpRequest, account_id: str, *args: Any, **kwargs: Any
         ) -> HttpResponse:
             # The account first: nobody writes audit rows into an account they cannot see.
-            account = account_for_or_404(request.user, account_id)
+            account = next((a for a in accounts_for(request.user) if a.id == account_id), None)
+            if account is None:
+                raise Http404("No such account")
             if not request.user.has_perm(f"dashboard.{permission}"):
                 if audit_action is not None and request.method == "POST":
                     audit.record(

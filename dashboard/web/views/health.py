@@ -78,8 +78,6 @@ def _run(check: Callable[[], None]) -> dict[str, Any]:
 def _check_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-        if cursor.fetchone() != (1,):
-            raise CheckFailed("the database answered SELECT 1 wrongly")
 
 
 def _check_cache() -> None:

@@ -1,12 +1,12 @@
 """BillingClient: one method per endpoint of Cloudflare's AI Gateway billing API.
 
 Knows HTTP and Cloudflare, nothing of Django. Every failure leaves as a ``BillingError``
-(see ``errors``); httpx and pydantic exceptions never escape.
+(see ``errors``); httpx and pydantic exceptions never escape. Arguments are checked before
+anything is sent: a bad one raises ``ValidationError`` with no status code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -47,9 +46,8 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: logging filter. Set by whoever runs the client (the dashboard's request-id middleware).
 request_id: ContextVar[str | None] = ContextVar("billing_api_request_id", default=None)
 
-# What the API budget is spent on, per endpoint: every HTTP attempt (retries included) with
-# its outcome (status class, or timeout / connection error), its latency, the retries, and
-# the calls that ended in an error. Plain prometheus_client objects, no web framework.
+# What the API budget is spent on, per endpoint: every attempt with its outcome and latency,
+# the retries, and the calls that ended in an error.
 UPSTREAM_REQUESTS = prometheus_client.Counter(
     "billing_api_upstream_requests",
     "HTTP requests sent to the billing API, retries included, by outcome.",
@@ -159,12 +157,7 @@ class BillingClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # ------------------------------------------------------------ reads
@@ -179,11 +172,7 @@ class BillingClient:
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> models.UsageHistory:
-        """Spend per day or per hour between ``start`` and ``end`` (aware datetimes).
-
-        Raises:
-            ValidationError: a bad window or range, before any request.
-        """
+        """Spend per day or per hour between ``start`` and ``end`` (aware datetimes)."""
         if window not in ("day", "hour"):
             raise _invalid(f"usage window must be 'day' or 'hour', not {window!r}")
         params: dict[str, str] = {"value_grouping_window": window}
@@ -205,9 +194,6 @@ class BillingClient:
 
         Cloudflare documents no page parameter although it answers with ``pagination``;
         ``page`` is sent only past the first page.
-
-        Raises:
-            ValidationError: a bad type or page, before any request.
         """
         if type not in ("auto", "all", "manual"):
             raise _invalid(f"invoice type must be auto, manual or all, not {type!r}")
@@ -227,11 +213,8 @@ class BillingClient:
         return self._call(models.TopupConfig, "GET", "topup/config")
 
     def topup_limits(self) -> models.TopupLimits:
-        """The smallest and largest top-up this account may make.
-
-        In Cloudflare's spec but not in its SDKs; callers fall back to the documented
-        minimum when it fails.
-        """
+        """The smallest and largest top-up this account may make (in Cloudflare's spec, not
+        its SDKs: callers fall back to the documented minimum when it fails)."""
         return self._call(models.TopupLimits, "GET", "topup/limits")
 
     def spending_limit(self) -> models.SpendingLimit:
@@ -247,10 +230,6 @@ class BillingClient:
 
         Sent once: a timeout here leaves the outcome unknown, and the caller must
         reconcile with :meth:`topup_status`, never send it again.
-
-        Raises:
-            ValidationError: an amount under Cloudflare's minimum or not in whole cents,
-                before any request.
         """
         body: dict[str, object] = {
             "amount": _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
@@ -260,11 +239,7 @@ class BillingClient:
         return self._call(models.Topup, "POST", "topup", body=body)
 
     def topup_status(self, payment_intent_id: str) -> models.TopupStatus:
-        """Whether a top-up has completed. A POST upstream, so never retried here either.
-
-        Raises:
-            ValidationError: an empty id, before any request.
-        """
+        """Whether a top-up has completed. A POST upstream, so never retried here either."""
         if not payment_intent_id:
             raise _invalid("payment_intent_id is required")
         return self._call(
@@ -278,7 +253,6 @@ class BillingClient:
         """Set the auto top-up rule: when the balance falls below ``threshold``, add ``amount``.
 
         Raises:
-            ValidationError: a value under Cloudflare's minimums, before any request.
             PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
         """
         body = {
@@ -303,11 +277,10 @@ class BillingClient:
         duration: models.LimitDuration,
         strategy: models.LimitStrategy,
     ) -> None:
-        """Set the account-wide spending limit. Deprecated upstream: Cloudflare answers 403.
+        """Set the account-wide spending limit.
 
         Raises:
-            ValidationError: a bad amount, duration or strategy, before any request.
-            PermissionDeniedError: what Cloudflare answers today.
+            PermissionDeniedError: what Cloudflare answers today (deprecated upstream).
         """
         if duration not in ("daily", "weekly", "monthly"):
             raise _invalid(f"duration must be daily, weekly or monthly, not {duration!r}")
@@ -323,16 +296,8 @@ class BillingClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _call(
-        self,
-        model: type[T],
-        method: str,
-        endpoint: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> T:
-        result = self._request(method, endpoint, params=params, body=body)
+    def _call(self, model: type[T], method: str, endpoint: str, **request: Any) -> T:
+        result = self._request(method, endpoint, **request)
         try:
             return model.model_validate(result)
         except pydantic.ValidationError as err:
@@ -361,14 +326,15 @@ class BillingClient:
                     response = self._send(method, endpoint, params, body)
                 except errors.BillingConnectionError as err:
                     if attempt == retries:
-                        self._log(method, endpoint, None, started, attempt, type(err).__name__)
+                        self._log(method, endpoint, started, attempt, None, type(err).__name__)
                         raise
                     delay = self._backoff(attempt + 1)
                 else:
                     retryable = attempt < retries and response.status_code in RETRYABLE_STATUSES
                     delay = self._retry_delay(response, attempt + 1) if retryable else None
                     if delay is None:
-                        self._log(method, endpoint, response.status_code, started, attempt)
+                        status = response.status_code
+                        self._log(method, endpoint, started, attempt, status, f"{status // 100}xx")
                         return self._result(method, endpoint, response)
                 attempt += 1
                 UPSTREAM_RETRIES.labels(endpoint, method).inc()
@@ -414,9 +380,7 @@ class BillingClient:
         retry_after = _parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None:
             return self._backoff(attempt)
-        if retry_after > RETRY_AFTER_CAP:
-            return None
-        return retry_after
+        return retry_after if retry_after <= RETRY_AFTER_CAP else None
 
     def _backoff(self, attempt: int) -> float:
         # Jittered exponential backoff, so that many workers do not retry in step.
@@ -434,17 +398,15 @@ class BillingClient:
                 raise errors.BillingResponseError(
                     f"{method} {endpoint}: answer is not JSON (HTTP {response.status_code})"
                 ) from None
-        envelope: models.Envelope | None = None
-        if isinstance(payload, dict):
-            with contextlib.suppress(pydantic.ValidationError):
-                envelope = models.Envelope.model_validate(payload)
-        if not response.is_success:
-            raise self._status_error(method, endpoint, response, envelope)
-        if envelope is None:
+        try:
+            envelope: models.Envelope | None = models.Envelope.model_validate(payload)
+        except pydantic.ValidationError:
+            envelope = None
+        if response.is_success and envelope is None:
             raise errors.BillingResponseError(
                 f"{method} {endpoint}: answer is not a Cloudflare envelope"
             )
-        if not envelope.success:
+        if envelope is None or not envelope.success or not response.is_success:
             raise self._status_error(method, endpoint, response, envelope)
         return envelope.result
 
@@ -482,28 +444,26 @@ class BillingClient:
         self,
         method: str,
         endpoint: str,
-        status: int | None,
         started: float,
         retries: int,
-        outcome: str = "",
+        status: int | None,
+        outcome: str,
     ) -> None:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
+        fields = {
+            "endpoint": f"{method} {endpoint}",
+            "method": method,
+            "status": status,
+            "duration_ms": duration_ms,
+            "retries": retries,
+            "outcome": outcome,
+            "account_id": self.account_id,
+        }
+        # One line for plain logs, the same as fields for JSON ones (the request id comes from
+        # the caller's logging filter).
         logger.info(
-            "billing_api %s %s status=%s duration_ms=%.0f retries=%d%s",
-            method,
-            endpoint,
-            status if status is not None else "-",
-            duration_ms,
-            retries,
-            f" outcome={outcome}" if outcome else "",
-            # Structured fields for JSON logs (the request id comes from the logging filter).
-            extra={
-                "endpoint": f"{method} {endpoint}",
-                "method": method,
-                "status": status,
-                "duration_ms": duration_ms,
-                "retries": retries,
-                "outcome": outcome or (f"{status // 100}xx" if status is not None else ""),
-                "account_id": self.account_id,
-            },
+            "billing_api %(endpoint)s status=%(status)s duration_ms=%(duration_ms).0f "
+            "retries=%(retries)d outcome=%(outcome)s",
+            fields,
+            extra=fields,
         )

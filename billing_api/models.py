@@ -3,11 +3,8 @@
 Units (reference notes, "Units"): request amounts are documented integer US cents. Response
 money is undocumented and read as US cents, possibly fractional (``RESPONSE_MONEY_UNIT`` is
 the one line to change). Response times are undocumented: a number from 10**11 up is Unix
-milliseconds, a smaller one Unix seconds (no date shown here falls in both readings).
-``usage-history`` query times are documented Unix milliseconds.
-
-Money and times are read exactly or refused (a BillingResponseError naming the field); codes
-and counts, typed ``number`` by the spec, are metadata and read as their whole part.
+milliseconds, a smaller one Unix seconds. Money and times are read exactly or refused; codes
+and counts (``number`` in the spec) are metadata and read as their whole part.
 """
 
 from __future__ import annotations
@@ -117,6 +114,7 @@ def cents_to_dollars(cents: int) -> Decimal:
 
 
 def to_unix_ms(moment: datetime) -> int:
+    """The documented unit of ``usage-history`` query times."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass an aware one (UTC)")
     return int(moment.timestamp() * 1000)
@@ -197,8 +195,6 @@ class Invoice(_Model):
     currency: str
     id: str | None = None
     attempt_count: Count | None = None
-    attempted: bool | None = None
-    auto_advance: bool | None = None
     created: Timestamp | None = None
     created_by: str | None = None
     description: str | None = None
@@ -225,8 +221,6 @@ class Pricing(_Model):
 class PretaxCreditAmount(_Model):
     amount: Money
     type: str
-    credit_balance_transaction: str | None = None
-    discount: str | None = None
 
 
 class InvoiceLine(_Model):

@@ -8,13 +8,14 @@ out at once. Speed itself is shown by ``make bench-read``, which prints figures.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 import pytest
 import redis
@@ -28,6 +29,7 @@ from procrastinate.testing import InMemoryConnector
 
 from billing_api.simulator import DEFAULT_ACCOUNT_ID, Simulator
 from dashboard import roles, tasks
+from dashboard import settings as dashboard_settings
 from dashboard.infra import billing, clock, upstream
 from dashboard.models import AccountAccess
 from tests.webhook_receiver import Receiver
@@ -379,3 +381,15 @@ def receiver() -> Iterator[Receiver]:
 def no_auto_topup(sim: Simulator) -> None:
     """The default account without its auto top-up rule: nothing refills the balance."""
     billing.client_for(ACCOUNT_ID).delete_topup_config()
+
+
+def settings_module() -> ModuleType:
+    """``dashboard/settings.py`` run afresh under the environment as it is now (set the
+    variables with monkeypatch first): what a new process with that environment would get."""
+    spec = importlib.util.spec_from_file_location(
+        "settings_under_test", dashboard_settings.__file__
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

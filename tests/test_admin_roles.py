@@ -16,8 +16,7 @@ from django.test import Client
 
 from dashboard import roles
 from dashboard.models import AccountAccess, AuditEvent
-
-from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, PASSWORD, make_user
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,8 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.models import AuditEvent, Topup
-
-from .conftest import ACCOUNT_ID, SAFETY_TIMEOUT, ReleaseWhenInFlight, hold
-from .topup_flow import confirm_data
+from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, ReleaseWhenInFlight, hold
+from tests.topup_flow import confirm_data
 
 THREADS = 8
 CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])

@@ -14,9 +14,8 @@ from django.urls import reverse
 
 from dashboard import roles
 from dashboard.models import AlertRule, AuditEvent, Topup
-
-from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
-from .test_access import url_for, url_names
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
+from tests.views.test_access import url_for, url_names
 
 HTMX_GET = {"HX-Request": "true"}
 

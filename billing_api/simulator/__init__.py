@@ -1,8 +1,7 @@
 """A stateful, seeded, faithful fake of Cloudflare's AI Gateway billing API.
 
-``Simulator`` is the core; ``Simulator.transport()`` serves it in process to httpx and
-``server.start_server`` / ``python -m billing_api.simulator`` serve it over HTTP. It imports
-nothing from Django.
+``Simulator.transport()`` serves it in process to httpx; ``server.start_server`` and
+``python -m billing_api.simulator`` serve it over HTTP.
 """
 
 from __future__ import annotations

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from types import FrameType
 
 from .core import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, Simulator
 from .server import ADMIN_PREFIX, SimulatorHTTPServer
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m billing_api.simulator",
         description="A fake of Cloudflare's AI Gateway billing API, for demos and tests.",
@@ -21,12 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=("default", "current"), default="default")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token with write access")
-    parser.add_argument("--read-token", default=None, help="bearer token with read access only")
+    parser.add_argument("--read-token", help="bearer token with read access only")
     parser.add_argument(
         "--account",
         dest="accounts",
         action="append",
-        default=None,
         metavar="ID",
         help="account id to serve (repeatable)",
     )
@@ -34,15 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "--topup-settle-seconds", type=float, default=5.0, help="how long a top-up stays pending"
     )
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
-    return parser
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     simulator = Simulator(
         seed=args.seed,
         mode=args.mode,
@@ -52,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         topup_settle_seconds=args.topup_settle_seconds,
     )
     server = SimulatorHTTPServer(simulator, args.host, args.port, quiet=args.quiet)
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C
     print(f"Cloudflare AI Gateway billing simulator (mode={args.mode}, seed={args.seed})")
     print(f"base URL:   {server.base_url}")
     print(f"token:      {args.token}")

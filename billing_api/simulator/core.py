@@ -1,35 +1,31 @@
 """The simulator's core: (method, path, query, headers, body) in, (status, headers, body) out.
 
-Two thin fronts sit on it: ``Simulator.transport()`` (an ``httpx.MockTransport``) and the HTTP
-server in ``server.py``. Where Cloudflare documents nothing, the simulator chooses:
+Two thin fronts sit on it: ``Simulator.transport()`` (httpx) and the HTTP server in
+``server.py``. Where Cloudflare documents nothing, the simulator chooses:
 
 * Error codes: Cloudflare's API-wide ones (10000 auth, 7000/7003 routing, 6007 bad JSON, 971
-  rate limit); billing codes are ours: 1001 a field failed validation (one error per field),
-  1000 a billing rule refused it (the one billing code seen upstream), 1004 no such top-up,
-  1500 an injected server error.
+  rate limit); ours for billing: 1001 a field failed validation (one error per field), 1000 a
+  billing rule refused it (the one billing code seen upstream), 1004 no such top-up, 1500 an
+  injected server error.
 * ``usage-history``: no ``end_time`` is now; no ``start_time`` is 30 days (day) or 24 hours
   (hour) before the end; hourly spans at most 31 days. UTC buckets of hours already over,
   oldest first, from the start of the 90-day history.
-* ``invoice-history`` also honours ``page`` and ``per_page`` (1..100, default 20), which
-  neither the spec nor the SDKs define, so that its ``pagination`` can be followed.
-* ``POST topup`` answers 400 with no card on file (and no ``payment_method_id``) or above
-  ``topup/limits``. It adds its amount (the 5% fee is not modelled); its invoice id is its
-  ``payment_intent_id``; ``topup/status`` says ``completed`` for any paid invoice's id.
-* Auto top-up is checked as each hour is spent, settles at once; a failed one stays off until
-  ``POST topup/config`` saves a rule again. The balance may go negative (Cloudflare says it
-  can). The spending limit is stored, not enforced.
+* ``invoice-history`` also honours ``page`` and ``per_page`` (1..100, default 20).
+* ``POST topup`` answers 400 with no card (and no ``payment_method_id``) or above
+  ``topup/limits``; it adds its amount (no 5% fee); its invoice id is its
+  ``payment_intent_id``. Auto top-up is checked as each hour is spent and settles at once; a
+  failed one stays off until a rule is saved again. The balance may go negative (Cloudflare
+  says it can). The spending limit is stored, not enforced.
 * Checks run in this order: route (404 code 7000, no 405), faults, token (401), account (404),
   write access (403), mode (403), validation (400). Faults count as calls.
 * ``hang``: in process, ReadTimeout after at most 50 ms unless released; over HTTP, held up to
-  ``seconds`` (at most 30), then answered. ``release()`` ends every latency and hang under way.
-* ``Ratelimit`` headers count requests against 1200 per 300 s but never refuse: 429s only
-  come from the ``rate_limit`` fault.
+  ``seconds``, then answered. ``Ratelimit`` headers count requests but never refuse: 429s
+  only come from the ``rate_limit`` fault.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import math
@@ -38,12 +34,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import httpx
 
-from .faults import ENDPOINTS, Fault, FaultTable, build_fault
+from .faults import ENDPOINTS, FaultTable, build_fault
 from .state import (
     CURRENCY_LIMITS,
     DAY,
@@ -97,7 +93,6 @@ MAX_PER_PAGE: Final = 100
 #: The in-process front answers a hang with ReadTimeout after at most this long.
 TRANSPORT_HANG_SECONDS: Final = 0.05
 
-_WRITE_METHODS: Final = frozenset({"POST", "DELETE"})
 _SERVER_ERROR_MESSAGES: Final = {
     500: "Internal server error",
     502: "Bad gateway",
@@ -107,13 +102,12 @@ _SERVER_ERROR_MESSAGES: Final = {
 _MALFORMED_BODY: Final = b'{"success": true, "errors": [], "messages": [], "result": {"balance": 12'
 
 
+@dataclass(eq=False)
 class _Refusal(Exception):
     """Ends a request with a Cloudflare error envelope."""
 
-    def __init__(self, status: int, errors: Iterable[tuple[int, str]]) -> None:
-        super().__init__(status)
-        self.status = status
-        self.errors = list(errors)
+    status: int
+    errors: list[tuple[int, str]]
 
 
 def _invalid(messages: list[str]) -> _Refusal:
@@ -124,8 +118,7 @@ def _invalid(messages: list[str]) -> _Refusal:
 #: any non-empty string.
 _Spec = int | tuple[str, ...] | None
 
-_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": MIN_TOPUP_CENTS}
-_TOPUP_OPTIONAL: Final[dict[str, _Spec]] = {"payment_method_id": None}
+_TOPUP_BODY: Final[dict[str, _Spec]] = {"amount": MIN_TOPUP_CENTS, "payment_method_id": None}
 _STATUS_BODY: Final[dict[str, _Spec]] = {"payment_intent_id": None}
 _CONFIG_BODY: Final[dict[str, _Spec]] = {"amount": 1000, "threshold": 500}
 _LIMIT_BODY: Final[dict[str, _Spec]] = {
@@ -147,7 +140,7 @@ def _check(value: object, name: str, spec: _Spec) -> str | None:
 
 
 def _validate_body(
-    body: bytes, required: Mapping[str, _Spec], optional: Mapping[str, _Spec] | None = None
+    body: bytes, fields: Mapping[str, _Spec], optional: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     try:
         data = json.loads(body)
@@ -155,29 +148,25 @@ def _validate_body(
         raise _Refusal(400, [(CODE_BAD_JSON, "Malformed JSON in request body")]) from None
     if not isinstance(data, dict):
         raise _invalid(["body: must be a JSON object"])
-    optional = optional or {}
-    allowed = [*required, *optional]
     problems = [
-        f"{name}: unknown field (additionalProperties is false; allowed: {', '.join(allowed)})"
-        for name in sorted(set(data) - set(allowed))
+        f"{name}: unknown field (additionalProperties is false; allowed: {', '.join(fields)})"
+        for name in sorted(set(data) - set(fields))
     ]
-    for name, spec in required.items():
+    for name, spec in fields.items():
         if name not in data:
-            problems.append(f"{name}: required")
+            if name not in optional:
+                problems.append(f"{name}: required")
         elif (problem := _check(data[name], name, spec)) is not None:
-            problems.append(problem)
-    for name, spec in optional.items():
-        if name in data and (problem := _check(data[name], name, spec)) is not None:
             problems.append(problem)
     if problems:
         raise _invalid(problems)
     return data
 
 
-def _query_number(query: Mapping[str, str], name: str) -> float | None:
+def _query_number(query: Mapping[str, str], name: str, default: float) -> float:
     raw = query.get(name)
-    if raw is None or raw == "":
-        return None
+    if not raw:
+        return default
     try:
         value = float(raw)
     except ValueError:
@@ -189,7 +178,7 @@ def _query_number(query: Mapping[str, str], name: str) -> float | None:
 
 def _query_int(query: Mapping[str, str], name: str, default: int, high: int | None) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -222,62 +211,6 @@ def _hostile(value: Any, seen: Counter[str] | None = None) -> Any:
     return out
 
 
-class _Gate:
-    """What held requests wait on: ``open()`` wakes every waiter, threads and coroutines.
-
-    One gate serves the requests that arrived since the last release; a request takes the
-    current gate when it is counted, so a release that a test issues after seeing the request
-    in flight always reaches it.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._guard = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-    def open(self) -> None:
-        with self._guard:
-            self._event.set()
-            waiters, self._waiters = self._waiters, []
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # that event loop is closed already
-                loop.call_soon_threadsafe(event.set)
-
-    def wait(self, seconds: float) -> bool:
-        """Blocks for up to ``seconds``; True if the gate was opened."""
-        return self._event.wait(seconds)
-
-    async def wait_async(self, seconds: float) -> bool:
-        """Sleeps (without blocking the event loop) for up to ``seconds``; True if opened."""
-        event = asyncio.Event()
-        waiter = (asyncio.get_running_loop(), event)
-        with self._guard:
-            if self._event.is_set():
-                return True
-            self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return False
-        finally:
-            with self._guard, contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-        return True
-
-
-@dataclass
-class _Plan:
-    """What to do for one request: wait, maybe hang, then compute the answer."""
-
-    delay: float
-    hang: float | None
-    respond: Callable[[], Reply]
-    #: The endpoint key counted in flight (None: not routed, not counted).
-    endpoint: str | None = None
-    #: What the delay and the hang wait on; ``Simulator.release()`` opens it.
-    gate: _Gate = field(default_factory=_Gate)
-
-
 class Simulator:
     """A stateful, seeded fake of Cloudflare's AI Gateway billing API (12 endpoints + limits)."""
 
@@ -307,7 +240,8 @@ class Simulator:
         self._calls: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         self._in_flight_changed = threading.Condition(self._lock)
-        self._gate = _Gate()
+        # What latency and hang faults wait on; release() sets it and puts a new one in place.
+        self._released = threading.Event()
         self._rate_window = -1
         self._rate_count = 0
         now = self.now()
@@ -329,7 +263,7 @@ class Simulator:
         return self._clock() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
-        """Moves the simulator's time forward (on top of its clock), e.g. from the admin API."""
+        """Moves the simulator's time forward, on top of its clock."""
         with self._lock:
             self._clock_offset += seconds
 
@@ -345,20 +279,14 @@ class Simulator:
 
     @property
     def in_flight(self) -> Counter[str]:
-        """Requests being served right now per endpoint key (a copy; idle keys left out).
-
-        A request counts from when it is routed until its answer is ready, so one held by a
-        latency or hang fault stays counted until the fault ends or ``release()``.
-        """
+        """Requests routed and not yet answered, per endpoint key (a copy; idle keys left out),
+        so one held by a latency or hang fault until the fault ends or ``release()``."""
         with self._lock:
             return +self._in_flight
 
     def wait_for_in_flight(self, expected: Mapping[str, int], timeout: float = 5.0) -> bool:
-        """Blocks until at least ``expected`` requests per endpoint key are in flight at once.
-
-        For tests that prove concurrency by observation: False if that did not happen within
-        ``timeout`` seconds (a safety bound; no timing is implied).
-        """
+        """Blocks until at least ``expected`` requests per endpoint key are in flight at once;
+        False if that did not happen within ``timeout`` seconds (a safety bound)."""
 
         def reached() -> bool:
             return all(self._in_flight[key] >= count for key, count in expected.items())
@@ -412,14 +340,18 @@ class Simulator:
     def release(self) -> None:
         """Wakes every request held by a latency or hang fault; they then answer normally.
 
-        Only requests already counted are released: one that arrives afterwards waits out
+        Only requests already in flight are released: one that arrives afterwards waits out
         its faults again (set ``times``, or clear the faults, to stop that).
         """
         with self._lock:
-            gate, self._gate = self._gate, _Gate()
-        gate.open()
+            released, self._released = self._released, threading.Event()
+        released.set()
 
-    # ------------------------------------------------------------------ fronts
+    def transport(self) -> httpx.MockTransport:
+        """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
+        return SimulatorTransport(self)
+
+    # ------------------------------------------------------------------ serving
 
     def handle(
         self,
@@ -428,88 +360,47 @@ class Simulator:
         query: Mapping[str, str],
         headers: Mapping[str, str],
         body: bytes,
+        hang_limit: float | None = None,
     ) -> Reply:
-        """Serves one request. Latency and hang faults block the calling thread (bounded)."""
-        return self._serve(self._plan(method, path, query, headers, body))
-
-    def transport(self) -> httpx.MockTransport:
-        """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
-        return SimulatorTransport(self)
-
-    # ------------------------------------------------------------------ internals
-
-    def _plan(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, str],
-        headers: Mapping[str, str],
-        body: bytes,
-    ) -> _Plan:
+        """Serves one request. Latency and hang faults block the calling thread (bounded); a
+        hang cut short to ``hang_limit`` and not released by then raises TimeoutError."""
         method = method.upper()
-        lowered = {k.lower(): v for k, v in headers.items()}
         routed = self._route(method, path)
-        if isinstance(routed, _Refusal):
-            refusal = routed
-            return _Plan(0.0, None, lambda: self._error(refusal.status, refusal.errors))
+        if routed is None:
+            return self._error(404, [(CODE_NO_ROUTE, "No route for that URI")])
         account_id, endpoint = routed
+        faults = self._faults.take(endpoint)
         with self._lock:
             self._calls[endpoint] += 1
-        fired = self._faults.take(endpoint)
-        delay = sum(float(f.params["seconds"]) for f in fired if f.kind == "latency")
-        answering = next((f for f in fired if f.kind not in {"latency", "hostile"}), None)
-        hostile = any(f.kind == "hostile" for f in fired)
-        if answering is not None and answering.kind == "hang":
-            hang: float | None = float(answering.params["seconds"])
-            answering = None
-        else:
-            hang = None
-
-        def respond() -> Reply:
-            if answering is not None:
-                return self._fault_reply(answering)
-            return self._answer(method, endpoint, account_id, query, lowered, body, hostile)
-
-        with self._lock:
-            # From here on the front calls _done(); a release() from now on reaches the call.
+            # Counted in flight with the current event, so a release() issued after a test
+            # has seen this request in flight always reaches it.
             self._in_flight[endpoint] += 1
             self._in_flight_changed.notify_all()
-            return _Plan(delay, hang, respond, endpoint, self._gate)
-
-    def _serve(self, plan: _Plan, hang_limit: float | None = None) -> Reply:
-        """Waits out the plan's latency and hang, then answers; a hang cut short to
-        ``hang_limit`` and not released by then raises TimeoutError instead."""
+            released = self._released
         try:
-            if plan.delay:
-                plan.gate.wait(plan.delay)
-            if plan.hang is not None:
-                limit = plan.hang if hang_limit is None else min(plan.hang, hang_limit)
-                if not plan.gate.wait(limit) and hang_limit is not None:
+            if "latency" in faults:
+                released.wait(faults["latency"]["seconds"])
+            if "hang" in faults:
+                hang = faults["hang"]["seconds"]
+                limit = hang if hang_limit is None else min(hang, hang_limit)
+                if not released.wait(limit) and hang_limit is not None:
                     raise TimeoutError
-            return plan.respond()
+            return self._fault_reply(faults) or self._answer(
+                method, endpoint, account_id, query, headers, body, "hostile" in faults
+            )
         finally:
-            self._done(plan)
+            with self._lock:
+                self._in_flight[endpoint] -= 1
+                self._in_flight_changed.notify_all()
 
-    def _done(self, plan: _Plan) -> None:
-        """The request's answer is ready (or it ended in a timeout): no longer in flight."""
-        if plan.endpoint is None:
-            return
-        with self._lock:
-            self._in_flight[plan.endpoint] -= 1
-            self._in_flight_changed.notify_all()
-
-    def _route(self, method: str, path: str) -> tuple[str, str] | _Refusal:
+    def _route(self, method: str, path: str) -> tuple[str, str] | None:
+        """(account id, endpoint key) of a billing API path; None for any other path."""
         prefix = f"{API_PREFIX}/accounts/"
-        no_route = _Refusal(404, [(CODE_NO_ROUTE, "No route for that URI")])
-        if not path.startswith(prefix):
-            return no_route
-        parts = path[len(prefix) :].split("/")
-        if len(parts) < 4 or "/".join(parts[1:3]) != BILLING_PATH or not parts[0]:
-            return no_route
+        parts = path.removeprefix(prefix).split("/") if path.startswith(prefix) else []
+        if len(parts) < 4 or not parts[0] or "/".join(parts[1:3]) != BILLING_PATH:
+            return None
         endpoint = f"{method} {'/'.join(parts[3:])}"
-        if endpoint not in ENDPOINTS:
-            return no_route
-        return parts[0], endpoint
+        return (parts[0], endpoint) if endpoint in ENDPOINTS else None
 
     def _answer(
         self,
@@ -524,17 +415,10 @@ class Simulator:
         try:
             writer = self._authenticate(headers)
             if account_id not in self._accounts:
-                raise _Refusal(
-                    404,
-                    [
-                        (
-                            CODE_BAD_ACCOUNT,
-                            f"Could not route to /accounts/{account_id}/{BILLING_PATH}, "
-                            "perhaps your object identifier is invalid?",
-                        )
-                    ],
-                )
-            if method in _WRITE_METHODS and not writer:
+                where = f"/accounts/{account_id}/{BILLING_PATH}"
+                message = f"Could not route to {where}, perhaps your object identifier is invalid?"
+                raise _Refusal(404, [(CODE_BAD_ACCOUNT, message)])
+            if method != "GET" and not writer:
                 raise _Refusal(403, [(CODE_AUTH, "Authentication error")])
             with self._lock:
                 account = self._accounts[account_id]
@@ -550,7 +434,8 @@ class Simulator:
 
     def _authenticate(self, headers: Mapping[str, str]) -> bool:
         """True for the write token, False for the read-only one; 401 otherwise."""
-        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        header = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        scheme, _, presented = header.partition(" ")
         presented = presented.strip()
         if scheme.lower() == "bearer" and presented:
             if hmac.compare_digest(presented.encode(), self.token.encode()):
@@ -579,10 +464,8 @@ class Simulator:
                 data = _validate_body(body, _STATUS_BODY)
                 status = account.topup_status(data["payment_intent_id"])
                 if status is None:
-                    raise _Refusal(
-                        404,
-                        [(CODE_TOPUP_NOT_FOUND, "payment_intent_id: no top-up with this id")],
-                    )
+                    message = "payment_intent_id: no top-up with this id"
+                    raise _Refusal(404, [(CODE_TOPUP_NOT_FOUND, message)])
                 return 200, {"payment_intent_id": data["payment_intent_id"], "status": status}
             case "GET topup/config":
                 return 200, account.topup_config.as_json()
@@ -621,16 +504,12 @@ class Simulator:
     def _usage_history(
         self, account: Account, now: float, query: Mapping[str, str]
     ) -> dict[str, Any]:
-        window_name = query.get("value_grouping_window")
-        if window_name not in ("day", "hour"):
+        window = {"day": DAY, "hour": HOUR}.get(query.get("value_grouping_window", ""))
+        if window is None:
             raise _invalid(["value_grouping_window: required, one of day, hour"])
-        window = DAY if window_name == "day" else HOUR
-        end_ms = _query_number(query, "end_time")
-        start_ms = _query_number(query, "start_time")
-        if end_ms is None:
-            end_ms = now * 1000
-        if start_ms is None:
-            start_ms = end_ms - (30 * DAY if window == DAY else DAY) * 1000
+        end_ms = _query_number(query, "end_time", now * 1000)
+        span = 30 * DAY if window == DAY else DAY
+        start_ms = _query_number(query, "start_time", end_ms - span * 1000)
         if start_ms >= end_ms:
             raise _invalid(["start_time: must be before end_time"])
         if window == HOUR and end_ms - start_ms > MAX_HOURLY_SPAN_MS:
@@ -638,23 +517,21 @@ class Simulator:
                 ["start_time: an hourly window may span at most 31 days; use day for longer"]
             )
         data_start = account.origin_hour * HOUR
-        data_end = account.settled_hour * HOUR  # hours after this are not over yet
         first = max(math.floor(start_ms / 1000 / window), math.floor(data_start / window))
-        history = []
-        bucket = first * window
-        while bucket < end_ms / 1000 and bucket < data_end:
-            history.append(
-                {
-                    "id": "mtrusgsum_"
-                    + stable_token(24, account.seed, account.account_id, window, bucket),
-                    "aggregated_value": account.usage_between(
-                        bucket // HOUR, (bucket + window) // HOUR
-                    ),
-                    "start_time": bucket * 1000,
-                    "end_time": (bucket + window) * 1000,
-                }
-            )
-            bucket += window
+        # Up to the end asked for, and never into an hour that is not over yet.
+        stop = min(math.ceil(end_ms / 1000), account.settled_hour * HOUR)
+        history = [
+            {
+                "id": "mtrusgsum_"
+                + stable_token(24, account.seed, account.account_id, window, bucket),
+                "aggregated_value": account.usage_between(
+                    bucket // HOUR, (bucket + window) // HOUR
+                ),
+                "start_time": bucket * 1000,
+                "end_time": (bucket + window) * 1000,
+            }
+            for bucket in range(first * window, stop, window)
+        ]
         return {"history": history}
 
     def _invoice_history(self, account: Account, query: Mapping[str, str]) -> dict[str, Any]:
@@ -678,7 +555,7 @@ class Simulator:
         }
 
     def _create_topup(self, account: Account, now: float, body: bytes) -> dict[str, Any]:
-        data = _validate_body(body, _TOPUP_BODY, _TOPUP_OPTIONAL)
+        data = _validate_body(body, _TOPUP_BODY, optional=frozenset({"payment_method_id"}))
         amount: int = data["amount"]
         if amount > account.max_topup_cents:
             raise _invalid(
@@ -686,25 +563,14 @@ class Simulator:
             )
         method = account.payment_method
         method_id: str | None = data.get("payment_method_id")
-        card: tuple[str, str] | None = None
-        if method_id is not None:
-            if not method_id.startswith("pm_"):
-                raise _invalid(["payment_method_id: no such PaymentMethod"])
-            if method is not None and method.id == method_id:
-                card = (method.brand, method.last4)
-        elif method is None:
-            raise _Refusal(
-                400,
-                [
-                    (
-                        CODE_BILLING_RULE,
-                        "No default payment method on file: add a card in the Cloudflare "
-                        "dashboard (Billing) before buying credits.",
-                    )
-                ],
+        if method_id is not None and not method_id.startswith("pm_"):
+            raise _invalid(["payment_method_id: no such PaymentMethod"])
+        if method_id is None and method is None:
+            message = (
+                "No default payment method on file: add a card in the Cloudflare dashboard "
+                "(Billing) before buying credits."
             )
-        else:
-            card = (method.brand, method.last4)
+            raise _Refusal(400, [(CODE_BILLING_RULE, message)])
         onboarding = not account.first_topup_success
         topup = account.create_topup(amount, now, self.topup_settle_seconds, "api-token")
         result: dict[str, Any] = {
@@ -712,31 +578,32 @@ class Simulator:
             "onboarding": onboarding,
             "payment_intent_id": topup.payment_intent_id,
         }
-        if card is not None:
-            result["brand"], result["last4"] = card
+        # The card is named when it is the one charged: the default, or the one asked for.
+        if method is not None and method_id in (None, method.id):
+            result["brand"], result["last4"] = method.brand, method.last4
         account.advance(now)  # a zero settle time completes at once
         return result
 
     # ------------------------------------------------------------------ replies
 
-    def _fault_reply(self, fault: Fault) -> Reply:
-        if fault.kind == "error":
-            status = int(fault.params["status"])
-            message = fault.params.get("message") or _SERVER_ERROR_MESSAGES.get(
-                status, "Server error"
-            )
+    def _fault_reply(self, faults: Mapping[str, dict[str, Any]]) -> Reply | None:
+        """The answer of the answering fault that fired, if one did (a hang has waited)."""
+        if (params := faults.get("error")) is not None:
+            status = int(params["status"])
+            message = params.get("message") or _SERVER_ERROR_MESSAGES.get(status, "Server error")
             return self._error(status, [(CODE_SERVER_ERROR, str(message))])
-        if fault.kind == "rate_limit":
-            retry_after = int(fault.params["retry_after"])
+        if (params := faults.get("rate_limit")) is not None:
             return self._error(
                 429,
                 [(CODE_RATE_LIMITED, "Please wait and consider throttling your request speed")],
-                extra={"Retry-After": str(retry_after)},
+                extra={"Retry-After": str(int(params["retry_after"]))},
             )
-        if fault.kind == "malformed":
+        if "malformed" in faults:
             return 200, self._headers(), _MALFORMED_BODY
-        # unsuccessful: HTTP 200 whose envelope says it failed.
-        return self._error(200, [(fault.params["code"], fault.params["message"])])
+        if (params := faults.get("unsuccessful")) is not None:
+            # HTTP 200 whose envelope says it failed.
+            return self._error(200, [(params["code"], params["message"])])
+        return None
 
     def _error(
         self, status: int, errors: Iterable[tuple[int, str]], extra: dict[str, str] | None = None
@@ -752,9 +619,7 @@ class Simulator:
     def _reply(
         self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
     ) -> Reply:
-        headers = self._headers()
-        if extra:
-            headers.update(extra)
+        headers = self._headers() | (extra or {})
         return status, headers, json.dumps(payload, separators=(",", ":")).encode()
 
     def _headers(self) -> dict[str, str]:
@@ -775,51 +640,32 @@ class Simulator:
 
 
 class SimulatorTransport(httpx.MockTransport):
-    """``httpx.MockTransport`` over a Simulator; latency never blocks an event loop."""
+    """``httpx.MockTransport`` over a Simulator. An async client's calls are served in a worker
+    thread, so latency and hangs never block its event loop."""
 
     def __init__(self, simulator: Simulator) -> None:
         self._simulator = simulator
-        super().__init__(self._handle_sync)
+        super().__init__(self._serve)
 
-    def _plan(self, request: httpx.Request) -> _Plan:
-        return self._simulator._plan(
-            request.method,
-            request.url.path,
-            dict(request.url.params.multi_items()),
-            dict(request.headers.items()),
-            request.content,
-        )
-
-    @staticmethod
-    def _hang_limit(request: httpx.Request) -> float:
-        """How long a hang waits for a release: 50 ms, or the client's read timeout if shorter."""
+    def _serve(self, request: httpx.Request) -> httpx.Response:
+        # A hang waits 50 ms for a release, or the client's read timeout if shorter.
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
-        return TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
-
-    @staticmethod
-    def _response(request: httpx.Request, reply: Reply) -> httpx.Response:
-        status, headers, body = reply
-        return httpx.Response(status, headers=headers, content=body, request=request)
-
-    def _handle_sync(self, request: httpx.Request) -> httpx.Response:
-        plan = self._plan(request)
         try:
-            reply = self._simulator._serve(plan, self._hang_limit(request))
+            status, headers, body = self._simulator.handle(
+                request.method,
+                request.url.path,
+                dict(request.url.params.multi_items()),
+                dict(request.headers.items()),
+                request.content,
+                hang_limit=TRANSPORT_HANG_SECONDS
+                if read is None
+                else min(TRANSPORT_HANG_SECONDS, read),
+            )
         except TimeoutError:
             raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None
-        return self._response(request, reply)
+        return httpx.Response(status, headers=headers, content=body, request=request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()
-        plan = self._plan(request)
-        try:
-            if plan.delay:
-                await plan.gate.wait_async(plan.delay)
-            if plan.hang is not None and not await plan.gate.wait_async(
-                min(plan.hang, self._hang_limit(request))
-            ):
-                raise httpx.ReadTimeout("simulated hang: no answer", request=request)
-            return self._response(request, plan.respond())
-        finally:
-            self._simulator._done(plan)
+        return await asyncio.to_thread(self.handle_request, request)

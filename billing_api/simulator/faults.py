@@ -1,10 +1,8 @@
-"""Fault injection for the simulator: per endpoint, switchable at run time, optionally limited.
+"""Fault injection for the simulator: per endpoint key ("GET credit-balance", ...) or ``"*"``.
 
-A fault is attached to an endpoint key ("GET credit-balance", ...) or to ``"*"`` (every
-endpoint). Each has a kind and parameters; ``times`` limits how often it fires so a test can
-script "429 once, then success". Only the first matching fault of each *stage* fires per call:
-latency composes with any other fault, the answering faults (error, rate_limit, hang,
-malformed, unsuccessful) are mutually exclusive, and hostile rewrites a normal answer.
+Switchable at run time; ``times`` limits how often a fault fires, so a test can script "429
+once, then success". Per call, latency composes with any other fault, at most one answering
+fault fires (the endpoint's own before the ``"*"`` one), and hostile rewrites a normal answer.
 """
 
 from __future__ import annotations
@@ -30,22 +28,8 @@ ENDPOINTS: Final[tuple[str, ...]] = (
 )
 ALL_ENDPOINTS: Final = "*"
 
-FAULT_KINDS: Final[tuple[str, ...]] = (
-    "latency",
-    "error",
-    "rate_limit",
-    "hang",
-    "malformed",
-    "unsuccessful",
-    "hostile",
-)
-#: Faults that replace the answer; at most one of them fires per call.
-ANSWERING_KINDS: Final = frozenset({"error", "rate_limit", "hang", "malformed", "unsuccessful"})
-
-#: A hang in the HTTP server never holds a thread longer than this.
-MAX_HANG_SECONDS: Final = 30.0
-
-_ALLOWED_PARAMS: Final[dict[str, frozenset[str]]] = {
+#: Each kind of fault with the parameters it takes.
+_PARAMS: Final[dict[str, frozenset[str]]] = {
     "latency": frozenset({"seconds"}),
     "error": frozenset({"status", "message"}),
     "rate_limit": frozenset({"retry_after"}),
@@ -54,6 +38,10 @@ _ALLOWED_PARAMS: Final[dict[str, frozenset[str]]] = {
     "unsuccessful": frozenset({"code", "message"}),
     "hostile": frozenset(),
 }
+#: Faults that replace the answer; at most one of them fires per call.
+ANSWERING_KINDS: Final = frozenset({"error", "rate_limit", "hang", "malformed", "unsuccessful"})
+#: A hang in the HTTP server never holds a thread longer than this.
+MAX_HANG_SECONDS: Final = 30.0
 
 
 class FaultError(ValueError):
@@ -71,39 +59,37 @@ class Fault:
         return {"kind": self.kind, "times": self.remaining, **self.params}
 
 
-def _number(params: dict[str, Any], name: str, default: float, *, low: float, high: float) -> float:
+def _number(
+    params: dict[str, Any], name: str, default: float, low: float, high: float, *, integer: bool
+) -> Any:
     value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FaultError(f"{name}: must be a number")
+    number = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise FaultError(f"{name}: must be {number}")
     if not low <= value <= high:
-        raise FaultError(f"{name}: must be between {low} and {high}")
-    return float(value)
+        raise FaultError(f"{name}: must be {number} from {low} to {high}")
+    return value
 
 
 def build_fault(kind: str, times: int | None, params: dict[str, Any]) -> Fault:
-    if kind not in FAULT_KINDS:
-        raise FaultError(f"kind: must be one of {', '.join(FAULT_KINDS)}")
-    unknown = set(params) - _ALLOWED_PARAMS[kind]
+    if kind not in _PARAMS:
+        raise FaultError(f"kind: must be one of {', '.join(_PARAMS)}")
+    unknown = set(params) - _PARAMS[kind]
     if unknown:
         raise FaultError(f"unknown parameter(s) for {kind}: {', '.join(sorted(unknown))}")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
         raise FaultError("times: must be a positive integer or null")
     clean: dict[str, Any] = {}
-    if kind == "latency":
-        clean["seconds"] = _number(params, "seconds", 0.5, low=0, high=MAX_HANG_SECONDS)
-    elif kind == "hang":
-        clean["seconds"] = _number(
-            params, "seconds", MAX_HANG_SECONDS, low=0, high=MAX_HANG_SECONDS
-        )
+    if kind in ("latency", "hang"):
+        default = 0.5 if kind == "latency" else MAX_HANG_SECONDS
+        seconds = _number(params, "seconds", default, 0, MAX_HANG_SECONDS, integer=False)
+        clean["seconds"] = float(seconds)
     elif kind == "error":
-        status = params.get("status", 500)
-        if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
-            raise FaultError("status: must be an integer from 500 to 599")
-        clean["status"] = status
+        clean["status"] = _number(params, "status", 500, 500, 599, integer=True)
         if "message" in params:
             clean["message"] = str(params["message"])
     elif kind == "rate_limit":
-        clean["retry_after"] = int(_number(params, "retry_after", 1, low=0, high=3600))
+        clean["retry_after"] = int(_number(params, "retry_after", 1, 0, 3600, integer=False))
     elif kind == "unsuccessful":
         code = params.get("code", 1000)
         if isinstance(code, bool) or not isinstance(code, int):
@@ -114,7 +100,7 @@ def build_fault(kind: str, times: int | None, params: dict[str, Any]) -> Fault:
 
 
 class FaultTable:
-    """Faults per endpoint key. Thread-safe on its own (the simulator also locks around it)."""
+    """Faults per endpoint key, thread-safe. One fault per kind per key: setting it replaces it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -124,7 +110,6 @@ class FaultTable:
         if endpoint != ALL_ENDPOINTS and endpoint not in ENDPOINTS:
             raise FaultError(f"endpoint: unknown endpoint {endpoint!r}; use one of {ENDPOINTS}")
         with self._lock:
-            # One fault per kind per endpoint: setting it again replaces it.
             kept = [f for f in self._faults.get(endpoint, []) if f.kind != fault.kind]
             self._faults[endpoint] = [*kept, fault]
 
@@ -139,29 +124,22 @@ class FaultTable:
         with self._lock:
             return {key: [f.as_dict() for f in faults] for key, faults in self._faults.items()}
 
-    def take(self, endpoint: str) -> list[Fault]:
-        """The faults that fire for this call, consuming one use of each."""
-        fired: list[Fault] = []
+    def take(self, endpoint: str) -> dict[str, dict[str, Any]]:
+        """The parameters of each kind of fault that fires for this call, consuming one use."""
+        fired: dict[str, Fault] = {}
         with self._lock:
-            candidates = [*self._faults.get(endpoint, []), *self._faults.get(ALL_ENDPOINTS, [])]
-            answered = False
-            seen_kinds: set[str] = set()
-            for fault in candidates:
-                if fault.kind in seen_kinds:
-                    continue  # the endpoint's own fault wins over the "*" one
-                if fault.kind in ANSWERING_KINDS:
-                    if answered:
-                        continue
-                    answered = True
-                seen_kinds.add(fault.kind)
-                fired.append(fault)
+            # The endpoint's own faults come first, so they win over the "*" ones.
+            for fault in [*self._faults.get(endpoint, []), *self._faults.get(ALL_ENDPOINTS, [])]:
+                answered = fault.kind in ANSWERING_KINDS and not ANSWERING_KINDS.isdisjoint(fired)
+                if fault.kind in fired or answered:
+                    continue
+                fired[fault.kind] = fault
                 if fault.remaining is not None:
                     fault.remaining -= 1
             for key in (endpoint, ALL_ENDPOINTS):
-                if key in self._faults:
-                    left = [f for f in self._faults[key] if f.remaining is None or f.remaining > 0]
-                    if left:
-                        self._faults[key] = left
-                    else:
-                        del self._faults[key]
-        return fired
+                left = [f for f in self._faults.get(key, []) if f.remaining != 0]
+                if left:
+                    self._faults[key] = left
+                else:
+                    self._faults.pop(key, None)
+        return {kind: fault.params for kind, fault in fired.items()}

@@ -70,8 +70,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
 def start_server(
     simulator: Simulator, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
 ) -> SimulatorHTTPServer:
-    """A server already serving from a background thread (port 0 picks a free port); call
-    ``stop()`` when done."""
+    """A server serving from a daemon thread (port 0 picks a free port); ``stop()`` it."""
     return SimulatorHTTPServer(simulator, host, port, quiet=quiet).start()
 
 
@@ -116,6 +115,10 @@ def _json(status: int, payload: dict[str, Any]) -> Reply:
     return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
 
+def _ok(status: int = 200, **fields: Any) -> Reply:
+    return _json(status, {"ok": True, **fields})
+
+
 def _admin(
     simulator: Simulator, method: str, path: str, query: dict[str, str], body: bytes
 ) -> Reply:
@@ -123,33 +126,26 @@ def _admin(
     try:
         data: Any = json.loads(body) if body.strip() else {}
     except ValueError:
-        return _json(400, {"ok": False, "error": "body: not JSON"})
+        data = None
     if not isinstance(data, dict):
         return _json(400, {"ok": False, "error": "body: must be a JSON object"})
     try:
         match method, action:
             case "GET", "info":
-                return _json(
-                    200,
-                    {
-                        "ok": True,
-                        "mode": simulator.mode,
-                        "accounts": list(simulator.account_ids),
-                        "now": simulator.now(),
-                    },
-                )
+                accounts = list(simulator.account_ids)
+                return _ok(mode=simulator.mode, accounts=accounts, now=simulator.now())
             case "GET", "calls":
-                return _json(200, {"ok": True, "calls": dict(simulator.calls)})
+                return _ok(calls=dict(simulator.calls))
             case "POST", "reset-calls":
                 simulator.reset_calls()
-                return _json(200, {"ok": True, "calls": {}})
+                return _ok(calls={})
             case "GET", "in-flight":
-                return _json(200, {"ok": True, "in_flight": dict(simulator.in_flight)})
+                return _ok(in_flight=dict(simulator.in_flight))
             case "POST", "release":
                 simulator.release()
-                return _json(200, {"ok": True})
+                return _ok()
             case "GET", "faults":
-                return _json(200, {"ok": True, "faults": simulator.faults()})
+                return _ok(faults=simulator.faults())
             case "POST", "faults":
                 params = dict(data)
                 endpoint = params.pop("endpoint", None)
@@ -158,24 +154,23 @@ def _admin(
                 if not isinstance(endpoint, str) or not isinstance(kind, str):
                     raise FaultError("endpoint and kind: required strings")
                 simulator.set_fault(endpoint, kind, times=times, **params)
-                return _json(201, {"ok": True, "faults": simulator.faults()})
+                return _ok(201, faults=simulator.faults())
             case "DELETE", "faults":
                 simulator.clear_faults(query.get("endpoint") or data.get("endpoint"))
-                return _json(200, {"ok": True, "faults": simulator.faults()})
+                return _ok(faults=simulator.faults())
             case "POST", "fail-auto-topup":
-                account_id = data.get("account_id") or simulator.account_ids[0]
                 simulator.fail_auto_topup(
-                    account_id,
+                    data.get("account_id") or simulator.account_ids[0],
                     error=data.get("error", "Your card was declined."),
                     disabled_reason=data.get("disabled_reason", "payment_failed"),
                 )
-                return _json(200, {"ok": True})
+                return _ok()
             case "POST", "advance":
                 seconds = data.get("seconds")
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float):
                     raise FaultError("seconds: must be a number")
                 simulator.advance_clock(float(seconds))
-                return _json(200, {"ok": True, "now": simulator.now()})
+                return _ok(now=simulator.now())
     except (FaultError, TypeError) as exc:
         return _json(400, {"ok": False, "error": str(exc)})
     except KeyError as exc:

@@ -1,11 +1,9 @@
 """Per-account state of the simulator: seeded usage, balance, top-ups, invoices and rules.
 
-Units follow what the adapter reads (see the reference notes, "Units"): money is US cents
-(the balance may be fractional, invoice amounts are integers), invoice times are Unix
-seconds, usage times and ``lastFailedAt`` are Unix milliseconds.
-
-Everything random comes from ``random.Random`` seeded with a SHA-256 of (seed, account id,
-purpose), never from Python's salted ``hash()``, so a seed gives the same data in every process.
+Units as the adapter reads them: money in US cents (the balance may be fractional), invoice
+times in Unix seconds, usage times and ``lastFailedAt`` in Unix milliseconds. Randomness is
+seeded with a SHA-256 of (seed, account id, purpose), never Python's salted ``hash()``, so a
+seed gives the same data in every process.
 """
 
 from __future__ import annotations
@@ -87,10 +85,6 @@ class TopupConfig:
     error: str | None = None
     last_failed_at_ms: int | None = None
     disabled_reason: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.amount is not None and self.threshold is not None and not self.disabled_reason
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -188,8 +182,6 @@ class Account:
     _usage_cache: dict[int, float] = field(default_factory=dict, repr=False)
     _serial: int = 0
 
-    # ------------------------------------------------------------------ usage
-
     def hour_usage(self, hour: int) -> float:
         """Spend in cents during the hour with this index; nothing before the history starts."""
         value = self._seeded_usage(hour)
@@ -201,9 +193,8 @@ class Account:
     def _seeded_usage(self, hour: int) -> float:
         if hour < self.origin_hour:
             return 0.0
-        cached = self._usage_cache.get(hour)
-        if cached is not None:
-            return cached
+        if hour in self._usage_cache:
+            return self._usage_cache[hour]
         rng = stable_rng(self.seed, self.account_id, "usage", hour)
         profile = self.profile
         # The shape follows the team's own working day, not UTC's.
@@ -230,8 +221,6 @@ class Account:
         total = sum(self.hour_usage(h) for h in range(max(start_hour, self.origin_hour), end_hour))
         return round(total, 2)
 
-    # ------------------------------------------------------------------ time
-
     def advance(self, now: float) -> None:
         """Spend every hour that ended by ``now``, settling top-ups in time order."""
         last_complete = hour_floor(now)  # hours before this index are over
@@ -251,9 +240,9 @@ class Account:
         for topup in pending[index:]:
             self._complete_topup(topup)
 
-    def _next_id(self, prefix: str, length: int = 24) -> str:
+    def _next_id(self) -> str:
         self._serial += 1
-        return prefix + stable_token(length, self.seed, self.account_id, "id", self._serial)
+        return "in_1" + stable_token(24, self.seed, self.account_id, "id", self._serial)
 
     def _complete_topup(self, topup: Topup) -> None:
         topup.status = "completed"
@@ -271,7 +260,7 @@ class Account:
 
     def _check_auto_topup(self, moment: float) -> None:
         config = self.topup_config
-        if not config.active or config.threshold is None or config.amount is None:
+        if config.amount is None or config.threshold is None or config.disabled_reason:
             return
         if self.balance >= config.threshold:
             return
@@ -286,7 +275,7 @@ class Account:
         self.balance = round(self.balance + config.amount, 2)
         self.invoices.append(
             Invoice(
-                id=self._next_id("in_1"),
+                id=self._next_id(),
                 amount=config.amount,
                 created=int(moment),
                 origin="auto",
@@ -294,13 +283,11 @@ class Account:
             )
         )
 
-    # ------------------------------------------------------------------ writes
-
     def create_topup(
         self, amount: int, now: float, settle_seconds: float, created_by: str
     ) -> Topup:
         topup = Topup(
-            payment_intent_id=self._next_id("in_1"),
+            payment_intent_id=self._next_id(),
             amount=amount,
             created_at=now,
             settles_at=now + settle_seconds,
@@ -322,8 +309,6 @@ class Account:
             if invoice.id == payment_intent_id and invoice.status == "paid":
                 return "completed"
         return None
-
-    # ------------------------------------------------------------------ reads
 
     def credit_balance(self) -> dict[str, Any]:
         method = self.payment_method
@@ -437,7 +422,7 @@ def _seed_invoices(account: Account, rng: random.Random, now: float, count: int)
             amount = rng.choice((1000, 2500, 5000, 10_000, 20_000, 50_000))
         account.invoices.append(
             Invoice(
-                id=account._next_id("in_1"),
+                id=account._next_id(),
                 amount=min(amount, account.max_topup_cents),
                 created=created,
                 origin="auto" if auto else "manual",

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,9 +246,13 @@ def _shared_cache() -> RedisCache | None:
 
 
 def gather(
-    reads: Mapping[str, Callable[[], Fetched[Any]]], *, deadline: float
+    reads: Mapping[str, Callable[[], Fetched[Any]]],
+    *,
+    deadline: float,
+    later: Collection[str] = (),
 ) -> dict[str, Fetched[Any]]:
-    """Run ``reads`` in parallel; a read still out after ``deadline`` seconds is ``pending``.
+    """Run ``reads`` in parallel; a read still out after ``deadline`` seconds is ``pending``,
+    and so is one named in ``later``, started but not waited for.
 
     A pending read goes on in the background and fills the cache, so the card that asks
     again (lazily, from the browser) gets it without a second upstream call.
@@ -262,10 +266,11 @@ def gather(
     futures: dict[str, Future[Fetched[Any]]] = {
         name: _executor().submit(_before, deadline_at, fn, rid) for name, fn in reads.items()
     }
-    wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
+    awaited = [future for name, future in futures.items() if name not in later]
+    wait(awaited, timeout=deadline, return_when=FIRST_EXCEPTION)
     results: dict[str, Fetched[Any]] = {}
     for name, future in futures.items():
-        if future.done():
+        if future.done() and name not in later:
             results[name] = future.result()
         else:
             results[name] = Fetched(None, None, pending=True)
@@ -346,3 +351,8 @@ def _log_failure(name: str, account_id: str, err: BillingError) -> None:
         status if status is not None else "-",
         request_id or "-",
     )
+
+
+def is_fresh(account_id: str, name: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a fresh answer of this read is kept, so that reading it costs no call."""
+    return _fresh(cache.get(cache_key(account_id, name, params))) is not None

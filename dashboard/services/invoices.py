@@ -35,6 +35,8 @@ from dashboard.services.money import currency_code, format_money, format_quantit
 from dashboard.services.pdf_links import PdfLink, pdf_link
 from dashboard.services.reads import Upcoming
 
+#: The read of the whole history, as the cache names it.
+HISTORY = "invoice-history-assembled"
 #: Invoices per page of the dashboard's table.
 PER_PAGE = 20
 #: Upstream pages asked for at most per account and type (each is one call against
@@ -131,11 +133,13 @@ def _load_history(client: BillingClient, type: models.InvoiceType) -> InvoiceLis
 def invoice_list(account_id: str, type: models.InvoiceType) -> upstream.Fetched[InvoiceList]:
     """The assembled history of one type, cached per account and type."""
     return upstream.read(
-        account_id,
-        "invoice-history-assembled",
-        partial(_load_history, type=type),
-        params={"type": type},
+        account_id, HISTORY, partial(_load_history, type=type), params={"type": type}
     )
+
+
+def is_kept(account_id: str, type: models.InvoiceType) -> bool:
+    """Whether :func:`invoice_list` would answer from the cache, without a call."""
+    return upstream.is_fresh(account_id, HISTORY, params={"type": type})
 
 
 # ---------------------------------------------------------------- the table

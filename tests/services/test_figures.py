@@ -23,7 +23,7 @@ from dashboard.infra import billing
 from dashboard.models import AlertRule, DigestSubscription
 from dashboard.services import alerts, digest, figures
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
-from tests.test_alert_delivery import deliver_due
+from tests.services.test_notify import deliver_due
 
 pytestmark = pytest.mark.usefixtures("frozen_clock")
 

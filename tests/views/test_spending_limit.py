@@ -10,8 +10,7 @@ from django.test import Client
 
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import rules
-
-from .conftest import ACCOUNT_ID, OVERVIEW_URL, SIMULATOR_NOW
+from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SIMULATOR_NOW
 
 URL = f"/accounts/{ACCOUNT_ID}/spending-limit/"
 DELETE_URL = f"/accounts/{ACCOUNT_ID}/spending-limit/delete/"

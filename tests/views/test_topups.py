@@ -13,9 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.models import AuditEvent, Topup
-
-from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
-from .topup_flow import confirm_data
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
+from tests.topup_flow import confirm_data
 
 PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
 CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])

@@ -27,8 +27,8 @@ from dashboard.infra import clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import notify
 from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, at_once, eventually
-from tests.test_alert_delivery import firing, webhook
-from tests.test_alerts import balance, make_rule
+from tests.services.test_alerts import balance, make_rule
+from tests.services.test_notify import firing, webhook
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -36,7 +36,7 @@ pytestmark = [
     pytest.mark.real_jobs,
 ]
 Kind = AlertRule.Kind
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_two_workers_at_once_send_each_alert_once(travel, receiver, no_auto_topup):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from billing_api import errors, models
 from billing_api.client import BillingClient
-from dashboard import settings as dashboard_settings
 from dashboard.infra import upstream
 from dashboard.services import invoices as service
 from dashboard.services import reads
 from dashboard.web.forms import InvoiceFilterForm
+from tests.conftest import settings_module
 
 HOSTS = ("pay.stripe.com", "invoice.stripe.com", "files.stripe.com")
 NOW = datetime(2026, 6, 10, 12, 30, tzinfo=UTC)
@@ -443,12 +441,7 @@ def load_settings(monkeypatch):
             monkeypatch.delenv("INVOICE_PDF_HOSTS", raising=False)
         else:
             monkeypatch.setenv("INVOICE_PDF_HOSTS", hosts)
-        path = Path(dashboard_settings.__file__)
-        spec = importlib.util.spec_from_file_location("settings_under_test", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return settings_module()
 
     return load
 

@@ -17,7 +17,7 @@ from dashboard.services import audit
 from tests.conftest import ACCOUNT_ID
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_it_records_who_what_before_after_and_outcome(finance):

@@ -20,10 +20,9 @@ from billing_api.simulator.core import Simulator
 from billing_api.simulator.state import Invoice
 from dashboard import tasks
 from dashboard.models import AuditEvent, Topup
-
-from .conftest import ACCOUNT_ID, Travel, at_once, make_due, run_jobs
-from .test_topup_reconcile import cloudflare_took, timed_out
-from .topup_flow import confirm_data
+from tests.conftest import ACCOUNT_ID, Travel, at_once, make_due, run_jobs
+from tests.services.test_topup_reconcile import cloudflare_took, timed_out
+from tests.topup_flow import confirm_data
 
 PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
 CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])

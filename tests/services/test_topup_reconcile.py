@@ -16,9 +16,8 @@ from billing_api.simulator.core import Simulator
 from billing_api.simulator.state import Invoice
 from dashboard.models import AuditEvent, Topup
 from dashboard.services import topups as service
-
-from .conftest import ACCOUNT_ID
-from .topup_flow import confirm_data
+from tests.conftest import ACCOUNT_ID
+from tests.topup_flow import confirm_data
 
 PAGE = reverse("dashboard:topups", args=[ACCOUNT_ID])
 CREATE = reverse("dashboard:topup_create", args=[ACCOUNT_ID])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import subprocess
@@ -16,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dashboard import settings as dashboard_settings
 from dashboard.settings import envbool, envfloat, envint, envlist, envsecret, envstr
+from tests.conftest import settings_module
 
 SETTINGS_FILE = Path(dashboard_settings.__file__)
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -51,11 +51,7 @@ def load(monkeypatch):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return settings_module()
 
     return load
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html import unescape
@@ -249,9 +250,37 @@ def test_it_fetches_the_cards_reads_in_parallel(finance_client, sim, settings):
     with ReleaseWhenInFlight(sim, four) as watch:
         response = finance_client.get(OVERVIEW_URL)
     assert watch.all_at_once
-    assert "Still loading" not in response.text
-    # Then the invoice history's pages, one after the other (for the attention list).
+    # Every card but the attention list, which waits for the invoice history's pages.
+    assert "Still loading" not in card(response.text, "balance-card")
+    wait_for_background_reads()
     assert sim.calls == {**four, "GET invoice-history": 2}
+
+
+def test_a_cold_page_does_not_wait_for_the_invoice_history(finance_client, sim, settings):
+    # The history comes in pages, one call after the other: the page is not held up by them
+    # (the cold overview stays within its slowest single call); the attention list loads
+    # itself when they are in.
+    settings.BILLING_PAGE_DEADLINE = 100 * SAFETY_TIMEOUT  # the page would wait for all
+    hold(sim, "GET invoice-history", times=1)
+    # A safety bound: were the page to wait for the history, it would get it after this.
+    safety = threading.Timer(SAFETY_TIMEOUT, sim.release)
+    safety.start()
+    try:
+        response = finance_client.get(OVERVIEW_URL)
+        # Answered while the history's first page is still held.
+        assert sim.in_flight == {"GET invoice-history": 1}
+    finally:
+        safety.cancel()
+    assert f'hx-get="{OVERVIEW_URL}?partial=attention-list" hx-trigger="load"' in response.text
+    assert "Still loading" not in card(response.text, "balance-card")
+    sim.release()
+    wait_for_background_reads()
+    lazy = finance_client.get(OVERVIEW_URL, {"partial": "attention-list"})
+    assert "Still loading" not in lazy.text and "hx-get" not in lazy.text
+    assert sim.calls["GET invoice-history"] == 2
+    # Once the history is kept, the whole page waits for it again: nothing loads itself.
+    again = finance_client.get(OVERVIEW_URL)
+    assert 'hx-trigger="load"' not in again.text
 
 
 def test_it_lets_a_pending_banner_load_itself(lead_client, sim, settings):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard import settings as dashboard_settings
+from tests.conftest import settings_module
 
 ROOT = Path(dashboard_settings.__file__).resolve().parent.parent
 SETTINGS_FILE = ROOT / "dashboard" / "settings.py"
@@ -86,11 +86,7 @@ def load(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleType]:
             monkeypatch.delenv(key)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return settings_module()
 
     return load
 

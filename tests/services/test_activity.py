@@ -19,7 +19,7 @@ from dashboard.models import AuditEvent
 from dashboard.services import activity as service
 from dashboard.services import audit
 from tests.conftest import ACCOUNT_ID
-from tests.test_topups import confirm
+from tests.views.test_topups import confirm
 
 ACTIVITY = f"/accounts/{ACCOUNT_ID}/activity/"
 #: What a page must never show a person: form machinery, Python names, JSON.

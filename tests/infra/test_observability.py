@@ -3,7 +3,6 @@ line, and Prometheus metrics at /metrics for those allowed, summed over worker p
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -27,12 +26,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing_api.client import BillingClient
 from billing_api.simulator import DEFAULT_TOKEN, Simulator
-from dashboard import settings as dashboard_settings
 from dashboard.infra import metrics, observability
 from dashboard.infra.observability import JsonFormatter, PlainFormatter
-from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT, eventually
+from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, SAFETY_TIMEOUT, eventually, settings_module
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "metrics-token-for-the-tests-0123456789"
 SIM_URL = "https://simulator.invalid/client/v4"
 
@@ -734,12 +732,6 @@ def load_settings(monkeypatch):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        spec = importlib.util.spec_from_file_location(
-            "observability_settings", dashboard_settings.__file__
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+        return settings_module()
 
     return load

@@ -8,7 +8,6 @@ generous multiple of them, a claim about "bounded", never about speed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import socket
@@ -28,7 +27,6 @@ from django.test import Client
 from django.urls import reverse
 from prometheus_client import REGISTRY
 
-from dashboard import settings as dashboard_settings
 from dashboard.infra import cache as resilient
 from dashboard.infra import upstream
 from dashboard.models import AccountAccess, Topup
@@ -41,6 +39,7 @@ from tests.conftest import (
     eventually,
     flight_users,
     hold,
+    settings_module,
 )
 from tests.topup_flow import confirm_data
 
@@ -355,13 +354,7 @@ def test_the_shared_lock_falls_back_to_this_process_when_redis_fails(
 def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location(
-        "settings_under_test", dashboard_settings.__file__
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return settings_module()
 
 
 def test_redis_timeouts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

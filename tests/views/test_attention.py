@@ -7,15 +7,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 
 from billing_api.simulator import Simulator
 from billing_api.simulator.state import Invoice
 from dashboard.models import AlertRule, Topup
-from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
-from tests.test_overview import text
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW, wait_for_background_reads
+from tests.views.test_overview import text
 
 NOW = datetime.fromtimestamp(SIMULATOR_NOW, UTC)
 RESEARCH = f"/accounts/{OTHER_ACCOUNT_ID}/"  # seeded with no card and no auto top-up
@@ -28,6 +30,14 @@ def attention(html: str) -> str:
     match = re.search(r'<section id="attention-list".*?</section>', html, re.S)
     assert match, "no attention list on the page"
     return match.group(0)
+
+
+def settled(client: Client, url: str) -> Any:
+    """The overview once every card is in. On a cold page the attention list loads itself
+    (the invoice history comes in pages, and the page does not wait for them)."""
+    client.get(url)
+    wait_for_background_reads()
+    return client.get(url)
 
 
 def items(html: str) -> list[str]:
@@ -74,7 +84,7 @@ def test_it_lists_what_needs_action_most_urgent_first(finance_client, sim):
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500), last_seen="x")
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.SPEND_SPIKE, factor=Decimal(2))
     open_invoice(sim, OTHER_ACCOUNT_ID, 87, 5_000)
-    response = finance_client.get(RESEARCH)
+    response = settled(finance_client, RESEARCH)
     assert response.status_code == 200
     found = items(response.text)
     assert [line.split(":")[0].split(" ")[0] for line in found] == [
@@ -91,7 +101,7 @@ def test_it_lists_what_needs_action_most_urgent_first(finance_client, sim):
 
 def test_it_shows_nothing_when_all_is_well(finance_client, sim):
     all_well(sim, ACCOUNT_ID)
-    response = finance_client.get(PRODUCTION)
+    response = settled(finance_client, PRODUCTION)
     assert '<div id="attention-list"></div>' in response.text
     assert "Needs attention" not in response.text
 
@@ -99,11 +109,11 @@ def test_it_shows_nothing_when_all_is_well(finance_client, sim):
 def test_it_takes_the_runway_threshold_from_the_runway_alert_rule(finance_client, sim):
     all_well(sim, OTHER_ACCOUNT_ID)
     days_of_credit(sim, OTHER_ACCOUNT_ID, 17.2)
-    assert not any("credit left" in line for line in items(finance_client.get(RESEARCH).text))
+    assert not any("credit left" in line for line in items(settled(finance_client, RESEARCH).text))
     AlertRule.objects.create(
         account_id=OTHER_ACCOUNT_ID, kind=AlertRule.Kind.RUNWAY_BELOW, days=20, created_by="ada"
     )
-    found = items(finance_client.get(RESEARCH).text)
+    found = items(settled(finance_client, RESEARCH).text)
     assert any(
         "About 17 days of credit left at the 7-day rate, under 20 days (your runway alert)" in line
         for line in found
@@ -112,7 +122,7 @@ def test_it_takes_the_runway_threshold_from_the_runway_alert_rule(finance_client
 
 def test_it_says_a_balance_below_zero_first(finance_client, sim):
     sim.account(OTHER_ACCOUNT_ID).balance = -1_000
-    found = items(finance_client.get(RESEARCH).text)
+    found = items(settled(finance_client, RESEARCH).text)
     assert found[0].startswith("The balance is at or below zero")
 
 
@@ -120,7 +130,7 @@ def test_it_says_the_auto_topup_failed(admin_client, sim):
     all_well(sim, ACCOUNT_ID)
     config = sim.account(ACCOUNT_ID).topup_config
     config.error, config.disabled_reason = "Your card was declined.", "card_declined"
-    html = admin_client.get(PRODUCTION).text
+    html = settled(admin_client, PRODUCTION).text
     assert items(html)[0] == (
         "Auto top-up failed: the balance will not be refilled until it is fixed. "
         "Fix the auto top-up rule"
@@ -143,7 +153,7 @@ def test_it_lists_top_ups_pending_or_of_unknown_outcome(finance_client, finance,
         account_id=ACCOUNT_ID, idempotency_key="c" * 32, amount=Decimal(99), username="frank",
         status=Topup.Status.COMPLETED,
     )  # fmt: skip
-    html = finance_client.get(PRODUCTION).text
+    html = settled(finance_client, PRODUCTION).text
     assert items(html) == [
         "A $30.00 top-up by frank, made 12 minutes ago, is pending. See the top-ups",
         "A $30.00 top-up by frank, made 12 minutes ago, is of unknown outcome. See the top-ups",
@@ -155,21 +165,21 @@ def test_it_links_only_to_pages_the_role_may_open(lead_client, admin_client, sim
     days_of_credit(sim, OTHER_ACCOUNT_ID, 5)
     open_invoice(sim, OTHER_ACCOUNT_ID, 87, 5_000)
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500))
-    lead_list = attention(lead_client.get(RESEARCH).text)
+    lead_list = attention(settled(lead_client, RESEARCH).text)
     # The team lead may open none of the pages where these are acted on, nor see invoices.
     assert "invoice" not in lead_list.lower()
     for page in ("topups", "alerts", "auto-top-up", "invoices"):
         assert f"/{page}/" not in lead_list
     assert "Top up</a>" not in lead_list and "About 5 days of credit left" in lead_list
     assert "No card is on file" in lead_list and "dash.cloudflare.com" not in lead_list
-    admin_list = attention(admin_client.get(RESEARCH).text)
+    admin_list = attention(settled(admin_client, RESEARCH).text)
     for page in ("alerts", "auto-top-up", "invoices"):
         assert f'href="/accounts/{OTHER_ACCOUNT_ID}/{page}/"' in admin_list
     assert 'href="https://dash.cloudflare.com/' in admin_list
     # With a card to charge, the short runway offers a top-up too.
     sim.account(OTHER_ACCOUNT_ID).payment_method = sim.account(ACCOUNT_ID).payment_method
     cache.clear()  # the balance read is kept for BILLING_CACHE_SECONDS
-    admin_list = attention(admin_client.get(RESEARCH).text)
+    admin_list = attention(settled(admin_client, RESEARCH).text)
     assert f'href="/accounts/{OTHER_ACCOUNT_ID}/topups/new/"' in admin_list
 
 
@@ -183,7 +193,7 @@ def test_it_answers_the_list_alone(finance_client, sim):
 def test_it_keeps_what_it_knows_when_cloudflare_fails(finance_client, sim):
     sim.set_fault("GET credit-balance", "error", status=500)
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.BALANCE_BELOW, amount=Decimal(500))
-    response = finance_client.get(RESEARCH)
+    response = settled(finance_client, RESEARCH)
     assert response.status_code == 200
     listed = attention(response.text)
     assert "1 alert is firing: Balance below an amount." in text(listed)
@@ -194,7 +204,7 @@ def test_it_offers_no_top_up_where_no_card_can_pay_and_reads_alerts_as_words(fin
     all_well(sim, OTHER_ACCOUNT_ID)
     days_of_credit(sim, OTHER_ACCOUNT_ID, 12.2)
     firing(OTHER_ACCOUNT_ID, AlertRule.Kind.AUTO_TOPUP_FAILED, last_seen="Auto top-up is off.")
-    listed = attention(finance_client.get(RESEARCH).text)
+    listed = attention(settled(finance_client, RESEARCH).text)
     found = items(listed)
     runway = next(line for line in found if "credit left" in line)
     # Research has no card: the card item says what to do; "Top up" could only fail.

@@ -9,8 +9,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from dashboard.services.accounts import accounts_for
-
-from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, make_user
 
 LOGIN = "login"  # a redirect to the login page
 PERSONAS = ("anonymous", "nobody", "lead", "finance", "admin", "outsider")

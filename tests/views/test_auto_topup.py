@@ -11,8 +11,7 @@ from django.test import Client
 
 from billing_api.simulator import Simulator
 from dashboard.models import AuditEvent, RefusedChange
-
-from .conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
+from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID, SIMULATOR_NOW
 
 URL = f"/accounts/{ACCOUNT_ID}/auto-top-up/"
 DELETE_URL = f"/accounts/{ACCOUNT_ID}/auto-top-up/delete/"

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 
 from tests.conftest import at_once
-from tests.test_login_throttle import attempt
+from tests.infra.test_login_throttle import attempt
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -6,7 +6,6 @@ Time is moved by ageing the failures kept in the database (``later``), never sle
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import re
 from datetime import timedelta
@@ -22,7 +21,7 @@ from django.test import Client, RequestFactory
 
 from dashboard import settings as dashboard_settings
 from dashboard.infra import throttle
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, settings_module
 
 pytestmark = pytest.mark.django_db
 
@@ -297,11 +296,7 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
     """The settings module run afresh with these variables set (demo mode otherwise)."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return settings_module()
 
 
 def test_its_limits_and_session_times_come_from_the_environment(monkeypatch):

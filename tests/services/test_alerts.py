@@ -22,7 +22,7 @@ from dashboard.infra import billing, clock
 from dashboard.models import AlertDelivery, AlertFiring, AlertRule, AuditEvent
 from dashboard.services import alerts
 from tests.conftest import ACCOUNT_ID, SIMULATOR_NOW, Travel
-from tests.test_alert_delivery import deliver_due
+from tests.services.test_notify import deliver_due
 from tests.webhook_receiver import Receiver
 
 Kind = AlertRule.Kind

@@ -13,11 +13,11 @@ from django.core.cache import cache
 from dashboard.models import Topup
 from dashboard.services.money import format_period
 from tests.conftest import ACCOUNT_ID
-from tests.test_topups import confirm
+from tests.views.test_topups import confirm
 
 INVOICES = f"/accounts/{ACCOUNT_ID}/invoices/"
 OVERVIEW = f"/accounts/{ACCOUNT_ID}/"
-STATIC_JS = Path(__file__).resolve().parents[1] / "static" / "js"
+STATIC_JS = Path(__file__).resolve().parents[2] / "static" / "js"
 
 
 def text(html: str) -> str:

@@ -9,7 +9,6 @@ claim here is about who asked, never about timing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -31,11 +30,11 @@ from django.utils import timezone
 from billing_api.client import BillingClient
 from dashboard import settings as dashboard_settings
 from dashboard.infra import upstream
-from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually
+from tests.conftest import ACCOUNT_ID, SAFETY_TIMEOUT, eventually, settings_module
 from tests.shared_reader import calls_key, go_key, held_loader
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = dashboard_settings.__file__
 NAME = "shared-test"
 KEY = upstream.cache_key(ACCOUNT_ID, NAME)
@@ -317,11 +316,7 @@ def load_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("settings_under_test", SETTINGS_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return settings_module()
 
 
 def test_the_lock_outlives_the_longest_read_by_default(monkeypatch):

@@ -36,7 +36,7 @@ from dashboard import roles
 from dashboard.infra import upstream
 from tests.conftest import ACCOUNT_ID, OVERVIEW_URL, PASSWORD, SAFETY_TIMEOUT, make_user
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -1,9 +1,8 @@
 """Django's admin, for billing admins: users, their roles (groups) and their accounts.
 
-A Billing admin manages only users who hold no more than they do: never a superuser, nobody
-with a permission they lack (through a role or their own), nobody granted an account they are
-not granted. They give only roles whose permissions they hold and accounts they are granted,
-and see only their accounts' audit rows. Superusers keep every power.
+A billing admin manages only users who hold no more than they do (no superuser, no permission
+or account they lack), gives only roles and accounts they hold, and sees only their accounts'
+audit rows. Superusers keep every power.
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ def granted_accounts(requester: Requester) -> QuerySet[AccountAccess]:
 
 
 def manageable(users: QuerySet[User], requester: Requester) -> QuerySet[User]:
-    """Of ``users``, those ``requester`` may see and change: all for a superuser, else those
-    who hold no permission and no account that ``requester`` does not hold."""
+    """Of ``users``, those ``requester`` may see and change."""
     if requester.is_superuser:
         return users
     not_held = not_held_permissions(requester)
@@ -81,9 +79,8 @@ def grantable_account_choices(requester: Requester) -> list[tuple[str, str]]:
 
 
 class BoundedUserChangeForm(UserChangeForm[User]):
-    """The change form for a non-superuser. The admin does not show them the superuser
-    fields, so Django would ignore them; a POST that names them anyway is refused whole, so
-    that a crafted request changes nothing at all."""
+    """The change form for a non-superuser: a POST naming a superuser field (hidden from them,
+    so Django would ignore it) is refused whole, so a crafted request changes nothing."""
 
     def clean(self) -> dict[str, Any] | None:
         if SUPERUSER_FIELDS & set(self.data):
@@ -166,8 +163,7 @@ admin.site.site_header = "AI Gateway spend: users and access"
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
-    """Read-only: the audit log is append-only, in the admin as everywhere. A non-superuser
-    sees the rows of their accounts only (list, filters and detail all read this queryset)."""
+    """Read-only, as the audit log is everywhere; a non-superuser sees their accounts' rows."""
 
     list_display = ("at", "username", "account_id", "action", "outcome", "upstream_status")
     list_filter = ("action", "outcome", "account_id")

@@ -14,8 +14,7 @@ class DashboardConfig(AppConfig):
         # Connects the receiver that drops built clients when billing settings change.
         from dashboard.infra import billing  # noqa: F401
 
-        # `make run`: the alerts worker in a thread of the serving process (the autoreloader's
-        # child, RUN_MAIN), sharing its in-process simulator.
+        # `make run`: the alerts worker in a thread of the autoreloader's child (RUN_MAIN).
         if settings.ALERTS_IN_PROCESS and os.environ.get("RUN_MAIN") == "true":
             from dashboard import tasks
 

@@ -16,8 +16,7 @@ class DemoUser:
     accounts: tuple[int, ...] | None = None
 
 
-# Readable on purpose: they are printed and shown on the login page, and only ever exist in
-# demo mode (the command refuses elsewhere unless forced).
+# Readable on purpose: shown on the login page, and only in demo mode unless forced.
 DEMO_USERS = (
     # Granted two of the three demo accounts, to show that grants limit what one sees.
     DemoUser("lead", "demo-lead-2026", roles.TEAM_LEAD, accounts=(0, 1)),

@@ -1,8 +1,5 @@
-"""The dashboard's own tables.
-
-Balances, invoices and usage live at Cloudflare and are read through ``billing_api``. Here
-are who may see which account, and the permissions that roles (groups) are made of.
-"""
+"""The dashboard's own tables: grants, the audit log, top-ups, refusals, alerts and digests.
+Balances, invoices and usage live at Cloudflare and are read through ``billing_api``."""
 
 from __future__ import annotations
 
@@ -18,10 +15,7 @@ def account_choices() -> list[tuple[str, str]]:
 
 
 class Dashboard(models.Model):
-    """Holds the dashboard's permissions; it has no rows.
-
-    Roles are groups of these (made by a migration): Team lead, Finance, Billing admin.
-    """
+    """Holds the dashboard's permissions (no rows); roles are groups of them (dashboard.roles)."""
 
     class Meta:
         managed = False
@@ -62,13 +56,9 @@ class AccountAccess(models.Model):
 
 
 class AuditEvent(models.Model):
-    """One attempted change: who, when, which account, what, before, after, outcome.
-
-    Append-only: saving an existing row or deleting one raises, and the database refuses any
-    UPDATE or DELETE of a row too (a trigger: migration 0010), but for clearing ``user`` when
-    that user is deleted. What Cloudflare said when it refused or failed (status, error codes,
-    request id) is kept for follow-up.
-    """
+    """One attempted change: who, when, which account, what, before, after, outcome, and what
+    Cloudflare said. Append-only: here, and in the database by a trigger (migration 0010)
+    that allows only clearing ``user`` when that user is deleted."""
 
     class Action(models.TextChoices):
         TOPUP = "topup.create", "One-off top-up"
@@ -125,20 +115,15 @@ class AppendOnlyError(Exception):
 
 
 class Topup(models.Model):
-    """A one-off top-up asked for through the dashboard, keyed by the form's idempotency key.
-
-    The unique constraint on (account, key) is what makes a double click, a retried POST,
-    two tabs or two app processes create one upstream top-up: only the request that
-    inserts the row may call Cloudflare.
-    """
+    """A one-off top-up. Unique per (account, idempotency key): of a double click, a retried
+    POST, two tabs or two processes, only the request that inserts the row calls Cloudflare."""
 
     class Status(models.TextChoices):
         CREATING = "creating", "Sending to Cloudflare"
         PENDING = "pending", "Pending"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
-        #: The POST timed out or broke: it may or may not have been charged. Reconciled by
-        #: status when there is a payment id; never sent again.
+        #: The POST timed out or broke: charged or not, it is reconciled, never sent again.
         UNKNOWN = "unknown", "Outcome unknown"
 
     account_id = models.CharField(max_length=32, db_index=True)
@@ -158,12 +143,9 @@ class Topup(models.Model):
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    #: When the worker next asks Cloudflare where a pending or unknown top-up stands; null
-    #: once there is nothing more to ask (completed, failed, or given up on).
+    #: When the worker next asks where a pending or unknown top-up stands (null: no more).
     follow_up_at = models.DateTimeField(null=True, blank=True)
-    #: How many times it was asked: the wait before the next time grows with it.
-    follow_ups = models.PositiveSmallIntegerField(default=0)
-    #: What the last follow-up found, for the page ("Cloudflare could not be asked...").
+    follow_ups = models.PositiveSmallIntegerField(default=0)  # the wait grows with it
     follow_up_note = models.TextField(blank=True)
 
     class Meta:
@@ -179,11 +161,8 @@ class Topup(models.Model):
 
 
 class RefusedChange(models.Model):
-    """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only).
-
-    Remembered so that the next admin sees the notice before filling the form in; cleared
-    only when a later attempt succeeds (choosing to try again just opens the form).
-    """
+    """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only), shown
+    to the next admin before the form; cleared only when a later attempt succeeds."""
 
     class Kind(models.TextChoices):
         AUTO_TOPUP = "auto_topup", "Auto top-up rule"
@@ -206,17 +185,10 @@ class RefusedChange(models.Model):
         return f"{self.get_kind_display()} refused for {self.account_id}"
 
 
-# ---------------------------------------------------------------- alerts
-
-
 class AlertRule(models.Model):
-    """A condition on one account, and who is told when it becomes true.
-
-    It fires once when its condition becomes true (an *episode* begins), then not again
-    until the condition has cleared, past a margin (hysteresis: a balance hovering at the
-    threshold does not fire at every check), or ``repeat_hours`` have passed with it still
-    true. Its state (``active``, ``episode``) is changed only by the alerts worker.
-    """
+    """A condition on one account, and who is told when it becomes true. It fires once per
+    *episode*: again only after clearing past a margin (hysteresis) or after ``repeat_hours``.
+    Its state (``active``, ``episode``) is changed only by the alerts worker."""
 
     class Kind(models.TextChoices):
         BALANCE_BELOW = "balance_below", "Balance below an amount"
@@ -235,20 +207,15 @@ class AlertRule(models.Model):
 
     account_id = models.CharField(max_length=32, db_index=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    #: Dollars: the balance or month-to-date threshold.
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    #: Days: the runway threshold.
     days = models.PositiveSmallIntegerField(null=True, blank=True)
     #: K: how many times the burn per day (last 7 complete days) the last 24 hours may reach.
     factor = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
-    #: Email addresses, one per line.
-    emails = models.TextField(blank=True)
-    #: Webhook URLs, one per line, each sent ``webhook_format`` payloads.
+    emails = models.TextField(blank=True)  # one per line, as webhooks
     webhooks = models.TextField(blank=True)
     webhook_format = models.CharField(
         max_length=8, choices=WebhookFormat.choices, default=WebhookFormat.JSON
     )
-    #: While the condition stays true, fire again after this many hours (0: only once).
     repeat_hours = models.PositiveSmallIntegerField(default=24)
     enabled = models.BooleanField(default=True)
     created_by = models.CharField(max_length=150)
@@ -277,16 +244,13 @@ class AlertRule(models.Model):
 
 
 def split_lines(text: str) -> list[str]:
-    """The non-blank lines of ``text``, stripped (a list typed one per line)."""
+    """The non-blank lines of ``text``, stripped."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class AlertFiring(models.Model):
-    """One firing of a rule: the first of an episode (``repeat`` 0) or a reminder.
-
-    ``(rule, episode, repeat)`` is unique: of two workers that see the same condition at
-    once, one inserts the firing and sends; the other's insert fails and it sends nothing.
-    """
+    """One firing of a rule: the first of an episode (``repeat`` 0) or a reminder. Unique per
+    (rule, episode, repeat): of two workers that see it at once, only the one that inserts sends."""
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
     episode = models.PositiveIntegerField()
@@ -345,12 +309,8 @@ class AlertDelivery(models.Model):
 
 
 class DigestSubscription(models.Model):
-    """A user who asked for the weekly digest, and the week last sent (its Monday).
-
-    It goes to the user's own address (``User.email``), never to one typed in: the digest
-    shows an account's money to whoever reads it. ``week`` moves on by a conditional update
-    before sending: of several workers, one sends.
-    """
+    """A user who asked for the weekly digest (to ``User.email``, never a typed-in address).
+    ``week`` moves on by a conditional update before sending: of several workers, one sends."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest"

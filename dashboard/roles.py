@@ -1,8 +1,5 @@
-"""The roles: Django groups and the dashboard permissions each holds.
-
-Used by the migration that creates the groups and by the demo users; the permissions are
-checked in each view, never only in a template.
-"""
+"""The roles: Django groups and the dashboard permissions each holds (made by migrations;
+checked in each view, never only in a template)."""
 
 from __future__ import annotations
 
@@ -56,8 +53,7 @@ def sync_roles(apps: Any) -> None:
     Permission = apps.get_model("auth", "Permission")
     for name, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
-        # Filter: an early migration runs before later permissions exist; the latest
-        # migration syncs again, and a test checks the groups against this module.
+        # Filter: an early migration runs before later permissions exist (the latest syncs again).
         perms = list(
             Permission.objects.filter(content_type__app_label="dashboard", codename__in=codenames)
         )

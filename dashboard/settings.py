@@ -1,16 +1,18 @@
-"""Settings for the spend dashboard, read from the environment.
+"""Settings for the spend dashboard, read from the environment (the README describes each one).
 
-With no ``CLOUDFLARE_API_TOKEN`` the dashboard runs in demo mode: the in-process Cloudflare
-simulator, SQLite and a local-memory cache, with safe development defaults. With a token it
-talks to Cloudflare (or to ``BILLING_API_BASE_URL``) and production secrets have no default.
-A malformed value stops the process at start with ``ImproperlyConfigured`` naming the variable.
+Without ``CLOUDFLARE_API_TOKEN`` the dashboard runs in demo mode: the in-process Cloudflare
+simulator, SQLite, a local-memory cache and safe development defaults. With a token it talks
+to Cloudflare, and production secrets have no default. A malformed value stops the process
+at start with ``ImproperlyConfigured`` naming the variable (never showing a secret).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,6 @@ django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
 
 def envstr(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -38,59 +37,68 @@ def envbool(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if not value:
         return default
-    if value in _TRUE:
+    if value in ("1", "true", "yes", "on"):
         return True
-    if value in _FALSE:
+    if value in ("0", "false", "no", "off"):
         return False
     raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}")
 
 
-def envint(name: str, default: int) -> int:
+def _parsed[T](name: str, default: T, parse: Callable[[str], T], words: str) -> T:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {words}, not {value!r}") from None
 
 
-def envfloat(name: str, default: float) -> float:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ImproperlyConfigured(f"{name} must be a finite number, not {value!r}")
+def envint(name: str, default: int, *, minimum: int | None = None, unit: str = "") -> int:
+    number = _parsed(name, default, int, "a whole number")
+    if minimum is not None and number < minimum:
+        bound = "0 or more" if minimum == 0 else f"at least {minimum} {unit}".strip()
+        raise ImproperlyConfigured(f"{name} must be {bound}, not {number}")
     return number
 
 
-def envsecret(name: str, default: str = "") -> str:
-    """A secret from ``NAME``, or from the file named by ``NAME_FILE`` (Docker/systemd secrets).
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
 
-    The value itself is never put in an error message.
-    """
+
+def envfloat(name: str, default: float) -> float:
+    return _parsed(name, default, _finite, "a finite number")
+
+
+def envseconds(name: str, default: float) -> float:
+    """A duration: a finite number of seconds, more than 0."""
+    seconds = envfloat(name, default)
+    if seconds <= 0:
+        raise ImproperlyConfigured(f"{name} must be more than 0 seconds, not {seconds:g}")
+    return seconds
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """``NAME``, or the file named by ``NAME_FILE`` (Docker/systemd secrets); never in errors."""
     path = os.environ.get(f"{name}_FILE", "").strip()
-    if path:
-        if os.environ.get(name):
-            raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ImproperlyConfigured(
-                f"{name}_FILE names a file that cannot be read ({err.strerror})"
-            ) from None
-    return os.environ.get(name, default).strip()
+    if not path:
+        return os.environ.get(name, default).strip()
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"set {name} or {name}_FILE, not both")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ImproperlyConfigured(
+            f"{name}_FILE names a file that cannot be read ({err.strerror})"
+        ) from None
 
 
 def envdollars(name: str, default: Decimal, *, minimum: Decimal) -> Decimal:
     """Dollars as plain digits with at most two decimals (no exponent, sign or NaN)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
+    value = os.environ.get(name, "").strip() or str(default)
     if not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", value):
         raise ImproperlyConfigured(
             f"{name} must be dollars such as 10000 or 2500.50, not {value!r}"
@@ -119,18 +127,17 @@ def envtimezone(name: str, default: str) -> str:
 
 
 def database_from_url(name: str, url: str) -> dict[str, Any]:
-    """``sqlite:////absolute/path`` (``sqlite:///relative/path``) or
-    ``postgres://user:pass@host:port/db?option=value``, parsed by dj-database-url; anything else
-    is refused."""
+    """``sqlite:////absolute/path`` or ``postgres://user:pass@host:port/db?option=value``."""
     scheme = urlsplit(url).scheme
-    # The library knows MySQL, Oracle...: we neither test them nor ship their drivers.
+    # dj-database-url knows MySQL, Oracle...: we neither test them nor ship their drivers.
     if scheme not in ("sqlite", "postgres", "postgresql"):
         raise ImproperlyConfigured(
             f"{name} must be a sqlite:// or postgres:// URL, not a {scheme or 'scheme-less'} one"
         )
     try:
-        parsed = dj_database_url.parse(url, conn_max_age=0 if scheme == "sqlite" else 60)
-        database: dict[str, Any] = dict(parsed)
+        database: dict[str, Any] = dict(
+            dj_database_url.parse(url, conn_max_age=0 if scheme == "sqlite" else 60)
+        )
     except ValueError:
         # Not the library's message: the URL holds the password.
         raise ImproperlyConfigured(f"{name} is not a well-formed URL") from None
@@ -141,12 +148,10 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
                 f"{name} names no SQLite file (sqlite:////path/to/db.sqlite3)"
             )
         return database
-    connect_timeout = envint("DATABASE_CONNECT_TIMEOUT", 5)
-    if connect_timeout < 1:
-        raise ImproperlyConfigured("DATABASE_CONNECT_TIMEOUT must be at least 1 second")
-    # A database that does not answer fails a request (and /readyz) in seconds
-    # instead of holding a worker until the load balancer gives up.
-    database.setdefault("OPTIONS", {})["connect_timeout"] = connect_timeout
+    # A database that does not answer fails a request (and /readyz) in seconds.
+    database.setdefault("OPTIONS", {})["connect_timeout"] = envint(
+        "DATABASE_CONNECT_TIMEOUT", 5, minimum=1, unit="second"
+    )
     database["PORT"] = str(database["PORT"])
     return database
 
@@ -155,7 +160,7 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
 
 CLOUDFLARE_API_TOKEN = envsecret("CLOUDFLARE_API_TOKEN")
 _accounts_spec = envstr("CLOUDFLARE_ACCOUNTS").strip()
-#: Demo mode: no token and no accounts, so the in-process simulator stands in for Cloudflare.
+#: Demo mode: the in-process simulator stands in for Cloudflare.
 DEMO_MODE = not CLOUDFLARE_API_TOKEN and not _accounts_spec
 
 # Cloudflare account ids are 32 lowercase hex characters; the URL converter relies on it.
@@ -165,9 +170,7 @@ ACCOUNT_ID_RE = re.compile(r"[0-9a-f]{32}")
 def parse_accounts(name: str, spec: str) -> dict[str, str]:
     """``id=Display name,id2=Other name`` (names optional) to {id: name}, in order."""
     accounts: dict[str, str] = {}
-    for item in spec.split(","):
-        if not item.strip():
-            continue
+    for item in filter(str.strip, spec.split(",")):
         account_id, _, label = item.partition("=")
         account_id = account_id.strip()
         if not ACCOUNT_ID_RE.fullmatch(account_id):
@@ -233,53 +236,28 @@ else:
             f"BILLING_API_BASE_URL must be an http(s) URL, not {BILLING_API_BASE_URL!r}"
         )
 
-#: The account ``/`` redirects to.
 BILLING_DEFAULT_ACCOUNT = next(iter(BILLING_ACCOUNTS))
-# A page waits at most this long for Cloudflare before saying so inside the card.
-BILLING_API_TIMEOUT = envfloat("BILLING_API_TIMEOUT", 10.0)
-if BILLING_API_TIMEOUT <= 0:
-    raise ImproperlyConfigured("BILLING_API_TIMEOUT must be more than 0 seconds")
-BILLING_API_MAX_RETRIES = envint("BILLING_API_MAX_RETRIES", 2)
-if BILLING_API_MAX_RETRIES < 0:
-    raise ImproperlyConfigured("BILLING_API_MAX_RETRIES must be 0 or more")
-# Short: a balance is worth re-reading often, but a page load must not cost an upstream call
-# per card per viewer (Cloudflare allows 1200 requests per 5 minutes per token).
-BILLING_CACHE_SECONDS = envint("BILLING_CACHE_SECONDS", 30)
-# How long the last good answer is kept for the "as of" notice when Cloudflare is down.
-BILLING_STALE_SECONDS = envint("BILLING_STALE_SECONDS", 24 * 60 * 60)
-if BILLING_CACHE_SECONDS < 0 or BILLING_STALE_SECONDS < 0:
-    raise ImproperlyConfigured("BILLING_CACHE_SECONDS and BILLING_STALE_SECONDS must be 0 or more")
+BILLING_API_TIMEOUT = envseconds("BILLING_API_TIMEOUT", 10.0)
+BILLING_API_MAX_RETRIES = envint("BILLING_API_MAX_RETRIES", 2, minimum=0)
+# Cloudflare allows 1200 requests per 5 minutes per token: not a call per card per viewer.
+BILLING_CACHE_SECONDS = envint("BILLING_CACHE_SECONDS", 30, minimum=0)
+BILLING_STALE_SECONDS = envint("BILLING_STALE_SECONDS", 24 * 60 * 60, minimum=0)
 BILLING_SIMULATOR_SEED = envint("BILLING_SIMULATOR_SEED", 0)
-# After a failed call, ask again no sooner than this: an outage must not be hammered by
-# every page view (the last good figures are shown meanwhile).
-BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10)
-# How long the overview waits for its cards before sending the page with the late ones
-# marked "still loading" (they then load themselves).
-BILLING_PAGE_DEADLINE = envfloat("BILLING_PAGE_DEADLINE", 2.5)
-# Threads per process for parallel upstream reads.
-BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16)
-if BILLING_ERROR_CACHE_SECONDS < 0 or BILLING_PAGE_DEADLINE <= 0 or BILLING_FETCH_WORKERS < 1:
-    raise ImproperlyConfigured(
-        "BILLING_ERROR_CACHE_SECONDS must be 0 or more, BILLING_PAGE_DEADLINE more than 0 "
-        "and BILLING_FETCH_WORKERS at least 1"
-    )
-# With a shared cache, one process of all reads a key while the others wait; its lock
-# expires after this, so a worker that dies holding it stalls that read no longer. Default:
-# every try at its timeout, the longest wait between tries (a capped Retry-After), a margin.
-BILLING_LOCK_SECONDS = envfloat(
+# An outage is not hammered by every page view.
+BILLING_ERROR_CACHE_SECONDS = envint("BILLING_ERROR_CACHE_SECONDS", 10, minimum=0)
+BILLING_PAGE_DEADLINE = envseconds("BILLING_PAGE_DEADLINE", 2.5)
+BILLING_FETCH_WORKERS = envint("BILLING_FETCH_WORKERS", 16, minimum=1)
+# Default: every try at its timeout, the longest wait between tries (a capped Retry-After), a
+# margin; a worker that dies holding the lock stalls that read no longer.
+BILLING_LOCK_SECONDS = envseconds(
     "BILLING_LOCK_SECONDS",
     BILLING_API_TIMEOUT * (BILLING_API_MAX_RETRIES + 1) + 10.0 * BILLING_API_MAX_RETRIES + 5.0,
 )
-if BILLING_LOCK_SECONDS <= 0:
-    raise ImproperlyConfigured("BILLING_LOCK_SECONDS must be more than 0 seconds")
 
-# The largest one-off top-up this dashboard sends, in dollars, whatever Cloudflare allows:
-# a typo of a few zeros is refused even when topup/limits does not answer. At least $10,
-# Cloudflare's documented minimum top-up.
+# Refuses a typo of a few zeros even when topup/limits does not answer; $10: Cloudflare's floor.
 TOPUP_MAX_AMOUNT = envdollars("TOPUP_MAX_AMOUNT", Decimal("10000"), minimum=Decimal("10"))
 
-# Invoice PDFs are linked only as https addresses on these hosts (Stripe serves Cloudflare's
-# invoice PDFs); any other address from upstream is shown as text, never as a link.
+# Any other invoice PDF address from upstream is shown as text, never as a link.
 INVOICE_PDF_HOSTS = [
     host.lower()
     for host in envlist(
@@ -304,8 +282,7 @@ if not SECRET_KEY:
             "SECRET_KEY (or SECRET_KEY_FILE) must be set whenever a Cloudflare token or account "
             "is configured, with DEBUG too: only demo mode has a development key"
         )
-    # Demo mode only (the simulator, never real money): sessions signed with it are worthless
-    # anywhere else.
+    # Demo mode only (the simulator, never real money).
     SECRET_KEY = "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
@@ -319,10 +296,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
-    # Login throttling: failed logins kept in PostgreSQL (see dashboard.infra.throttle).
-    "axes",
-    # Background work (dashboard/tasks.py): jobs, retries and schedules in PostgreSQL.
-    "procrastinate.contrib.django",
+    "axes",  # login throttling (dashboard.infra.throttle)
+    "procrastinate.contrib.django",  # background jobs (dashboard/tasks.py)
     "dashboard",
 ]
 
@@ -331,9 +306,8 @@ MIDDLEWARE = [
     "dashboard.infra.observability.RequestIdMiddleware",
     "dashboard.infra.metrics.PageMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Static files before anything touches the session or the database: cheap, cacheable.
+    # Static files before anything touches the session or the database.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Every answer after static files: private, no-store (see dashboard/web/no_store.py).
     "dashboard.web.no_store.middleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -370,20 +344,16 @@ TEMPLATES = [
 ]
 
 _database_url = envsecret("DATABASE_URL")
-if _database_url:
-    DATABASES = {"default": database_from_url("DATABASE_URL", _database_url)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-        }
-    }
+DATABASES = {
+    "default": database_from_url("DATABASE_URL", _database_url)
+    if _database_url
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 JOBS_IN_MEMORY = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
 if JOBS_IN_MEMORY:
-    # Procrastinate's schema is PostgreSQL's: on SQLite (demo mode) its jobs are kept in
-    # memory by the one process that serves and works (dashboard.tasks.on_app_ready).
+    # Procrastinate's schema is PostgreSQL's: on SQLite (demo mode) the one process that
+    # serves and works keeps the jobs in memory.
     MIGRATION_MODULES = {"procrastinate": None}
     PROCRASTINATE_ON_APP_READY = "dashboard.tasks.on_app_ready"
 
@@ -392,12 +362,8 @@ REDIS_URL = envsecret("REDIS_URL")
 if REDIS_URL:
     if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
-    # Seconds one Redis command may wait for an answer (connecting: half of it). A Redis that
-    # is down or does not answer then costs a page this long, once: the cache answers as a
-    # miss without it for a few seconds after (dashboard/infra/cache.py).
-    REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 1.0)
-    if REDIS_TIMEOUT <= 0:
-        raise ImproperlyConfigured("REDIS_TIMEOUT must be more than 0 seconds")
+    # A Redis that is down costs a page this long, once (dashboard/infra/cache.py).
+    REDIS_TIMEOUT = envseconds("REDIS_TIMEOUT", 1.0)
     CACHES = {
         "default": {
             # Django's Redis cache, with Redis out of reach as a miss rather than a 500.
@@ -411,12 +377,10 @@ if REDIS_URL:
             },
         }
     }
-    # Sessions read from the shared cache, written through to the database: no one is logged
-    # out when Redis restarts. Without Redis, sessions are the database's alone: a cache per
-    # process would not hear of a logout in another.
+    # Written through to the database: nobody is logged out when Redis restarts. Without
+    # Redis, sessions are the database's alone: a cache per process would miss a logout.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
-    # One process, one cache: enough for demo mode and `make run`.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -424,9 +388,6 @@ else:
         }
     }
 
-# Mail (alerts and digests): EMAIL_URL names the server, e.g. smtp://user:pass@host:587
-# (STARTTLS; smtps:// for TLS from the start, port 465), or console:// (printed on stdout).
-# Without it: printed in demo mode and with DEBUG, else the SMTP server on localhost:25.
 # Defining MAILERS opts out of Django's deprecated EMAIL_* settings.
 EMAIL_URL = envsecret("EMAIL_URL")
 
@@ -460,26 +421,19 @@ def mailer_from_url(name: str, url: str) -> dict[str, Any]:
     }
 
 
-if EMAIL_URL:
-    MAILERS: dict[str, dict[str, Any]] = {"default": mailer_from_url("EMAIL_URL", EMAIL_URL)}
-else:
-    MAILERS = {
-        "default": {
-            "BACKEND": "django.core.mail.backends."
-            + ("console.EmailBackend" if DEBUG or DEMO_MODE else "smtp.EmailBackend")
-        },
-    }
+_default_mailer = "console" if DEBUG or DEMO_MODE else "smtp"
+MAILERS: dict[str, dict[str, Any]] = {
+    "default": mailer_from_url("EMAIL_URL", EMAIL_URL)
+    if EMAIL_URL
+    else {"BACKEND": f"django.core.mail.backends.{_default_mailer}.EmailBackend"}
+}
 DEFAULT_FROM_EMAIL = envstr("EMAIL_FROM", "AI Gateway spend <spend-dashboard@localhost>")
 
-# Alerts (dashboard/services/alerts.py): the worker checks every rule this often, on a
-# schedule the workers share (a cron line, so the seconds must divide a minute, an hour or a day).
-ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300)
+ALERTS_INTERVAL_SECONDS = envint("ALERTS_INTERVAL_SECONDS", 300, minimum=10, unit="seconds")
 
 
 def every(seconds: int) -> str:
     """The cron line of ``seconds`` (a sixth field is seconds, as croniter reads it)."""
-    if seconds < 10:
-        raise ImproperlyConfigured("ALERTS_INTERVAL_SECONDS must be at least 10")
     if seconds < 60 and 60 % seconds == 0:
         return f"* * * * * */{seconds}"
     minutes, rest = divmod(seconds, 60)
@@ -494,11 +448,7 @@ def every(seconds: int) -> str:
 
 
 ALERTS_CRON = every(ALERTS_INTERVAL_SECONDS)
-# `make run`: the alerts worker runs in a thread of the development server (demo mode, one
-# process). In production run `manage.py alerts_worker` instead.
 ALERTS_IN_PROCESS = envbool("ALERTS_IN_PROCESS", False)
-# The dashboard's address as its users reach it (https://spend.example.com), for the links in
-# alerts and digests; none without it.
 DASHBOARD_URL = envstr("DASHBOARD_URL").strip().rstrip("/")
 # Webhooks to http://127.0.0.1 (tests and local receivers); otherwise https only.
 ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
@@ -519,19 +469,14 @@ LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-#: The reporting time zone: every time on a page is shown in it, and the page names it.
 TIME_ZONE = envtimezone("DASHBOARD_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Where collectstatic writes and WhiteNoise serves from; settable so that several servers (or
-# test runs) on one machine need not share one directory.
 STATIC_ROOT = Path(envstr("STATIC_ROOT").strip() or BASE_DIR / "var" / "static")
-# Without DEBUG, static files get content-hashed names (cached for ever by browsers) and
-# compressed copies, from a manifest that `manage.py collectstatic` writes; with DEBUG (demo
-# mode, the tests) they are served straight from static/ and need no collectstatic.
+# Without DEBUG, content-hashed names (cached for ever) from `manage.py collectstatic`.
 STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -564,40 +509,21 @@ SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
 # No script reads the CSRF cookie: htmx sends the token from the page (hx-headers on body).
 CSRF_COOKIE_HTTPONLY = True
-# A login lasts at most this long (log in again after a working day), and ends sooner after
-# SESSION_IDLE_SECONDS without a request (0: never for idleness). Logging out ends it at once.
-SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 60 * 60)
-SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 60 * 60)
-if SESSION_COOKIE_AGE < 60 or SESSION_IDLE_SECONDS < 0:
-    raise ImproperlyConfigured(
-        "SESSION_COOKIE_AGE must be at least 60 seconds and SESSION_IDLE_SECONDS 0 or more"
-    )
-# Login throttling: this many failed logins lock out a user name from one address, or an
-# address whatever the names, until LOGIN_LOCKOUT_SECONDS have passed since the last one.
-LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5)
-LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
-LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60)
-if min(LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS, LOGIN_LOCKOUT_SECONDS) < 1:
-    raise ImproperlyConfigured(
-        "LOGIN_MAX_FAILURES_PER_USER, LOGIN_MAX_FAILURES_PER_ADDRESS "
-        "and LOGIN_LOCKOUT_SECONDS must each be at least 1"
-    )
-# django-axes does the counting; its settings follow ours (dashboard.infra.throttle reads the limits
-# and the lockout time at each login). The user name with the address, and the address alone.
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 60 * 60, minimum=60, unit="seconds")
+SESSION_IDLE_SECONDS = envint("SESSION_IDLE_SECONDS", 60 * 60, minimum=0)
+LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1)
+LOGIN_MAX_FAILURES_PER_ADDRESS = envint("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1, unit="second")
+# django-axes counts: the user name with the address, and the address alone (infra/throttle.py).
 AXES_HANDLER = "dashboard.infra.throttle.PreCountingHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_COOLOFF_TIME = "dashboard.infra.throttle.cool_off"
 AXES_USERNAME_CALLABLE = "dashboard.infra.throttle.username_key"
 AXES_CLIENT_IP_CALLABLE = "dashboard.infra.throttle.client_address"
-# The login view answers a lock itself (429, the form kept): no AxesMiddleware, no axes pages.
 AXES_ENABLE_ADMIN = False
-# How many proxies in front append to X-Forwarded-For: 0 (default) trusts only REMOTE_ADDR,
-# since a client can write any X-Forwarded-For it likes.
-LOGIN_TRUSTED_PROXIES = envint("LOGIN_TRUSTED_PROXIES", 0)
-if LOGIN_TRUSTED_PROXIES < 0:
-    raise ImproperlyConfigured("LOGIN_TRUSTED_PROXIES must be 0 or more")
-# Production defaults are HTTPS-only (`check --deploy` clean); behind a TLS-terminating proxy,
-# also set SECURE_PROXY_SSL_HEADER, or every request redirects to itself.
+# Proxies in front that append to X-Forwarded-For: 0 trusts only REMOTE_ADDR (clients forge it).
+LOGIN_TRUSTED_PROXIES = envint("LOGIN_TRUSTED_PROXIES", 0, minimum=0)
+# HTTPS only by default; behind a TLS-terminating proxy also set SECURE_PROXY_SSL_HEADER.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
 # Load balancers probe over plain http inside the network: a redirect would fail the probe.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
@@ -605,25 +531,20 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
-# Both bind every other site on the domain (preload for years): the deployer's decision, made
-# with the two variables above, not a default an app may take for them.
-SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
-# axes's middleware turns a lock into its own page; the login view answers a lock itself.
-SILENCED_SYSTEM_CHECKS += ["axes.W002"]
+# W005/W021 bind every other site on the domain: the deployer's decision (the two above).
+# axes.W002 asks for its middleware: the login view answers a lock itself.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021", "axes.W002"]
 if envbool("SECURE_PROXY_SSL_HEADER", False):
     # Only behind a proxy that sets this header itself and strips it from clients.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # ---------------------------------------------------------------- logs and metrics
 
-# The DEBUG error page and the reports mailed to admins, with every known secret scrubbed
-# (Django hides settings by name only, and not REDIS_URL's or EMAIL_URL's password).
+# The DEBUG error page and the reports mailed to admins, with every known secret scrubbed.
 DEFAULT_EXCEPTION_REPORTER = "dashboard.infra.observability.ScrubbingExceptionReporter"
 
-#: Bearer token that lets a Prometheus scraper read /metrics (staff can read it logged in).
 METRICS_TOKEN = envsecret("METRICS_TOKEN")
-#: Several worker processes (gunicorn): the directory where each writes its metrics, summed
-#: at /metrics. Read by prometheus_client itself at import; emptied when the server starts.
+# prometheus_client reads it itself at import.
 PROMETHEUS_MULTIPROC_DIR = envstr("PROMETHEUS_MULTIPROC_DIR").strip()
 if PROMETHEUS_MULTIPROC_DIR and not (
     os.path.isdir(PROMETHEUS_MULTIPROC_DIR) and os.access(PROMETHEUS_MULTIPROC_DIR, os.W_OK)
@@ -637,8 +558,6 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
         f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {LOG_LEVEL!r}"
     )
-
-# json: one JSON object per line, for a log collector; plain: one readable line, for a terminal.
 LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or DEMO_MODE else "json").strip().lower()
 if LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
@@ -660,16 +579,14 @@ LOGGING = {
         }
     },
     "loggers": {
-        # Django's own warnings and errors (4xx/5xx requests, security) in the same format.
         "django": {
             "handlers": ["console"],
             "level": "WARNING" if LOG_LEVEL in ("DEBUG", "INFO") else LOG_LEVEL,
             "propagate": False,
         },
         "dashboard": {"handlers": ["console"], "level": LOG_LEVEL},
-        # One line per upstream call: endpoint, status, duration, retries (never the token).
         "billing_api": {"handlers": ["console"], "level": LOG_LEVEL},
-        # httpx logs every request URL at INFO; the URL carries the account id, never the token.
+        # httpx logs every request URL at INFO.
         "httpx": {"handlers": ["console"], "level": "WARNING"},
     },
 }

@@ -1,11 +1,8 @@
-"""Background work on procrastinate: the alert checks and weekly digests on a schedule, each
-delivery of an alert, each top-up's follow-up, as jobs in PostgreSQL.
-
-The engine defers a periodic job once across workers, gives each job to one worker, runs a
-job again when the service asks to (the waits are the product's own: the pages show them),
-and runs again the jobs of a worker that died (its heartbeats stopped). Services defer jobs
-by name, inside their own transaction. In demo mode (SQLite) the jobs are kept in memory by
-the serving process, whose worker thread shares its in-process simulator.
+"""Background work on procrastinate (jobs in PostgreSQL): alert checks and weekly digests on
+a schedule, each alert delivery, each top-up's follow-up. The engine defers a periodic job
+once across workers, gives each job to one worker, retries when the service asks (the waits
+are the product's, shown on pages), and reruns a dead worker's jobs. In demo mode (SQLite)
+the serving process keeps the jobs in memory and works them in a thread.
 """
 
 from __future__ import annotations
@@ -58,8 +55,7 @@ class AsAsked(BaseRetryStrategy):
 @app.periodic(cron=settings.ALERTS_CRON)
 @app.task(name="check_alerts", queueing_lock="check_alerts", lock="check_alerts")
 def check_alerts(timestamp: int = 0) -> None:
-    """Every rule checked (each account read once), the weekly digests that are due, and the
-    top-ups a dying process left unsent taken up."""
+    """Every rule checked, the weekly digests due, and top-ups a dying process left taken up."""
     for outcome in alerts.check_all():
         if outcome.fired is not None:
             logger.info("fired: %s", outcome.fired.subject)
@@ -79,8 +75,7 @@ def deliver_alert(delivery_id: int) -> None:
 
 @app.task(name=topups.FOLLOW_UP_TASK, retry=AsAsked())
 def follow_up_topup(topup_id: int) -> None:
-    """Each follow-up defers the next rather than being retried: a page's check may defer
-    one too, and the queueing lock keeps one waiting."""
+    """Defers the next follow-up rather than being retried (a page may defer one too)."""
     followed = topup_followup.follow_up(topup_id)
     if followed.status != "pending" or followed.note:
         logger.info(f"top-up {topup_id}: {followed.status}. {followed.note}".rstrip())
@@ -102,8 +97,7 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int = 0) -> None:
 
 
 def close_connection(call_next: Any, context: JobContext, worker: Any) -> Any:
-    """Each job's database connection closed after it: the worker's threads hold none in the
-    minutes between jobs."""
+    """Closes each job's database connection: the worker's threads hold none between jobs."""
     try:
         return call_next()
     finally:
@@ -111,8 +105,7 @@ def close_connection(call_next: Any, context: JobContext, worker: Any) -> Any:
 
 
 def worker_app(*, periodic: bool) -> App:
-    """The app a worker runs: the same tasks on a connection pool of its own (the web's
-    Django connection stays the one jobs are deferred on, inside their transaction)."""
+    """The same tasks on a connection pool of its own (jobs are deferred on Django's)."""
     connector = app.connector
     if isinstance(connector, DjangoConnector):
         connector = connector.get_worker_connector()
@@ -134,8 +127,8 @@ def run_worker(*, install_signal_handlers: bool = True) -> None:
 
 
 def run_once() -> int:
-    """``manage.py alerts_worker --once``: the rules checked and stalled jobs taken up now,
-    then every job that is due run, until none is left; how many jobs ran."""
+    """``alerts_worker --once``: the checks and stalled jobs deferred now, then every job due
+    run (see :func:`run_due`)."""
     for task in (check_alerts, retry_stalled_jobs):
         with contextlib.suppress(exceptions.AlreadyEnqueued):  # one waits already: it runs
             task.defer()
@@ -171,8 +164,8 @@ def on_app_ready(ready: App) -> None:
 
 
 def start_in_process() -> threading.Thread:
-    """``make run``: a worker in a daemon thread of the serving process, whose in-process
-    simulator it shares; the deliveries and follow-ups the last run left are deferred again."""
+    """``make run``: a worker in a daemon thread of the serving process (its simulator too),
+    after deferring again what the last run left."""
 
     def work() -> None:
         requeue_waiting()
@@ -184,8 +177,8 @@ def start_in_process() -> threading.Thread:
 
 
 def requeue_waiting() -> None:
-    """Defers again the pending deliveries and waiting top-ups (jobs kept in memory are gone
-    after a restart; an upgrade from the worker loop had none)."""
+    """Defers again the pending deliveries and waiting top-ups (after a restart in demo mode,
+    or an upgrade from the worker loop)."""
     for pk in AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING).values_list(
         "pk", flat=True
     ):

@@ -1,8 +1,6 @@
-"""One BillingClient per account per process, built from settings.
-
-In demo mode the client talks to one in-process Simulator (built lazily, seeded) through
-its ``httpx.MockTransport``; otherwise to ``BILLING_API_BASE_URL``. Tests swap the
-simulator with ``use_simulator()``; changed ``BILLING_*`` settings drop the built clients.
+"""One BillingClient per account per process, built from settings: in demo mode on the
+in-process simulator's transport, else to ``BILLING_API_BASE_URL``. Tests swap the simulator
+with ``use_simulator()``; changed ``BILLING_*`` settings drop the built clients.
 """
 
 from __future__ import annotations
@@ -44,26 +42,20 @@ def simulator() -> Simulator:
 def client_for(account_id: str) -> BillingClient:
     """The client for a configured account; the caller checks the account is configured."""
     with _lock:
-        client = _clients.get(account_id)
-        if client is None:
-            client = _clients[account_id] = _build_client(account_id)
-        return client
-
-
-def _build_client(account_id: str) -> BillingClient:
-    http_client: httpx.Client | None = None
-    token = settings.BILLING_ACCOUNT_TOKENS[account_id]
-    if settings.DEMO_MODE:
-        http_client = httpx.Client(transport=simulator().transport())
-        _http_clients.append(http_client)
-    return BillingClient(
-        settings.BILLING_API_BASE_URL,
-        token,
-        account_id,
-        timeout=settings.BILLING_API_TIMEOUT,
-        http_client=http_client,
-        max_retries=settings.BILLING_API_MAX_RETRIES,
-    )
+        if account_id not in _clients:
+            http_client = None
+            if settings.DEMO_MODE:
+                http_client = httpx.Client(transport=simulator().transport())
+                _http_clients.append(http_client)
+            _clients[account_id] = BillingClient(
+                settings.BILLING_API_BASE_URL,
+                settings.BILLING_ACCOUNT_TOKENS[account_id],
+                account_id,
+                timeout=settings.BILLING_API_TIMEOUT,
+                http_client=http_client,
+                max_retries=settings.BILLING_API_MAX_RETRIES,
+            )
+        return _clients[account_id]
 
 
 def use_simulator(sim: Simulator | None) -> None:

@@ -1,21 +1,18 @@
 """Django's Redis cache, for pages that must stay up when Redis does not.
 
-A Redis that cannot be reached (redis' ``ConnectionError``, ``TimeoutError``) is a miss for
-reads (``get``, ``get_many``, ``has_key``), nothing kept for ``set``, "not added" for ``add``
-(a claim is not taken), and nothing deleted for ``delete``: the keys are remembered and
-deleted once Redis answers again, so a session ended meanwhile (a logout) does not come back.
-Sessions (``cached_db``) then come from the database. Billing reads (:data:`LOCAL_PREFIXES`)
-go to a local-memory cache of the process meanwhile, so that each process asks Cloudflare as
-a lone one would. After a failure Redis is not tried for ``retry_after`` seconds, so a page
-pays the timeout once; warnings are at most one per ``warn_every`` seconds, and every
-operation done without Redis is counted (``dashboard_cache_unavailable_total``).
-``/readyz`` checks within :func:`errors_raised`, which lets the errors through.
+A Redis out of reach is a miss for reads, nothing kept for ``set``, "not added" for ``add``
+(no claim taken), and a delete remembered until Redis answers again (so a logout sticks).
+Meanwhile billing reads use a local-memory cache of the process, so each process asks
+Cloudflare as a lone one would, and Redis is not tried for ``retry_after`` seconds, so a
+page pays the timeout once. ``/readyz`` checks within :func:`errors_raised`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,17 +30,13 @@ from dashboard.infra import metrics
 
 logger = logging.getLogger(__name__)
 
-#: What redis raises when the server cannot be reached or does not answer in time (socket
-#: errors are raised as these). Anything else (a wrong command, a full server) is a bug or a
-#: configuration error and is raised as usual.
+#: Redis cannot be reached or did not answer in time. Anything else (a wrong command, a full
+#: server) is a bug or a configuration error, and raised as usual.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
-#: Keys (as the dashboard names them, before the prefix) kept in a local-memory cache of the
-#: process while Redis cannot be reached: the billing reads (``dashboard.infra.upstream``), so that
-#: the single flight hands its answer to the threads waiting for it, a failure is remembered
-#: for ``BILLING_ERROR_CACHE_SECONDS``, and an answer is reused for
-#: ``BILLING_CACHE_SECONDS``, per process, as in demo mode. Never sessions or login counters:
-#: a session deleted (a logout) in one process would live on in another's copy.
+#: Keys kept in the process's own cache while Redis is out of reach: the billing reads
+#: (``dashboard.infra.upstream``), never sessions, whose logout in one process would live on
+#: in another's copy.
 LOCAL_PREFIXES = ("billing:",)
 LOCAL_MAX_ENTRIES = 5_000
 
@@ -68,13 +61,10 @@ class _Outage:
     """What one process knows of one Redis: shared by the threads (each has its own backend)."""
 
     guard: threading.Lock = field(default_factory=threading.Lock)
-    #: Until then (monotonic) the cache answers without trying Redis.
-    skip_until: float = 0.0
-    #: Redis could not be reached at the last try.
+    skip_until: float = 0.0  # monotonic: until then, answer without trying Redis
     down: bool = False
     warned_at: float | None = None
-    #: Operations answered without Redis since the last warning.
-    unsaid: int = 0
+    unsaid: int = 0  # operations answered without Redis since the last warning
     pending_deletes: dict[str, None] = field(default_factory=dict)
 
 
@@ -90,44 +80,30 @@ def _outage_of(location: str) -> _Outage:
 class ResilientRedisCache(RedisCache):
     """Django's Redis cache, with a Redis that cannot be reached as a miss (see the module)."""
 
-    #: Seconds after a failure during which Redis is not tried (every operation misses).
-    retry_after: float = 5.0
-    #: At most one warning per this many seconds, per process.
-    warn_every: float = 60.0
+    retry_after: float = 5.0  # seconds after a failure without trying Redis
+    warn_every: float = 60.0  # at most one warning per this many seconds, per process
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._outage = _outage_of(str(server))
         # One per process and Redis location (local-memory caches of one name share it).
+        options = {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}
+        prefix = params.get("KEY_PREFIX", "")
         self._local = LocMemCache(
-            f"redis-unreachable:{server}",
-            {
-                "KEY_PREFIX": params.get("KEY_PREFIX", ""),
-                "OPTIONS": {"MAX_ENTRIES": LOCAL_MAX_ENTRIES},
-            },
+            f"redis-unreachable:{server}", {"KEY_PREFIX": prefix, "OPTIONS": options}
         )
-
-    # ------------------------------------------------------------ state, for upstream's lock
 
     def unreachable(self) -> bool:
         """Redis failed a moment ago: callers with a way round it (the lock) should take it."""
         return not _strict.get() and time.monotonic() < self._outage.skip_until
-
-    def failed(self, operation: str, error: Exception) -> None:
-        """Notes a failure of ``operation`` seen by a caller with its own client (the lock)."""
-        self._note_failure(operation, error)
-
-    # ------------------------------------------------------------ operations
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         return self._run("get", [key], lambda c: c.get(key, default, version), default)[0]
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         keys = list(keys)
-        found: dict[Any, Any] = self._run(
-            "get_many", keys, lambda c: c.get_many(keys, version), {}
-        )[0]
-        return found
+        fallback: dict[Any, Any] = {}
+        return self._run("get_many", keys, lambda c: c.get_many(keys, version), fallback)[0]
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         return bool(self._run("has_key", [key], lambda c: c.has_key(key, version), False)[0])
@@ -157,30 +133,16 @@ class ResilientRedisCache(RedisCache):
             self._remember_deletes([self.make_and_validate_key(key, version) for key in keys])
 
     def clear(self) -> None:
-        """Deletes this cache's keys only (those under its ``KEY_PREFIX``).
-
-        Django's Redis cache empties the whole database (FLUSHDB): with several dashboards,
-        or a dashboard and a test run, sharing one Redis under different prefixes, one's
-        ``clear()`` would wipe the others' sessions and caches. Without a prefix there is no
-        telling its keys apart, and the whole database is emptied as Django does.
-        """
+        """Deletes the keys under this cache's ``KEY_PREFIX`` only, not the whole database as
+        Django does (FLUSHDB), which would wipe other dashboards' or test runs' sharing it."""
         if not self.key_prefix:
             super().clear()
             return
         client = self._cache.get_client(write=True)
-        pattern = self.key_prefix.replace("\\", "\\\\")
-        for char in "*?[]":
-            pattern = pattern.replace(char, "\\" + char)
-        batch: list[Any] = []
-        for key in client.scan_iter(match=f"{pattern}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
+        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self.key_prefix)  # glob characters escaped
+        keys = client.scan_iter(match=f"{pattern}:*", count=1000)
+        while batch := list(itertools.islice(keys, 1000)):
             client.delete(*batch)
-
-    # ------------------------------------------------------------ the machinery
 
     def _run[T](
         self,
@@ -190,15 +152,16 @@ class ResilientRedisCache(RedisCache):
         fallback: T,
     ) -> tuple[T, bool]:
         """``call`` on Redis, or without it; with whether Redis was reached."""
-        strict = _strict.get()
-        if not strict and time.monotonic() < self._outage.skip_until:
-            self._count(operation, "skipped")
+        if self.unreachable():
+            metrics.CACHE_UNAVAILABLE.labels(operation, "skipped").inc()
+            with self._outage.guard:
+                self._outage.unsaid += 1
             return self._without_redis(keys, call, fallback), False
         try:
             result = call(cast(RedisCache, super()))
         except UNREACHABLE as error:
-            self._note_failure(operation, error)
-            if strict:
+            self.failed(operation, error)
+            if _strict.get():
                 raise
             return self._without_redis(keys, call, fallback), False
         self._note_success()
@@ -210,13 +173,9 @@ class ResilientRedisCache(RedisCache):
             return call(self._local)
         return fallback
 
-    def _count(self, operation: str, reason: str) -> None:
-        metrics.record_cache_unavailable(operation, reason)
-        with self._outage.guard:
-            self._outage.unsaid += 1
-
-    def _note_failure(self, operation: str, error: Exception) -> None:
-        metrics.record_cache_unavailable(operation, "error")
+    def failed(self, operation: str, error: Exception) -> None:
+        """Notes a failure of ``operation`` (also seen by callers with their own client)."""
+        metrics.CACHE_UNAVAILABLE.labels(operation, "error").inc()
         outage = self._outage
         now = time.monotonic()
         with outage.guard:
@@ -260,7 +219,7 @@ class ResilientRedisCache(RedisCache):
                 self._cache.delete_many(pending)
             except UNREACHABLE as error:
                 self._remember_deletes(pending)
-                self._note_failure("delete_many", error)
+                self.failed("delete_many", error)
 
     def _remember_deletes(self, keys: list[str]) -> None:
         outage = self._outage

@@ -1,8 +1,5 @@
-"""The dashboard's "now", in one place.
-
-Computations that depend on the present (runway, month to date, usage ranges) ask here, so
-that tests can stand at the moment where the simulator's clock is frozen.
-"""
+"""The dashboard's "now", in one place: what depends on the present (runway, month to date,
+usage ranges) asks here, so that tests can stand where the simulator's clock is frozen."""
 
 from __future__ import annotations
 

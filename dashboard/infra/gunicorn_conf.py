@@ -1,9 +1,7 @@
 """Gunicorn's configuration for ``make serve``: ``gunicorn -c dashboard/infra/gunicorn_conf.py``.
 
-Several worker processes, each with a few threads: a page waits on Cloudflare (network, not
-CPU), so threads keep a slow upstream read from blocking the process, and processes use the
-cores. Every process shares one Redis cache, so more workers do not mean more upstream calls.
-The values come from the environment; a malformed one stops gunicorn at start, naming it.
+Processes for the cores, each with threads, since a page mostly waits on Cloudflare; they share
+one Redis cache, so more workers mean no more upstream calls. A malformed value stops gunicorn.
 """
 
 from __future__ import annotations
@@ -24,20 +22,17 @@ def _positive(name: str, default: int) -> int:
 wsgi_app = "dashboard.wsgi:application"
 # Overridden by `--bind` (make serve passes HOST:PORT).
 bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")]
-#: Worker processes (the name Heroku-style platforms set).
 workers = _positive("WEB_CONCURRENCY", 4)
 worker_class = "gthread"
-#: Threads per worker: requests one process serves at once.
 threads = _positive("GUNICORN_THREADS", 4)
 # A page waits at most BILLING_PAGE_DEADLINE for its cards and a read at most
 # BILLING_API_TIMEOUT: a request still running after this is stuck, and its worker restarts.
 timeout = _positive("GUNICORN_TIMEOUT", 60)
 graceful_timeout = 20
 keepalive = 5
-# One access line per request on stdout, next to the application's log lines.
+# On stdout: gunicorn's default line, plus the time taken and the request id, which leads to
+# the application's log lines of the same request.
 accesslog = "-"
-# Gunicorn's default line, plus the time taken and the request id the dashboard answered with,
-# so that an access line leads to the application's log lines of the same request.
 access_log_format = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
     "request_id=%({x-request-id}o)s"
@@ -46,9 +41,8 @@ errorlog = "-"
 # The X-Forwarded-* headers are believed from these addresses only (the TLS proxy).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
-# Metrics of several processes: with PROMETHEUS_MULTIPROC_DIR, each worker writes its counters
-# to files there and /metrics sums them (dashboard/infra/metrics.py). The server starts from an
-# empty directory, and the collector is told when a worker is gone.
+# Metrics of several processes (dashboard/infra/metrics.py): the server starts from an empty
+# directory, and the collector is told when a worker is gone.
 _METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
 
 

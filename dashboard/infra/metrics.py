@@ -1,16 +1,9 @@
-"""Prometheus metrics of the dashboard itself, and their exposition for ``/metrics``.
+"""Prometheus metrics of the dashboard itself (read cache hits and misses, page latency, cache
+outages; the billing client counts its own upstream calls), and ``/metrics``'s exposition.
 
-The billing client counts its own upstream calls (``billing_api_upstream_*``, defined next to
-the calls in :mod:`billing_api.client`); here are the read cache's hits and misses per read
-and the pages' latency per view and status class.
-
-Gunicorn runs several worker processes, each with its own counters. With
-``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts: prometheus_client reads it when
-it is imported), every process writes its values to files in that directory and
-:func:`exposition` sums them, whichever worker answers the scrape. The directory must be
-emptied when the server starts (:func:`empty_multiproc_dir`, from gunicorn's
-``on_starting``), and gunicorn's ``child_exit`` calls :func:`mark_process_dead`. Without it
-(runserver, tests) the process's own registry is exposed.
+With ``PROMETHEUS_MULTIPROC_DIR`` (set before start: prometheus_client reads it at import)
+every gunicorn worker writes its values there and :func:`exposition` sums them; gunicorn's
+hooks empty the directory at start and mark dead workers. Else the process's own registry.
 """
 
 from __future__ import annotations
@@ -62,18 +55,11 @@ def record_cache(read: str, *, hit: bool) -> None:
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
 
 
-def record_cache_unavailable(operation: str, reason: str) -> None:
-    """Counts one cache operation done without Redis (``get``, ``set``...; error/skipped)."""
-    CACHE_UNAVAILABLE.labels(operation, reason).inc()
-
-
 def view_label(request: HttpRequest) -> str:
-    """The matched URL's name (``dashboard:overview``, ``admin:index``); never the path, whose
-    account ids and query strings would make a new time series per visitor."""
+    """The matched URL's name (``dashboard:overview``); never the path, whose account ids and
+    query strings would make a new time series per visitor."""
     match = getattr(request, "resolver_match", None)
-    if match is None:
-        return UNMATCHED
-    return match.view_name or UNMATCHED
+    return (match and match.view_name) or UNMATCHED
 
 
 class PageMetricsMiddleware:
@@ -92,10 +78,7 @@ class PageMetricsMiddleware:
 
 
 def exposition(multiproc_dir: str = "") -> tuple[bytes, str]:
-    """The metrics in Prometheus' text format, with its content type.
-
-    With ``multiproc_dir``, the sum over every process that wrote there; else this process's.
-    """
+    """The metrics in Prometheus' text format (summed over ``multiproc_dir``), and its type."""
     registry = REGISTRY
     if multiproc_dir:
         registry = CollectorRegistry()
@@ -104,9 +87,8 @@ def exposition(multiproc_dir: str = "") -> tuple[bytes, str]:
 
 
 def empty_multiproc_dir(multiproc_dir: str) -> None:
-    """Creates the directory, or removes the previous run's value files from it: counters
-    start again at zero with the server (Prometheus reads a reset as such), and files of
-    long-gone processes are not summed."""
+    """Creates the directory, or removes the previous run's files from it: counters start at
+    zero with the server (Prometheus reads a reset as such)."""
     directory = Path(multiproc_dir)
     directory.mkdir(parents=True, exist_ok=True)
     for path in directory.glob("*.db"):

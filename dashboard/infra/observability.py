@@ -1,19 +1,9 @@
-"""Request ids and structured logs: every line of one page view can be found by its id.
+"""Request ids and log lines scrubbed of secrets: every line of one page view can be found by
+its id, and no token, key or password reaches a log or an error report, whatever was logged.
 
-* :class:`RequestIdMiddleware` takes a well-formed ``X-Request-ID`` from the client (a load
-  balancer usually sets one) or makes one, keeps it in a context variable for the length of
-  the request, and sends it back as a response header. The variable is the billing client's
-  own, so the id also goes to Cloudflare as ``X-Request-ID`` on every upstream call, and
-  :func:`dashboard.infra.upstream.gather` copies the context into its pool threads.
-* :class:`RequestIdFilter` puts the id on every log record (``-`` outside a request).
-* :class:`JsonFormatter` writes one JSON object per line for log collectors (python-json-logger);
-  :class:`PlainFormatter` one readable line for a developer's terminal. Both scrub the
-  secrets the process knows (API tokens, ``SECRET_KEY``, the metrics token, the passwords of
-  the database, Redis and mail server), bearer credentials and the password of any URL from
-  every line, whatever was logged: a header or a URL logged by mistake must not put a token
-  in the logs.
-* :class:`ScrubbingExceptionReporter` scrubs Django's error reports (the ``DEBUG`` error page,
-  the report mailed to admins) the same way.
+The id is the billing client's context variable, so it also goes to Cloudflare on every
+upstream call. JSON lines (python-json-logger) are for log collectors, plain ones for a
+terminal; :class:`ScrubbingExceptionReporter` scrubs Django's error pages and mails alike.
 """
 
 from __future__ import annotations
@@ -34,17 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.safestring import SafeString, mark_safe
 from django.views.debug import ExceptionReporter
 
-from billing_api.client import request_id
-
-__all__ = [
-    "JsonFormatter",
-    "PlainFormatter",
-    "RequestIdFilter",
-    "RequestIdMiddleware",
-    "ScrubbingExceptionReporter",
-    "current_request_id",
-    "request_id",
-]
+from billing_api.client import request_id as request_id
 
 #: Ids we accept from a client: short, and only characters that cannot forge a log line or
 #: a header (no spaces, quotes, newlines or control characters).
@@ -62,21 +42,6 @@ _URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@?#]*:)[^/\s@
 _MIN_SECRET_LENGTH = 8
 
 
-def current_request_id() -> str | None:
-    return request_id.get()
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def accepted_request_id(value: str | None) -> str | None:
-    """The client's id if it is well formed, else None (and we make our own)."""
-    if value and REQUEST_ID_RE.fullmatch(value):
-        return value
-    return None
-
-
 class RequestIdMiddleware:
     """Gives each request an id: the client's well-formed ``X-Request-ID``, or a new one."""
 
@@ -84,9 +49,10 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        rid = accepted_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
-        # Also on the request: Django logs a 4xx/5xx ("django.request") after the middleware
-        # has returned, with the request in the record but the context variable reset.
+        rid = request.headers.get(REQUEST_ID_HEADER, "")
+        if not REQUEST_ID_RE.fullmatch(rid):
+            rid = uuid.uuid4().hex
+        # Also on the request, for Django's log of a 4xx/5xx once the variable is reset.
         request.request_id = rid  # type: ignore[attr-defined]
         token = request_id.set(rid)
         try:
@@ -97,27 +63,23 @@ class RequestIdMiddleware:
         return response
 
 
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every record that passes through the handler."""
+def stamp_request_id(record: logging.LogRecord) -> None:
+    """Puts on ``record`` the id of its request: the context's, or that of the request the
+    record carries (Django logs a 4xx/5xx after the middleware), else ``-``."""
+    if not getattr(record, "request_id", None):
+        rid = request_id.get() or getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = rid if isinstance(rid, str) else NO_REQUEST
 
+
+class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         stamp_request_id(record)
         return True
 
 
-def record_request_id(record: logging.LogRecord) -> str:
-    """The id of the request a record belongs to: the context's, or that of the request the
-    record carries (Django's request logging), else ``-``."""
-    rid = request_id.get() or getattr(getattr(record, "request", None), "request_id", None)
-    return rid if isinstance(rid, str) else NO_REQUEST
-
-
 def known_secrets() -> list[str]:
-    """The secrets this process holds, longest first, read from settings at each call.
-
-    Read each time, so that a secret changed in tests (or a new account's token) is scrubbed
-    too; a handful of attribute reads per log line.
-    """
+    """The secrets this process holds, longest first; read from settings at each call, so
+    that a secret changed in tests (or a new account's token) is scrubbed too."""
     if not settings.configured:
         return []
     candidates: list[object] = [
@@ -146,19 +108,11 @@ def url_password_forms(url: object) -> list[str]:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every known secret, bearer credential and URL password replaced by
-    ``[redacted]``."""
+    """``text`` with every known secret, bearer credential and URL password redacted."""
     for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+        text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD_RE.sub(rf"\1{REDACTED}@", text)
     return _BEARER_RE.sub(rf"\1 {REDACTED}", text)
-
-
-def stamp_request_id(record: logging.LogRecord) -> None:
-    """Puts the request id on ``record`` if no filter has (a formatter used on its own)."""
-    if not getattr(record, "request_id", None):
-        record.request_id = record_request_id(record)
 
 
 def json_forms(secrets: list[str]) -> list[str]:
@@ -168,9 +122,8 @@ def json_forms(secrets: list[str]) -> list[str]:
 
 
 class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
-    """One JSON object per line (python-json-logger): time (ISO-8601 UTC), level, logger,
-    message, request id, thread, the record's ``extra`` fields, and the exception as
-    ``exc_type`` and ``exc``. Secrets scrubbed from the finished line, keys and values alike."""
+    """One JSON object per line: time (ISO-8601 UTC), level, logger, message, request id,
+    thread, ``extra`` fields, ``exc_type`` and ``exc``; the finished line scrubbed."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -215,11 +168,8 @@ class PlainFormatter(logging.Formatter):
 
 
 class ScrubbingExceptionReporter(ExceptionReporter):
-    """Django's error report with the known secrets scrubbed from the finished text.
-
-    Django hides settings by name (KEY, TOKEN, PASS...), but not ``REDIS_URL`` or a password
-    in an exception's message or a frame's variables; scrubbing the whole text catches all.
-    """
+    """Django's error report, scrubbed whole: Django hides settings by name (KEY, TOKEN...),
+    but not ``REDIS_URL`` or a password in an exception's message or a frame's variables."""
 
     def get_traceback_html(self) -> SafeString:
         secrets = known_secrets()

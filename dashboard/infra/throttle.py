@@ -1,18 +1,10 @@
 """Login throttling: django-axes, with each attempt counted before its password is checked.
 
-django-axes keeps failed logins in PostgreSQL (``AccessAttempt``, one row per user name,
-address and user agent) and refuses a login in its authentication backend while they reach a
-limit. It counts a failure only *after* the password was checked, so parallel guesses all pass
-the check before any is counted. :class:`PreCountingHandler` counts each attempt atomically
-first and lets its password be checked only if the count is still within the limits; a login
-that succeeds takes its count back. Two limits, after ``AXES_LOCKOUT_PARAMETERS``:
-
-* ``LOGIN_MAX_FAILURES_PER_USER`` for a user name *from one address*: a stranger elsewhere
-  cannot lock the real user out;
-* ``LOGIN_MAX_FAILURES_PER_ADDRESS`` for an address whatever the names (an IPv6 /64).
-
-Failures are forgotten ``LOGIN_LOCKOUT_SECONDS`` after the last one; a lock ends then too.
-A lock is refused the same way whether the user exists or not.
+axes counts a failure only after the password check, so parallel guesses would all pass
+before any is counted: :class:`PreCountingHandler` counts each attempt atomically first (a
+login that succeeds takes its count back). Limits: ``LOGIN_MAX_FAILURES_PER_USER`` for a user
+name from one address (a stranger elsewhere cannot lock the real user out) and
+``LOGIN_MAX_FAILURES_PER_ADDRESS`` for an address (an IPv6 /64), for ``LOGIN_LOCKOUT_SECONDS``.
 """
 
 from __future__ import annotations
@@ -49,14 +41,9 @@ def username_key(request: HttpRequest, credentials: dict[str, Any] | None = None
 
 
 def client_address(request: HttpRequest) -> str | None:
-    """``AXES_CLIENT_IP_CALLABLE``: the address a request came from, which a client cannot forge.
-
-    ``REMOTE_ADDR``, unless ``LOGIN_TRUSTED_PROXIES`` says how many proxies stand in front:
-    then the address the outermost trusted proxy saw, counted from the right of
-    ``X-Forwarded-For`` (each proxy appends the address it was reached from; anything left of
-    that was written by the client). A header too short or malformed falls back to
-    ``REMOTE_ADDR``. An IPv6 client usually holds a whole /64: it is counted as one address.
-    """
+    """``AXES_CLIENT_IP_CALLABLE``: ``REMOTE_ADDR``, or with ``LOGIN_TRUSTED_PROXIES`` the
+    address the outermost trusted proxy saw, counted from the right of ``X-Forwarded-For``
+    (what is left of it the client wrote). An IPv6 /64 counts as one address."""
     remote = _grouped(str(request.META.get("REMOTE_ADDR", "")))
     proxies: int = settings.LOGIN_TRUSTED_PROXIES
     if proxies <= 0:
@@ -102,21 +89,16 @@ class PreCountingHandler(AxesDatabaseHandler):
         return any(count >= limit for count, limit in self._counts(request, credentials))
 
     def is_allowed(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
-        """Called by axes's backend before the password is checked: counts this attempt first.
-
-        Each attempt's own count is committed before the counts are read, so of N attempts at
-        once against a limit of L at most L read a count within it. A locked-out attempt is
-        not counted: retrying does not make a lock last longer.
-        """
+        """Before the password check: counts this attempt, committed before the counts are read,
+        so of N attempts at once against a limit of L at most L pass. A locked-out attempt is
+        not counted: retrying does not make a lock last longer."""
         self.clean_expired_user_attempts(request, credentials)
-        if self.is_locked(request, credentials):
-            request.axes_locked_out = True  # type: ignore[attr-defined]
-            return False
-        self._count(request, credentials)
-        if any(count > limit for count, limit in self._counts(request, credentials)):
-            request.axes_locked_out = True  # type: ignore[attr-defined]
-            return False
-        return True
+        if not self.is_locked(request, credentials):
+            self._count(request, credentials)
+            if all(count <= limit for count, limit in self._counts(request, credentials)):
+                return True
+        request.axes_locked_out = True  # type: ignore[attr-defined]
+        return False
 
     def _count(self, request: HttpRequest, credentials: dict[str, Any] | None) -> None:
         """One more attempt on this name, address and user agent's row: one atomic UPDATE."""
@@ -164,8 +146,8 @@ class PreCountingHandler(AxesDatabaseHandler):
             )
 
     def user_logged_in(self, sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
-        """A right password takes back this user's failures from this address, its own
-        attempt's count included; the address's failures at other names stay counted."""
+        """A right password takes back this name's failures from this address (its own too);
+        the address's failures at other names stay counted."""
         AccessAttempt.objects.filter(
             username=get_client_username(request, {"username": user.get_username()}),
             ip_address=request.axes_ip_address,  # type: ignore[attr-defined]
@@ -186,10 +168,7 @@ class PreCountingHandler(AxesDatabaseHandler):
 
 class ThrottleBackend(AxesStandaloneBackend):
     """axes's backend, first in ``AUTHENTICATION_BACKENDS``: refuses a locked-out login.
-
-    ``authenticate()`` without a request is no login from a client (Django's test client, a
-    shell): there is no address to count, so it passes on to the password check, as before.
-    """
+    Without a request (the test client, a shell) there is no address to count: it passes."""
 
     def authenticate(
         self,
@@ -205,7 +184,5 @@ class ThrottleBackend(AxesStandaloneBackend):
 def seconds_left(request: HttpRequest) -> int:
     """Whole seconds until this request's lock ends, rounded up, at least 1."""
     AxesProxyHandler.update_request(request)
-    ends = PreCountingHandler().lock_ends(request)
-    if ends is None:
-        return 1
+    ends = PreCountingHandler().lock_ends(request) or timezone.now()
     return max(1, math.ceil((ends - timezone.now()).total_seconds()))

@@ -1,10 +1,6 @@
-"""Who may see what: permissions by role, accounts by grant. Checked in every view.
-
-A view names the permission it needs; ``account_view`` first checks that the account in
-the URL is configured and granted to the user (404 otherwise, so that an account id
-someone may not see cannot be told apart from one that does not exist), then the
-permission (403 without it).
-"""
+"""Who may see what, checked in every view: the account in the URL must be configured and
+granted to the user (404 otherwise: one they may not see looks like one that does not exist),
+then the view's permission (403 without it)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, Concatenate
 
-from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
@@ -26,13 +21,6 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def account_for_or_404(user: User | AnonymousUser, account_id: str) -> Account:
-    for account in accounts_for(user):
-        if account.id == account_id:
-            return account
-    raise Http404("No such account")
-
-
 AccountView = Callable[Concatenate[HtmxHttpRequest, Account, ...], HttpResponse]
 
 
@@ -41,12 +29,8 @@ def account_view(
     *,
     audit_action: AuditEvent.Action | None = None,
 ) -> Callable[[AccountView], Callable[..., HttpResponse]]:
-    """Decorate a view taking ``(request, account, ...)`` for URLs with ``<account_id>``.
-
-    ``permission`` is a codename of the ``dashboard`` app, e.g. ``"view_usage"``. With
-    ``audit_action`` (a write view), a POST to a granted account refused for want of the
-    permission is recorded in the audit log before the 403.
-    """
+    """For a view taking ``(request, account, ...)``; ``permission`` is a ``dashboard`` codename.
+    With ``audit_action`` (a write), a POST refused for want of it is audited before the 403."""
 
     def decorator(view: AccountView) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -54,7 +38,9 @@ def account_view(
             request: HtmxHttpRequest, account_id: str, *args: Any, **kwargs: Any
         ) -> HttpResponse:
             # The account first: nobody writes audit rows into an account they cannot see.
-            account = account_for_or_404(request.user, account_id)
+            account = next((a for a in accounts_for(request.user) if a.id == account_id), None)
+            if account is None:
+                raise Http404("No such account")
             if not request.user.has_perm(f"dashboard.{permission}"):
                 if audit_action is not None and request.method == "POST":
                     audit.record(
@@ -67,7 +53,6 @@ def account_view(
                 raise PermissionDenied
             return view(request, account, *args, **kwargs)
 
-        wrapper.required_permission = permission  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

@@ -1,14 +1,9 @@
-"""URL converters."""
-
 from __future__ import annotations
 
 
 class AccountIdConverter:
-    """A Cloudflare account id: 32 lowercase hex characters.
-
-    Strict on purpose: ``/accounts/login/`` and ``/accounts/logout/`` can never be read as
-    an account. Whether the account is configured is the view's question (404 if not).
-    """
+    """A Cloudflare account id: 32 lowercase hex characters, so ``/accounts/login/`` is never
+    read as an account. Whether it is configured is the view's question (404 if not)."""
 
     regex = "[0-9a-f]{32}"
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.core.validators import validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.http import QueryDict
 
 from billing_api.models import InvoiceType, UsageWindow
@@ -18,24 +18,42 @@ from dashboard.models import AlertRule, AuditEvent, split_lines
 from dashboard.services import activity, notify, topups, usage
 from dashboard.services.money import format_usd
 
-# ---------------------------------------------------------------- invoices
 
-
-def date_field(label: str, which: str) -> forms.DateField:
-    """An optional date in a GET filter, with the browser's date picker."""
+def date_field(
+    label: str, which: str, earliest: date, latest: date | None = None
+) -> forms.DateField:
+    """An optional date in a query string, with the browser's date picker, within bounds."""
+    bounds = (
+        f"between {earliest.year} and {latest.year}" if latest else f"in {earliest.year} or later"
+    )
+    message = f"Enter a {which} date {bounds}."
+    validators: list[Any] = [MinValueValidator(earliest, message)]
+    if latest is not None:
+        validators.append(MaxValueValidator(latest, message))
     return forms.DateField(
         label=label,
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
         error_messages={"invalid": f"Enter the {which} date as YYYY-MM-DD."},
+        validators=validators,
+    )
+
+
+def page_field(**kwargs: Any) -> forms.IntegerField:
+    """An optional page number (1 or more); its clean method returns 1 when it is missing."""
+    return forms.IntegerField(
+        required=False,
+        min_value=1,
+        error_messages={
+            "invalid": "The page must be a whole number.",
+            "min_value": "The page must be 1 or more.",
+        },
+        **kwargs,
     )
 
 
 class InvoiceFilterForm(forms.Form):
-    """The invoice table's query string: ``type`` (all, auto, manual) and ``page`` (1 or more).
-
-    Both are optional; ``cleaned_data`` then holds ``"all"`` and ``1``.
-    """
+    """The invoice table's query string: ``type`` (all, auto, manual; default all) and ``page``."""
 
     type = forms.ChoiceField(
         label="Show",
@@ -43,34 +61,20 @@ class InvoiceFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose all, auto or manual as the invoice type."},
     )
-    page = forms.IntegerField(
-        required=False,
-        min_value=1,
-        error_messages={
-            "invalid": "The page must be a whole number.",
-            "min_value": "The page must be 1 or more.",
-        },
-    )
+    page = page_field()
 
     def clean_type(self) -> InvoiceType:
-        value = self.cleaned_data.get("type") or "all"
-        return cast(InvoiceType, value)
+        return cast(InvoiceType, self.cleaned_data.get("type") or "all")
 
     def clean_page(self) -> int:
-        value = self.cleaned_data.get("page")
-        return 1 if value is None else int(value)
-
-
-# ---------------------------------------------------------------- usage
+        return int(self.cleaned_data.get("page") or 1)
 
 
 class UsageFilterForm(forms.Form):
     """The usage page's query string: ``window``, ``range`` and, for a custom range, dates.
 
-    All optional. ``clean()`` leaves ``cleaned_data["window"]`` (a window literal: the one
-    asked for, kept in ``window_asked``, or the range's default) and ``report_range`` (a
-    :class:`usage.ReportRange`). ``start`` and ``end`` clean to aware datetimes: the local
-    midnight that starts the start date, and the one that ends the end date (exclusive).
+    ``clean()`` leaves ``window`` (the one asked for, kept in ``window_asked``, or the range's
+    default) and ``report_range``; ``start`` and ``end`` are local midnights (``end`` exclusive).
     """
 
     window = forms.ChoiceField(
@@ -85,8 +89,8 @@ class UsageFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
     )
-    start = date_field("From", "start")
-    end = date_field("To", "end")
+    start = date_field("From", "start", usage.EARLIEST_DATE)
+    end = date_field("To", "end", usage.EARLIEST_DATE)
 
     def __init__(self, *args: Any, now: datetime, zone: tzinfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,31 +103,21 @@ class UsageFilterForm(forms.Form):
             )
 
     def clean_window(self) -> UsageWindow | None:
-        value = self.cleaned_data.get("window")
-        return cast(UsageWindow, value) if value else None
+        return cast(UsageWindow | None, self.cleaned_data.get("window") or None)
 
     def clean_range(self) -> usage.Preset | None:
-        value = self.cleaned_data.get("range")
-        return cast(usage.Preset, value) if value else None
-
-    def _check_date(self, value: date | None, which: str) -> date | None:
-        if value is not None and value < usage.EARLIEST_DATE:
-            raise forms.ValidationError(
-                f"Enter a {which} date in {usage.EARLIEST_DATE.year} or later."
-            )
-        return value
+        return cast(usage.Preset | None, self.cleaned_data.get("range") or None)
 
     def clean_start(self) -> datetime | None:
-        value = self._check_date(self.cleaned_data.get("start"), "start")
+        value = self.cleaned_data.get("start")
         return None if value is None else usage.local_midnight(value, self.zone)
 
     def clean_end(self) -> datetime | None:
-        value = self._check_date(self.cleaned_data.get("end"), "end")
+        value = self.cleaned_data.get("end")
         if value is None:
             return None
-        # A future end date means "up to now"; the range is cut at now when resolved.
-        value = min(value, self.today)
-        return usage.local_midnight(value + usage.DAY, self.zone)
+        # A future end date means "up to now".
+        return usage.local_midnight(min(value, self.today) + usage.DAY, self.zone)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -156,15 +150,10 @@ class UsageFilterForm(forms.Form):
         return cleaned
 
 
-# ---------------------------------------------------------------- activity
-
-
 class ActivityFilterForm(forms.Form):
-    """The activity table's query string: action, outcome, user, dates (from, to) and page.
+    """The activity table's query string: action, outcome, user, dates and page, all optional.
 
-    All optional. ``clean()`` leaves ``cleaned_data["filters"]`` (an
-    :class:`activity.Filters`, dates turned into local midnights, the end one exclusive) and
-    ``page`` (1 or more).
+    ``clean()`` leaves ``filters`` (dates as local midnights, the end one exclusive) and ``page``.
     """
 
     #: Dates outside these years cannot be an audit event, and would overflow a datetime.
@@ -188,17 +177,9 @@ class ActivityFilterForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "Choose someone who appears in this log."},
     )
-    start = date_field("From", "start")
-    end = date_field("To", "end")
-    page = forms.IntegerField(
-        required=False,
-        min_value=1,
-        widget=forms.HiddenInput,
-        error_messages={
-            "invalid": "The page must be a whole number.",
-            "min_value": "The page must be 1 or more.",
-        },
-    )
+    start = date_field("From", "start", EARLIEST, LATEST)
+    end = date_field("To", "end", EARLIEST, LATEST)
+    page = page_field(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, users: Sequence[str], zone: tzinfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -217,22 +198,8 @@ class ActivityFilterForm(forms.Form):
     def clean_user(self) -> str | None:
         return self.cleaned_data.get("user") or None
 
-    def _check_date(self, value: date | None, which: str) -> date | None:
-        if value is not None and not self.EARLIEST <= value <= self.LATEST:
-            raise forms.ValidationError(
-                f"Enter a {which} date between {self.EARLIEST.year} and {self.LATEST.year}."
-            )
-        return value
-
-    def clean_start(self) -> date | None:
-        return self._check_date(self.cleaned_data.get("start"), "start")
-
-    def clean_end(self) -> date | None:
-        return self._check_date(self.cleaned_data.get("end"), "end")
-
     def clean_page(self) -> int:
-        value = self.cleaned_data.get("page")
-        return 1 if value is None else int(value)
+        return int(self.cleaned_data.get("page") or 1)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -254,23 +221,17 @@ class ActivityFilterForm(forms.Form):
         return cleaned
 
 
-# ---------------------------------------------------------------- auto top-up and spending limit
-
-
-#: Dollars as people type them: digits, thousands commas ("1,000") and cents after a point.
-#: ASCII only: Python's Decimal would also read "1E+9", "Infinity" and other scripts' digits,
-#: which nobody means as dollars.
+#: Dollars as people type them: digits, thousands commas ("1,000") and cents after a point;
+#: ASCII only (Decimal would also read "1E+9", "Infinity" and other scripts' digits).
 PLAIN_DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 GROUPED_DOLLARS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 EXPONENT = re.compile(r"[0-9.,]+[eE][-+]?[0-9]+")
 
 
 def read_dollars(text: str) -> str:
-    """``text`` as a plain number ("-$1,000.50" is "-1000.50"), or a ``ValidationError``.
-
-    Its ``code`` is ``exponent``, ``grouping`` (commas that do not separate thousands, as in
-    "1,50", which may mean $1.50 or $150) or ``invalid``.
-    """
+    """``text`` as a plain number ("-$1,000.50" is "-1000.50"), or a ``ValidationError`` coded
+    ``exponent``, ``grouping`` (commas not between thousands: "1,50" is $1.50 or $150?) or
+    ``invalid``."""
     number = text.strip()
     # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
     sign = "-" if number.startswith("-") else ""
@@ -288,10 +249,8 @@ def read_dollars(text: str) -> str:
 
 
 class DollarField(forms.DecimalField):
-    """Dollars and cents as people type them: "$1,250.5" is 1250.50. Every error a sentence.
-
-    ``noun`` names the value in messages ("the threshold"); the range, when given, is named
-    in full in a refusal, with why its end is where it is ("Cloudflare's minimum").
+    """Dollars and cents as people type them: "$1,250.5" is 1250.50. Every error a sentence
+    naming ``noun``, and a refusal of the range says why its end is there ("Cloudflare's minimum").
     """
 
     #: Whole digits beyond these are refused before any arithmetic (Decimal's precision is 28).
@@ -322,11 +281,10 @@ class DollarField(forms.DecimalField):
         if minimum is not None and maximum is not None:
             low, high = format_usd(minimum), format_usd(maximum)
             between = f"The {noun} must be between {low} and {high}"
-            messages["min_value"] = f"{between}: {low} is {why_minimum}." if why_minimum else ""
-            messages["max_value"] = f"{between}: {high} is {why_maximum}." if why_maximum else ""
-            for code in ("min_value", "max_value"):
-                messages[code] = messages[code] or f"{between}."
-            messages["too_large"] = messages["max_value"]
+            why_low = f": {low} is {why_minimum}" if why_minimum else ""
+            why_high = f": {high} is {why_maximum}" if why_maximum else ""
+            messages["min_value"] = f"{between}{why_low}."
+            messages["max_value"] = messages["too_large"] = f"{between}{why_high}."
         super().__init__(
             label=label,
             min_value=minimum,
@@ -339,9 +297,7 @@ class DollarField(forms.DecimalField):
         )
 
     def to_python(self, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and (value := value.strip()):
             try:
                 value = read_dollars(value)
             except forms.ValidationError as error:
@@ -356,19 +312,16 @@ class DollarField(forms.DecimalField):
         return None if result is None else Decimal(result).quantize(Decimal("0.01"))
 
 
-#: Sane upper bounds: a typo of a few extra zeros must not reach Cloudflare. The rule's amount
-#: is a top-up made again and again: ``TOPUP_MAX_AMOUNT`` bounds it like a one-off one.
+#: Upper bounds: a typo of a few extra zeros must not reach Cloudflare (the rule's amount is
+#: bounded by ``TOPUP_MAX_AMOUNT``, as it is a top-up made again and again).
 AUTO_TOPUP_MAX_THRESHOLD = Decimal("10000")
 CLOUDFLARES_MINIMUM = "Cloudflare’s minimum"
 SPENDING_LIMIT_MAX = Decimal("1000000")
 
 
 class AutoTopupForm(forms.Form):
-    """When the balance falls below ``threshold``, add ``amount`` (Cloudflare's minimums).
-
-    ``preview_of(threshold, amount)`` says what a valid rule means; the form keeps it in
-    ``preview`` for the page.
-    """
+    """When the balance falls below ``threshold``, add ``amount``; ``preview`` says what a valid
+    rule means at the 7-day burn rate (from ``preview_of``)."""
 
     threshold = DollarField(
         label="Threshold",
@@ -387,7 +340,6 @@ class AutoTopupForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.preview_of = preview_of
-        #: What a valid rule means at the 7-day burn rate, for the page.
         self.preview: str | None = None
         # Cloudflare's own largest top-up for the account (topup/limits), if lower.
         ceiling = settings.TOPUP_MAX_AMOUNT
@@ -409,23 +361,13 @@ class AutoTopupForm(forms.Form):
         return cleaned
 
 
-LIMIT_DURATIONS = [
-    ("daily", "Daily"),
-    ("weekly", "Weekly"),
-    ("monthly", "Monthly"),
-]
-LIMIT_STRATEGIES = [
-    ("fixed", "Fixed"),
-    ("sliding", "Sliding"),
-]
+LIMIT_DURATIONS = [("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")]
+LIMIT_STRATEGIES = [("fixed", "Fixed"), ("sliding", "Sliding")]
 
 
 class SpendingLimitForm(forms.Form):
-    """The account-wide limit. ``confirm`` is required only when the limit blocks traffic now.
-
-    ``impact_of(amount, duration, strategy)`` says whether spend in that window already
-    reaches the amount; the form keeps its answer in ``impact`` for the page.
-    """
+    """The account-wide limit; ``confirm`` is required only when it blocks traffic now, as
+    ``impact_of(amount, duration, strategy)`` tells (kept in ``impact`` for the page)."""
 
     amount = DollarField(
         label="Limit",
@@ -461,8 +403,7 @@ class SpendingLimitForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        amount, duration = cleaned.get("amount"), cleaned.get("duration")
-        strategy = cleaned.get("strategy")
+        amount, duration, strategy = (cleaned.get(k) for k in ("amount", "duration", "strategy"))
         if self.impact_of is None or amount is None or not duration or not strategy:
             return cleaned
         self.impact = self.impact_of(amount, duration, strategy)
@@ -475,20 +416,12 @@ class SpendingLimitForm(forms.Form):
         return cleaned
 
 
-# ---------------------------------------------------------------- top-ups
-
-
 class TopupForm(forms.Form):
-    """A one-off top-up: ``amount`` in dollars, and the idempotency key the form was given.
+    """A one-off top-up: ``amount`` within the account's ``limits``, the idempotency key the form
+    was given, and the confirmation step's token. A quick-pick button (``preset``) stands in
+    for the amount."""
 
-    ``preset`` (a quick-pick button, a real submit button) stands in for the amount. The
-    account's limits come from Cloudflare (``topup/limits``) or are the documented minimum,
-    within this dashboard's ceiling (``TOPUP_MAX_AMOUNT``). ``confirmation`` is what the
-    confirmation step handed out (see ``topups.confirmation``).
-    """
-
-    # The account's range replaces this field in ``__init__``.
-    amount = DollarField(label="Amount (US dollars)", noun="amount")
+    amount = DollarField(label="Amount (US dollars)", noun="amount")  # the account's, in __init__
     idempotency_key = forms.RegexField(
         regex=topups.KEY_PATTERN,
         widget=forms.HiddenInput,
@@ -508,7 +441,6 @@ class TopupForm(forms.Form):
             data = data.copy()
             data["amount"] = preset
         super().__init__(data, **kwargs)
-        self.limits = limits
         whose = "this dashboard allows" if limits.ceiling else "for this account"
         self.fields["amount"] = DollarField(
             label="Amount (US dollars)",
@@ -520,19 +452,14 @@ class TopupForm(forms.Form):
         )
 
 
-# ---------------------------------------------------------------- alerts
-
 #: At most this many recipients of each kind per rule.
 MAX_EMAILS = 20
 MAX_WEBHOOKS = 10
 
 
 class AlertRuleForm(forms.ModelForm[AlertRule]):
-    """An alert rule: its kind with the one threshold that kind needs, and its recipients.
-
-    A value for another kind is ignored (stored empty). Emails and webhook URLs are one per
-    line; webhooks must be https (``notify.check_webhook_url``).
-    """
+    """An alert rule: its kind, the one threshold that kind needs (others are stored empty),
+    and its recipients, one per line (webhooks checked by ``notify.check_webhook_url``)."""
 
     amount = DollarField(
         label="Amount, in dollars",
@@ -606,17 +533,18 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
             raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
         return int(hours)
 
+    #: The one threshold each kind needs (auto top-up failures need none).
+    NEEDS: dict[str, str] = {
+        AlertRule.Kind.BALANCE_BELOW: "amount",
+        AlertRule.Kind.MONTH_TO_DATE_ABOVE: "amount",
+        AlertRule.Kind.AUTO_TOPUP_CAP: "amount",
+        AlertRule.Kind.RUNWAY_BELOW: "days",
+        AlertRule.Kind.SPEND_SPIKE: "factor",
+    }
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        kind = data.get("kind")
-        needs: dict[str, str] = {
-            AlertRule.Kind.BALANCE_BELOW: "amount",
-            AlertRule.Kind.MONTH_TO_DATE_ABOVE: "amount",
-            AlertRule.Kind.AUTO_TOPUP_CAP: "amount",
-            AlertRule.Kind.RUNWAY_BELOW: "days",
-            AlertRule.Kind.SPEND_SPIKE: "factor",
-        }
-        needed = needs.get(str(kind))
+        needed = self.NEEDS.get(str(data.get("kind")))
         for name in ("amount", "days", "factor"):
             if name != needed:
                 data[name] = None
@@ -633,11 +561,8 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
                     "factor",
                     "Enter K above 1: the alert is for spend above K times the daily average.",
                 )
-        if (
-            not data.get("emails")
-            and not data.get("webhooks")
-            and not ("emails" in self.errors or "webhooks" in self.errors)
-        ):
+        recipients = ("emails", "webhooks")
+        if not any(map(data.get, recipients)) and not set(recipients) & set(self.errors):
             raise forms.ValidationError("Name at least one email address or webhook URL.")
         return data
 
@@ -677,6 +602,11 @@ class DigestForm(forms.Form):
         if data.get("wanted") and not self.address:
             raise forms.ValidationError(NO_DIGEST_ADDRESS)
         return data
+
+
+def error_text(form: forms.BaseForm, separator: str = " ") -> str:
+    """A form's error messages in one line."""
+    return separator.join(str(m) for errors in form.errors.values() for m in errors)
 
 
 def errors_of(form: forms.BaseForm) -> dict[str, list[str]]:

@@ -1,8 +1,7 @@
 """The login page with throttling, and the end of idle or old sessions.
 
-A login is refused while its user name from this address, or the address itself, is locked
-out (see ``dashboard.infra.throttle``): with HTTP 429 and the same words whether the user exists or
-not, and even with the right password, so that a guesser learns nothing from a lock.
+A locked-out login (``dashboard.infra.throttle``) is refused with 429 and the same words whether
+the user exists or not, even with the right password: a guesser learns nothing from a lock.
 """
 
 from __future__ import annotations
@@ -42,10 +41,8 @@ def lockout_message(seconds: int) -> str:
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's login form; axes's backend refuses a locked-out login before the password is
-    checked, and this form says so (a right password is refused too)."""
+    """Django's login form, saying so when axes's backend refused a locked-out login."""
 
-    #: Seconds until the lock that refused this login ends (for Retry-After).
     retry_after: int | None = None
 
     def clean(self) -> dict[str, Any]:
@@ -63,8 +60,6 @@ class ThrottledAdminAuthenticationForm(ThrottledAuthenticationForm, AdminAuthent
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login view with the throttled form; a refusal for a lock answers 429."""
-
     form_class = ThrottledAuthenticationForm
     redirect_authenticated_user = True
 
@@ -77,11 +72,8 @@ class LoginView(auth_views.LoginView):
 
 
 def session_expiry(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., Any]:
-    """Logs out a session idle for ``SESSION_IDLE_SECONDS`` or older than ``SESSION_COOKIE_AGE``.
-
-    Runs after authentication and before the login requirement, which then sends the visitor
-    to the login page. The time last seen is written at most once a minute, not per request.
-    """
+    """Logs out a session idle for ``SESSION_IDLE_SECONDS`` or older than ``SESSION_COOKIE_AGE``
+    (the login requirement then sends it to log in); "last seen" is written once a minute."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:

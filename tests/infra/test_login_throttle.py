@@ -338,11 +338,11 @@ def test_its_defaults(monkeypatch):
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("LOGIN_MAX_FAILURES_PER_USER", "0", "must each be at least 1"),
+        ("LOGIN_MAX_FAILURES_PER_USER", "0", "LOGIN_MAX_FAILURES_PER_USER must be at least 1"),
         ("LOGIN_LOCKOUT_SECONDS", "soon", "LOGIN_LOCKOUT_SECONDS must be a whole number"),
         ("LOGIN_TRUSTED_PROXIES", "-1", "LOGIN_TRUSTED_PROXIES must be 0 or more"),
         ("SESSION_COOKIE_AGE", "10", "SESSION_COOKIE_AGE must be at least 60 seconds"),
-        ("SESSION_IDLE_SECONDS", "-5", "SESSION_IDLE_SECONDS 0 or more"),
+        ("SESSION_IDLE_SECONDS", "-5", "SESSION_IDLE_SECONDS must be 0 or more"),
     ],
 )
 def test_it_refuses_a_bad_value_naming_it(monkeypatch, name, value, message):

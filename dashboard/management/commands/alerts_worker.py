@@ -1,10 +1,5 @@
-"""``manage.py alerts_worker``: a procrastinate worker for the alert checks, deliveries, weekly
-digests and top-up follow-ups (dashboard/tasks.py). Several may run, on several hosts.
-
-``--once`` does one round and exits (cron, tests): it defers the check of every rule now, then
-runs every job that is due, those the round defers included, until none is left.
-``--requeue`` defers every pending delivery and waiting top-up again, once after an upgrade.
-"""
+"""``manage.py alerts_worker``: a worker for the background jobs (dashboard/tasks.py); several
+may run, on several hosts. ``--once``: one round of everything due, then exit (cron, tests)."""
 
 from __future__ import annotations
 
@@ -38,7 +33,6 @@ class Command(BaseCommand):
             tasks.run_worker()
             self.stdout.write("alerts worker: stopped")
             return
-        # What the round's jobs did, said on this command's output.
         said = _Say(self.stdout)
         logging.getLogger(tasks.__name__).addHandler(said)
         try:

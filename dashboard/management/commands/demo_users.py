@@ -36,8 +36,7 @@ class Command(BaseCommand):
         self, *args: Any, force: bool = False, url: str = DEFAULT_URL, **options: Any
     ) -> None:
         if not settings.DEMO_MODE and not force:
-            # The passwords are printed and on the login page: never create them against a
-            # real Cloudflare account by accident.
+            # Their passwords are public: never against a real Cloudflare account by accident.
             raise CommandError(
                 "Not in demo mode (CLOUDFLARE_API_TOKEN is set), so no demo users were created: "
                 "their passwords are public. Create real users with `manage.py createsuperuser`, "
@@ -72,8 +71,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Open {url} and log in with one of them.")
 
     def demo_alerts(self, account_ids: list[str]) -> None:
-        """A few alert rules, so that the Alerts page and the worker have something to show
-        (their emails are printed); an account that has rules already is left as it is."""
+        """A few alert rules for the Alerts page and the worker, on accounts that have none."""
         examples: list[tuple[str, dict[str, Any]]] = [
             (AlertRule.Kind.AUTO_TOPUP_FAILED, {}),
             (AlertRule.Kind.SPEND_SPIKE, {"factor": Decimal(3)}),

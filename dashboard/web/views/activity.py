@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -11,19 +10,21 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.models import AuditEvent
 from dashboard.services import activity as service
 from dashboard.services.accounts import Account
 from dashboard.web.access import HtmxHttpRequest, account_view
-from dashboard.web.forms import ActivityFilterForm
+from dashboard.web.exports import csv_response, not_exported
+from dashboard.web.forms import ActivityFilterForm, error_text
 
 TABLE = "activity-table"
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @account_view("view_activity")
 def activity(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     form = _form(request, account)
@@ -42,10 +43,7 @@ def activity(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         template += f"#{TABLE}"
     # Bad input answers 400 with the form and its errors, as a page or as the fragment.
-    response = render(request, template, context, status=400 if form.errors else 200)
-    # The same URL answers a full page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render(request, template, context, status=400 if form.errors else 200)
 
 
 @require_GET
@@ -57,24 +55,19 @@ def activity_csv(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         raise PermissionDenied
     form = _form(request, account)
     if not form.is_valid():
-        problems = [str(e) for errors in form.errors.values() for e in errors]
-        return _text(400, "The export was not made: " + " ".join(problems))
+        return not_exported(400, error_text(form))
     found = service.events(account.id, form.cleaned_data["filters"])
     count = found.count()
     if count > service.CSV_MAX_ROWS:
         # Never a truncated file: it would look complete in a spreadsheet.
-        return _text(
+        return not_exported(
             400,
-            f"The export was not made: {count} events match, and an export holds at most "
-            f"{service.CSV_MAX_ROWS}. Narrow the dates or filters and try again.",
+            f"{count} events match, and an export holds at most {service.CSV_MAX_ROWS}. "
+            "Narrow the dates or filters and try again.",
         )
-    # Bounded by the cap above, so one response body; the rows are read from the database
-    # in chunks all the same.
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    # Bounded by the cap above, so one response body (the rows are read in chunks).
     filename = service.csv_filename(account.id, timezone.localdate())
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    csv.writer(response).writerows(service.csv_rows(found, form.zone))
-    return response
+    return csv_response(filename, service.csv_rows(found, form.zone))
 
 
 def _form(request: HtmxHttpRequest, account: Account) -> ActivityFilterForm:
@@ -83,10 +76,6 @@ def _form(request: HtmxHttpRequest, account: Account) -> ActivityFilterForm:
         users=service.usernames(account.id),
         zone=timezone.get_current_timezone(),
     )
-
-
-def _text(status: int, message: str) -> HttpResponse:
-    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _table(

@@ -1,8 +1,5 @@
-"""The Alerts page: an account's alert rules, what fired and how each delivery went.
-
-Billing admins only (``manage_alerts``). Adding, changing and deleting a rule is audited
-like every write; webhook URLs are secrets, so the page and the audit log show their hosts.
-"""
+"""The Alerts page: an account's alert rules, what fired and how each delivery went, for
+billing admins. Every change is audited; webhook URLs are secrets: only their hosts show."""
 
 from __future__ import annotations
 
@@ -12,8 +9,8 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.models import AlertRule, AuditEvent
 from dashboard.services import alert_rules as service
@@ -27,10 +24,9 @@ PAGE = "dashboard/alerts.html"
 
 def _respond(request: HtmxHttpRequest, account: Account, **extra: Any) -> HttpResponse:
     template = f"{PAGE}#alert-rule-form" if request.htmx else PAGE
-    context = {"account": account, **service.page_context(account.id), **extra}
-    response = render(request, template, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render(
+        request, template, {"account": account, **service.page_context(account.id), **extra}
+    )
 
 
 def _save(request: HtmxHttpRequest, account: Account, form: AlertRuleForm) -> HttpResponse | None:
@@ -49,6 +45,7 @@ def _save(request: HtmxHttpRequest, account: Account, form: AlertRuleForm) -> Ht
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 @account_view("manage_alerts", audit_action=Action.ALERT_RULE_SET)
 def alerts(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     """The rules, the history, and a form for a new rule."""
@@ -71,6 +68,7 @@ def _rule_or_404(account: Account, pk: int) -> AlertRule:
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 @account_view("manage_alerts", audit_action=Action.ALERT_RULE_SET)
 def alert_rule(request: HtmxHttpRequest, account: Account, pk: int) -> HttpResponse:
     """One rule's form, to change it."""

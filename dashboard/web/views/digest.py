@@ -1,8 +1,6 @@
-"""The weekly digest page: anyone who may see an account can ask for the digest, or stop it.
-
-The digest goes to the user's own address only: a typed-in address would let anyone who may
-see an account mail its figures anywhere, and keep doing so after losing the role.
-"""
+"""The weekly digest page: ask for the digest, or stop it. It goes to the user's own address
+only: a typed-in one would let anyone mail an account's figures anywhere, even after losing
+the role."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-from __future__ import annotations
+"""The invoices page: the invoice table (filtered, paged) and the upcoming invoice."""
 
-from typing import Any
+from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.services import invoices as service
 from dashboard.services.accounts import Account
@@ -20,6 +20,7 @@ PARTIALS = frozenset({TABLE, UPCOMING})
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @account_view("view_invoices")
 def invoices(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     partial = request.GET.get("partial")
@@ -28,9 +29,10 @@ def invoices(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         partial = request.htmx.target or TABLE
     if partial is not None and partial not in PARTIALS:
         return HttpResponseBadRequest("Unknown partial")
+    template = "dashboard/invoices.html" + (f"#{partial}" if partial else "")
     if partial == UPCOMING:
         card = service.upcoming_card(service.upcoming(account.id))
-        return _render(request, partial, {"account": account, "upcoming": card})
+        return render(request, template, {"account": account, "upcoming": card})
     form = InvoiceFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else None
     page = service.invoices_page(
@@ -50,14 +52,4 @@ def invoices(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         "upcoming": page.upcoming,
         "pdf_hosts": settings.INVOICE_PDF_HOSTS,
     }
-    return _render(request, partial, context, status=400 if form.errors else 200)
-
-
-def _render(
-    request: HtmxHttpRequest, partial: str | None, context: dict[str, Any], status: int = 200
-) -> HttpResponse:
-    template = "dashboard/invoices.html" + (f"#{partial}" if partial else "")
-    response = render(request, template, context, status=status)
-    # The same URL answers a full page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render(request, template, context, status=400 if form.errors else 200)

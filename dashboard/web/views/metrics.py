@@ -1,8 +1,5 @@
-"""``/metrics`` for Prometheus: to a scraper with the bearer token, or to staff logged in.
-
-Anyone else gets 401 (no credentials) or 403 (wrong ones), never a figure: the metrics name
-accounts' endpoints and how often the dashboard is used.
-"""
+"""``/metrics`` for Prometheus: to a scraper with the bearer token, or to staff logged in;
+anyone else gets 401 or 403 (the metrics name accounts' endpoints and how often it is used)."""
 
 from __future__ import annotations
 
@@ -24,23 +21,19 @@ def metrics(request: HttpRequest) -> HttpResponse:
     authorization = request.headers.get("Authorization", "")
     if authorization:
         if not _token_matches(authorization):
-            return HttpResponse(
-                "Wrong credentials for the metrics.\n", status=403, content_type="text/plain"
-            )
+            return _plain(403, "Wrong credentials for the metrics.")
     elif not request.user.is_authenticated:
-        response = HttpResponse(
-            "The metrics need a bearer token (METRICS_TOKEN) or a staff login.\n",
-            status=401,
-            content_type="text/plain",
-        )
+        response = _plain(401, "The metrics need a bearer token (METRICS_TOKEN) or a staff login.")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     elif not (request.user.is_staff or request.user.is_superuser):
-        return HttpResponse(
-            "The metrics are for staff only.\n", status=403, content_type="text/plain"
-        )
+        return _plain(403, "The metrics are for staff only.")
     body, content_type = exposition(settings.PROMETHEUS_MULTIPROC_DIR)
     return HttpResponse(body, content_type=content_type)
+
+
+def _plain(status: int, text: str) -> HttpResponse:
+    return HttpResponse(text + "\n", status=status, content_type="text/plain")
 
 
 def _token_matches(authorization: str) -> bool:

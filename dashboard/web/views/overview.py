@@ -1,3 +1,5 @@
+"""Home (the first account's overview), the overview's cards, and all accounts at a glance."""
+
 from __future__ import annotations
 
 import time
@@ -6,9 +8,9 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
-from django.utils.cache import patch_vary_headers
+from django.urls import reverse
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.models import RefusedChange
 from dashboard.services import alerts, rules
@@ -36,6 +38,7 @@ def all_accounts(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @account_view("view_overview")
 def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     started = time.perf_counter()
@@ -56,7 +59,7 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         "account": account,
         "page": page,
         "overview_url": reverse("dashboard:overview", args=[account.id]),
-        "invoices_url": _invoices_url(account),
+        "invoices_url": reverse("dashboard:invoices", args=[account.id]),
         # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
         "cap_banner": None if partial else alerts.cap_banner(account.id),
         # The limit card says what Cloudflare did with the last attempt to set a limit.
@@ -66,16 +69,6 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         "cloudflare_dashboard_url": ai_gateway_url(account.id),
     }
     response = render(request, template, context)
-    # The same URL answers a full page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ("HX-Request",))
     # How long the reads and the rendering took, for the browser's tools and the benchmark.
     response["Server-Timing"] = f"overview;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
-
-
-def _invoices_url(account: Account) -> str | None:
-    # The invoices page is built alongside this one; until its URL exists, no link.
-    try:
-        return reverse("dashboard:invoices", args=[account.id])
-    except NoReverseMatch:
-        return None

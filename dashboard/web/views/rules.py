@@ -1,9 +1,7 @@
-"""The auto top-up rule and the spending limit: one path for both, show, check as you type,
-confirm, save, delete. A :class:`Rule` holds what differs (reads, form, service calls, words).
-
-Every POST is audited (the decorator records the ones refused for want of permission). A
-plain POST that succeeds redirects (PRG); an htmx one gets the form's partial and an
-out-of-band update of the summary. An invalid form comes back at 200 with its input.
+"""The auto top-up rule and the spending limit: one path for both (show, check as you type,
+confirm, save, delete); a :class:`Rule` holds what differs. Every POST is audited. A plain
+POST that succeeds redirects; an htmx one gets the form and the summary out of band. An
+invalid form comes back at 200 with its input.
 """
 
 from __future__ import annotations
@@ -21,8 +19,8 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.models import AuditEvent, RefusedChange
 from dashboard.services import alerts, reads, rules
@@ -42,8 +40,7 @@ class Rule:
     #: The URL name, and the template's (``dashboard/<name>.html``, partials ``<id>-form``...).
     name: str
     kind: RefusedChange.Kind
-    #: Setting it, as audited.
-    action: AuditEvent.Action
+    action: AuditEvent.Action  # setting it, as audited
     #: The rule's inputs: what "Try again" keeps of a refused attempt.
     fields: tuple[str, ...]
     #: The page's figures for an account; ``current`` is the rule Cloudflare holds.
@@ -84,14 +81,11 @@ def _context(rule: Rule, account: Account, **extra: Any) -> dict[str, Any]:
 
 def _respond(request: HtmxHttpRequest, rule: Rule, context: dict[str, Any]) -> HttpResponse:
     """The page, or for htmx the form's partial plus the summary out of band."""
-    if request.htmx:
-        body = render_to_string(f"{rule.page}#{rule.id}-form", context, request)
-        body += render_to_string(f"{rule.page}#{rule.id}-summary", context | {"oob": True}, request)
-        response = HttpResponse(body)
-    else:
-        response = render(request, rule.page, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    if not request.htmx:
+        return render(request, rule.page, context)
+    body = render_to_string(f"{rule.page}#{rule.id}-form", context, request)
+    body += render_to_string(f"{rule.page}#{rule.id}-summary", context | {"oob": True}, request)
+    return HttpResponse(body)
 
 
 def _edit(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpResponse:
@@ -107,9 +101,7 @@ def _edit(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespons
     form = rule.form(context, post if intent not in ("show", "retry") else None, initial)
     context["form"] = form
     if intent == "validate" and rule.live:
-        response = render(request, f"{rule.page}#{rule.id}-feedback", context)
-        patch_vary_headers(response, ("HX-Request",))
-        return response
+        return render(request, f"{rule.page}#{rule.id}-feedback", context)
     if intent != "save":
         return _respond(request, rule, context)
     if not form.is_valid():
@@ -149,9 +141,6 @@ def _delete(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespo
             refusal=rules.refusal(account.id, rule.kind),
         )
     return render(request, rule.page, context)
-
-
-# ---------------------------------------------------------------- auto top-up
 
 
 def _auto_topup_read(account_id: str) -> dict[str, Any]:
@@ -223,6 +212,7 @@ AUTO_TOPUP = Rule(
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 @account_view("change_auto_topup", audit_action=Action.AUTO_TOPUP_SET)
 def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     return _edit(request, account, AUTO_TOPUP)
@@ -232,9 +222,6 @@ def auto_topup(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 @account_view("change_auto_topup", audit_action=Action.AUTO_TOPUP_DELETE)
 def auto_topup_delete(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     return _delete(request, account, AUTO_TOPUP)
-
-
-# ---------------------------------------------------------------- spending limit
 
 
 def _limit_read(account_id: str) -> dict[str, Any]:
@@ -291,6 +278,7 @@ SPENDING_LIMIT = Rule(
 
 
 @require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
 @account_view("change_spending_limit", audit_action=Action.SPENDING_LIMIT_SET)
 def spending_limit(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     return _edit(request, account, SPENDING_LIMIT)

@@ -1,10 +1,7 @@
-"""One-off top-ups: the page (history and form), the two-step form, status polling, and
-"Check again" for a top-up whose outcome is unknown (it is looked for, never sent again).
-
-The form posts twice: the amount (answered with a confirmation naming the card), then the
-confirmation (the charge). Both carry the idempotency key the form was rendered with; the
-confirmation also carries a token binding user, account, key and amount, without which a
-"confirm" is answered with the confirmation step, never charged.
+"""One-off top-ups: the page, the two-step form, status polling, and "Check again" for a
+top-up whose outcome is unknown (looked for, never sent again). The form posts the amount
+(answered with a confirmation naming the card), then the confirmation, which carries a token
+binding user, account, idempotency key and amount: without it nothing is charged.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from dashboard.services import topups as service
 from dashboard.services.accounts import Account
 from dashboard.services.cloudflare_links import ai_gateway_url
 from dashboard.web.access import HtmxHttpRequest, account_view
-from dashboard.web.forms import TopupForm
+from dashboard.web.forms import TopupForm, error_text
 
 TEMPLATE = "dashboard/topups.html"
 HISTORY = "topup-history"
@@ -36,16 +33,13 @@ def topups(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     page = request.GET.get("page", "1")
     # Unknown top-ups a minute old are looked for in the invoices (once a minute at most).
     service.reconcile_due(request.user, account.id)
-    after: dict[str, Any] = {}
     current = request.GET.get("topup", "")
     topup = service.shown(account.id, int(current) if current.isdigit() else None)
-    if topup is not None:
-        # First: seeing it complete refreshes the balance and history read below.
-        after = _after(account, topup)
+    # First: seeing it complete refreshes the balance and history read below.
+    after = _after(account, topup) if topup is not None else {}
     context = _context(request, account, page=int(page) if page.isdigit() else 1) | after
-    if request.htmx and request.htmx.target == HISTORY:
-        return _render(request, [HISTORY], context)
-    return _render(request, [], context)
+    history_only = request.htmx and request.htmx.target == HISTORY
+    return _render(request, [HISTORY] if history_only else [], context)
 
 
 @account_view("create_topup", audit_action=audit.Action.TOPUP)
@@ -66,7 +60,7 @@ def topup_create(request: HtmxHttpRequest, account: Account) -> HttpResponse:
                 audit.Action.TOPUP,
                 audit.Outcome.INVALID,
                 before={"amount": request.POST.get("amount", "")[:32]},
-                detail="; ".join(str(e) for errors in form.errors.values() for e in errors),
+                detail=error_text(form, "; "),
             )
         return _form(request, account, form, step="form")
     if "edit" in request.POST:
@@ -104,15 +98,9 @@ def topup_check(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     service.reconcile(request.user, topup)
     if not request.htmx:
         return redirect(_page_url(account, topup))
-    after = _after(account, topup)
-    context = _context(request, account, with_form=False) | after
-    oob = [HISTORY]
-    if topup.status == Topup.Status.COMPLETED:
-        oob.append("balance-summary")
+    context = _context(request, account, with_form=False) | _after(account, topup)
+    oob = [HISTORY, "balance-summary"] if topup.status == Topup.Status.COMPLETED else [HISTORY]
     return _render(request, ["topup-status", *oob], context)
-
-
-# ---------------------------------------------------------------- helpers
 
 
 def _context(

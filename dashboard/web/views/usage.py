@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from dashboard.infra import clock
 from dashboard.services import usage as usage_service
 from dashboard.services.accounts import Account
 from dashboard.web.access import HtmxHttpRequest, account_view
-from dashboard.web.forms import UsageFilterForm
+from dashboard.web.exports import csv_response, not_exported
+from dashboard.web.forms import UsageFilterForm, error_text
 
 
 @require_GET
+@vary_on_headers("HX-Request")
 @account_view("view_usage")
 def usage(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     form = _form(request)
@@ -36,10 +36,7 @@ def usage(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     )
     context |= {"account": account, "form": form}
     # Bad input answers 400 with the form and its errors, as a page or as the fragment.
-    response = render(request, template, context, status=200 if report else 400)
-    # The same URL answers a full page or a fragment: caches must keep them apart.
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    return render(request, template, context, status=200 if report else 400)
 
 
 @require_GET
@@ -48,17 +45,12 @@ def usage_csv(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     """Exactly the rows the page shows for the same query string."""
     form = _form(request)
     if not form.is_valid():
-        problems = [str(e) for errors in form.errors.values() for e in errors]
-        return _text(400, "The export was not made: " + " ".join(problems))
+        return not_exported(400, error_text(form))
     report = _report(account, form)
     if not report.complete:
-        # Never a partial file: it would look like a complete one in a spreadsheet.
-        return _text(503, f"The export was not made: {report.error} Try again in a minute.")
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+        return not_exported(503, f"{report.error} Try again in a minute.")
     filename = usage_service.csv_filename(account.id, report)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    csv.writer(response).writerows(usage_service.csv_rows(report))
-    return response
+    return csv_response(filename, usage_service.csv_rows(report))
 
 
 def _form(request: HtmxHttpRequest) -> UsageFilterForm:
@@ -73,7 +65,3 @@ def _report(account: Account, form: UsageFilterForm) -> usage_service.UsageRepor
         zone=form.zone,
         now=form.now,
     )
-
-
-def _text(status: int, message: str) -> HttpResponse:
-    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")

@@ -30,10 +30,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -111,14 +112,21 @@ def read[T](
     loader: Callable[[BillingClient], T],
     *,
     params: Mapping[str, Any] | None = None,
+    wait: bool = True,
 ) -> Fetched[T]:
-    """Read ``name`` for ``account_id`` through the cache; never raises a BillingError."""
+    """Read ``name`` for ``account_id`` through the cache; never raises a BillingError.
+
+    With ``wait=False`` a read that must ask Cloudflare is started in the background and
+    answered ``pending`` at once (a failure remembered is answered as it is).
+    """
     key = cache_key(account_id, name, params)
     entry = _fresh(cache.get(key))
     metrics.record_cache(name, hit=entry is not None)
     if entry is not None:
         return Fetched(entry.value, entry.fetched_at)
     flight = _join(key)
+    if not wait:
+        return _start(key, flight, partial(read, account_id, name, loader, params=params))
     try:
         if not flight.lock.acquire(timeout=_wait_budget()):
             # Someone is already asking Cloudflare for this. Waiting past the page's deadline
@@ -140,6 +148,23 @@ def read[T](
             flight.lock.release()
     finally:
         _leave(key, flight)
+
+
+def _start(key: str, flight: _Flight, fn: Callable[[], Fetched[Any]]) -> Fetched[Any]:
+    """``fn`` in the background, the flight held until it ends (so it is seen as out)."""
+    failure: _Failure | None = cache.get(key + ":failed")
+    if failure is not None:
+        _leave(key, flight)
+        return _failed(cache.get(key), failure)
+
+    def run(rid: str | None) -> None:
+        try:
+            _before(None, fn, rid)
+        finally:
+            _leave(key, flight)
+
+    _executor().submit(run, request_id.get())
+    return Fetched(None, None, pending=True)
 
 
 def _fetch[T](
@@ -249,10 +274,8 @@ def gather(
     reads: Mapping[str, Callable[[], Fetched[Any]]],
     *,
     deadline: float,
-    later: Collection[str] = (),
 ) -> dict[str, Fetched[Any]]:
-    """Run ``reads`` in parallel; a read still out after ``deadline`` seconds is ``pending``,
-    and so is one named in ``later``, started but not waited for.
+    """Run ``reads`` in parallel; a read still out after ``deadline`` seconds is ``pending``.
 
     A pending read goes on in the background and fills the cache, so the card that asks
     again (lazily, from the browser) gets it without a second upstream call.
@@ -266,11 +289,10 @@ def gather(
     futures: dict[str, Future[Fetched[Any]]] = {
         name: _executor().submit(_before, deadline_at, fn, rid) for name, fn in reads.items()
     }
-    awaited = [future for name, future in futures.items() if name not in later]
-    wait(awaited, timeout=deadline, return_when=FIRST_EXCEPTION)
+    wait(futures.values(), timeout=deadline, return_when=FIRST_EXCEPTION)
     results: dict[str, Fetched[Any]] = {}
     for name, future in futures.items():
-        if future.done() and name not in later:
+        if future.done():
             results[name] = future.result()
         else:
             results[name] = Fetched(None, None, pending=True)
@@ -280,7 +302,7 @@ def gather(
 _local = threading.local()
 
 
-def _before[T](deadline_at: float, fn: Callable[[], T], rid: str | None = None) -> T:
+def _before[T](deadline_at: float | None, fn: Callable[[], T], rid: str | None = None) -> T:
     """Run ``fn`` in a pool thread, waiting for others' reads no later than ``deadline_at``,
     as part of the request ``rid``."""
     _local.deadline_at = deadline_at
@@ -351,8 +373,3 @@ def _log_failure(name: str, account_id: str, err: BillingError) -> None:
         status if status is not None else "-",
         request_id or "-",
     )
-
-
-def is_fresh(account_id: str, name: str, params: Mapping[str, Any] | None = None) -> bool:
-    """Whether a fresh answer of this read is kept, so that reading it costs no call."""
-    return _fresh(cache.get(cache_key(account_id, name, params))) is not None

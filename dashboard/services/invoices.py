@@ -119,16 +119,12 @@ def _load_history(client: BillingClient, type: models.InvoiceType) -> InvoiceLis
     return collect_invoices(partial(client.invoice_history, type))
 
 
-def invoice_list(account_id: str, type: models.InvoiceType) -> upstream.Fetched[InvoiceList]:
+def invoice_list(
+    account_id: str, type: models.InvoiceType, *, wait: bool = True
+) -> upstream.Fetched[InvoiceList]:
     """The assembled history of one type, cached per account and type."""
-    return upstream.read(
-        account_id, HISTORY, partial(_load_history, type=type), params={"type": type}
-    )
-
-
-def is_kept(account_id: str, type: models.InvoiceType) -> bool:
-    """Whether :func:`invoice_list` would answer from the cache, without a call."""
-    return upstream.is_fresh(account_id, HISTORY, params={"type": type})
+    load = partial(_load_history, type=type)
+    return upstream.read(account_id, HISTORY, load, params={"type": type}, wait=wait)
 
 
 @dataclass(frozen=True)

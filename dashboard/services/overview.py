@@ -191,19 +191,17 @@ def overview(
         "usage": partial(reads.recent_usage, account_id, now, tz),
         "limit": partial(reads.spending_limit, account_id),
         "preview": partial(reads.invoice_preview, account_id),
-        # The Invoices page's own read, so that one visit of either serves both.
-        "invoices": partial(invoices.invoice_list, account_id, "all"),
+        # The Invoices page's own read, so that one visit of either serves both. It comes in
+        # pages, one call after another: unless it is kept, a whole page does not wait for
+        # it (the attention list loads itself when it is in).
+        "invoices": partial(invoices.invoice_list, account_id, "all", wait=len(chosen) == 1),
     }
     needed = {read for card in chosen for read in CARD_READS[card]}
     if ATTENTION in chosen and has_perm(ATTENTION_INVOICES):
         needed.add("invoices")
-    # The invoice history comes in pages, one call after another: unless it is kept, a whole
-    # page does not wait for it (the attention list loads itself when it is in).
-    wait_for_invoices = len(chosen) == 1 or invoices.is_kept(account_id, "all")
     got = upstream.gather(
         {name: loaders[name] for name in loaders if name in needed},
         deadline=settings.BILLING_PAGE_DEADLINE,
-        later=() if wait_for_invoices else ("invoices",),
     )
     page = build_overview(chosen, got, now, tz)
     if ATTENTION not in chosen:

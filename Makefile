@@ -99,7 +99,7 @@ serve: $(VENV)/.installed-run services
 	  accounts=$$(env -u BILLING_API_BASE_URL $(BIN)/python -c 'from dashboard import settings as s; print(",".join(f"{k}={v}" for k, v in s.BILLING_ACCOUNTS.items()))'); \
 	  token=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))'); \
 	  log=var/serve-simulator-$(PORT).log; : > $$log; \
-	  $(BIN)/python -m billing_api.simulator --host 127.0.0.1 --port 0 --quiet --token "$$token" \
+	  $(BIN)/python -m billing_api.simulator --host 127.0.0.1 --port 0 --quiet --token="$$token" \
 	    --seed "$${BILLING_SIMULATOR_SEED:-0}" \
 	    $$(tr ',' '\n' <<< "$$accounts" | cut -d= -f1 | sed 's/^/--account /') > $$log 2>&1 & \
 	  sim_pid=$$!; trap 'kill $$sim_pid 2>/dev/null; wait $$sim_pid 2>/dev/null || true' EXIT; \

@@ -3,6 +3,7 @@ pool threads, each keeping its own), and no figures worked out again from a kept
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -56,3 +57,30 @@ def test_the_usage_figures_are_worked_out_once_per_cache_period(
     assert lead_client.get(reverse("dashboard:all_accounts")).status_code == 200
     # Grouped into days when read from Cloudflare, once per account; kept with the read.
     assert len(grouped) == len(BILLING_ACCOUNTS)
+
+
+def test_a_warm_overview_reads_in_the_request_thread(redis_cache, lead_client, monkeypatch):
+    assert lead_client.get(OVERVIEW_URL).status_code == 200
+    assert "aria-busy" not in lead_client.get(OVERVIEW_URL).content.decode()
+    submitted: list[object] = []
+    real_submit = ThreadPoolExecutor.submit
+
+    def counting_submit(self: ThreadPoolExecutor, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(fn)
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", counting_submit)
+    assert lead_client.get(OVERVIEW_URL).status_code == 200
+    # Handing kept reads to pool threads cost more than the reads themselves.
+    assert submitted == []
+
+
+def test_a_warm_overview_costs_seven_queries(
+    redis_cache, admin_client, django_assert_max_num_queries
+):
+    assert admin_client.get(OVERVIEW_URL).status_code == 200
+    # The user, their grants, their permissions (user's and roles' in one), the enabled
+    # alert rules (runway threshold and firing alerts), unsettled top-ups, the cap banner's
+    # rule and the limit card's refusal: 7, where the permissions and rules took two each.
+    with django_assert_max_num_queries(7):
+        assert admin_client.get(OVERVIEW_URL).status_code == 200

@@ -456,7 +456,7 @@ ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK = envbool("ALERT_WEBHOOK_ALLOW_HTTP_LOOPBACK",
 # axes's backend first: it refuses a locked-out login before any password is checked.
 AUTHENTICATION_BACKENDS = [
     "dashboard.infra.throttle.ThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "dashboard.web.access.PermissionBackend",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

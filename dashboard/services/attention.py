@@ -56,10 +56,12 @@ def items(
     account_id: str, facts: Facts, now: datetime, has_perm: Callable[[str], bool]
 ) -> tuple[Item, ...]:
     links = _Links(account_id, has_perm)
+    # One query for the runway threshold and the firing alerts.
+    rules = list(AlertRule.objects.filter(account_id=account_id, enabled=True))
     found: list[Item] = []
     found += _balance_items(facts, links)
-    found += _runway_items(account_id, facts, now, links)
-    found += _alert_items(account_id, links)
+    found += _runway_items(rules, facts, now, links)
+    found += _alert_items(rules, links)
     if facts.invoices is not None:
         found += _invoice_items(facts.invoices, now, links)
     if has_perm("dashboard.view_topups"):
@@ -127,22 +129,14 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
     return found
 
 
-def runway_threshold(account_id: str) -> tuple[int, bool]:
-    """Days of runway under which to warn, and whether they come from an alert rule."""
-    rule = (
-        AlertRule.objects.filter(
-            account_id=account_id, kind=AlertRule.Kind.RUNWAY_BELOW, enabled=True
-        )
-        .exclude(days=None)
-        .order_by("-days")
-        .first()
-    )
-    if rule is None or rule.days is None:
-        return DEFAULT_RUNWAY_DAYS, False
-    return rule.days, True
+def runway_threshold(rules: Iterable[AlertRule]) -> tuple[int, bool]:
+    """Days of runway under which to warn (the highest of the enabled runway rules), and
+    whether they come from an alert rule."""
+    days = [r.days for r in rules if r.kind == AlertRule.Kind.RUNWAY_BELOW and r.days is not None]
+    return (max(days), True) if days else (DEFAULT_RUNWAY_DAYS, False)
 
 
-def _runway_items(account_id: str, facts: Facts, now: datetime, links: _Links) -> list[Item]:
+def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _Links) -> list[Item]:
     topup_url = links.to("topup_create", "create_topup")
     if facts.balance is not None and not facts.balance.has_default_payment_method:
         topup_url = None  # no card to charge: the "no card" item says what to do instead
@@ -157,7 +151,7 @@ def _runway_items(account_id: str, facts: Facts, now: datetime, links: _Links) -
         ]
     if facts.zero_at is None:
         return []
-    days, from_rule = runway_threshold(account_id)
+    days, from_rule = runway_threshold(rules)
     left = facts.zero_at - now
     if left >= timedelta(days=days):
         return []
@@ -179,8 +173,8 @@ def _days(left: timedelta) -> str:
     return f"{days} day{'s' if days != 1 else ''}"
 
 
-def _alert_items(account_id: str, links: _Links) -> list[Item]:
-    firing = list(AlertRule.objects.filter(account_id=account_id, enabled=True, active=True))
+def _alert_items(rules: list[AlertRule], links: _Links) -> list[Item]:
+    firing = [rule for rule in rules if rule.active]
     if not firing:
         return []
     names = "; ".join(

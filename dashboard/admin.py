@@ -1,9 +1,5 @@
-"""Django's admin, for billing admins: users, their roles (groups) and their accounts.
-
-A billing admin manages only users who hold no more than they do (no superuser, no permission
-or account they lack), gives only roles and accounts they hold, and sees only their accounts'
-audit rows. Superusers keep every power.
-"""
+"""Django's admin, for billing admins: they manage only users who hold no more than they do,
+give only roles and accounts they hold, and see only their accounts' audit rows."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import EmailValidator, MaxValueValidator, MinValueValidator
 from django.http import QueryDict
 
 from dashboard.models import AlertRule, AuditEvent, split_lines
@@ -243,7 +243,6 @@ class DollarField(forms.DecimalField):
     def __init__(
         self,
         *,
-        label: str,
         noun: str,
         minimum: Decimal | None = None,
         maximum: Decimal | None = None,
@@ -270,7 +269,6 @@ class DollarField(forms.DecimalField):
             messages["min_value"] = f"{between}{why_low}."
             messages["max_value"] = messages["too_large"] = f"{between}{why_high}."
         super().__init__(
-            label=label,
             min_value=minimum,
             max_value=maximum,
             decimal_places=2,
@@ -439,6 +437,7 @@ class TopupForm(forms.Form):
 #: At most this many recipients of each kind per rule.
 MAX_EMAILS = 20
 MAX_WEBHOOKS = 10
+check_email = EmailValidator("“%(value)s” is not an email address.")
 
 
 class AlertRuleForm(forms.ModelForm[AlertRule]):
@@ -481,6 +480,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
             "emails": forms.Textarea(attrs={"rows": 3, "autocomplete": "email"}),
             "webhooks": forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
             "webhook_format": forms.RadioSelect,
+            "days": forms.NumberInput(attrs={"inputmode": "numeric"}),
+            "factor": forms.NumberInput(attrs={"inputmode": "decimal"}),
+            "repeat_hours": forms.NumberInput(attrs={"inputmode": "numeric"}),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -489,13 +491,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         # A radio list needs no "select an option" row.
         kind = cast(forms.TypedChoiceField, self.fields["kind"])
         kind.choices = AlertRule.Kind.choices
-        for name in ("days", "factor", "repeat_hours"):
-            self.fields[name].widget.attrs["inputmode"] = (
-                "decimal" if name == "factor" else "numeric"
-            )
 
     def clean_emails(self) -> str:
-        return self._recipients("emails", MAX_EMAILS, "email addresses", _check_email)
+        return self._recipients("emails", MAX_EMAILS, "email addresses", check_email)
 
     def clean_webhooks(self) -> str:
         return self._recipients("webhooks", MAX_WEBHOOKS, "webhook URLs", _check_webhook)
@@ -510,12 +508,10 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         return "\n".join(dict.fromkeys(values))
 
     def clean_repeat_hours(self) -> int:
-        hours = self.cleaned_data.get("repeat_hours")
-        if hours is None:
-            return 24
+        hours: int = self.cleaned_data["repeat_hours"]
         if not 0 <= hours <= 24 * 31:
             raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
-        return int(hours)
+        return hours
 
     #: The one threshold each kind needs (auto top-up failures need none).
     NEEDS: dict[str, str] = {
@@ -534,28 +530,16 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
                 data[name] = None
         if needed == "amount" and data.get("amount") is None and "amount" not in self.errors:
             self.add_error("amount", "Enter the amount in dollars, above $0.00.")
-        if needed == "days":
-            days = data.get("days")
-            if days is None or days < 1:
-                self.add_error("days", "Enter a number of days, at least 1.")
-        if needed == "factor":
-            factor = data.get("factor")
-            if factor is None or factor <= 1:
-                self.add_error(
-                    "factor",
-                    "Enter K above 1: the alert is for spend above K times the daily average.",
-                )
+        if needed == "days" and (data.get("days") or 0) < 1:
+            self.add_error("days", "Enter a number of days, at least 1.")
+        if needed == "factor" and (data.get("factor") or 0) <= 1:
+            self.add_error(
+                "factor", "Enter K above 1: the alert is for spend above K times the daily average."
+            )
         recipients = ("emails", "webhooks")
         if not any(map(data.get, recipients)) and not set(recipients) & set(self.errors):
             raise forms.ValidationError("Name at least one email address or webhook URL.")
         return data
-
-
-def _check_email(address: str) -> None:
-    try:
-        validate_email(address)
-    except forms.ValidationError:
-        raise forms.ValidationError(f"“{address}” is not an email address.") from None
 
 
 def _check_webhook(url: str) -> None:

@@ -264,15 +264,14 @@ for _host in INVOICE_PDF_HOSTS:
 DEBUG = envbool("DEBUG", DEMO_MODE)
 
 SECRET_KEY = envsecret("SECRET_KEY")
-if not SECRET_KEY:
-    # DEBUG too: the development key is public, and with it anyone could sign a session.
-    if not DEMO_MODE:
-        raise ImproperlyConfigured(
-            "SECRET_KEY (or SECRET_KEY_FILE) must be set whenever a Cloudflare token or account "
-            "is configured, with DEBUG too: only demo mode has a development key"
-        )
-    # Demo mode only (the simulator, never real money).
-    SECRET_KEY = "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
+# DEBUG too: the development key is public, and with it anyone could sign a session.
+if not SECRET_KEY and not DEMO_MODE:
+    raise ImproperlyConfigured(
+        "SECRET_KEY (or SECRET_KEY_FILE) must be set whenever a Cloudflare token or account "
+        "is configured, with DEBUG too: only demo mode has a development key"
+    )
+# Demo mode only (the simulator, never real money).
+SECRET_KEY = SECRET_KEY or "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")

@@ -177,9 +177,8 @@ def start_in_process() -> threading.Thread:
 def requeue_waiting() -> None:
     """Defers again the pending deliveries and waiting top-ups (after a restart in demo mode,
     or an upgrade from the worker loop)."""
-    for pk in AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING).values_list(
-        "pk", flat=True
-    ):
+    pending = AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING)
+    for pk in pending.values_list("pk", flat=True):
         notify.defer(pk)
     for pk in Topup.objects.filter(status__in=topups.WAITING).values_list("pk", flat=True):
         topups.defer_follow_up(pk)

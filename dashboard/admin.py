@@ -1,9 +1,5 @@
-"""Django's admin, for billing admins: users, their roles (groups) and their accounts.
-
-A billing admin manages only users who hold no more than they do (no superuser, no permission
-or account they lack), gives only roles and accounts they hold, and sees only their accounts'
-audit rows. Superusers keep every power.
-"""
+"""Django's admin, for billing admins: they manage only users who hold no more than they do,
+give only roles and accounts they hold, and see only their accounts' audit rows."""
 
 from __future__ import annotations
 
@@ -57,8 +53,9 @@ def manageable(users: QuerySet[User], requester: Requester) -> QuerySet[User]:
     )
 
 
-def may_manage(requester: Requester, user: User) -> bool:
-    return manageable(User.objects.filter(pk=user.pk), requester).exists()
+def may_manage(requester: Requester, user: User | None) -> bool:
+    """Whether ``requester`` may see and change ``user`` (None: users at large, as a list)."""
+    return user is None or manageable(User.objects.filter(pk=user.pk), requester).exists()
 
 
 def grantable_groups(requester: Requester) -> QuerySet[Group]:
@@ -119,16 +116,13 @@ class DashboardUserAdmin(UserAdmin[User]):
         return manageable(super().get_queryset(request), request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        allowed = super().has_view_permission(request, obj)
-        return allowed and (obj is None or may_manage(request.user, obj))
+        return super().has_view_permission(request, obj) and may_manage(request.user, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or may_manage(request.user, obj))
+        return super().has_change_permission(request, obj) and may_manage(request.user, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        allowed = super().has_delete_permission(request, obj)
-        return allowed and (obj is None or may_manage(request.user, obj))
+        return super().has_delete_permission(request, obj) and may_manage(request.user, obj)
 
     def get_fieldsets(self, request: HttpRequest, obj: User | None = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)

@@ -156,9 +156,6 @@ class Topup(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return f"${self.amount} for {self.account_id} ({self.status})"
-
 
 class RefusedChange(models.Model):
     """Cloudflare refused a kind of change for this account (e.g. 403, dashboard-only), shown
@@ -180,9 +177,6 @@ class RefusedChange(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account_id", "kind"], name="one_refusal_per_kind")
         ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} refused for {self.account_id}"
 
 
 class AlertRule(models.Model):
@@ -233,9 +227,6 @@ class AlertRule(models.Model):
     class Meta:
         ordering = ["account_id", "id"]
 
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} ({self.account_id})"
-
     def email_list(self) -> list[str]:
         return split_lines(self.emails)
 
@@ -271,9 +262,6 @@ class AlertFiring(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return self.subject
-
 
 class AlertDelivery(models.Model):
     """Sending one firing to one recipient, retried with backoff until sent or given up."""
@@ -304,9 +292,6 @@ class AlertDelivery(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return f"{self.firing} to {self.target} ({self.status})"
-
 
 class DigestSubscription(models.Model):
     """A user who asked for the weekly digest (to ``User.email``, never a typed-in address).
@@ -336,6 +321,3 @@ class AlertDeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {'sent' if self.ok else self.error}"

@@ -1,8 +1,5 @@
-"""Settings for the spend dashboard, read from the environment (the README describes each one).
-
-Without ``CLOUDFLARE_API_TOKEN`` the dashboard runs in demo mode: the in-process Cloudflare
-simulator, SQLite, a local-memory cache and safe development defaults. With a token it talks
-to Cloudflare, and production secrets have no default. A malformed value stops the process
+"""Settings, read from the environment (the README describes each one). Without a Cloudflare
+token or account: demo mode, on the in-process simulator. A malformed value stops the process
 at start with ``ImproperlyConfigured`` naming the variable (never showing a secret).
 """
 
@@ -33,25 +30,23 @@ def envstr(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def envbool(name: str, default: bool) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}")
-
-
 def _parsed[T](name: str, default: T, parse: Callable[[str], T], words: str) -> T:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
     try:
         return parse(value)
-    except ValueError:
+    except (ValueError, LookupError):
         raise ImproperlyConfigured(f"{name} must be {words}, not {value!r}") from None
+
+
+_booleans = dict.fromkeys(("1", "true", "yes", "on"), True)
+_booleans |= dict.fromkeys(("0", "false", "no", "off"), False)
+
+
+def envbool(name: str, default: bool) -> bool:
+    words = "true or false (1/0, yes/no, on/off)"
+    return _parsed(name, default, lambda value: _booleans[value.lower()], words)
 
 
 def envint(name: str, default: int, *, minimum: int | None = None, unit: str = "") -> int:
@@ -116,14 +111,8 @@ def envlist(name: str, default: list[str] | None = None) -> list[str]:
 
 
 def envtimezone(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip() or default
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ImproperlyConfigured(
-            f"{name} must be an IANA time zone such as UTC or Europe/Berlin, not {value!r}"
-        ) from None
-    return value
+    words = "an IANA time zone such as UTC or Europe/Berlin"
+    return _parsed(name, default, lambda value: zoneinfo.ZoneInfo(value).key, words)
 
 
 def database_from_url(name: str, url: str) -> dict[str, Any]:
@@ -275,15 +264,14 @@ for _host in INVOICE_PDF_HOSTS:
 DEBUG = envbool("DEBUG", DEMO_MODE)
 
 SECRET_KEY = envsecret("SECRET_KEY")
-if not SECRET_KEY:
-    # DEBUG too: the development key is public, and with it anyone could sign a session.
-    if not DEMO_MODE:
-        raise ImproperlyConfigured(
-            "SECRET_KEY (or SECRET_KEY_FILE) must be set whenever a Cloudflare token or account "
-            "is configured, with DEBUG too: only demo mode has a development key"
-        )
-    # Demo mode only (the simulator, never real money).
-    SECRET_KEY = "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
+# DEBUG too: the development key is public, and with it anyone could sign a session.
+if not SECRET_KEY and not DEMO_MODE:
+    raise ImproperlyConfigured(
+        "SECRET_KEY (or SECRET_KEY_FILE) must be set whenever a Cloudflare token or account "
+        "is configured, with DEBUG too: only demo mode has a development key"
+    )
+# Demo mode only (the simulator, never real money).
+SECRET_KEY = SECRET_KEY or "dev-only-insecure-secret-key-for-the-demo-dashboard-0123456789"
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")

@@ -1,8 +1,6 @@
-"""Background work on procrastinate (jobs in PostgreSQL): alert checks and weekly digests on
-a schedule, each alert delivery, each top-up's follow-up. The engine defers a periodic job
-once across workers, gives each job to one worker, retries when the service asks (the waits
-are the product's, shown on pages), and reruns a dead worker's jobs. In demo mode (SQLite)
-the serving process keeps the jobs in memory and works them in a thread.
+"""Background jobs on procrastinate: alert checks and weekly digests on a schedule, each alert
+delivery, each top-up's follow-up. In demo mode (SQLite) the serving process keeps the jobs in
+memory and works them in a thread.
 """
 
 from __future__ import annotations
@@ -179,9 +177,8 @@ def start_in_process() -> threading.Thread:
 def requeue_waiting() -> None:
     """Defers again the pending deliveries and waiting top-ups (after a restart in demo mode,
     or an upgrade from the worker loop)."""
-    for pk in AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING).values_list(
-        "pk", flat=True
-    ):
+    pending = AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING)
+    for pk in pending.values_list("pk", flat=True):
         notify.defer(pk)
     for pk in Topup.objects.filter(status__in=topups.WAITING).values_list("pk", flat=True):
         topups.defer_follow_up(pk)

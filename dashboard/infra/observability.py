@@ -1,9 +1,6 @@
-"""Request ids and log lines scrubbed of secrets: every line of one page view can be found by
-its id, and no token, key or password reaches a log or an error report, whatever was logged.
-
-The id is the billing client's context variable, so it also goes to Cloudflare on every
-upstream call. JSON lines (python-json-logger) are for log collectors, plain ones for a
-terminal; :class:`ScrubbingExceptionReporter` scrubs Django's error pages and mails alike.
+"""Request ids, and log lines and error reports scrubbed of secrets: every line of a page view
+can be found by its id (also sent to Cloudflare on each call), and no token, key or password
+reaches a log or an error report, whatever was logged.
 """
 
 from __future__ import annotations

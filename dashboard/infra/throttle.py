@@ -1,10 +1,6 @@
-"""Login throttling: django-axes, with each attempt counted before its password is checked.
-
-axes counts a failure only after the password check, so parallel guesses would all pass
-before any is counted: :class:`PreCountingHandler` counts each attempt atomically first (a
-login that succeeds takes its count back). Limits: ``LOGIN_MAX_FAILURES_PER_USER`` for a user
-name from one address (a stranger elsewhere cannot lock the real user out) and
-``LOGIN_MAX_FAILURES_PER_ADDRESS`` for an address (an IPv6 /64), for ``LOGIN_LOCKOUT_SECONDS``.
+"""Login throttling: django-axes, each attempt counted before its password is checked (axes
+counts after, so parallel guesses would all pass first); a login that succeeds takes it back.
+A user name is locked per address, so a stranger elsewhere cannot lock the real user out.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from axes.helpers import get_client_user_agent, get_client_username
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, QuerySet, Sum
+from django.db.models import F, Max, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -70,23 +66,20 @@ def _grouped(address: str) -> str | None:
 class PreCountingHandler(AxesDatabaseHandler):
     """axes's database handler, counting an attempt before its password is checked."""
 
-    def _counted_attempts(
-        self, request: HttpRequest, credentials: dict[str, Any] | None
-    ) -> list[tuple[QuerySet[AccessAttempt], int]]:
-        """Each lockout parameter's attempts still remembered, with its limit."""
-        limits = (settings.LOGIN_MAX_FAILURES_PER_USER, settings.LOGIN_MAX_FAILURES_PER_ADDRESS)
-        return list(zip(self.get_user_attempts(request, credentials), limits, strict=True))
-
     def _counts(
         self, request: HttpRequest, credentials: dict[str, Any] | None
-    ) -> list[tuple[int, int]]:
-        return [
-            (attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0, limit)
-            for attempts, limit in self._counted_attempts(request, credentials)
-        ]
+    ) -> list[tuple[int, int, datetime | None]]:
+        """Per lockout parameter: the attempts still remembered, its limit, the last one's time."""
+        limits = (settings.LOGIN_MAX_FAILURES_PER_USER, settings.LOGIN_MAX_FAILURES_PER_ADDRESS)
+        attempts = self.get_user_attempts(request, credentials)
+        counts = []
+        for each, limit in zip(attempts, limits, strict=True):
+            found = each.aggregate(n=Sum("failures_since_start"), last=Max("attempt_time"))
+            counts.append((found["n"] or 0, limit, found["last"]))
+        return counts
 
     def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
-        return any(count >= limit for count, limit in self._counts(request, credentials))
+        return any(count >= limit for count, limit, _ in self._counts(request, credentials))
 
     def is_allowed(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
         """Before the password check: counts this attempt, committed before the counts are read,
@@ -95,7 +88,7 @@ class PreCountingHandler(AxesDatabaseHandler):
         self.clean_expired_user_attempts(request, credentials)
         if not self.is_locked(request, credentials):
             self._count(request, credentials)
-            if all(count <= limit for count, limit in self._counts(request, credentials)):
+            if all(count <= limit for count, limit, _ in self._counts(request, credentials)):
                 return True
         request.axes_locked_out = True  # type: ignore[attr-defined]
         return False
@@ -158,11 +151,8 @@ class PreCountingHandler(AxesDatabaseHandler):
 
     def lock_ends(self, request: HttpRequest) -> datetime | None:
         """When the lock on this request's user name and address ends, if one is in force."""
-        ends = []
-        for attempts, limit in self._counted_attempts(request, None):
-            found = attempts.aggregate(n=Sum("failures_since_start"), last=Max("attempt_time"))
-            if (found["n"] or 0) >= limit:
-                ends.append(found["last"] + cool_off(request))
+        counts = self._counts(request, None)
+        ends = [last + cool_off(request) for n, limit, last in counts if n >= limit and last]
         return max(ends, default=None)
 
 

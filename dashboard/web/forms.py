@@ -10,10 +10,9 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import EmailValidator, MaxValueValidator, MinValueValidator
 from django.http import QueryDict
 
-from billing_api.models import InvoiceType, UsageWindow
 from dashboard.models import AlertRule, AuditEvent, split_lines
 from dashboard.services import activity, notify, topups, usage
 from dashboard.services.money import format_usd
@@ -39,35 +38,33 @@ def date_field(
     )
 
 
-def page_field(**kwargs: Any) -> forms.IntegerField:
-    """An optional page number (1 or more); its clean method returns 1 when it is missing."""
-    return forms.IntegerField(
-        required=False,
-        min_value=1,
-        error_messages={
-            "invalid": "The page must be a whole number.",
-            "min_value": "The page must be 1 or more.",
-        },
-        **kwargs,
-    )
+class PageField(forms.IntegerField):
+    """An optional page number (1 or more): 1 when it is missing."""
+
+    default_error_messages = {
+        "invalid": "The page must be a whole number.",
+        "min_value": "The page must be 1 or more.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, min_value=1, **kwargs)
+
+    def to_python(self, value: Any) -> int:
+        number = super().to_python(value)
+        return 1 if number is None else number
 
 
 class InvoiceFilterForm(forms.Form):
     """The invoice table's query string: ``type`` (all, auto, manual; default all) and ``page``."""
 
-    type = forms.ChoiceField(
+    type = forms.TypedChoiceField(
         label="Show",
         choices=[("all", "All invoices"), ("auto", "Auto top-ups"), ("manual", "Manual top-ups")],
         required=False,
+        empty_value="all",
         error_messages={"invalid_choice": "Choose all, auto or manual as the invoice type."},
     )
-    page = page_field()
-
-    def clean_type(self) -> InvoiceType:
-        return cast(InvoiceType, self.cleaned_data.get("type") or "all")
-
-    def clean_page(self) -> int:
-        return int(self.cleaned_data.get("page") or 1)
+    page = PageField()
 
 
 class UsageFilterForm(forms.Form):
@@ -77,16 +74,18 @@ class UsageFilterForm(forms.Form):
     default) and ``report_range``; ``start`` and ``end`` are local midnights (``end`` exclusive).
     """
 
-    window = forms.ChoiceField(
+    window = forms.TypedChoiceField(
         label="Buckets",
         choices=list(usage.WINDOWS.items()),
         required=False,
+        empty_value=None,
         error_messages={"invalid_choice": "Choose day or hour buckets."},
     )
-    range = forms.ChoiceField(
+    range = forms.TypedChoiceField(
         label="Range",
         choices=[*usage.PRESETS.items(), ("custom", "Custom")],
         required=False,
+        empty_value=None,
         error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
     )
     start = date_field("From", "start", usage.EARLIEST_DATE)
@@ -101,12 +100,6 @@ class UsageFilterForm(forms.Form):
             self.fields[name].widget.attrs.update(
                 min=usage.EARLIEST_DATE.isoformat(), max=self.today.isoformat()
             )
-
-    def clean_window(self) -> UsageWindow | None:
-        return cast(UsageWindow | None, self.cleaned_data.get("window") or None)
-
-    def clean_range(self) -> usage.Preset | None:
-        return cast(usage.Preset | None, self.cleaned_data.get("range") or None)
 
     def clean_start(self) -> datetime | None:
         value = self.cleaned_data.get("start")
@@ -160,46 +153,37 @@ class ActivityFilterForm(forms.Form):
     EARLIEST = date(2000, 1, 1)
     LATEST = date(2999, 12, 31)
 
-    action = forms.ChoiceField(
+    action = forms.TypedChoiceField(
         label="Action",
         choices=[("", "All actions"), *AuditEvent.Action.choices],
+        coerce=AuditEvent.Action,
+        empty_value=None,
         required=False,
         error_messages={"invalid_choice": "Choose one of the actions offered."},
     )
-    outcome = forms.ChoiceField(
+    outcome = forms.TypedChoiceField(
         label="Outcome",
         choices=[("", "All outcomes"), *AuditEvent.Outcome.choices],
+        coerce=AuditEvent.Outcome,
+        empty_value=None,
         required=False,
         error_messages={"invalid_choice": "Choose one of the outcomes offered."},
     )
-    user = forms.ChoiceField(
+    user = forms.TypedChoiceField(
         label="Who",
         required=False,
+        empty_value=None,
         error_messages={"invalid_choice": "Choose someone who appears in this log."},
     )
     start = date_field("From", "start", EARLIEST, LATEST)
     end = date_field("To", "end", EARLIEST, LATEST)
-    page = page_field(widget=forms.HiddenInput)
+    page = PageField(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, users: Sequence[str], zone: tzinfo, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.zone = zone
         user_field = cast(forms.ChoiceField, self.fields["user"])
         user_field.choices = [("", "Everyone"), *((name, name) for name in users)]
-
-    def clean_action(self) -> AuditEvent.Action | None:
-        value = self.cleaned_data.get("action")
-        return AuditEvent.Action(value) if value else None
-
-    def clean_outcome(self) -> AuditEvent.Outcome | None:
-        value = self.cleaned_data.get("outcome")
-        return AuditEvent.Outcome(value) if value else None
-
-    def clean_user(self) -> str | None:
-        return self.cleaned_data.get("user") or None
-
-    def clean_page(self) -> int:
-        return int(self.cleaned_data.get("page") or 1)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -259,7 +243,6 @@ class DollarField(forms.DecimalField):
     def __init__(
         self,
         *,
-        label: str,
         noun: str,
         minimum: Decimal | None = None,
         maximum: Decimal | None = None,
@@ -286,7 +269,6 @@ class DollarField(forms.DecimalField):
             messages["min_value"] = f"{between}{why_low}."
             messages["max_value"] = messages["too_large"] = f"{between}{why_high}."
         super().__init__(
-            label=label,
             min_value=minimum,
             max_value=maximum,
             decimal_places=2,
@@ -455,6 +437,7 @@ class TopupForm(forms.Form):
 #: At most this many recipients of each kind per rule.
 MAX_EMAILS = 20
 MAX_WEBHOOKS = 10
+check_email = EmailValidator("“%(value)s” is not an email address.")
 
 
 class AlertRuleForm(forms.ModelForm[AlertRule]):
@@ -497,6 +480,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
             "emails": forms.Textarea(attrs={"rows": 3, "autocomplete": "email"}),
             "webhooks": forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
             "webhook_format": forms.RadioSelect,
+            "days": forms.NumberInput(attrs={"inputmode": "numeric"}),
+            "factor": forms.NumberInput(attrs={"inputmode": "decimal"}),
+            "repeat_hours": forms.NumberInput(attrs={"inputmode": "numeric"}),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -505,13 +491,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         # A radio list needs no "select an option" row.
         kind = cast(forms.TypedChoiceField, self.fields["kind"])
         kind.choices = AlertRule.Kind.choices
-        for name in ("days", "factor", "repeat_hours"):
-            self.fields[name].widget.attrs["inputmode"] = (
-                "decimal" if name == "factor" else "numeric"
-            )
 
     def clean_emails(self) -> str:
-        return self._recipients("emails", MAX_EMAILS, "email addresses", _check_email)
+        return self._recipients("emails", MAX_EMAILS, "email addresses", check_email)
 
     def clean_webhooks(self) -> str:
         return self._recipients("webhooks", MAX_WEBHOOKS, "webhook URLs", _check_webhook)
@@ -526,12 +508,10 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         return "\n".join(dict.fromkeys(values))
 
     def clean_repeat_hours(self) -> int:
-        hours = self.cleaned_data.get("repeat_hours")
-        if hours is None:
-            return 24
+        hours: int = self.cleaned_data["repeat_hours"]
         if not 0 <= hours <= 24 * 31:
             raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
-        return int(hours)
+        return hours
 
     #: The one threshold each kind needs (auto top-up failures need none).
     NEEDS: dict[str, str] = {
@@ -550,28 +530,16 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
                 data[name] = None
         if needed == "amount" and data.get("amount") is None and "amount" not in self.errors:
             self.add_error("amount", "Enter the amount in dollars, above $0.00.")
-        if needed == "days":
-            days = data.get("days")
-            if days is None or days < 1:
-                self.add_error("days", "Enter a number of days, at least 1.")
-        if needed == "factor":
-            factor = data.get("factor")
-            if factor is None or factor <= 1:
-                self.add_error(
-                    "factor",
-                    "Enter K above 1: the alert is for spend above K times the daily average.",
-                )
+        if needed == "days" and (data.get("days") or 0) < 1:
+            self.add_error("days", "Enter a number of days, at least 1.")
+        if needed == "factor" and (data.get("factor") or 0) <= 1:
+            self.add_error(
+                "factor", "Enter K above 1: the alert is for spend above K times the daily average."
+            )
         recipients = ("emails", "webhooks")
         if not any(map(data.get, recipients)) and not set(recipients) & set(self.errors):
             raise forms.ValidationError("Name at least one email address or webhook URL.")
         return data
-
-
-def _check_email(address: str) -> None:
-    try:
-        validate_email(address)
-    except forms.ValidationError:
-        raise forms.ValidationError(f"“{address}” is not an email address.") from None
 
 
 def _check_webhook(url: str) -> None:

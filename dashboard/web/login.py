@@ -1,8 +1,6 @@
-"""The login page with throttling, and the end of idle or old sessions.
-
-A locked-out login (``dashboard.infra.throttle``) is refused with 429 and the same words whether
-the user exists or not, even with the right password: a guesser learns nothing from a lock.
-"""
+"""The login page with throttling, and the end of idle or old sessions. A locked-out login is
+refused with 429 and the same words whether the user exists or not, even with the right
+password: a guesser learns nothing from a lock."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""``Cache-Control: private, no-store`` on every answer Django renders (WhiteNoise serves
-static files before it): pages, fragments and exports name balances and people, so no proxy,
-disk cache or back button after logout may keep one. Public answers too: one rule is easier
-to trust."""
+"""``Cache-Control: private, no-store`` on every answer Django renders: pages, fragments and
+exports name balances and people, so no proxy, disk cache or back button after logout may
+keep one."""
 
 from __future__ import annotations
 

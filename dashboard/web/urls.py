@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 from django.urls import URLPattern, include, path, register_converter
+from django.urls.converters import StringConverter
 
 from dashboard.web import login
-from dashboard.web.converters import AccountIdConverter
 from dashboard.web.views import (
     activity,
     alerts,
@@ -21,6 +22,14 @@ from dashboard.web.views import (
     topups,
     usage,
 )
+
+
+class AccountIdConverter(StringConverter):
+    """A Cloudflare account id, so ``/accounts/login/`` is never read as an account. Whether it
+    is configured is the view's question (404 if not)."""
+
+    regex = settings.ACCOUNT_ID_RE.pattern
+
 
 register_converter(AccountIdConverter, "account")
 # Django admin's own login page counts failures and honours locks like the main one.

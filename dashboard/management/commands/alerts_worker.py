@@ -7,7 +7,7 @@ import logging
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, OutputWrapper
+from django.core.management.base import BaseCommand
 
 from dashboard import tasks
 
@@ -33,18 +33,10 @@ class Command(BaseCommand):
             tasks.run_worker()
             self.stdout.write("alerts worker: stopped")
             return
-        said = _Say(self.stdout)
+        said = logging.StreamHandler(self.stdout)
+        said.setLevel(logging.INFO)
         logging.getLogger(tasks.__name__).addHandler(said)
         try:
             tasks.run_once()
         finally:
             logging.getLogger(tasks.__name__).removeHandler(said)
-
-
-class _Say(logging.Handler):
-    def __init__(self, out: OutputWrapper) -> None:
-        super().__init__(logging.INFO)
-        self.out = out
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.out.write(record.getMessage())

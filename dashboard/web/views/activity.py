@@ -84,7 +84,6 @@ def _table(
     filters: service.Filters,
     page: Page[AuditEvent],
 ) -> dict[str, Any]:
-    page_url = reverse("dashboard:activity", args=[account.id])
     context: dict[str, Any] = {
         "page": page,
         "rows": service.rows(page.object_list),
@@ -92,7 +91,6 @@ def _table(
         "previous_query": filters.query(page.number - 1) if page.has_previous() else "",
         "next_query": filters.query(page.number + 1) if page.has_next() else "",
         "filtered": filters != service.Filters(),
-        "reset_url": page_url,
     }
     if request.user.has_perm("dashboard.export_data"):
         count = page.paginator.count

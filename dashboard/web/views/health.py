@@ -1,8 +1,6 @@
-"""Public, cheap probes: ``/healthz`` (this process answers; touches nothing) and ``/readyz``
-(each thing a page needs, in JSON: 200 when all are fine, else 503). A failing check is named
-by its kind, never by a message that could carry a host or a secret. The upstream check
-shares the overview's cached read: any number of probes cost at most one call per cache period.
-"""
+"""Public, cheap probes: ``/healthz`` (touches nothing) and ``/readyz`` (what a page needs, 503
+if any fails). A failing check is named by its kind, never by a message that could carry a host
+or a secret; the upstream check shares the overview's cached read."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.cache import add_never_cache_headers
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from dashboard.infra import upstream
@@ -35,14 +33,14 @@ class CheckFailed(Exception):
 
 
 @login_not_required
+@never_cache
 @require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
-    response = HttpResponse(b"ok\n", content_type="text/plain")
-    add_never_cache_headers(response)
-    return response
+    return HttpResponse(b"ok\n", content_type="text/plain")
 
 
 @login_not_required
+@never_cache
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     """Database, cache and upstream, each with ok/error and how long it took."""
@@ -52,12 +50,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "upstream": _run(_check_upstream),
     }
     ready = all(check["ok"] for check in checks.values())
-    response = JsonResponse(
+    return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
     )
-    add_never_cache_headers(response)
-    return response
 
 
 def _run(check: Callable[[], None]) -> dict[str, Any]:

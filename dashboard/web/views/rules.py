@@ -1,8 +1,5 @@
 """The auto top-up rule and the spending limit: one path for both (show, check as you type,
-confirm, save, delete); a :class:`Rule` holds what differs. Every POST is audited. A plain
-POST that succeeds redirects; an htmx one gets the form and the summary out of band. An
-invalid form comes back at 200 with its input.
-"""
+confirm, save, delete); a :class:`Rule` holds what differs. Every POST is audited."""
 
 from __future__ import annotations
 

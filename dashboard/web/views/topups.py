@@ -1,8 +1,6 @@
-"""One-off top-ups: the page, the two-step form, status polling, and "Check again" for a
-top-up whose outcome is unknown (looked for, never sent again). The form posts the amount
-(answered with a confirmation naming the card), then the confirmation, which carries a token
-binding user, account, idempotency key and amount: without it nothing is charged.
-"""
+"""One-off top-ups: the page, the two-step form, status polling, and "Check again" (an unknown
+outcome is looked for, never sent again). The confirmation carries a token binding user,
+account, idempotency key and amount: without it nothing is charged."""
 
 from __future__ import annotations
 

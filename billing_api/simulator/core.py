@@ -39,7 +39,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from .faults import ENDPOINTS, FaultTable, build_fault
+from .faults import ENDPOINTS, Fault, build_fault, fire
 from .state import (
     CURRENCY_LIMITS,
     DAY,
@@ -236,7 +236,7 @@ class Simulator:
         self._clock = clock
         self._clock_offset = 0.0
         self._lock = threading.RLock()
-        self._faults = FaultTable()
+        self._faults: dict[tuple[str, str], Fault] = {}
         self._calls: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         self._in_flight_changed = threading.Condition(self._lock)
@@ -326,16 +326,27 @@ class Simulator:
     def set_fault(
         self, endpoint: str, kind: str, *, times: int | None = None, **params: Any
     ) -> None:
-        """Injects a fault on an endpoint key (or ``"*"``). Raises FaultError on a bad spec."""
-        self._faults.set(endpoint, build_fault(kind, times, params))
+        """Injects a fault on an endpoint key (or ``"*"``), replacing one of its kind there.
+        Raises FaultError on a bad spec."""
+        fault = build_fault(endpoint, kind, times, params)
+        with self._lock:
+            # Popped first: a fault set again fires after the others, as a new one does.
+            self._faults.pop((endpoint, kind), None)
+            self._faults[endpoint, kind] = fault
 
     def clear_faults(self, endpoint: str | None = None) -> None:
         """Removes faults (of one endpoint key, or all) and releases every held request."""
-        self._faults.clear(endpoint)
+        with self._lock:
+            for key in [key for key in self._faults if endpoint in (None, key[0])]:
+                del self._faults[key]
         self.release()
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
-        return self._faults.snapshot()
+        snapshot: dict[str, list[dict[str, Any]]] = {}
+        with self._lock:
+            for (endpoint, _), fault in self._faults.items():
+                snapshot.setdefault(endpoint, []).append(fault.as_dict())
+        return snapshot
 
     def release(self) -> None:
         """Wakes every request held by a latency or hang fault; they then answer normally.
@@ -369,8 +380,8 @@ class Simulator:
         if routed is None:
             return self._error(404, [(CODE_NO_ROUTE, "No route for that URI")])
         account_id, endpoint = routed
-        faults = self._faults.take(endpoint)
         with self._lock:
+            faults = fire(self._faults, endpoint)
             self._calls[endpoint] += 1
             # Counted in flight with the current event, so a release() issued after a test
             # has seen this request in flight always reaches it.

@@ -642,6 +642,7 @@ class SimulatorTransport(httpx.MockTransport):
         # A hang waits 50 ms for a release, or the client's read timeout if shorter.
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
+        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
         try:
             status, headers, body = self._simulator.handle(
                 request.method,
@@ -649,9 +650,7 @@ class SimulatorTransport(httpx.MockTransport):
                 dict(request.url.params.multi_items()),
                 dict(request.headers.items()),
                 request.content,
-                hang_limit=TRANSPORT_HANG_SECONDS
-                if read is None
-                else min(TRANSPORT_HANG_SECONDS, read),
+                hang_limit=limit,
             )
         except TimeoutError:
             raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -26,8 +26,6 @@ import pydantic
 from . import errors, models
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T", bound=pydantic.BaseModel)
 
 # A billing page waits on these calls, so fail fast on a dead host (connect) but give a
 # slow-but-alive API time to answer (read).
@@ -100,16 +98,15 @@ def _invalid(message: str) -> errors.ValidationError:
 def _cents(amount: Decimal, minimum_cents: int, what: str) -> int:
     if not isinstance(amount, Decimal) or not amount.is_finite():
         raise _invalid(f"{what} must be a Decimal number of dollars")
-    try:
-        cents = models.dollars_to_cents(amount)
-    except ValueError as err:
-        raise _invalid(f"{what} must be whole cents, not ${amount}") from err
+    cents = amount / models.REQUEST_MONEY_UNIT
+    if cents != cents.to_integral_value():
+        raise _invalid(f"{what} must be whole cents, not ${amount}")
     if cents < minimum_cents:
         minimum = models.cents_to_dollars(minimum_cents)
         raise _invalid(
             f"{what} must be at least ${minimum:,.2f} (Cloudflare's minimum), not ${amount:,.2f}"
         )
-    return cents
+    return int(cents)
 
 
 class BillingClient:
@@ -176,13 +173,11 @@ class BillingClient:
         if window not in ("day", "hour"):
             raise _invalid(f"usage window must be 'day' or 'hour', not {window!r}")
         params: dict[str, str] = {"value_grouping_window": window}
-        try:
-            if start is not None:
-                params["start_time"] = str(models.to_unix_ms(start))
-            if end is not None:
-                params["end_time"] = str(models.to_unix_ms(end))
-        except ValueError as err:
-            raise _invalid(str(err)) from err
+        for name, moment in (("start_time", start), ("end_time", end)):
+            if moment is not None and moment.tzinfo is None:
+                raise _invalid("naive datetime: pass an aware one (UTC)")
+            if moment is not None:  # Unix milliseconds, the documented unit
+                params[name] = str(int(moment.timestamp() * 1000))
         if start is not None and end is not None and start >= end:
             raise _invalid("usage range must start before it ends")
         return self._call(models.UsageHistory, "GET", "usage-history", params=params)
@@ -296,7 +291,9 @@ class BillingClient:
 
     # ------------------------------------------------------------ plumbing
 
-    def _call(self, model: type[T], method: str, endpoint: str, **request: Any) -> T:
+    def _call[T: pydantic.BaseModel](
+        self, model: type[T], method: str, endpoint: str, **request: Any
+    ) -> T:
         result = self._request(method, endpoint, **request)
         try:
             return model.model_validate(result)

@@ -101,23 +101,8 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 Count = Annotated[int, BeforeValidator(_whole)]
 
 
-def dollars_to_cents(amount: Decimal) -> int:
-    """Dollars to the integer cents a request carries; refuses fractions of a cent."""
-    cents = amount / REQUEST_MONEY_UNIT
-    if cents != cents.to_integral_value():
-        raise ValueError(f"{amount} is not a whole number of cents")
-    return int(cents)
-
-
 def cents_to_dollars(cents: int) -> Decimal:
     return Decimal(cents) * REQUEST_MONEY_UNIT
-
-
-def to_unix_ms(moment: datetime) -> int:
-    """The documented unit of ``usage-history`` query times."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware one (UTC)")
-    return int(moment.timestamp() * 1000)
 
 
 class _Model(BaseModel):

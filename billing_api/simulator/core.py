@@ -3,10 +3,6 @@
 Two thin fronts sit on it: ``Simulator.transport()`` (httpx) and the HTTP server in
 ``server.py``. Where Cloudflare documents nothing, the simulator chooses:
 
-* Error codes: Cloudflare's API-wide ones (10000 auth, 7000/7003 routing, 6007 bad JSON, 971
-  rate limit); ours for billing: 1001 a field failed validation (one error per field), 1000 a
-  billing rule refused it (the one billing code seen upstream), 1004 no such top-up, 1500 an
-  injected server error.
 * ``usage-history``: no ``end_time`` is now; no ``start_time`` is 30 days (day) or 24 hours
   (hour) before the end; hourly spans at most 31 days. UTC buckets of hours already over,
   oldest first, from the start of the 90-day history.
@@ -16,11 +12,8 @@ Two thin fronts sit on it: ``Simulator.transport()`` (httpx) and the HTTP server
   ``payment_intent_id``. Auto top-up is checked as each hour is spent and settles at once; a
   failed one stays off until a rule is saved again. The balance may go negative (Cloudflare
   says it can). The spending limit is stored, not enforced.
-* Checks run in this order: route (404 code 7000, no 405), faults, token (401), account (404),
-  write access (403), mode (403), validation (400). Faults count as calls.
-* ``hang``: in process, ReadTimeout after at most 50 ms unless released; over HTTP, held up to
-  ``seconds``, then answered. ``Ratelimit`` headers count requests but never refuse: 429s
-  only come from the ``rate_limit`` fault.
+* ``Ratelimit`` headers count requests but never refuse: 429s only come from the
+  ``rate_limit`` fault.
 """
 
 from __future__ import annotations
@@ -34,12 +27,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import httpx
 
-from .faults import ENDPOINTS, FaultTable, build_fault
+from .faults import ENDPOINTS, Fault, build_fault, fire
 from .state import (
     CURRENCY_LIMITS,
     DAY,
@@ -67,7 +60,8 @@ CODE_NO_ROUTE: Final = 7000
 CODE_BAD_ACCOUNT: Final = 7003
 CODE_BAD_JSON: Final = 6007
 CODE_RATE_LIMITED: Final = 971
-# Billing codes: Cloudflare documents none; these are the simulator's choices.
+# Billing codes: Cloudflare documents none; these are the simulator's choices (1000, a rule
+# refused it, is the one billing code seen upstream; 1001 comes once per bad field).
 CODE_BILLING_RULE: Final = 1000
 CODE_VALIDATION: Final = 1001
 CODE_TOPUP_NOT_FOUND: Final = 1004
@@ -108,6 +102,7 @@ class _Refusal(Exception):
 
     status: int
     errors: list[tuple[int, str]]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _invalid(messages: list[str]) -> _Refusal:
@@ -191,6 +186,21 @@ def _query_int(query: Mapping[str, str], name: str, default: int, high: int | No
     return value
 
 
+def _refuse_by_fault(faults: Mapping[str, dict[str, Any]]) -> None:
+    """Raises the answer of the answering fault that fired, if one did (a hang has waited)."""
+    if (params := faults.get("error")) is not None:
+        status = int(params["status"])
+        message = params.get("message") or _SERVER_ERROR_MESSAGES.get(status, "Server error")
+        raise _Refusal(status, [(CODE_SERVER_ERROR, str(message))])
+    if (params := faults.get("rate_limit")) is not None:
+        message = "Please wait and consider throttling your request speed"
+        retry_after = {"Retry-After": str(int(params["retry_after"]))}
+        raise _Refusal(429, [(CODE_RATE_LIMITED, message)], retry_after)
+    if (params := faults.get("unsuccessful")) is not None:
+        # HTTP 200 whose envelope says it failed.
+        raise _Refusal(200, [(params["code"], params["message"])])
+
+
 def _hostile(value: Any, seen: Counter[str] | None = None) -> Any:
     """Rewrites the free-text fields a page shows with HTML/JS, and PDF links with javascript:."""
     seen = seen if seen is not None else Counter()
@@ -236,7 +246,7 @@ class Simulator:
         self._clock = clock
         self._clock_offset = 0.0
         self._lock = threading.RLock()
-        self._faults = FaultTable()
+        self._faults: dict[tuple[str, str], Fault] = {}
         self._calls: Counter[str] = Counter()
         self._in_flight: Counter[str] = Counter()
         self._in_flight_changed = threading.Condition(self._lock)
@@ -326,16 +336,27 @@ class Simulator:
     def set_fault(
         self, endpoint: str, kind: str, *, times: int | None = None, **params: Any
     ) -> None:
-        """Injects a fault on an endpoint key (or ``"*"``). Raises FaultError on a bad spec."""
-        self._faults.set(endpoint, build_fault(kind, times, params))
+        """Injects a fault on an endpoint key (or ``"*"``), replacing one of its kind there.
+        Raises FaultError on a bad spec."""
+        fault = build_fault(endpoint, kind, times, params)
+        with self._lock:
+            # Popped first: a fault set again fires after the others, as a new one does.
+            self._faults.pop((endpoint, kind), None)
+            self._faults[endpoint, kind] = fault
 
     def clear_faults(self, endpoint: str | None = None) -> None:
         """Removes faults (of one endpoint key, or all) and releases every held request."""
-        self._faults.clear(endpoint)
+        with self._lock:
+            for key in [key for key in self._faults if endpoint in (None, key[0])]:
+                del self._faults[key]
         self.release()
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
-        return self._faults.snapshot()
+        snapshot: dict[str, list[dict[str, Any]]] = {}
+        with self._lock:
+            for (endpoint, _), fault in self._faults.items():
+                snapshot.setdefault(endpoint, []).append(fault.as_dict())
+        return snapshot
 
     def release(self) -> None:
         """Wakes every request held by a latency or hang fault; they then answer normally.
@@ -367,10 +388,10 @@ class Simulator:
         method = method.upper()
         routed = self._route(method, path)
         if routed is None:
-            return self._error(404, [(CODE_NO_ROUTE, "No route for that URI")])
+            return self._error(_Refusal(404, [(CODE_NO_ROUTE, "No route for that URI")]))
         account_id, endpoint = routed
-        faults = self._faults.take(endpoint)
         with self._lock:
+            faults = fire(self._faults, endpoint)
             self._calls[endpoint] += 1
             # Counted in flight with the current event, so a release() issued after a test
             # has seen this request in flight always reaches it.
@@ -385,9 +406,16 @@ class Simulator:
                 limit = hang if hang_limit is None else min(hang, hang_limit)
                 if not released.wait(limit) and hang_limit is not None:
                     raise TimeoutError
-            return self._fault_reply(faults) or self._answer(
-                method, endpoint, account_id, query, headers, body, "hostile" in faults
-            )
+            if "malformed" in faults:
+                return 200, self._headers(), _MALFORMED_BODY
+            _refuse_by_fault(faults)
+            status, result = self._answer(method, endpoint, account_id, query, headers, body)
+            if "hostile" in faults:
+                result = _hostile(result)
+            payload = {"success": True, "errors": [], "messages": [], "result": result}
+            return self._reply(status, payload)
+        except _Refusal as refusal:
+            return self._error(refusal)
         finally:
             with self._lock:
                 self._in_flight[endpoint] -= 1
@@ -410,27 +438,65 @@ class Simulator:
         query: Mapping[str, str],
         headers: Mapping[str, str],
         body: bytes,
-        hostile: bool,
-    ) -> Reply:
-        try:
-            writer = self._authenticate(headers)
-            if account_id not in self._accounts:
-                where = f"/accounts/{account_id}/{BILLING_PATH}"
-                message = f"Could not route to {where}, perhaps your object identifier is invalid?"
-                raise _Refusal(404, [(CODE_BAD_ACCOUNT, message)])
-            if method != "GET" and not writer:
-                raise _Refusal(403, [(CODE_AUTH, "Authentication error")])
-            with self._lock:
-                account = self._accounts[account_id]
-                now = self.now()
-                account.advance(now)
-                status, result = self._dispatch(endpoint, account, now, query, body)
-        except _Refusal as refusal:
-            return self._error(refusal.status, refusal.errors)
-        if hostile:
-            result = _hostile(result)
-        payload = {"success": True, "errors": [], "messages": [], "result": result}
-        return self._reply(status, payload)
+    ) -> tuple[int, Any]:
+        writer = self._authenticate(headers)
+        if account_id not in self._accounts:
+            where = f"/accounts/{account_id}/{BILLING_PATH}"
+            message = f"Could not route to {where}, perhaps your object identifier is invalid?"
+            raise _Refusal(404, [(CODE_BAD_ACCOUNT, message)])
+        if method != "GET" and not writer:
+            raise _Refusal(403, [(CODE_AUTH, "Authentication error")])
+        with self._lock:
+            account = self._accounts[account_id]
+            now = self.now()
+            account.advance(now)
+            match endpoint:
+                case "GET credit-balance":
+                    return 200, account.credit_balance()
+                case "GET usage-history":
+                    return 200, self._usage_history(account, now, query)
+                case "GET invoice-history":
+                    return 200, self._invoice_history(account, query)
+                case "GET invoice-preview":
+                    return 200, account.invoice_preview(now)
+                case "POST topup":
+                    return 200, self._create_topup(account, now, body)
+                case "POST topup/status":
+                    data = _validate_body(body, _STATUS_BODY)
+                    status = account.topup_status(data["payment_intent_id"])
+                    if status is None:
+                        message = "payment_intent_id: no top-up with this id"
+                        raise _Refusal(404, [(CODE_TOPUP_NOT_FOUND, message)])
+                    return 200, {"payment_intent_id": data["payment_intent_id"], "status": status}
+                case "GET topup/config":
+                    return 200, account.topup_config.as_json()
+                case "POST topup/config":
+                    self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
+                    data = _validate_body(body, _CONFIG_BODY)
+                    # A new rule has no failure: saving it again is how auto top-up recovers.
+                    account.topup_config = TopupConfig(**data)
+                    return 200, data
+                case "DELETE topup/config":
+                    self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
+                    account.topup_config = TopupConfig()
+                    return 200, {}
+                case "GET spending-limit":
+                    return 200, account.spending_limit.as_json()
+                case "POST spending-limit":
+                    self._refuse_in_current_mode(SPENDING_LIMIT_DEPRECATED)
+                    data = _validate_body(body, _LIMIT_BODY)
+                    account.spending_limit = SpendingLimit(**data)
+                    return 201, data
+                case "DELETE spending-limit":
+                    account.spending_limit = SpendingLimit()
+                    return 200, {}
+                case "GET topup/limits":
+                    return 200, {
+                        "min_cents": MIN_TOPUP_CENTS,
+                        "max_cents": account.max_topup_cents,
+                        "currency": CURRENCY_LIMITS,
+                    }
+            raise AssertionError(f"unrouted endpoint {endpoint}")  # _route only passes ENDPOINTS
 
     def _authenticate(self, headers: Mapping[str, str]) -> bool:
         """True for the write token, False for the read-only one; 401 otherwise."""
@@ -445,57 +511,6 @@ class Simulator:
             ):
                 return False
         raise _Refusal(401, [(CODE_AUTH, "Authentication error")])
-
-    def _dispatch(
-        self, endpoint: str, account: Account, now: float, query: Mapping[str, str], body: bytes
-    ) -> tuple[int, Any]:
-        match endpoint:
-            case "GET credit-balance":
-                return 200, account.credit_balance()
-            case "GET usage-history":
-                return 200, self._usage_history(account, now, query)
-            case "GET invoice-history":
-                return 200, self._invoice_history(account, query)
-            case "GET invoice-preview":
-                return 200, account.invoice_preview(now)
-            case "POST topup":
-                return 200, self._create_topup(account, now, body)
-            case "POST topup/status":
-                data = _validate_body(body, _STATUS_BODY)
-                status = account.topup_status(data["payment_intent_id"])
-                if status is None:
-                    message = "payment_intent_id: no top-up with this id"
-                    raise _Refusal(404, [(CODE_TOPUP_NOT_FOUND, message)])
-                return 200, {"payment_intent_id": data["payment_intent_id"], "status": status}
-            case "GET topup/config":
-                return 200, account.topup_config.as_json()
-            case "POST topup/config":
-                self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
-                data = _validate_body(body, _CONFIG_BODY)
-                # A new rule has no failure: saving it again is how auto top-up recovers.
-                account.topup_config = TopupConfig(**data)
-                return 200, data
-            case "DELETE topup/config":
-                self._refuse_in_current_mode(DASHBOARD_SESSIONS_ONLY)
-                account.topup_config = TopupConfig()
-                return 200, {}
-            case "GET spending-limit":
-                return 200, account.spending_limit.as_json()
-            case "POST spending-limit":
-                self._refuse_in_current_mode(SPENDING_LIMIT_DEPRECATED)
-                data = _validate_body(body, _LIMIT_BODY)
-                account.spending_limit = SpendingLimit(**data)
-                return 201, data
-            case "DELETE spending-limit":
-                account.spending_limit = SpendingLimit()
-                return 200, {}
-            case "GET topup/limits":
-                return 200, {
-                    "min_cents": MIN_TOPUP_CENTS,
-                    "max_cents": account.max_topup_cents,
-                    "currency": CURRENCY_LIMITS,
-                }
-        raise AssertionError(f"unrouted endpoint {endpoint}")  # _route only passes ENDPOINTS
 
     def _refuse_in_current_mode(self, message: str) -> None:
         if self.mode == "current":
@@ -586,35 +601,11 @@ class Simulator:
 
     # ------------------------------------------------------------------ replies
 
-    def _fault_reply(self, faults: Mapping[str, dict[str, Any]]) -> Reply | None:
-        """The answer of the answering fault that fired, if one did (a hang has waited)."""
-        if (params := faults.get("error")) is not None:
-            status = int(params["status"])
-            message = params.get("message") or _SERVER_ERROR_MESSAGES.get(status, "Server error")
-            return self._error(status, [(CODE_SERVER_ERROR, str(message))])
-        if (params := faults.get("rate_limit")) is not None:
-            return self._error(
-                429,
-                [(CODE_RATE_LIMITED, "Please wait and consider throttling your request speed")],
-                extra={"Retry-After": str(int(params["retry_after"]))},
-            )
-        if "malformed" in faults:
-            return 200, self._headers(), _MALFORMED_BODY
-        if (params := faults.get("unsuccessful")) is not None:
-            # HTTP 200 whose envelope says it failed.
-            return self._error(200, [(params["code"], params["message"])])
-        return None
-
-    def _error(
-        self, status: int, errors: Iterable[tuple[int, str]], extra: dict[str, str] | None = None
-    ) -> Reply:
+    def _error(self, refusal: _Refusal) -> Reply:
         # Cloudflare's error envelope has no "messages" key.
-        payload = {
-            "success": False,
-            "errors": [{"code": code, "message": message} for code, message in errors],
-            "result": None,
-        }
-        return self._reply(status, payload, extra)
+        errors = [{"code": code, "message": message} for code, message in refusal.errors]
+        payload = {"success": False, "errors": errors, "result": None}
+        return self._reply(refusal.status, payload, refusal.headers)
 
     def _reply(
         self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None
@@ -651,6 +642,7 @@ class SimulatorTransport(httpx.MockTransport):
         # A hang waits 50 ms for a release, or the client's read timeout if shorter.
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
+        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
         try:
             status, headers, body = self._simulator.handle(
                 request.method,
@@ -658,9 +650,7 @@ class SimulatorTransport(httpx.MockTransport):
                 dict(request.url.params.multi_items()),
                 dict(request.headers.items()),
                 request.content,
-                hang_limit=TRANSPORT_HANG_SECONDS
-                if read is None
-                else min(TRANSPORT_HANG_SECONDS, read),
+                hang_limit=limit,
             )
         except TimeoutError:
             raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None

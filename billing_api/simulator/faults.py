@@ -7,8 +7,7 @@ fault fires (the endpoint's own before the ``"*"`` one), and hostile rewrites a 
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 ENDPOINTS: Final[tuple[str, ...]] = (
@@ -51,9 +50,9 @@ class FaultError(ValueError):
 @dataclass
 class Fault:
     kind: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any]
     #: None fires for ever; otherwise the number of calls left.
-    remaining: int | None = None
+    remaining: int | None
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "times": self.remaining, **self.params}
@@ -71,7 +70,9 @@ def _number(
     return value
 
 
-def build_fault(kind: str, times: int | None, params: dict[str, Any]) -> Fault:
+def build_fault(endpoint: str, kind: str, times: int | None, params: dict[str, Any]) -> Fault:
+    if endpoint != ALL_ENDPOINTS and endpoint not in ENDPOINTS:
+        raise FaultError(f"endpoint: unknown endpoint {endpoint!r}; use one of {ENDPOINTS}")
     if kind not in _PARAMS:
         raise FaultError(f"kind: must be one of {', '.join(_PARAMS)}")
     unknown = set(params) - _PARAMS[kind]
@@ -99,47 +100,22 @@ def build_fault(kind: str, times: int | None, params: dict[str, Any]) -> Fault:
     return Fault(kind=kind, params=clean, remaining=times)
 
 
-class FaultTable:
-    """Faults per endpoint key, thread-safe. One fault per kind per key: setting it replaces it."""
+def fire(faults: dict[tuple[str, str], Fault], endpoint: str) -> dict[str, dict[str, Any]]:
+    """The parameters of each kind of fault that fires for this call, consuming one use.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: dict[str, list[Fault]] = {}
-
-    def set(self, endpoint: str, fault: Fault) -> None:
-        if endpoint != ALL_ENDPOINTS and endpoint not in ENDPOINTS:
-            raise FaultError(f"endpoint: unknown endpoint {endpoint!r}; use one of {ENDPOINTS}")
-        with self._lock:
-            kept = [f for f in self._faults.get(endpoint, []) if f.kind != fault.kind]
-            self._faults[endpoint] = [*kept, fault]
-
-    def clear(self, endpoint: str | None = None) -> None:
-        with self._lock:
-            if endpoint is None:
-                self._faults.clear()
-            else:
-                self._faults.pop(endpoint, None)
-
-    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        with self._lock:
-            return {key: [f.as_dict() for f in faults] for key, faults in self._faults.items()}
-
-    def take(self, endpoint: str) -> dict[str, dict[str, Any]]:
-        """The parameters of each kind of fault that fires for this call, consuming one use."""
-        fired: dict[str, Fault] = {}
-        with self._lock:
-            # The endpoint's own faults come first, so they win over the "*" ones.
-            for fault in [*self._faults.get(endpoint, []), *self._faults.get(ALL_ENDPOINTS, [])]:
-                answered = fault.kind in ANSWERING_KINDS and not ANSWERING_KINDS.isdisjoint(fired)
-                if fault.kind in fired or answered:
-                    continue
-                fired[fault.kind] = fault
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-            for key in (endpoint, ALL_ENDPOINTS):
-                left = [f for f in self._faults.get(key, []) if f.remaining != 0]
-                if left:
-                    self._faults[key] = left
-                else:
-                    self._faults.pop(key, None)
-        return {kind: fault.params for kind, fault in fired.items()}
+    ``faults`` is keyed by (endpoint key, kind); the caller holds the lock that guards it.
+    """
+    fired: dict[str, Fault] = {}
+    # The endpoint's own faults come first, so they win over the "*" ones.
+    keys = [key for key in faults if key[0] in (endpoint, ALL_ENDPOINTS)]
+    for key in sorted(keys, key=lambda key: key[0] == ALL_ENDPOINTS):
+        fault = faults[key]
+        answered = fault.kind in ANSWERING_KINDS and not ANSWERING_KINDS.isdisjoint(fired)
+        if fault.kind in fired or answered:
+            continue
+        fired[fault.kind] = fault
+        if fault.remaining is not None:
+            fault.remaining -= 1
+            if fault.remaining == 0:
+                del faults[key]
+    return {kind: fault.params for kind, fault in fired.items()}

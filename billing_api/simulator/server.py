@@ -1,18 +1,8 @@
 """The HTTP front of the simulator: a ThreadingHTTPServer around one Simulator.
 
-Billing calls go to the core unchanged. Admin calls under ``/__simulator/`` need no token
-(the server binds 127.0.0.1 by default) and let tests and operators steer a running server:
-
-    GET    /__simulator/info             accounts, mode, simulated time
-    GET    /__simulator/calls            calls served per endpoint key
-    POST   /__simulator/reset-calls
-    GET    /__simulator/in-flight        requests being served right now, per endpoint key
-    POST   /__simulator/release          ends every latency and hang under way
-    GET    /__simulator/faults
-    POST   /__simulator/faults           {"endpoint", "kind", "times"?, ...params}
-    DELETE /__simulator/faults[?endpoint=KEY]
-    POST   /__simulator/fail-auto-topup  {"account_id"?, "error"?, "disabled_reason"?}
-    POST   /__simulator/advance          {"seconds": N}  moves simulated time forward
+Billing calls go to the core unchanged. Admin calls under ``/__simulator/`` (see ``_admin``;
+bodies carry the arguments of the matching Simulator method) need no token (the server
+binds 127.0.0.1 by default) and let tests and operators steer a running server.
 """
 
 from __future__ import annotations
@@ -147,23 +137,14 @@ def _admin(
             case "GET", "faults":
                 return _ok(faults=simulator.faults())
             case "POST", "faults":
-                params = dict(data)
-                endpoint = params.pop("endpoint", None)
-                kind = params.pop("kind", None)
-                times = params.pop("times", None)
-                if not isinstance(endpoint, str) or not isinstance(kind, str):
-                    raise FaultError("endpoint and kind: required strings")
-                simulator.set_fault(endpoint, kind, times=times, **params)
+                simulator.set_fault(**data)  # a missing endpoint or kind is a TypeError
                 return _ok(201, faults=simulator.faults())
             case "DELETE", "faults":
                 simulator.clear_faults(query.get("endpoint") or data.get("endpoint"))
                 return _ok(faults=simulator.faults())
             case "POST", "fail-auto-topup":
-                simulator.fail_auto_topup(
-                    data.get("account_id") or simulator.account_ids[0],
-                    error=data.get("error", "Your card was declined."),
-                    disabled_reason=data.get("disabled_reason", "payment_failed"),
-                )
+                account_id = data.pop("account_id", None) or simulator.account_ids[0]
+                simulator.fail_auto_topup(account_id, **data)
                 return _ok()
             case "POST", "advance":
                 seconds = data.get("seconds")

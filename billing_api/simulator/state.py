@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -103,10 +103,7 @@ class SpendingLimit:
     strategy: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "enabled": self.amount is not None,
-            "config": {"amount": self.amount, "duration": self.duration, "strategy": self.strategy},
-        }
+        return {"enabled": self.amount is not None, "config": asdict(self)}
 
 
 @dataclass
@@ -414,12 +411,10 @@ def _seed_invoices(account: Account, rng: random.Random, now: float, count: int)
     start = account.origin_hour * HOUR
     times = sorted(rng.randint(start, int(now) - HOUR) for _ in range(count))
     people = ("finance@example.com", "ops-lead@example.com", "billing-admin@example.com")
+    rule = account.topup_config.amount
     for created in times:
-        auto = account.topup_config.amount is not None and rng.random() < 0.6
-        if auto and account.topup_config.amount is not None:
-            amount = account.topup_config.amount
-        else:
-            amount = rng.choice((1000, 2500, 5000, 10_000, 20_000, 50_000))
+        auto = rule is not None and rng.random() < 0.6
+        amount = rule if auto and rule else rng.choice((1000, 2500, 5000, 10_000, 20_000, 50_000))
         account.invoices.append(
             Invoice(
                 id=account._next_id(),

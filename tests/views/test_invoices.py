@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,6 @@ from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, HOSTILE_URL, Simulator
 from billing_api.simulator import state as sim_state
-from billing_api.simulator.core import _Refusal
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,
@@ -150,12 +150,13 @@ def test_it_says_when_there_are_no_invoices(finance_client, sim):
 def test_it_says_plainly_when_cloudflare_ignores_the_page_parameter(
     finance_client, sim, monkeypatch
 ):
-    answer = sim._invoice_history
+    answer = sim.handle
 
-    def ignoring_page(account, query):
-        return answer(account, {k: v for k, v in query.items() if k != "page"})
+    def ignoring_page(method, path, query, *args, **kwargs):
+        without_page = {k: v for k, v in query.items() if k != "page"}
+        return answer(method, path, without_page, *args, **kwargs)
 
-    monkeypatch.setattr(sim, "_invoice_history", ignoring_page)
+    monkeypatch.setattr(sim, "handle", ignoring_page)
     response = finance_client.get(URL)
     assert response.status_code == 200
     assert "Cloudflare returned 20 of 30 invoices." in response.text
@@ -244,10 +245,16 @@ def test_it_shows_credits_applied_to_a_line(finance_client, sim, monkeypatch):
 
 
 def test_it_reads_a_404_from_the_preview_as_no_upcoming_invoice(finance_client, sim, monkeypatch):
-    def no_invoice(now):
-        raise _Refusal(404, [(1005, "No upcoming invoice")])
+    answer = sim.handle
+    error = {"code": 1005, "message": "No upcoming invoice"}
+    not_found = json.dumps({"success": False, "errors": [error], "result": None}).encode()
 
-    monkeypatch.setattr(sim.account(ACCOUNT_ID), "invoice_preview", no_invoice)
+    def no_invoice(method, path, *args, **kwargs):
+        if path.endswith("/invoice-preview"):
+            return 404, {"Content-Type": "application/json"}, not_found
+        return answer(method, path, *args, **kwargs)
+
+    monkeypatch.setattr(sim, "handle", no_invoice)
     response = finance_client.get(URL)
     assert response.status_code == 200
     section = upcoming_section(response.text)
@@ -425,14 +432,14 @@ def test_it_answers_a_failing_fragment_with_200_and_the_notice(
 
 def test_it_keeps_what_it_has_when_a_later_page_fails(finance_client, sim, monkeypatch):
     # The first upstream page answers; the second fails.
-    real = sim._invoice_history
+    real = sim.handle
 
-    def failing_later(account, query):
+    def failing_later(method, path, query, *args, **kwargs):
         if query.get("page"):
-            raise _Refusal(500, [(1500, "Internal server error")])
-        return real(account, query)
+            sim.set_fault("GET invoice-history", "error", status=500, times=1)
+        return real(method, path, query, *args, **kwargs)
 
-    monkeypatch.setattr(sim, "_invoice_history", failing_later)
+    monkeypatch.setattr(sim, "handle", failing_later)
     response = finance_client.get(URL)
     assert response.status_code == 200
     assert "Cloudflare returned 20 of 30 invoices." in response.text

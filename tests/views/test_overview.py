@@ -445,7 +445,8 @@ def test_it_says_a_negative_balance_is_below_zero(lead_client, sim):
 def test_it_says_when_nothing_was_spent(lead_client, sim):
     state = account(sim)
     state.topup_config.amount = state.topup_config.threshold = None
-    state._usage_cache.update(dict.fromkeys(range(state.origin_hour, state.settled_hour), 0.0))
+    history_hours = state.settled_hour - state.origin_hour
+    sim.boost_usage(ACCOUNT_ID, 0.0, hours=history_hours, start=state.origin_hour * 3600)
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
     assert "Last 7 days $0.00 per day over" in runway_card
     assert "No net spend in the last 7 complete days" in runway_card

@@ -27,7 +27,6 @@ from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import figures, notify, reads, rules, runway
 from dashboard.services.figures import Usage
 from dashboard.services.money import format_usd
-from dashboard.services.overview import auto_topup_rule
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +171,7 @@ def reading_of(
 def _runway_days(
     balance: api.CreditBalance, usage: Usage, now: datetime
 ) -> tuple[bool, Decimal | None]:
-    rule, _ = auto_topup_rule(balance)
-    forecast = runway.runway(balance.balance, usage.week, now, rule)
+    forecast = runway.runway(balance.balance, usage.week, now, rules.counted_rule(balance)[0])
     if forecast.kind == "no-rate":
         return False, None
     if forecast.kind == "overdrawn":

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from billing_api import models
 from dashboard.infra import clock, upstream
-from dashboard.services import attention, figures, invoices, reads, runway
+from dashboard.services import attention, figures, invoices, reads, rules, runway
 from dashboard.services.accounts import Account
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
@@ -274,25 +274,11 @@ def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
     return TopupBanner(card.topup_failure, card.auto_topup)
 
 
-def auto_topup_rule(
-    balance: models.CreditBalance,
-) -> tuple[runway.AutoTopup | None, str | None]:
-    """The rule the forecast may count on, or why it may not."""
-    config = balance.topup_config
-    if not config.is_set or config.amount is None or config.threshold is None:
-        return None, None
-    if config.has_failed:
-        return None, "Auto top-up is not counted: its last attempt failed."
-    if not balance.has_default_payment_method:
-        return None, "Auto top-up is not counted: there is no card on file to charge."
-    return runway.AutoTopup(config.amount, config.threshold), None
-
-
 def runway_info(
     balance: models.CreditBalance | None, usage: figures.Usage | None, now: datetime
 ) -> RunwayInfo:
     assert balance is not None and usage is not None
-    rule, problem = auto_topup_rule(balance)
+    rule, problem = rules.counted_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
     return RunwayInfo(
         balance.balance,

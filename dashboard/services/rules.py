@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
@@ -63,14 +64,22 @@ def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
     return Spend(usage.hours, usage.end, usage.week, now), None
 
 
-def rule_of(balance: models.CreditBalance | None) -> tuple[Decimal, Decimal] | None:
-    """(threshold, amount) of the rule Cloudflare holds, or None when none is set."""
-    if balance is None:
+def rule_of(balance: models.CreditBalance | None) -> runway.AutoTopup | None:
+    """The auto top-up rule Cloudflare holds (working or stopped), None when none is set."""
+    config = balance.topup_config if balance is not None else None
+    if config is None or not config.is_set or config.amount is None or config.threshold is None:
         return None
-    config = balance.topup_config
-    if not config.is_set or config.amount is None or config.threshold is None:
-        return None
-    return config.threshold, config.amount
+    return runway.AutoTopup(config.threshold, config.amount)
+
+
+def counted_rule(balance: models.CreditBalance) -> tuple[runway.AutoTopup | None, str | None]:
+    """The rule a forecast may count on, or why it may not."""
+    rule = rule_of(balance)
+    if rule is not None and balance.topup_config.has_failed:
+        return None, "Auto top-up is not counted: its last attempt failed."
+    if rule is not None and not balance.has_default_payment_method:
+        return None, "Auto top-up is not counted: there is no card on file to charge."
+    return rule, None
 
 
 def describe_rule(threshold: Decimal, amount: Decimal) -> str:
@@ -90,7 +99,7 @@ def auto_topup_preview(
         return "No forecast yet: it needs at least one complete day of usage."
     per_day = spend.week.per_day
     forecast = runway.runway(
-        balance.balance, spend.week, spend.now, runway.AutoTopup(amount, threshold)
+        balance.balance, spend.week, spend.now, runway.AutoTopup(threshold, amount)
     )
     rate = f"At the 7-day spend of {format_usd(per_day)} a day"
     if forecast.kind != "funded":
@@ -113,12 +122,6 @@ def auto_topup_preview(
     return "; ".join(parts) + "."
 
 
-def limit_of(limit: models.SpendingLimit | None) -> models.SpendingLimitConfig | None:
-    if limit is None or not limit.enabled or limit.config.amount is None:
-        return None
-    return limit.config
-
-
 def describe_limit(amount: Decimal | None, duration: str | None, strategy: str | None) -> str:
     """ "$400.00 a month, fixed window" (Cloudflare's own words for values we do not know)."""
     money = format_usd(amount) if amount is not None else "no amount"
@@ -126,10 +129,6 @@ def describe_limit(amount: Decimal | None, duration: str | None, strategy: str |
     kind = (strategy or "").lower()
     kind = {"fixed": "fixed window", "sliding": "sliding window"}.get(kind, kind)
     return f"{money} {period}".strip() + (f", {kind}" if kind else "")
-
-
-def describe_config(config: models.SpendingLimitConfig) -> str:
-    return describe_limit(config.amount, config.duration, config.strategy)
 
 
 @dataclass(frozen=True)
@@ -149,6 +148,32 @@ def limit_impact(spend: Spend | None, amount: Decimal, duration: str, strategy: 
         spend.buckets, amount, duration, strategy, spend.now, tz, spend.end
     )
     return Impact(window.used, WINDOW_WORDS[(strategy, duration)], window.exceeded)
+
+
+def limit_page(account_id: str) -> dict[str, Any]:
+    """The spending-limit page's reads: the limit Cloudflare holds (``current``, None when
+    off) and how much of its window is spent (``used``)."""
+    fetched = reads.spending_limit(account_id)
+    limit = fetched.value
+    current = None
+    if limit is not None and limit.enabled and limit.config.amount is not None:
+        current = limit.config
+    spend, spend_error = recent_spend(account_id)
+    used = words = None
+    if current is not None and current.amount is not None:
+        words = describe_limit(current.amount, current.duration, current.strategy)
+        window = ((current.strategy or "fixed").lower(), (current.duration or "").lower())
+        if spend is not None and window in WINDOW_WORDS:
+            used = limit_impact(spend, current.amount, window[1], window[0])
+    return {
+        "limit_read": fetched,
+        "current": current,
+        "current_words": words,
+        "used": used,
+        "spend": spend,
+        "spend_error": spend_error,
+        "docs_url": SPEND_LIMITS_DOCS,
+    }
 
 
 @dataclass(frozen=True)

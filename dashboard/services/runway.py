@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 
 class UsageBucket(Protocol):
@@ -144,12 +144,11 @@ def burn_rate(days: Sequence[DayTotal], count: int) -> BurnRate | None:
     return BurnRate(total / len(complete), len(complete), count, complete[0].day, complete[-1].day)
 
 
-@dataclass(frozen=True)
-class AutoTopup:
-    """An auto top-up rule that is on, not failed, with a card to charge."""
+class AutoTopup(NamedTuple):
+    """An auto top-up rule: below ``threshold``, add ``amount``."""
 
-    amount: Decimal
     threshold: Decimal
+    amount: Decimal
 
 
 RunwayKind = Literal["no-rate", "overdrawn", "no-burn", "runs-out", "funded"]

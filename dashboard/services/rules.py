@@ -1,8 +1,6 @@
-"""The two standing rules: the auto top-up rule and the account-wide spending limit.
-
-Reads for the pages (the rule, a preview at the 7-day burn, a limit's window spent so far)
-and the four writes. A write is audited whatever happens, remembers a 403 per account
-(:class:`RefusedChange`) until a later write succeeds, and drops the cached reads it changes.
+"""The two standing rules, auto top-up and the account-wide spending limit: their reads for
+the pages and their four writes. A write is audited whatever happens, remembers a 403 per
+account (:class:`RefusedChange`) until a later write succeeds, and drops the reads it changes.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from dashboard.services import audit, figures, reads, runway
 from dashboard.services.money import format_usd
 
 Kind = RefusedChange.Kind
+Action = AuditEvent.Action
 
 SPEND_LIMITS_DOCS = "https://developers.cloudflare.com/ai-gateway/features/spend-limits/"
 
@@ -206,16 +205,16 @@ def _explain(error: errors.BillingError) -> str:
 def _write(
     user: User | AnonymousUser,
     account_id: str,
-    kind: RefusedChange.Kind,
     action: AuditEvent.Action,
     call: Callable[[BillingClient], object],
     *,
     before: object,
     after: object,
-    dropped: str,
     actor: str = "",
-    forgets_refusal: bool = True,
 ) -> Outcome:
+    topup = action in (Action.AUTO_TOPUP_SET, Action.AUTO_TOPUP_DELETE)
+    kind = Kind.AUTO_TOPUP if topup else Kind.SPENDING_LIMIT
+    dropped = "credit-balance" if topup else "spending-limit"
     try:
         call(billing.client_for(account_id))
     except errors.BillingError as error:
@@ -246,7 +245,8 @@ def _write(
         return Outcome(False, _explain(error))
     accepted = AuditEvent.Outcome.ACCEPTED
     audit.record(user, account_id, action, accepted, before=before, after=after, actor=actor)
-    if forgets_refusal:
+    # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
+    if action != Action.SPENDING_LIMIT_DELETE:
         RefusedChange.objects.filter(account_id=account_id, kind=kind).delete()
     reads.forget(account_id, dropped)
     return Outcome(True)
@@ -266,12 +266,10 @@ def save_auto_topup(
     return _write(
         user,
         account_id,
-        Kind.AUTO_TOPUP,
-        AuditEvent.Action.AUTO_TOPUP_SET,
+        Action.AUTO_TOPUP_SET,
         lambda client: client.set_topup_config(amount, threshold),
         before=_rule_json(before),
         after=_rule_json((threshold, amount)),
-        dropped="credit-balance",
     )
 
 
@@ -285,12 +283,10 @@ def delete_auto_topup(
     return _write(
         user,
         account_id,
-        Kind.AUTO_TOPUP,
-        AuditEvent.Action.AUTO_TOPUP_DELETE,
+        Action.AUTO_TOPUP_DELETE,
         lambda client: client.delete_topup_config(),
         before=_rule_json(before),
         after=None,
-        dropped="credit-balance",
         actor=actor,
     )
 
@@ -312,12 +308,10 @@ def save_spending_limit(
     return _write(
         user,
         account_id,
-        Kind.SPENDING_LIMIT,
-        AuditEvent.Action.SPENDING_LIMIT_SET,
+        Action.SPENDING_LIMIT_SET,
         lambda client: client.set_spending_limit(amount, duration, strategy),
         before=_limit_json(before),
         after={"amount": amount, "duration": duration, "strategy": strategy},
-        dropped="spending-limit",
     )
 
 
@@ -327,14 +321,10 @@ def delete_spending_limit(
     return _write(
         user,
         account_id,
-        Kind.SPENDING_LIMIT,
-        AuditEvent.Action.SPENDING_LIMIT_DELETE,
+        Action.SPENDING_LIMIT_DELETE,
         lambda client: client.delete_spending_limit(),
         before=_limit_json(before),
         after=None,
-        dropped="spending-limit",
-        # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
-        forgets_refusal=False,
     )
 
 
@@ -344,17 +334,7 @@ def record_invalid(
     action: AuditEvent.Action,
     errors_by_field: dict[str, list[str]],
     sent: object,
-    *,
-    before: object = None,
 ) -> None:
     # The messages are sentences that name their field: no form machinery (``__all__``).
     detail = " ".join(message for messages in errors_by_field.values() for message in messages)
-    audit.record(
-        user,
-        account_id,
-        action,
-        AuditEvent.Outcome.INVALID,
-        before=before,
-        after=sent,
-        detail=detail,
-    )
+    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, after=sent, detail=detail)

@@ -115,15 +115,14 @@ def _identity(invoice: models.Invoice) -> Hashable:
     return invoice.id if invoice.id else invoice
 
 
-def _load_history(client: BillingClient, type: models.InvoiceType) -> InvoiceList:
-    return collect_invoices(partial(client.invoice_history, type))
-
-
 def invoice_list(
     account_id: str, type: models.InvoiceType, *, wait: bool = True
 ) -> upstream.Fetched[InvoiceList]:
     """The assembled history of one type, cached per account and type."""
-    load = partial(_load_history, type=type)
+
+    def load(client: BillingClient) -> InvoiceList:
+        return collect_invoices(partial(client.invoice_history, type))
+
     return upstream.read(account_id, HISTORY, load, params={"type": type}, wait=wait)
 
 

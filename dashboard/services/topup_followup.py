@@ -103,9 +103,9 @@ def _ask(topup: Topup) -> tuple[str, bool]:
     if topup.status == Topup.Status.PENDING and topup.payment_intent_id:
         return _ask_status(topup)
     if topup.status == Topup.Status.UNKNOWN and not topup.payment_intent_id:
-        check = topups.reconcile(AnonymousUser(), topup, actor=topups.FOLLOW_UP_ACTOR)
+        said = topups.reconcile(AnonymousUser(), topup, actor=topups.FOLLOW_UP_ACTOR)
         # Past its charge window with nothing found: the page says it most likely failed.
-        return check.message, check.message != topups.NOT_FOUND_IN_TIME
+        return said, said != topups.NOT_FOUND_IN_TIME
     return "", False
 
 

@@ -364,16 +364,6 @@ NOT_FOUND_IN_TIME = (
 )
 
 
-@dataclass(frozen=True)
-class Check:
-    """What a check of an unknown top-up against the manual invoices found."""
-
-    topup: Topup
-    #: True: its charge was found; ``topup`` is now pending or completed.
-    found: bool
-    message: str
-
-
 def check_marker(topup: Topup) -> str:
     return upstream.cache_key(topup.account_id, "topup-check", {"id": topup.pk})
 
@@ -386,24 +376,25 @@ def last_check(topup: Topup) -> str | None:
 
 def reconcile(
     user: User | AnonymousUser, topup: Topup, *, fresh: bool = True, actor: str = ""
-) -> Check:
+) -> str:
     """Look for the charge of an unknown top-up in the manual invoices; never send it again.
+    What the check found, in words ("" when there was nothing to check).
 
     Exactly one invoice of its amount in its charge window, not already another top-up's, is
     its payment id, and ``topup/status`` says where it stands; several or none: it stays
     unknown (the dashboard does not guess). ``fresh``: not the cached invoice list.
     """
-    result = _reconcile(user, topup, fresh=fresh, actor=actor)
-    cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
-    return result
+    said = _reconcile(user, topup, fresh=fresh, actor=actor)
+    cache.set(check_marker(topup), said, CHECK_EVERY_SECONDS)
+    return said
 
 
-def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> Check:
+def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> str:
     if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
-        return Check(topup, found=False, message="")
+        return ""
     listed, why = manual_invoices(topup.account_id, fresh=fresh)
     if listed is None:
-        return Check(topup, found=False, message=f"The check could not be made: {why}")
+        return f"The check could not be made: {why}"
     taken = set(
         Topup.objects.filter(account_id=topup.account_id)
         .exclude(pk=topup.pk)
@@ -411,19 +402,17 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         .values_list("payment_intent_id", flat=True)
     )
     found = candidates(topup, listed, taken)
-    if len(found) != 1:
-        if found:
-            said = "Several charges of this amount were found; check the invoice list."
-        elif timezone.now() - topup.created_at > CHARGE_WINDOW:
-            said = NOT_FOUND_IN_TIME
-        else:
-            said = "No charge of this amount was found in the invoice list yet."
-        return Check(topup, found=False, message=said)
+    if len(found) > 1:
+        return "Several charges of this amount were found; check the invoice list."
+    if not found and timezone.now() - topup.created_at > CHARGE_WINDOW:
+        return NOT_FOUND_IN_TIME
+    if not found:
+        return "No charge of this amount was found in the invoice list yet."
     payment_id = found[0]
     try:
         answer = billing.client_for(topup.account_id).topup_status(payment_id)
     except errors.BillingError as err:
-        return Check(topup, found=False, message=f"The check could not be made: {err.user_message}")
+        return f"The check could not be made: {err.user_message}"
     now = timezone.now()
     status = Topup.Status.COMPLETED if answer.status == "completed" else Topup.Status.PENDING
     # Conditional: of two checks at once, one records it.
@@ -441,7 +430,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
     )
     topup.refresh_from_db()
     if not updated:
-        return Check(topup, found=False, message="")
+        return ""
     if status in WAITING:
         defer_follow_up(topup.pk)
     logger.info("top-up %s for account %s reconciled: %s", topup.pk, topup.account_id, status)
@@ -461,11 +450,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
     )
     if status == Topup.Status.COMPLETED:
         reads.forget(topup.account_id, "credit-balance")
-    return Check(
-        topup,
-        found=True,
-        message="Its charge was found in the invoice list: Cloudflare took the top-up.",
-    )
+    return "Its charge was found in the invoice list: Cloudflare took the top-up."
 
 
 def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
@@ -487,9 +472,8 @@ def paid_invoice(topup: Topup) -> tuple[bool, str]:
     return any(i.id == topup.payment_intent_id and i.status == "paid" for i in listed), ""
 
 
-def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[str]) -> list[str]:
+def candidates(topup: Topup, found: Iterable[models.Invoice], taken: set[str]) -> list[str]:
     """Ids of the invoices that may be this top-up's charge (see :func:`reconcile`)."""
-    taken = set(taken)
     start = topup.created_at - CLOCK_SKEW
     end = topup.created_at + CHARGE_WINDOW
     ids: list[str] = []
@@ -503,7 +487,7 @@ def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[st
     return ids
 
 
-def reconcile_due(user: User | AnonymousUser, account_id: str) -> dict[int, Check]:
+def reconcile_due(user: User | AnonymousUser, account_id: str) -> None:
     """Check, once a minute at most, the account's recent unknown top-ups a minute old."""
     now = timezone.now()
     due = Topup.objects.filter(
@@ -513,13 +497,11 @@ def reconcile_due(user: User | AnonymousUser, account_id: str) -> dict[int, Chec
         created_at__lte=now - CHECK_AFTER,
         created_at__gte=now - AUTO_CHECK_FOR,
     ).order_by("-created_at", "-id")[:AUTO_CHECK_MAX]
-    checks: dict[int, Check] = {}
     fresh = True
     for topup in due:
         # add() is atomic: of the page views of this minute, one checks.
         if not cache.add(check_marker(topup), "", CHECK_EVERY_SECONDS):
             continue
         # One fresh read of the invoices serves every top-up checked now.
-        checks[topup.pk] = reconcile(user, topup, fresh=fresh)
+        reconcile(user, topup, fresh=fresh)
         fresh = False
-    return checks

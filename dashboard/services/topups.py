@@ -1,10 +1,9 @@
 """One-off top-ups: limits, the card on file, creating one at most once per key, its status.
 
-No payment twice: a top-up is a row first, inserted with the form's idempotency key in its own
-transaction; the unique (account, key) constraint lets one request insert it, whatever the
-clicks, tabs or processes, and only that one calls Cloudflare. A ``POST topup`` without a
-trustworthy answer may have charged the card: the row is ``unknown``, never sent again, and
-:func:`reconcile` looks for its charge (a Stripe invoice) among the manual invoices.
+No payment twice: a top-up is first a row, inserted with the form's idempotency key (unique per
+account) in its own transaction, and only the request that inserted it calls Cloudflare. A
+``POST topup`` without a trustworthy answer may have charged the card: the row is ``unknown``,
+never sent again, and :func:`reconcile` looks for its charge among the manual invoices.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ FOLLOW_UP_TASK = "follow_up_topup"
 
 
 def defer_follow_up(topup_id: int, wait: timedelta = FOLLOW_UP_BACKOFF[0]) -> None:
-    """Defers the top-up's next follow-up in ``wait``, unless one is waiting already (each
-    follow-up defers the next until it settles)."""
+    """Unless one is waiting already: each follow-up defers the next until it settles."""
     jobs.defer(FOLLOW_UP_TASK, lock=f"topup-{topup_id}", wait=wait, topup_id=topup_id)
 
 
@@ -152,7 +150,6 @@ class History:
 
 
 def history(account_id: str, page: int) -> History:
-    """The account's top-ups made here, newest first, a page at a time."""
     topups = Topup.objects.filter(account_id=account_id).order_by("-created_at", "-id")
     found = Paginator(topups, HISTORY_PAGE_SIZE).get_page(page)
     return History(found, [HistoryRow(t, card_name(t)) for t in found])
@@ -187,7 +184,6 @@ class Created:
 
 
 def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: str) -> Created:
-    """Make the top-up for ``key`` unless it exists; only the inserting call reaches Cloudflare."""
     try:
         # Its own transaction, committed before Cloudflare is called: a concurrent insert
         # of the same key waits for this commit, then fails on the unique constraint.
@@ -454,7 +450,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
 
 
 def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
-    """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
+    """(the manual invoices, or None and why not); ``fresh``: not the cached list."""
     if fresh:
         reads.forget(account_id, invoices.HISTORY, {"type": "manual"})
     fetched = invoices.invoice_list(account_id, "manual")

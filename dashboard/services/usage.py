@@ -451,7 +451,8 @@ def csv_filename(account_id: str, report: UsageReport) -> str:
     return f"usage-{account_id}-{first.isoformat()}-{last.isoformat()}-{report.window}.csv"
 
 
-def _query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
+def query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
+    """The usage page's query string for a window and a range (a custom one with its dates)."""
     params = {"range": preset}
     if window:
         params["window"] = window
@@ -485,15 +486,15 @@ def page_context(
         "zone_name": str(zone),
         "max_days": MAX_RANGE_DAYS,
         "window_links": [
-            (label, page_url + _query(key, preset, start, end), key == window)
+            (label, page_url + query(key, preset, start, end), key == window)
             for key, label in WINDOWS.items()
         ],
         "preset_links": [
-            (label, page_url + _query(window_asked, key, None, None), key == preset)
+            (label, page_url + query(window_asked, key, None, None), key == preset)
             for key, label in PRESETS.items()
         ],
         "window": window,
-        "self_url": page_url + _query(window_asked, preset, start, end),
+        "self_url": page_url + query(window_asked, preset, start, end),
         "custom_start": typed.get("start") or "",
         "custom_end": typed.get("end") or "",
     }
@@ -514,7 +515,7 @@ def page_context(
     if summary is not None and summary.busiest is not None:
         context["busiest_label"] = row_label(summary.busiest, report)
     if can_export:
-        context["csv_url"] = reverse("dashboard:usage_csv", args=[account_id]) + _query(
+        context["csv_url"] = reverse("dashboard:usage_csv", args=[account_id]) + query(
             window, preset, start, end
         )
     return context

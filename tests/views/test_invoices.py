@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,6 @@ from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, HOSTILE_URL, Simulator
 from billing_api.simulator import state as sim_state
-from billing_api.simulator.core import _Refusal
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,
@@ -31,6 +31,23 @@ def history(sim: Simulator, type: str = "all", account_id: str = ACCOUNT_ID) -> 
     invoices = sorted(sim.account(account_id).invoices, key=lambda i: (i.created, i.id))
     invoices.reverse()
     return [i for i in invoices if type == "all" or i.origin == type]
+
+
+def refusing(
+    sim: Simulator, monkeypatch: Any, endpoint: str, status: int, code: int, message: str
+) -> None:
+    """The simulator answers ``endpoint`` with Cloudflare's error envelope; a request for
+    ``invoice-history`` only when it names a page (a later one)."""
+    handle = sim.handle
+
+    def answer(method: str, path: str, query: dict[str, str], *args: Any, **kwargs: Any) -> Any:
+        if path.endswith(endpoint) and (endpoint != "invoice-history" or query.get("page")):
+            errors = [{"code": code, "message": message}]
+            body = json.dumps({"success": False, "errors": errors, "result": None})
+            return status, {"Content-Type": "application/json"}, body.encode()
+        return handle(method, path, query, *args, **kwargs)
+
+    monkeypatch.setattr(sim, "handle", answer)
 
 
 def row_ids(html: str) -> list[str]:
@@ -150,12 +167,14 @@ def test_it_says_when_there_are_no_invoices(finance_client, sim):
 def test_it_says_plainly_when_cloudflare_ignores_the_page_parameter(
     finance_client, sim, monkeypatch
 ):
-    answer = sim._invoice_history
+    handle = sim.handle
 
-    def ignoring_page(account, query):
-        return answer(account, {k: v for k, v in query.items() if k != "page"})
+    def ignoring_page(method, path, query, *args, **kwargs):
+        return handle(
+            method, path, {k: v for k, v in query.items() if k != "page"}, *args, **kwargs
+        )
 
-    monkeypatch.setattr(sim, "_invoice_history", ignoring_page)
+    monkeypatch.setattr(sim, "handle", ignoring_page)
     response = finance_client.get(URL)
     assert response.status_code == 200
     assert "Cloudflare returned 20 of 30 invoices." in response.text
@@ -244,10 +263,7 @@ def test_it_shows_credits_applied_to_a_line(finance_client, sim, monkeypatch):
 
 
 def test_it_reads_a_404_from_the_preview_as_no_upcoming_invoice(finance_client, sim, monkeypatch):
-    def no_invoice(now):
-        raise _Refusal(404, [(1005, "No upcoming invoice")])
-
-    monkeypatch.setattr(sim.account(ACCOUNT_ID), "invoice_preview", no_invoice)
+    refusing(sim, monkeypatch, "invoice-preview", 404, 1005, "No upcoming invoice")
     response = finance_client.get(URL)
     assert response.status_code == 200
     section = upcoming_section(response.text)
@@ -425,14 +441,7 @@ def test_it_answers_a_failing_fragment_with_200_and_the_notice(
 
 def test_it_keeps_what_it_has_when_a_later_page_fails(finance_client, sim, monkeypatch):
     # The first upstream page answers; the second fails.
-    real = sim._invoice_history
-
-    def failing_later(account, query):
-        if query.get("page"):
-            raise _Refusal(500, [(1500, "Internal server error")])
-        return real(account, query)
-
-    monkeypatch.setattr(sim, "_invoice_history", failing_later)
+    refusing(sim, monkeypatch, "invoice-history", 500, 1500, "Internal server error")
     response = finance_client.get(URL)
     assert response.status_code == 200
     assert "Cloudflare returned 20 of 30 invoices." in response.text

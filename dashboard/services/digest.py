@@ -1,8 +1,6 @@
-"""The weekly digest: per account a subscriber may see, last week's spend against the week
-before, the runway, top-ups and invoices (only with the Finance permissions), by email.
-
-Sent from Monday 08:00 local, once a week per subscriber: ``week`` moves on by a conditional
-update before sending, so of several workers one sends, and a failed send puts it back.
+"""The weekly digest, by email, from Monday 08:00 local: per account, last week's spend against
+the week before, the runway, top-ups and invoices (with the Finance permissions). ``week`` moves
+on by a conditional update before sending, so of several workers one sends.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Following up top-ups without a browser open: a job asks until each one settles.
-
-A pending top-up's status is asked (and, after a few minutes, its invoice looked at); an
-unknown one is looked for in the manual invoices (:func:`topups.reconcile`) until its charge
-window has passed. Each follow-up job defers the next (``FOLLOW_UP_BACKOFF``); nothing here
-creates a payment.
+"""Following up top-ups without a browser open: each follow-up job asks about a pending top-up
+(after a few minutes, its invoice too), or looks for an unknown one's charge until its window
+has passed, then defers the next (``FOLLOW_UP_BACKOFF``). Nothing here creates a payment.
 """
 
 from __future__ import annotations
@@ -75,7 +72,6 @@ def adopt_abandoned(now: datetime) -> int:
 
 
 def follow_up(topup_id: int) -> FollowUp:
-    """Asks once about a waiting top-up whose time has come; says when to ask again."""
     topup = Topup.objects.get(pk=topup_id)
     now = clock.now()
     if topup.status not in topups.WAITING or topup.follow_up_at is None:

@@ -321,9 +321,9 @@ def progress(topup: Topup) -> Progress:
     )
 
 
-def complete(topup: Topup) -> bool:
-    """Record that Cloudflare completed a pending top-up; True for the one caller (of pages
-    polling and workers) whose conditional update did. The audit log gains a settling event."""
+def complete(topup: Topup) -> None:
+    """Record that Cloudflare completed a pending top-up: of the pages polling and the workers,
+    the one whose conditional update did adds the settling event to the audit log."""
     now = timezone.now()
     updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
         status=Topup.Status.COMPLETED,
@@ -334,7 +334,7 @@ def complete(topup: Topup) -> bool:
     )
     topup.refresh_from_db()
     if not updated:
-        return False
+        return
     reads.forget(topup.account_id, "credit-balance")
     audit.record(
         AnonymousUser(),
@@ -351,7 +351,6 @@ def complete(topup: Topup) -> bool:
         idempotency_key=topup.idempotency_key,
         actor=FOLLOW_UP_ACTOR,
     )
-    return True
 
 
 NOT_FOUND_IN_TIME = (

@@ -1,8 +1,6 @@
 """The activity page: an account's audit events, filtered, paged, summarised and exported.
-
-Everything here reads the dashboard's own table (no Cloudflare call). Before and after are
-the JSON the write views recorded; they may carry text that came from Cloudflare, so the
-summaries are plain strings for the template to escape, never markup.
+Before and after may carry text that came from Cloudflare, so the summaries are plain strings
+for the template to escape, never markup.
 """
 
 from __future__ import annotations
@@ -74,14 +72,12 @@ class Filters:
 
 
 def usernames(account_id: str) -> list[str]:
-    """Everyone who appears in the account's log, for the user filter."""
     found = AuditEvent.objects.filter(account_id=account_id).exclude(username="")
     names = found.values_list("username", flat=True)
     return sorted(set(names), key=str.casefold)
 
 
 def events(account_id: str, filters: Filters) -> QuerySet[AuditEvent]:
-    """The account's events that match, newest first."""
     found = AuditEvent.objects.filter(account_id=account_id)
     if filters.action:
         found = found.filter(action=filters.action)

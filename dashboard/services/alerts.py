@@ -1,11 +1,9 @@
 """Alert rules: what a check of an account sees, when each rule fires, and what it says.
 
-A check reads what the overview reads, through the same cache (so it costs Cloudflare nothing
-more while anyone looks); figures that are not fresh are not judged. A rule fires when its
-condition turns true (a new episode), again only after ``repeat_hours``, and clears only past
-a margin (``HYSTERESIS``), so a balance hovering at its threshold fires once. Of several
-workers one fires: the rule's state moves on by a conditional update, backed by the firing's
-unique ``(rule, episode, repeat)``; its deliveries' jobs are deferred in the same transaction.
+A check reads through the overview's cache, and judges fresh figures only. A rule fires when
+its condition turns true, again only after ``repeat_hours``, and clears only past a margin
+(``HYSTERESIS``), so a balance hovering at its threshold fires once. Of several workers one
+fires: a conditional update of the rule, backed by the firing's unique (rule, episode, repeat).
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from dashboard.models import AlertDelivery, AlertFiring, AlertRule
 from dashboard.services import figures, notify, reads, rules, runway
 from dashboard.services.figures import Usage
 from dashboard.services.money import format_usd
-from dashboard.services.overview import auto_topup_rule
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +63,7 @@ class Reading:
 def read_account(
     account_id: str, now: datetime | None = None, *, auto_topups: bool = False
 ) -> Reading:
-    """Reads one account's figures through the shared cache (as the overview does), and with
-    ``auto_topups`` what automatic top-ups paid this month (the invoice history)."""
+    """One account's figures, and with ``auto_topups`` what automatic top-ups paid this month."""
     now = now or clock.now()
     tz = timezone.get_current_timezone()
     balance = reads.credit_balance(account_id)
@@ -86,10 +82,11 @@ def read_account(
     )
     if not auto_topups:
         return reading
-    paid, problem = _auto_topups_since(account_id, runway.month_start(now, tz))
-    if problem:
+    invoices, problem = invoices_between(account_id, "auto", runway.month_start(now, tz))
+    if invoices is None:
+        problem = problem.replace("invoices", "auto top-ups", 1)
         return replace(reading, problems=(*reading.problems, problem))
-    return replace(reading, auto_topups_this_month=paid)
+    return replace(reading, auto_topups_this_month=sum(map(paid, invoices), Decimal(0)))
 
 
 #: At most this many pages of invoices are read back for one period.
@@ -126,13 +123,6 @@ def paid(invoice: api.Invoice) -> Decimal:
     return invoice.amount_paid
 
 
-def _auto_topups_since(account_id: str, since: datetime) -> tuple[Decimal | None, str]:
-    invoices, problem = invoices_between(account_id, "auto", since)
-    if invoices is None:
-        return None, problem.replace("invoices", "auto top-ups", 1)
-    return sum((paid(invoice) for invoice in invoices), Decimal(0)), ""
-
-
 def reading_of(
     balance: api.CreditBalance | None,
     usage: Usage | None,
@@ -140,7 +130,6 @@ def reading_of(
     tz: tzinfo,
     problems: tuple[str, ...] = (),
 ) -> Reading:
-    """The figures the rules judge, from fresh answers (None where there is none)."""
     values: dict[str, Any] = {}
     if balance is not None:
         values["balance"] = balance.balance
@@ -172,8 +161,7 @@ def reading_of(
 def _runway_days(
     balance: api.CreditBalance, usage: Usage, now: datetime
 ) -> tuple[bool, Decimal | None]:
-    rule, _ = auto_topup_rule(balance)
-    forecast = runway.runway(balance.balance, usage.week, now, rule)
+    forecast = runway.runway(balance.balance, usage.week, now, rules.counted_rule(balance)[0])
     if forecast.kind == "no-rate":
         return False, None
     if forecast.kind == "overdrawn":
@@ -212,7 +200,6 @@ def _unknown(reading: Reading) -> Verdict:
 
 
 def judge(rule: AlertRule, reading: Reading) -> Verdict:
-    """Whether ``rule``'s condition holds for ``reading`` (see the module's docstring)."""
     kind = rule.kind
     if kind == Kind.BALANCE_BELOW:
         return _crossing(
@@ -352,11 +339,9 @@ class Outcome:
     verdict: Verdict
     #: The firing this check made (None: none, or another worker made it).
     fired: AlertFiring | None = None
-    cleared: bool = False
 
 
 def check(rule: AlertRule, reading: Reading) -> Outcome:
-    """Judges ``rule`` on ``reading`` and moves its state on: fires, repeats or clears."""
     verdict = judge(rule, reading)
     now = reading.at
     seen = verdict.seen[:200]
@@ -380,7 +365,7 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
             )
             if moved:
                 AlertFiring.objects.filter(rule=rule, episode=rule.episode).update(cleared_at=now)
-        return Outcome(verdict, cleared=bool(moved))
+        return Outcome(verdict)
     AlertRule.objects.filter(pk=rule.pk).update(last_checked_at=now, last_seen=seen)
     return Outcome(verdict)
 

@@ -1,7 +1,5 @@
-"""What needs someone's action on an account, most urgent first, in sentences with links.
-
-Built from what the overview already read and from our own tables (alerts firing, top-ups
-not settled); a link only to a page the reader's role may open. Empty: all is well.
+"""What needs someone's action on an account, most urgent first, in sentences with links (only
+to pages the reader's role may open), from the overview's reads and our own tables.
 """
 
 from __future__ import annotations

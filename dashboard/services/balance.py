@@ -10,7 +10,7 @@ from decimal import Decimal
 from billing_api import models
 from dashboard.infra import upstream
 from dashboard.services import reads
-from dashboard.services.rules import describe_rule
+from dashboard.services.rules import describe_rule, rule_of
 
 # Stripe's brand codes, as Cloudflare passes them on; anything else is shown as sent.
 CARD_BRANDS = {
@@ -80,7 +80,7 @@ def card_from_fetched(fetched: upstream.Fetched[models.CreditBalance]) -> Balanc
     return BalanceCard(
         balance=balance.balance,
         payment_method=describe_payment_method(balance.payment_method),
-        auto_topup=describe_auto_topup(config),
+        auto_topup=describe_auto_topup(balance),
         auto_topup_on=config.is_set and not config.disabled_reason,
         topup_failure=failure,
         error=fetched.error or None,
@@ -99,14 +99,15 @@ def describe_payment_method(method: models.PaymentMethod | None) -> str | None:
     return name
 
 
-def describe_auto_topup(config: models.TopupConfig) -> str:
-    if not config.is_set or config.amount is None or config.threshold is None:
+def describe_auto_topup(balance: models.CreditBalance) -> str:
+    rule = rule_of(balance)
+    if rule is None:
         return AUTO_TOPUP_OFF
-    rule = describe_rule(config.threshold, config.amount)
-    if config.disabled_reason:
+    words = describe_rule(*rule)
+    if balance.topup_config.disabled_reason:
         # Cloudflare keeps the rule but stops applying it after a failure.
-        return f"Stopped. The rule was: {rule[0].lower()}{rule[1:]}"
-    return rule
+        return f"Stopped. The rule was: {words[0].lower()}{words[1:]}"
+    return words
 
 
 def describe_stop_reason(code: str | None) -> str | None:

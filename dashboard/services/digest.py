@@ -1,8 +1,6 @@
-"""The weekly digest: per account a subscriber may see, last week's spend against the week
-before, the runway, top-ups and invoices (only with the Finance permissions), by email.
-
-Sent from Monday 08:00 local, once a week per subscriber: ``week`` moves on by a conditional
-update before sending, so of several workers one sends, and a failed send puts it back.
+"""The weekly digest, by email, from Monday 08:00 local: per account, last week's spend against
+the week before, the runway, top-ups and invoices (with the Finance permissions). ``week`` moves
+on by a conditional update before sending, so of several workers one sends.
 """
 
 from __future__ import annotations
@@ -11,7 +9,6 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -21,9 +18,10 @@ from django.utils import timezone
 
 from billing_api.models import Invoice
 from dashboard.infra import clock
-from dashboard.models import DigestSubscription, Topup
-from dashboard.services import alerts, figures, notify, reads, runway
+from dashboard.models import DigestSubscription
+from dashboard.services import alerts, figures, notify, reads, runway, usage
 from dashboard.services.accounts import Account, accounts_for
+from dashboard.services.invoices import made_here
 
 logger = logging.getLogger(__name__)
 
@@ -157,11 +155,7 @@ def _account_week(
 
 
 def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decimal, str]]:
-    ours = dict(
-        Topup.objects.filter(
-            account_id=account_id, payment_intent_id__in=[i.id for i in paid if i.id]
-        ).values_list("payment_intent_id", "username")
-    )
+    ours = made_here(account_id)
     return sorted(
         (i.created, alerts.paid(i), _how(i.invoice_origin, ours.get(i.id or "")))
         for i in paid
@@ -171,13 +165,8 @@ def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decima
 
 def usage_path(account_id: str, week: figures.Span) -> str:
     """The Usage page with the week as its custom range, so the digest's total can be checked."""
-    query = {
-        "range": "custom",
-        "window": "day",
-        "start": week.first_day.isoformat(),
-        "end": week.last_day.isoformat(),
-    }
-    return reverse("dashboard:usage", args=[account_id]) + "?" + urlencode(query)
+    query = usage.query("day", "custom", week.first_day, week.last_day)
+    return reverse("dashboard:usage", args=[account_id]) + query
 
 
 def _how(origin: str | None, username: str | None) -> str:

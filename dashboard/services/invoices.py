@@ -1,9 +1,8 @@
 """The Invoices page: past invoices paged in the dashboard, and the upcoming invoice.
 
-Cloudflare's ``invoice-history`` has ``pagination`` but documents no page parameter: pages are
-asked for while ``has_more`` says so, until one does not advance or ``MAX_UPSTREAM_PAGES``;
-the list is cached per account and type and paged here, saying when it falls short of
-``total_count``. The template gets plain data: money formatted, PDF links checked.
+Cloudflare documents no page parameter for ``invoice-history``: pages are asked for while
+``has_more`` says so, until one does not advance or ``MAX_UPSTREAM_PAGES``; the list is cached
+per account and type, paged here, and says when it falls short of ``total_count``.
 """
 
 from __future__ import annotations
@@ -115,15 +114,12 @@ def _identity(invoice: models.Invoice) -> Hashable:
     return invoice.id if invoice.id else invoice
 
 
-def _load_history(client: BillingClient, type: models.InvoiceType) -> InvoiceList:
-    return collect_invoices(partial(client.invoice_history, type))
-
-
 def invoice_list(
     account_id: str, type: models.InvoiceType, *, wait: bool = True
 ) -> upstream.Fetched[InvoiceList]:
-    """The assembled history of one type, cached per account and type."""
-    load = partial(_load_history, type=type)
+    def load(client: BillingClient) -> InvoiceList:
+        return collect_invoices(partial(client.invoice_history, type))
+
     return upstream.read(account_id, HISTORY, load, params={"type": type}, wait=wait)
 
 
@@ -189,8 +185,35 @@ def invoice_row(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Section:
+    """What a section of the page says of its read: failed, still out, or when it was made."""
+
+    error: str | None = None
+    as_of: datetime | None = None
+    pending: bool = False
+    loaded: bool = False
+
+    @property
+    def as_of_text(self) -> str | None:
+        return describe_as_of(self.as_of)
+
+    @property
+    def stale(self) -> bool:
+        return self.loaded and self.error is not None
+
+
+def section_of(fetched: upstream.Fetched[Any]) -> dict[str, Any]:
+    return {
+        "error": fetched.error,
+        "as_of": fetched.as_of,
+        "pending": fetched.pending,
+        "loaded": fetched.value is not None,
+    }
+
+
 @dataclass(frozen=True)
-class InvoiceTable:
+class InvoiceTable(Section):
     """One page of the invoice table, or why there is none."""
 
     type: models.InvoiceType
@@ -203,17 +226,8 @@ class InvoiceTable:
     page_links: tuple[int | None, ...] = ()
     #: "Cloudflare returned 40 of 57 invoices." and why, when the list is short.
     shortfall: str | None = None
-    error: str | None = None
-    as_of: datetime | None = None
-    as_of_text: str | None = None
-    pending: bool = False
-    loaded: bool = False
     #: Set when the page asked for is past the end.
     page_error: str | None = None
-
-    @property
-    def stale(self) -> bool:
-        return self.loaded and self.error is not None
 
     @property
     def has_previous(self) -> bool:
@@ -229,7 +243,6 @@ class InvoiceTable:
 
     @property
     def query(self) -> str:
-        """This table's query string, to load it again."""
         return query_string(self.type, self.page)
 
     @property
@@ -275,21 +288,13 @@ def invoice_table(
 ) -> InvoiceTable:
     """Page ``page`` of the assembled list; ``page_error`` when it is past the end."""
     hosts = settings.INVOICE_PDF_HOSTS if hosts is None else hosts
-    base = InvoiceTable(
-        type=type,
-        page=page,
-        error=fetched.error,
-        as_of=fetched.as_of,
-        as_of_text=describe_as_of(fetched.as_of),
-        pending=fetched.pending,
-    )
+    base = InvoiceTable(type=type, page=page, **section_of(fetched))
     if fetched.value is None:
         return base
     found = fetched.value
     count = len(found.invoices)
     num_pages = max(1, math.ceil(count / per_page))
     fields: dict[str, Any] = {
-        "loaded": True,
         "count": count,
         "num_pages": num_pages,
         "shortfall": describe_shortfall(found),
@@ -367,8 +372,7 @@ class UpcomingLine:
 
 
 @dataclass(frozen=True)
-class UpcomingCard:
-    loaded: bool = False
+class UpcomingCard(Section):
     #: Cloudflare answered that there is no upcoming invoice.
     none: bool = False
     status: str | None = None
@@ -381,14 +385,6 @@ class UpcomingCard:
     currency: str | None = None
     credits: str | None = None
     lines: tuple[UpcomingLine, ...] = ()
-    error: str | None = None
-    as_of: datetime | None = None
-    as_of_text: str | None = None
-    pending: bool = False
-
-    @property
-    def stale(self) -> bool:
-        return self.loaded and self.error is not None
 
 
 def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
@@ -408,21 +404,15 @@ def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
 
 
 def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
-    base: dict[str, Any] = {
-        "error": fetched.error,
-        "as_of": fetched.as_of,
-        "as_of_text": describe_as_of(fetched.as_of),
-        "pending": fetched.pending,
-    }
+    base = section_of(fetched)
     if fetched.value is None:
         return UpcomingCard(**base)
     preview = fetched.value.preview
     if preview is None:
-        return UpcomingCard(loaded=True, none=True, **base)
+        return UpcomingCard(none=True, **base)
     label, badge = STATUSES.get(preview.status, UNKNOWN_STATUS)
     credits = [c.amount for line in preview.invoice_lines for c in line.pretax_credit_amounts]
     return UpcomingCard(
-        loaded=True,
         status=label,
         status_class=badge,
         period_start=preview.period_start,

@@ -178,16 +178,6 @@ def email(
     return message
 
 
-def email_message(firing: AlertFiring, rule: AlertRule, to: str) -> EmailMultiAlternatives:
-    context = {
-        "firing": firing,
-        "rule": rule,
-        "account_name": account_name(rule.account_id),
-        "url": alerts_url(rule.account_id),
-    }
-    return email(firing.subject, "dashboard/email/alert", context, to)
-
-
 @dataclass(frozen=True)
 class Attempt:
     delivery_id: int
@@ -228,7 +218,13 @@ def send(delivery: AlertDelivery) -> Attempt:
             if not 200 <= status < 300:
                 return Attempt(delivery.pk, False, f"HTTP {status}")
         else:
-            email_message(firing, rule, delivery.target).send()
+            context = {
+                "firing": firing,
+                "rule": rule,
+                "account_name": account_name(rule.account_id),
+                "url": alerts_url(rule.account_id),
+            }
+            email(firing.subject, "dashboard/email/alert", context, delivery.target).send()
     except WebhookURLError as err:
         return Attempt(delivery.pk, False, str(err))
     except AnswerTooLong:

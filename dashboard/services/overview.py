@@ -1,10 +1,7 @@
-"""The overview's cards and the "All accounts" table, composed from the shared reads.
-
-Each card names the reads it needs; a page gathers the union in parallel under
-``BILLING_PAGE_DEADLINE``. A card whose read is not back by then is ``pending`` (the page
-shows "Still loading…" and the card fetches itself), one whose read failed carries the error
-in plain words, and one with an old value and a fresh error is ``stale``. The arithmetic is
-in :mod:`dashboard.services.runway`; this module only wires data to it.
+"""The overview's cards and the "All accounts" table, wired from the shared reads to the
+arithmetic of :mod:`dashboard.services.runway`. A card whose read is not back by the page's
+deadline is pending (it loads itself), a failed one carries the error in plain words, and one
+with an old value and a fresh error is stale.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from django.utils import timezone
 
 from billing_api import models
 from dashboard.infra import clock, upstream
-from dashboard.services import attention, figures, invoices, reads, runway
+from dashboard.services import attention, figures, invoices, reads, rules, runway
 from dashboard.services.accounts import Account
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
@@ -80,12 +77,17 @@ def card_from[T](fetched: Iterable[upstream.Fetched[Any]], build: Callable[[], T
     parts = list(fetched)
     if any(f.pending for f in parts):
         return Card(pending=True)
-    error = next((f.error for f in parts if f.error), None)
-    times = [f.as_of for f in parts if f.as_of is not None]
-    as_of = min(times) if times else None
+    error, as_of = error_and_time(parts)
     if any(f.value is None for f in parts):
         return Card(error=error or "No answer from Cloudflare.", as_of=as_of)
     return Card(build(), error=error, as_of=as_of)
+
+
+def error_and_time(parts: Iterable[Any]) -> tuple[str | None, datetime | None]:
+    """The first error of reads or cards, and the oldest time: none is newer than that."""
+    parts = list(parts)
+    times = [part.as_of for part in parts if part.as_of is not None]
+    return next((part.error for part in parts if part.error), None), min(times, default=None)
 
 
 # ---------------------------------------------------------------- card values
@@ -262,10 +264,8 @@ def attention_card(
         overdrawn=forecast is not None and forecast.kind == "overdrawn",
         invoices=attention.open_invoices(history.invoices) if history else None,
     )
-    error = next((read.error for read in reads_used if read.error), None)
-    times = [read.as_of for read in reads_used if read.as_of is not None]
-    items = attention.items(account_id, facts, now, has_perm)
-    return Card(items, error=error, as_of=min(times) if times else None)
+    error, as_of = error_and_time(reads_used)
+    return Card(attention.items(account_id, facts, now, has_perm), error=error, as_of=as_of)
 
 
 def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
@@ -274,25 +274,11 @@ def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
     return TopupBanner(card.topup_failure, card.auto_topup)
 
 
-def auto_topup_rule(
-    balance: models.CreditBalance,
-) -> tuple[runway.AutoTopup | None, str | None]:
-    """The rule the forecast may count on, or why it may not."""
-    config = balance.topup_config
-    if not config.is_set or config.amount is None or config.threshold is None:
-        return None, None
-    if config.has_failed:
-        return None, "Auto top-up is not counted: its last attempt failed."
-    if not balance.has_default_payment_method:
-        return None, "Auto top-up is not counted: there is no card on file to charge."
-    return runway.AutoTopup(config.amount, config.threshold), None
-
-
 def runway_info(
     balance: models.CreditBalance | None, usage: figures.Usage | None, now: datetime
 ) -> RunwayInfo:
     assert balance is not None and usage is not None
-    rule, problem = auto_topup_rule(balance)
+    rule, problem = rules.counted_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
     return RunwayInfo(
         balance.balance,
@@ -326,35 +312,23 @@ def limit_card(
     if limit is None:
         return Card(error=limit_read.error or "No answer from Cloudflare.", as_of=limit_read.as_of)
     config = limit.config
-    enabled = limit.enabled and config.amount is not None
-    info = LimitInfo(enabled, config.amount, config.duration, config.strategy, None, None)
-    if enabled and config.amount is not None:
+    window = problem = None
+    if limit.enabled and config.amount is not None:
         if usage_read.pending:
             return Card(pending=True)
-        info = _with_window(info, config.amount, usage_read, now, tz)
+        duration = (config.duration or "").strip().lower()
+        unknown = "How much of the window is used is unknown:"
+        if duration not in runway.LIMIT_DURATIONS:
+            problem = f"{unknown} Cloudflare names a window we do not know."
+        elif usage_read.value is None:
+            problem = f"{unknown} {usage_read.error}"
+        else:
+            hours, end = usage_read.value.hours, usage_read.value.end
+            strategy = (config.strategy or "").strip().lower()
+            window = runway.limit_window(hours, config.amount, duration, strategy, now, tz, end)
+    enabled = limit.enabled and config.amount is not None
+    info = LimitInfo(enabled, config.amount, config.duration, config.strategy, window, problem)
     return Card(info, error=limit_read.error, as_of=limit_read.as_of)
-
-
-def _with_window(
-    info: LimitInfo,
-    amount: Decimal,
-    usage_read: upstream.Fetched[figures.Usage],
-    now: datetime,
-    tz: tzinfo,
-) -> LimitInfo:
-    duration = (info.duration or "").strip().lower()
-    if duration not in runway.LIMIT_DURATIONS:
-        problem = (
-            "How much of the window is used is unknown: Cloudflare names a window we do not know."
-        )
-        return dataclasses.replace(info, usage_problem=problem)
-    if usage_read.value is None:
-        problem = f"How much of the window is used is unknown: {usage_read.error}"
-        return dataclasses.replace(info, usage_problem=problem)
-    data = usage_read.value
-    strategy = (info.strategy or "").strip().lower()
-    window = runway.limit_window(data.hours, amount, duration, strategy, now, tz, data.end)
-    return dataclasses.replace(info, window=window)
 
 
 def invoice_info(
@@ -402,7 +376,7 @@ class AccountSummary:
 
     @property
     def error(self) -> str | None:
-        return next((card.error for card in self._cards if card.error), None)
+        return error_and_time(self._cards)[0]
 
     @property
     def stale(self) -> bool:
@@ -411,8 +385,7 @@ class AccountSummary:
 
     @property
     def as_of(self) -> datetime | None:
-        times = [card.as_of for card in self._cards if card.as_of is not None]
-        return min(times) if times else None
+        return error_and_time(self._cards)[1]
 
 
 def account_summaries(

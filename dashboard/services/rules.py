@@ -1,8 +1,6 @@
-"""The two standing rules: the auto top-up rule and the account-wide spending limit.
-
-Reads for the pages (the rule, a preview at the 7-day burn, a limit's window spent so far)
-and the four writes. A write is audited whatever happens, remembers a 403 per account
-(:class:`RefusedChange`) until a later write succeeds, and drops the cached reads it changes.
+"""The two standing rules, auto top-up and the account-wide spending limit: their reads for
+the pages and their four writes. A write is audited whatever happens, remembers a 403 per
+account (:class:`RefusedChange`) until a later write succeeds, and drops the reads it changes.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
@@ -23,6 +22,7 @@ from dashboard.services import audit, figures, reads, runway
 from dashboard.services.money import format_usd
 
 Kind = RefusedChange.Kind
+Action = AuditEvent.Action
 
 SPEND_LIMITS_DOCS = "https://developers.cloudflare.com/ai-gateway/features/spend-limits/"
 
@@ -63,14 +63,22 @@ def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
     return Spend(usage.hours, usage.end, usage.week, now), None
 
 
-def rule_of(balance: models.CreditBalance | None) -> tuple[Decimal, Decimal] | None:
-    """(threshold, amount) of the rule Cloudflare holds, or None when none is set."""
-    if balance is None:
+def rule_of(balance: models.CreditBalance | None) -> runway.AutoTopup | None:
+    """The auto top-up rule Cloudflare holds (working or stopped), None when none is set."""
+    config = balance.topup_config if balance is not None else None
+    if config is None or not config.is_set or config.amount is None or config.threshold is None:
         return None
-    config = balance.topup_config
-    if not config.is_set or config.amount is None or config.threshold is None:
-        return None
-    return config.threshold, config.amount
+    return runway.AutoTopup(config.threshold, config.amount)
+
+
+def counted_rule(balance: models.CreditBalance) -> tuple[runway.AutoTopup | None, str | None]:
+    """The rule a forecast may count on, or why it may not."""
+    rule = rule_of(balance)
+    if rule is not None and balance.topup_config.has_failed:
+        return None, "Auto top-up is not counted: its last attempt failed."
+    if rule is not None and not balance.has_default_payment_method:
+        return None, "Auto top-up is not counted: there is no card on file to charge."
+    return rule, None
 
 
 def describe_rule(threshold: Decimal, amount: Decimal) -> str:
@@ -90,7 +98,7 @@ def auto_topup_preview(
         return "No forecast yet: it needs at least one complete day of usage."
     per_day = spend.week.per_day
     forecast = runway.runway(
-        balance.balance, spend.week, spend.now, runway.AutoTopup(amount, threshold)
+        balance.balance, spend.week, spend.now, runway.AutoTopup(threshold, amount)
     )
     rate = f"At the 7-day spend of {format_usd(per_day)} a day"
     if forecast.kind != "funded":
@@ -113,12 +121,6 @@ def auto_topup_preview(
     return "; ".join(parts) + "."
 
 
-def limit_of(limit: models.SpendingLimit | None) -> models.SpendingLimitConfig | None:
-    if limit is None or not limit.enabled or limit.config.amount is None:
-        return None
-    return limit.config
-
-
 def describe_limit(amount: Decimal | None, duration: str | None, strategy: str | None) -> str:
     """ "$400.00 a month, fixed window" (Cloudflare's own words for values we do not know)."""
     money = format_usd(amount) if amount is not None else "no amount"
@@ -126,10 +128,6 @@ def describe_limit(amount: Decimal | None, duration: str | None, strategy: str |
     kind = (strategy or "").lower()
     kind = {"fixed": "fixed window", "sliding": "sliding window"}.get(kind, kind)
     return f"{money} {period}".strip() + (f", {kind}" if kind else "")
-
-
-def describe_config(config: models.SpendingLimitConfig) -> str:
-    return describe_limit(config.amount, config.duration, config.strategy)
 
 
 @dataclass(frozen=True)
@@ -149,6 +147,32 @@ def limit_impact(spend: Spend | None, amount: Decimal, duration: str, strategy: 
         spend.buckets, amount, duration, strategy, spend.now, tz, spend.end
     )
     return Impact(window.used, WINDOW_WORDS[(strategy, duration)], window.exceeded)
+
+
+def limit_page(account_id: str) -> dict[str, Any]:
+    """The spending-limit page's reads: the limit Cloudflare holds (``current``, None when
+    off) and how much of its window is spent (``used``)."""
+    fetched = reads.spending_limit(account_id)
+    limit = fetched.value
+    current = None
+    if limit is not None and limit.enabled and limit.config.amount is not None:
+        current = limit.config
+    spend, spend_error = recent_spend(account_id)
+    used = words = None
+    if current is not None and current.amount is not None:
+        words = describe_limit(current.amount, current.duration, current.strategy)
+        window = ((current.strategy or "fixed").lower(), (current.duration or "").lower())
+        if spend is not None and window in WINDOW_WORDS:
+            used = limit_impact(spend, current.amount, window[1], window[0])
+    return {
+        "limit_read": fetched,
+        "current": current,
+        "current_words": words,
+        "used": used,
+        "spend": spend,
+        "spend_error": spend_error,
+        "docs_url": SPEND_LIMITS_DOCS,
+    }
 
 
 @dataclass(frozen=True)
@@ -181,16 +205,16 @@ def _explain(error: errors.BillingError) -> str:
 def _write(
     user: User | AnonymousUser,
     account_id: str,
-    kind: RefusedChange.Kind,
     action: AuditEvent.Action,
     call: Callable[[BillingClient], object],
     *,
     before: object,
     after: object,
-    dropped: str,
     actor: str = "",
-    forgets_refusal: bool = True,
 ) -> Outcome:
+    topup = action in (Action.AUTO_TOPUP_SET, Action.AUTO_TOPUP_DELETE)
+    kind = Kind.AUTO_TOPUP if topup else Kind.SPENDING_LIMIT
+    dropped = "credit-balance" if topup else "spending-limit"
     try:
         call(billing.client_for(account_id))
     except errors.BillingError as error:
@@ -221,7 +245,8 @@ def _write(
         return Outcome(False, _explain(error))
     accepted = AuditEvent.Outcome.ACCEPTED
     audit.record(user, account_id, action, accepted, before=before, after=after, actor=actor)
-    if forgets_refusal:
+    # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
+    if action != Action.SPENDING_LIMIT_DELETE:
         RefusedChange.objects.filter(account_id=account_id, kind=kind).delete()
     reads.forget(account_id, dropped)
     return Outcome(True)
@@ -241,12 +266,10 @@ def save_auto_topup(
     return _write(
         user,
         account_id,
-        Kind.AUTO_TOPUP,
-        AuditEvent.Action.AUTO_TOPUP_SET,
+        Action.AUTO_TOPUP_SET,
         lambda client: client.set_topup_config(amount, threshold),
         before=_rule_json(before),
         after=_rule_json((threshold, amount)),
-        dropped="credit-balance",
     )
 
 
@@ -260,12 +283,10 @@ def delete_auto_topup(
     return _write(
         user,
         account_id,
-        Kind.AUTO_TOPUP,
-        AuditEvent.Action.AUTO_TOPUP_DELETE,
+        Action.AUTO_TOPUP_DELETE,
         lambda client: client.delete_topup_config(),
         before=_rule_json(before),
         after=None,
-        dropped="credit-balance",
         actor=actor,
     )
 
@@ -287,12 +308,10 @@ def save_spending_limit(
     return _write(
         user,
         account_id,
-        Kind.SPENDING_LIMIT,
-        AuditEvent.Action.SPENDING_LIMIT_SET,
+        Action.SPENDING_LIMIT_SET,
         lambda client: client.set_spending_limit(amount, duration, strategy),
         before=_limit_json(before),
         after={"amount": amount, "duration": duration, "strategy": strategy},
-        dropped="spending-limit",
     )
 
 
@@ -302,14 +321,10 @@ def delete_spending_limit(
     return _write(
         user,
         account_id,
-        Kind.SPENDING_LIMIT,
-        AuditEvent.Action.SPENDING_LIMIT_DELETE,
+        Action.SPENDING_LIMIT_DELETE,
         lambda client: client.delete_spending_limit(),
         before=_limit_json(before),
         after=None,
-        dropped="spending-limit",
-        # Cloudflare still removes a limit it refuses to set: removing says nothing of setting.
-        forgets_refusal=False,
     )
 
 
@@ -319,17 +334,7 @@ def record_invalid(
     action: AuditEvent.Action,
     errors_by_field: dict[str, list[str]],
     sent: object,
-    *,
-    before: object = None,
 ) -> None:
     # The messages are sentences that name their field: no form machinery (``__all__``).
     detail = " ".join(message for messages in errors_by_field.values() for message in messages)
-    audit.record(
-        user,
-        account_id,
-        action,
-        AuditEvent.Outcome.INVALID,
-        before=before,
-        after=sent,
-        detail=detail,
-    )
+    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, after=sent, detail=detail)

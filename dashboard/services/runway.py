@@ -1,8 +1,8 @@
 """Pure arithmetic of the overview: burn rate, runway, next auto top-up, month to date, limits.
 
-No Django, no I/O: data, ``now`` and the reporting zone are arguments, so tests pin each edge
-case. Cloudflare's UTC hours are grouped into local days (a DST day of 23 or 25 hours is one
-day); only complete days count towards a burn rate, or every morning would drag it down.
+No Django, no I/O: data, ``now`` and the zone are arguments, so tests pin each edge case. Hours
+are grouped into local days (a DST day of 23 or 25 hours is one day); only complete days count
+towards a burn rate, or every morning would drag it down.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 
 class UsageBucket(Protocol):
@@ -61,8 +61,7 @@ def week_start(now: datetime, tz: tzinfo) -> datetime:
     return local_midnight(today - timedelta(days=today.weekday()), tz)
 
 
-@dataclass(frozen=True)
-class UsageRange:
+class UsageRange(NamedTuple):
     """The hourly usage the overview reads: one call, aligned to the hour so viewers share it."""
 
     start: datetime
@@ -71,8 +70,7 @@ class UsageRange:
 
 def usage_range(now: datetime, tz: tzinfo) -> UsageRange:
     """From local midnight ``LONG_DAYS`` days ago to the end of the last complete hour: both
-    burn rates, the month so far and every spending-limit window. Both ends are whole UTC
-    hours, so everyone looking within the same hour asks the same question."""
+    burn rates, the month so far and every spending-limit window."""
     end = floor_hour(now)
     today = now.astimezone(tz).date()
     start = floor_hour(local_midnight(today - timedelta(days=LONG_DAYS), tz))
@@ -97,11 +95,9 @@ class DayTotal:
 def daily_totals(
     buckets: Iterable[UsageBucket], tz: tzinfo, data_start: datetime, data_end: datetime
 ) -> list[DayTotal]:
-    """Hourly buckets summed per local day (the day an hour starts in), oldest first.
-
-    A day is complete when every hour starting within it lies inside ``[data_start,
-    data_end)``. Days before Cloudflare's first bucket (a new account) are left out, not zero.
-    """
+    """Hourly buckets summed per local day (the day an hour starts in), oldest first; a day is
+    complete when all its hours are in ``[data_start, data_end)``. Days before Cloudflare's
+    first bucket (a new account) are left out, not zero."""
     ordered = sorted(buckets, key=lambda b: b.start_time)
     data_start = history_start(ordered, data_start)
     first = data_start.astimezone(tz).date()
@@ -136,7 +132,6 @@ class BurnRate:
 
 
 def burn_rate(days: Sequence[DayTotal], count: int) -> BurnRate | None:
-    """The average over the last ``count`` complete days; None without a complete day."""
     complete = [d for d in days if d.complete][-count:]
     if not complete:
         return None
@@ -144,12 +139,11 @@ def burn_rate(days: Sequence[DayTotal], count: int) -> BurnRate | None:
     return BurnRate(total / len(complete), len(complete), count, complete[0].day, complete[-1].day)
 
 
-@dataclass(frozen=True)
-class AutoTopup:
-    """An auto top-up rule that is on, not failed, with a card to charge."""
+class AutoTopup(NamedTuple):
+    """An auto top-up rule: below ``threshold``, add ``amount``."""
 
-    amount: Decimal
     threshold: Decimal
+    amount: Decimal
 
 
 RunwayKind = Literal["no-rate", "overdrawn", "no-burn", "runs-out", "funded"]
@@ -203,7 +197,6 @@ def runway(
 
 
 def spend_between(buckets: Iterable[UsageBucket], start: datetime, end: datetime) -> Decimal:
-    """Spend of the hours that start in ``[start, end)``."""
     return sum((b.aggregated_value for b in buckets if start <= b.start_time < end), ZERO)
 
 
@@ -269,13 +262,9 @@ class LimitWindow:
 
 
 def limit_window_start(duration: str, strategy: str | None, now: datetime, tz: tzinfo) -> datetime:
-    """Where the limit's current window starts. Cloudflare does not document its windows: a
-    ``sliding`` one is taken as the last 24 hours, 7 or 30 days; a ``fixed`` one (or unknown
-    strategy) as today, this week from Monday, or this month, in the reporting zone.
-
-    Raises:
-        ValueError: a duration other than daily, weekly or monthly.
-    """
+    """Cloudflare does not document its windows: a ``sliding`` one is taken as the last 24
+    hours, 7 or 30 days; a ``fixed`` one (or unknown strategy) as today, this week from Monday,
+    or this month, in the reporting zone. Raises ValueError for an unknown duration."""
     if duration not in LIMIT_DURATIONS:
         raise ValueError(f"unknown spending-limit duration {duration!r}")
     if strategy == "sliding":

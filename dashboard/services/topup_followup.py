@@ -1,9 +1,6 @@
-"""Following up top-ups without a browser open: a job asks until each one settles.
-
-A pending top-up's status is asked (and, after a few minutes, its invoice looked at); an
-unknown one is looked for in the manual invoices (:func:`topups.reconcile`) until its charge
-window has passed. Each follow-up job defers the next (``FOLLOW_UP_BACKOFF``); nothing here
-creates a payment.
+"""Following up top-ups without a browser open: each follow-up job asks about a pending top-up
+(after a few minutes, its invoice too), or looks for an unknown one's charge until its window
+has passed, then defers the next (``FOLLOW_UP_BACKOFF``). Nothing here creates a payment.
 """
 
 from __future__ import annotations
@@ -75,7 +72,6 @@ def adopt_abandoned(now: datetime) -> int:
 
 
 def follow_up(topup_id: int) -> FollowUp:
-    """Asks once about a waiting top-up whose time has come; says when to ask again."""
     topup = Topup.objects.get(pk=topup_id)
     now = clock.now()
     if topup.status not in topups.WAITING or topup.follow_up_at is None:
@@ -103,9 +99,9 @@ def _ask(topup: Topup) -> tuple[str, bool]:
     if topup.status == Topup.Status.PENDING and topup.payment_intent_id:
         return _ask_status(topup)
     if topup.status == Topup.Status.UNKNOWN and not topup.payment_intent_id:
-        check = topups.reconcile(AnonymousUser(), topup, actor=topups.FOLLOW_UP_ACTOR)
+        said = topups.reconcile(AnonymousUser(), topup, actor=topups.FOLLOW_UP_ACTOR)
         # Past its charge window with nothing found: the page says it most likely failed.
-        return check.message, check.message != topups.NOT_FOUND_IN_TIME
+        return said, said != topups.NOT_FOUND_IN_TIME
     return "", False
 
 

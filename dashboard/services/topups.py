@@ -1,10 +1,9 @@
 """One-off top-ups: limits, the card on file, creating one at most once per key, its status.
 
-No payment twice: a top-up is a row first, inserted with the form's idempotency key in its own
-transaction; the unique (account, key) constraint lets one request insert it, whatever the
-clicks, tabs or processes, and only that one calls Cloudflare. A ``POST topup`` without a
-trustworthy answer may have charged the card: the row is ``unknown``, never sent again, and
-:func:`reconcile` looks for its charge (a Stripe invoice) among the manual invoices.
+No payment twice: a top-up is first a row, inserted with the form's idempotency key (unique per
+account) in its own transaction, and only the request that inserted it calls Cloudflare. A
+``POST topup`` without a trustworthy answer may have charged the card: the row is ``unknown``,
+never sent again, and :func:`reconcile` looks for its charge among the manual invoices.
 """
 
 from __future__ import annotations
@@ -73,8 +72,7 @@ FOLLOW_UP_TASK = "follow_up_topup"
 
 
 def defer_follow_up(topup_id: int, wait: timedelta = FOLLOW_UP_BACKOFF[0]) -> None:
-    """Defers the top-up's next follow-up in ``wait``, unless one is waiting already (each
-    follow-up defers the next until it settles)."""
+    """Unless one is waiting already: each follow-up defers the next until it settles."""
     jobs.defer(FOLLOW_UP_TASK, lock=f"topup-{topup_id}", wait=wait, topup_id=topup_id)
 
 
@@ -152,7 +150,6 @@ class History:
 
 
 def history(account_id: str, page: int) -> History:
-    """The account's top-ups made here, newest first, a page at a time."""
     topups = Topup.objects.filter(account_id=account_id).order_by("-created_at", "-id")
     found = Paginator(topups, HISTORY_PAGE_SIZE).get_page(page)
     return History(found, [HistoryRow(t, card_name(t)) for t in found])
@@ -187,7 +184,6 @@ class Created:
 
 
 def create(user: User | AnonymousUser, account_id: str, amount: Decimal, key: str) -> Created:
-    """Make the top-up for ``key`` unless it exists; only the inserting call reaches Cloudflare."""
     try:
         # Its own transaction, committed before Cloudflare is called: a concurrent insert
         # of the same key waits for this commit, then fails on the unique constraint.
@@ -325,9 +321,9 @@ def progress(topup: Topup) -> Progress:
     )
 
 
-def complete(topup: Topup) -> bool:
-    """Record that Cloudflare completed a pending top-up; True for the one caller (of pages
-    polling and workers) whose conditional update did. The audit log gains a settling event."""
+def complete(topup: Topup) -> None:
+    """Record that Cloudflare completed a pending top-up: of the pages polling and the workers,
+    the one whose conditional update did adds the settling event to the audit log."""
     now = timezone.now()
     updated = Topup.objects.filter(pk=topup.pk, status=Topup.Status.PENDING).update(
         status=Topup.Status.COMPLETED,
@@ -338,7 +334,7 @@ def complete(topup: Topup) -> bool:
     )
     topup.refresh_from_db()
     if not updated:
-        return False
+        return
     reads.forget(topup.account_id, "credit-balance")
     audit.record(
         AnonymousUser(),
@@ -355,23 +351,12 @@ def complete(topup: Topup) -> bool:
         idempotency_key=topup.idempotency_key,
         actor=FOLLOW_UP_ACTOR,
     )
-    return True
 
 
 NOT_FOUND_IN_TIME = (
     "No charge was found in the invoice list an hour later: the top-up most likely did not "
     "go through. Check Cloudflare's dashboard before trying again."
 )
-
-
-@dataclass(frozen=True)
-class Check:
-    """What a check of an unknown top-up against the manual invoices found."""
-
-    topup: Topup
-    #: True: its charge was found; ``topup`` is now pending or completed.
-    found: bool
-    message: str
 
 
 def check_marker(topup: Topup) -> str:
@@ -386,24 +371,25 @@ def last_check(topup: Topup) -> str | None:
 
 def reconcile(
     user: User | AnonymousUser, topup: Topup, *, fresh: bool = True, actor: str = ""
-) -> Check:
+) -> str:
     """Look for the charge of an unknown top-up in the manual invoices; never send it again.
+    What the check found, in words ("" when there was nothing to check).
 
     Exactly one invoice of its amount in its charge window, not already another top-up's, is
     its payment id, and ``topup/status`` says where it stands; several or none: it stays
     unknown (the dashboard does not guess). ``fresh``: not the cached invoice list.
     """
-    result = _reconcile(user, topup, fresh=fresh, actor=actor)
-    cache.set(check_marker(topup), result.message, CHECK_EVERY_SECONDS)
-    return result
+    said = _reconcile(user, topup, fresh=fresh, actor=actor)
+    cache.set(check_marker(topup), said, CHECK_EVERY_SECONDS)
+    return said
 
 
-def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> Check:
+def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: str) -> str:
     if topup.status != Topup.Status.UNKNOWN or topup.payment_intent_id:
-        return Check(topup, found=False, message="")
+        return ""
     listed, why = manual_invoices(topup.account_id, fresh=fresh)
     if listed is None:
-        return Check(topup, found=False, message=f"The check could not be made: {why}")
+        return f"The check could not be made: {why}"
     taken = set(
         Topup.objects.filter(account_id=topup.account_id)
         .exclude(pk=topup.pk)
@@ -411,19 +397,17 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
         .values_list("payment_intent_id", flat=True)
     )
     found = candidates(topup, listed, taken)
-    if len(found) != 1:
-        if found:
-            said = "Several charges of this amount were found; check the invoice list."
-        elif timezone.now() - topup.created_at > CHARGE_WINDOW:
-            said = NOT_FOUND_IN_TIME
-        else:
-            said = "No charge of this amount was found in the invoice list yet."
-        return Check(topup, found=False, message=said)
+    if len(found) > 1:
+        return "Several charges of this amount were found; check the invoice list."
+    if not found and timezone.now() - topup.created_at > CHARGE_WINDOW:
+        return NOT_FOUND_IN_TIME
+    if not found:
+        return "No charge of this amount was found in the invoice list yet."
     payment_id = found[0]
     try:
         answer = billing.client_for(topup.account_id).topup_status(payment_id)
     except errors.BillingError as err:
-        return Check(topup, found=False, message=f"The check could not be made: {err.user_message}")
+        return f"The check could not be made: {err.user_message}"
     now = timezone.now()
     status = Topup.Status.COMPLETED if answer.status == "completed" else Topup.Status.PENDING
     # Conditional: of two checks at once, one records it.
@@ -441,7 +425,7 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
     )
     topup.refresh_from_db()
     if not updated:
-        return Check(topup, found=False, message="")
+        return ""
     if status in WAITING:
         defer_follow_up(topup.pk)
     logger.info("top-up %s for account %s reconciled: %s", topup.pk, topup.account_id, status)
@@ -461,15 +445,11 @@ def _reconcile(user: User | AnonymousUser, topup: Topup, *, fresh: bool, actor: 
     )
     if status == Topup.Status.COMPLETED:
         reads.forget(topup.account_id, "credit-balance")
-    return Check(
-        topup,
-        found=True,
-        message="Its charge was found in the invoice list: Cloudflare took the top-up.",
-    )
+    return "Its charge was found in the invoice list: Cloudflare took the top-up."
 
 
 def manual_invoices(account_id: str, *, fresh: bool) -> tuple[list[models.Invoice] | None, str]:
-    """(the manual invoices, or None and why not). ``fresh``: from Cloudflare, not the cache."""
+    """(the manual invoices, or None and why not); ``fresh``: not the cached list."""
     if fresh:
         reads.forget(account_id, invoices.HISTORY, {"type": "manual"})
     fetched = invoices.invoice_list(account_id, "manual")
@@ -487,9 +467,8 @@ def paid_invoice(topup: Topup) -> tuple[bool, str]:
     return any(i.id == topup.payment_intent_id and i.status == "paid" for i in listed), ""
 
 
-def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[str]) -> list[str]:
+def candidates(topup: Topup, found: Iterable[models.Invoice], taken: set[str]) -> list[str]:
     """Ids of the invoices that may be this top-up's charge (see :func:`reconcile`)."""
-    taken = set(taken)
     start = topup.created_at - CLOCK_SKEW
     end = topup.created_at + CHARGE_WINDOW
     ids: list[str] = []
@@ -503,7 +482,7 @@ def candidates(topup: Topup, found: Iterable[models.Invoice], taken: Iterable[st
     return ids
 
 
-def reconcile_due(user: User | AnonymousUser, account_id: str) -> dict[int, Check]:
+def reconcile_due(user: User | AnonymousUser, account_id: str) -> None:
     """Check, once a minute at most, the account's recent unknown top-ups a minute old."""
     now = timezone.now()
     due = Topup.objects.filter(
@@ -513,13 +492,11 @@ def reconcile_due(user: User | AnonymousUser, account_id: str) -> dict[int, Chec
         created_at__lte=now - CHECK_AFTER,
         created_at__gte=now - AUTO_CHECK_FOR,
     ).order_by("-created_at", "-id")[:AUTO_CHECK_MAX]
-    checks: dict[int, Check] = {}
     fresh = True
     for topup in due:
         # add() is atomic: of the page views of this minute, one checks.
         if not cache.add(check_marker(topup), "", CHECK_EVERY_SECONDS):
             continue
         # One fresh read of the invoices serves every top-up checked now.
-        checks[topup.pk] = reconcile(user, topup, fresh=fresh)
+        reconcile(user, topup, fresh=fresh)
         fresh = False
-    return checks

@@ -1,11 +1,9 @@
 """The usage report: spend per day or per hour over a range, in the reporting time zone.
 
-Everything but :func:`usage_report` is pure (``now`` and the zone are arguments). Cloudflare's
-``day`` buckets are UTC days (Stripe's daily grouping), so for another zone the report adds
-``hour`` buckets up into local days; where a local midnight is not a whole UTC hour (India,
-Nepal...) it shows UTC days and says so. Hourly reads go in parallel chunks of at most 31 days
-(the simulator's limit), a range spans at most 93 days (Cloudflare keeps about 90), and if any
-chunk fails the report has no rows at all, never a chart of the part that answered.
+Cloudflare's ``day`` buckets are UTC days, so for another zone local days are added up from
+``hour`` buckets (or, where a local midnight is no whole UTC hour, UTC days are shown and
+named). Hours are read in parallel chunks of at most 31 days; if one fails, the report has no
+rows at all, never a chart of the part that answered.
 """
 
 from __future__ import annotations
@@ -163,11 +161,6 @@ def split_span(
     return chunks
 
 
-def _midnight_offsets(first: date, last: date, zone: tzinfo) -> set[timedelta]:
-    days = (first + n * DAY for n in range((last - first).days + 1))
-    return {local_midnight(d, zone).astimezone(zone).utcoffset() or timedelta(0) for d in days}
-
-
 def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) -> Plan:
     """Widen ``rng`` to whole buckets and choose the upstream calls (see the module docstring)."""
     fetch_until = figures.data_end(now)
@@ -177,7 +170,8 @@ def plan(window: UsageWindow, rng: ReportRange, *, zone: tzinfo, now: datetime) 
         return Plan("hour", "hour", start, end, False, False, tuple(chunks))
     first = local_date(rng.start, zone)
     last = local_date(rng.end - timedelta(microseconds=1), zone)
-    offsets = _midnight_offsets(first, last + DAY, zone)
+    days = (first + n * DAY for n in range((last - first).days + 2))
+    offsets = {local_midnight(d, zone).astimezone(zone).utcoffset() or timedelta(0) for d in days}
     whole_hours = all(o % HOUR == timedelta(0) for o in offsets)
     partial_day = rng.end != local_midnight(last + DAY, zone)
     if (offsets == {timedelta(0)} and not partial_day) or not whole_hours:
@@ -205,10 +199,8 @@ class Row:
 def rows_from_buckets(
     buckets: Iterable[models.UsageBucket], the_plan: Plan, *, zone: tzinfo, now: datetime
 ) -> list[Row]:
-    """Cloudflare's buckets as rows of the plan's window, oldest first, inside its span.
-
-    Chunks meet exactly, but a bucket seen twice is counted once (by its start).
-    """
+    """Cloudflare's buckets as rows of the plan's window, oldest first, inside its span; a
+    bucket seen twice (chunks meet exactly) is counted once."""
     unique: dict[datetime, models.UsageBucket] = {}
     for bucket in buckets:
         start = bucket.start_time.astimezone(UTC)
@@ -305,7 +297,6 @@ def usage_report(
     zone: tzinfo,
     now: datetime,
 ) -> UsageReport:
-    """Read the range from Cloudflare (in parallel chunks, through the shared cache)."""
     the_plan = plan(window, rng, zone=zone, now=now)
     fetched = upstream.gather(
         {
@@ -391,7 +382,7 @@ def row_label(row: Row, report: UsageReport, *, short: bool = False) -> str:
 
 
 def range_label(report: UsageReport) -> str:
-    """The span shown, e.g. "3 Jun 2026 to 9 Jun 2026" or "9 Jun 2026, 13:00 to 10 Jun, 13:00"."""
+    """ "3 Jun 2026 to 9 Jun 2026" or "9 Jun 2026, 13:00 to 10 Jun 2026, 13:00"."""
     zone = report.label_zone
     start = report.plan.start.astimezone(zone)
     if report.window == "hour":
@@ -408,7 +399,7 @@ def _date_text(moment: datetime) -> str:
 
 
 def chart_data(report: UsageReport) -> dict[str, Any]:
-    """What usage.js draws, for ``json_script``: labels, dollars, and which bar is "so far"."""
+    """What usage.js draws (``json_script``)."""
     return {
         "unit": report.unit,
         "labels": [row_label(row, report, short=True) for row in report.rows],
@@ -424,10 +415,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def csv_cell(value: str) -> str:
-    """``value`` made inert for spreadsheets: a leading formula character gets a quote.
-
-    A plain number (a negative spend, say) is left as it is, so it stays a number.
-    """
+    """``value`` made inert for spreadsheets: a leading formula character gets a quote, but a
+    plain number (a negative spend) is left as it is, so it stays a number."""
     if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
@@ -440,7 +429,6 @@ def money_text(amount: Decimal) -> str:
 
 
 def csv_rows(report: UsageReport) -> list[list[str]]:
-    """The rows the page shows, with a header: local start (with offset), UTC start, dollars."""
     zone = report.label_zone
     header = [f"bucket_start ({zone})", "bucket_start_utc", "spend_usd"]
     rows = [
@@ -463,7 +451,8 @@ def csv_filename(account_id: str, report: UsageReport) -> str:
     return f"usage-{account_id}-{first.isoformat()}-{last.isoformat()}-{report.window}.csv"
 
 
-def _query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
+def query(window: str | None, preset: str, start: date | None, end: date | None) -> str:
+    """The usage page's query string for a window and a range (a custom one with its dates)."""
     params = {"range": preset}
     if window:
         params["window"] = window
@@ -497,15 +486,15 @@ def page_context(
         "zone_name": str(zone),
         "max_days": MAX_RANGE_DAYS,
         "window_links": [
-            (label, page_url + _query(key, preset, start, end), key == window)
+            (label, page_url + query(key, preset, start, end), key == window)
             for key, label in WINDOWS.items()
         ],
         "preset_links": [
-            (label, page_url + _query(window_asked, key, None, None), key == preset)
+            (label, page_url + query(window_asked, key, None, None), key == preset)
             for key, label in PRESETS.items()
         ],
         "window": window,
-        "self_url": page_url + _query(window_asked, preset, start, end),
+        "self_url": page_url + query(window_asked, preset, start, end),
         "custom_start": typed.get("start") or "",
         "custom_end": typed.get("end") or "",
     }
@@ -526,7 +515,7 @@ def page_context(
     if summary is not None and summary.busiest is not None:
         context["busiest_label"] = row_label(summary.busiest, report)
     if can_export:
-        context["csv_url"] = reverse("dashboard:usage_csv", args=[account_id]) + _query(
+        context["csv_url"] = reverse("dashboard:usage_csv", args=[account_id]) + query(
             window, preset, start, end
         )
     return context

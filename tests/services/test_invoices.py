@@ -176,10 +176,8 @@ def test_it_tells_invoices_without_ids_apart_by_their_contents():
 
 
 def test_it_reads_each_history_page_through_the_client(sim):
-    from dashboard.infra import billing
-
-    client = billing.client_for(sim.account_ids[0])
-    found = service._load_history(client, "all")
+    found = service.invoice_list(sim.account_ids[0], "all").value
+    assert found is not None
     assert len(found.invoices) == found.total_count == 30
     assert sim.calls["GET invoice-history"] == 2
 

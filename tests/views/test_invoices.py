@@ -33,6 +33,23 @@ def history(sim: Simulator, type: str = "all", account_id: str = ACCOUNT_ID) -> 
     return [i for i in invoices if type == "all" or i.origin == type]
 
 
+def refusing(
+    sim: Simulator, monkeypatch: Any, endpoint: str, status: int, code: int, message: str
+) -> None:
+    """The simulator answers ``endpoint`` with Cloudflare's error envelope; a request for
+    ``invoice-history`` only when it names a page (a later one)."""
+    handle = sim.handle
+
+    def answer(method: str, path: str, query: dict[str, str], *args: Any, **kwargs: Any) -> Any:
+        if path.endswith(endpoint) and (endpoint != "invoice-history" or query.get("page")):
+            errors = [{"code": code, "message": message}]
+            body = json.dumps({"success": False, "errors": errors, "result": None})
+            return status, {"Content-Type": "application/json"}, body.encode()
+        return handle(method, path, query, *args, **kwargs)
+
+    monkeypatch.setattr(sim, "handle", answer)
+
+
 def row_ids(html: str) -> list[str]:
     """The invoice ids of the table's rows, in order (from their PDF links)."""
     return re.findall(r"https://pay\.stripe\.com/invoice/acct_1Simulated/(in_1\w+)/pdf", html)
@@ -150,11 +167,12 @@ def test_it_says_when_there_are_no_invoices(finance_client, sim):
 def test_it_says_plainly_when_cloudflare_ignores_the_page_parameter(
     finance_client, sim, monkeypatch
 ):
-    answer = sim.handle
+    handle = sim.handle
 
     def ignoring_page(method, path, query, *args, **kwargs):
-        without_page = {k: v for k, v in query.items() if k != "page"}
-        return answer(method, path, without_page, *args, **kwargs)
+        return handle(
+            method, path, {k: v for k, v in query.items() if k != "page"}, *args, **kwargs
+        )
 
     monkeypatch.setattr(sim, "handle", ignoring_page)
     response = finance_client.get(URL)
@@ -245,16 +263,7 @@ def test_it_shows_credits_applied_to_a_line(finance_client, sim, monkeypatch):
 
 
 def test_it_reads_a_404_from_the_preview_as_no_upcoming_invoice(finance_client, sim, monkeypatch):
-    answer = sim.handle
-    error = {"code": 1005, "message": "No upcoming invoice"}
-    not_found = json.dumps({"success": False, "errors": [error], "result": None}).encode()
-
-    def no_invoice(method, path, *args, **kwargs):
-        if path.endswith("/invoice-preview"):
-            return 404, {"Content-Type": "application/json"}, not_found
-        return answer(method, path, *args, **kwargs)
-
-    monkeypatch.setattr(sim, "handle", no_invoice)
+    refusing(sim, monkeypatch, "invoice-preview", 404, 1005, "No upcoming invoice")
     response = finance_client.get(URL)
     assert response.status_code == 200
     section = upcoming_section(response.text)
@@ -432,14 +441,7 @@ def test_it_answers_a_failing_fragment_with_200_and_the_notice(
 
 def test_it_keeps_what_it_has_when_a_later_page_fails(finance_client, sim, monkeypatch):
     # The first upstream page answers; the second fails.
-    real = sim.handle
-
-    def failing_later(method, path, query, *args, **kwargs):
-        if query.get("page"):
-            sim.set_fault("GET invoice-history", "error", status=500, times=1)
-        return real(method, path, query, *args, **kwargs)
-
-    monkeypatch.setattr(sim, "handle", failing_later)
+    refusing(sim, monkeypatch, "invoice-history", 500, 1500, "Internal server error")
     response = finance_client.get(URL)
     assert response.status_code == 200
     assert "Cloudflare returned 20 of 30 invoices." in response.text

@@ -13,7 +13,6 @@ from django.utils.html import escape
 
 from billing_api.simulator import HOSTILE_HTML, Simulator
 from dashboard.infra import billing
-from dashboard.services.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     OTHER_ACCOUNT_ID,
@@ -385,10 +384,9 @@ def test_it_shows_the_7_and_30_day_burn_rates_over_complete_days(lead_client, si
     week = expected_spend(sim, midnight - timedelta(days=7), midnight) / 7
     month = expected_spend(sim, midnight - timedelta(days=30), midnight) / 30
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
-    assert f"Last 7 days {format_usd(week)} per day over 3–9 Jun, complete days, UTC" in runway_card
-    assert f"Last 30 days {format_usd(month)} per day over 11 May–9 Jun, complete days, UTC" in (
-        runway_card
-    )
+    assert round(week, 4) == Decimal("216.1537") and round(month, 4) == Decimal("215.6432")
+    assert "Last 7 days $216.15 per day over 3–9 Jun, complete days, UTC" in runway_card
+    assert "Last 30 days $215.64 per day over 11 May–9 Jun, complete days, UTC" in (runway_card)
     assert "today so far is not counted" in runway_card
 
 
@@ -421,8 +419,7 @@ def test_it_dates_the_day_the_balance_runs_out_without_auto_topup(lead_client, s
     runway_card = text(card(lead_client.get(OVERVIEW_URL).text, "runway-card"))
     zero = (NOW + timedelta(days=10)).strftime("%a %-d %b %Y")
     assert (
-        f"At {format_usd(per_day)} a day (the last 7 complete days), the balance reaches zero "
-        f"around {zero}"
+        f"At $216.15 a day (the last 7 complete days), the balance reaches zero around {zero}"
     ) in runway_card
 
 
@@ -468,7 +465,8 @@ def test_it_says_when_there_is_no_complete_day_yet(lead_client, sim):
 def test_it_sums_the_spend_since_the_1st_of_the_month(lead_client, sim):
     spent = expected_spend(sim, datetime(2026, 6, 1, tzinfo=UTC), NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
-    assert f"Spend this month Loading Refresh {format_usd(spent)}" in spend_card
+    assert spent == Decimal("2173.7264")
+    assert "Spend this month Loading Refresh $2,173.73" in spend_card
     assert "Month to date over 1 Jun 00:00–10 Jun 12:00, UTC" in spend_card
     assert "At the 7-day burn rate, the month (1 Jun–30 Jun) comes to about $" in spend_card
 
@@ -478,7 +476,8 @@ def test_it_starts_the_month_at_midnight_in_the_reporting_zone(lead_client, sim,
     start = datetime(2026, 6, 1, 4, tzinfo=UTC)  # 1 June 00:00 EDT
     spent = expected_spend(sim, start, NOW.replace(minute=0))
     spend_card = text(card(lead_client.get(OVERVIEW_URL).text, "spend-card"))
-    assert f"Refresh {format_usd(spent)}" in spend_card
+    assert spent == Decimal("2154.3322")
+    assert "Refresh $2,154.33" in spend_card
     assert "over 1 Jun 00:00–10 Jun 08:00, America/New_York" in spend_card
 
 
@@ -493,7 +492,8 @@ def test_it_shows_the_spending_limit_and_how_much_of_it_is_used(lead_client, sim
     words = text(limit_card)
     assert "$10,000.00 per month" in words
     assert "Fixed: this calendar month" in words
-    assert f"{format_usd(spent)} of $10,000.00 used" in words
+    assert spent == Decimal("2173.7264")
+    assert "$2,173.73 of $10,000.00 used" in words
     assert '<meter class="limit-meter" min="0" max="10000.00"' in limit_card
     assert (
         'href="https://developers.cloudflare.com/ai-gateway/features/spend-limits/"' in limit_card
@@ -541,7 +541,8 @@ def test_it_shows_the_upcoming_invoice_with_a_link_to_the_invoices(finance_clien
     settings.TIME_ZONE = "Asia/Tokyo"  # the period is Cloudflare's UTC month all the same
     invoice_card = card(finance_client.get(OVERVIEW_URL).text, "invoice-card")
     preview = account(sim).invoice_preview(SIMULATOR_NOW)
-    assert format_usd(Decimal(preview["amount_due"]) / 100) in invoice_card
+    assert preview["amount_due"] == 217_373  # cents
+    assert "$2,173.73" in invoice_card
     assert "Billing period 1–30 Jun 2026" in invoice_card
     assert "Draft" in invoice_card
     assert f'href="/accounts/{ACCOUNT_ID}/invoices/"' in invoice_card
@@ -682,8 +683,8 @@ def test_it_says_the_upcoming_invoice_is_drawn_from_the_prepaid_credit(finance_c
     account(sim).balance = 12_345  # cents
     words = text(card(finance_client.get(OVERVIEW_URL).text, "invoice-card"))
     preview = account(sim).invoice_preview(SIMULATOR_NOW)
-    usage = Decimal(preview["amount_due"]) / 100
-    assert f"Usage so far this period {format_usd(usage)}" in words
+    assert preview["amount_due"] == 217_373  # cents
+    assert "Usage so far this period $2,173.73" in words
     assert "Usage is drawn from your prepaid credit as it happens (balance now $123.45)" in words
     assert "Nothing is charged beyond the credit unless the balance runs out" in words
     assert "Credits applied None listed by Cloudflare" in words

@@ -16,7 +16,6 @@ from django.utils.html import escape
 
 from billing_api.simulator import Simulator
 from dashboard.infra import clock
-from dashboard.services.money import format_usd
 from tests.conftest import (
     ACCOUNT_ID,
     SAFETY_TIMEOUT,
@@ -99,13 +98,15 @@ def test_it_shows_totals_average_and_the_busiest_bucket(lead_client, sim):
         cents_between(sim, datetime(2026, 6, d, tzinfo=UTC), datetime(2026, 6, d + 1, tzinfo=UTC))
         for d in range(3, 10)
     ]
-    assert stat(html, "Total") == format_usd(sum(days, Decimal(0)))
-    assert stat(html, "Average per day") == format_usd(sum(days, Decimal(0)) / 7)
+    assert sum(days) == Decimal("1513.0758")
+    assert stat(html, "Total") == "$1,513.08"
+    assert stat(html, "Average per day") == "$216.15"
     assert "per day over 3–9 Jun, complete days, UTC" in html
-    assert stat(html, "Busiest day") == format_usd(max(days))
+    assert stat(html, "Busiest day") == "$283.60"
     busiest = datetime(2026, 6, 3 + days.index(max(days)), tzinfo=UTC)
     assert f"{busiest:%a} {busiest.day} {busiest:%b %Y}" in html
-    assert [spend for _, spend in table_rows(html)] == [format_usd(d) for d in days]
+    shown = ["$265.45", "$283.60", "$268.43", "$98.89", "$99.92", "$231.73", "$265.06"]
+    assert [spend for _, spend in table_rows(html)] == shown
 
 
 def test_it_shows_the_same_figures_in_an_accessible_table(lead_client):
@@ -124,9 +125,8 @@ def test_it_shows_the_last_24_hours_in_hour_buckets(lead_client, sim):
     assert len(data["values"]) == 24
     assert table_rows(html)[0][0] == "Tue 9 Jun 2026, 12:00"
     assert '<th scope="col">Hour starting</th>' in html
-    assert stat(html, "Total") == format_usd(
-        cents_between(sim, datetime(2026, 6, 9, 12, tzinfo=UTC), NOW)
-    )
+    assert cents_between(sim, datetime(2026, 6, 9, 12, tzinfo=UTC), NOW) == Decimal("265.1565")
+    assert stat(html, "Total") == "$265.16"
     assert "over 9 Jun 12:00–10 Jun 12:00, UTC" in html
 
 
@@ -209,14 +209,11 @@ def test_it_names_the_reporting_zone_and_adds_hours_into_local_days(lead_client,
     assert sim.calls["GET usage-history"] == 1  # 7 days of hours: one call
     first = table_rows(html)[0]
     # Wednesday in Berlin is 22:00 UTC Tuesday to 22:00 UTC Wednesday.
-    assert first == (
-        "Wed 3 Jun 2026",
-        format_usd(
-            cents_between(
-                sim, datetime(2026, 6, 2, 22, tzinfo=UTC), datetime(2026, 6, 3, 22, tzinfo=UTC)
-            )
-        ),
+    spent = cents_between(
+        sim, datetime(2026, 6, 2, 22, tzinfo=UTC), datetime(2026, 6, 3, 22, tzinfo=UTC)
     )
+    assert spent == Decimal("265.3789")
+    assert first == ("Wed 3 Jun 2026", "$265.38")
 
 
 def test_it_labels_hours_in_the_reporting_zone(lead_client, settings):
@@ -445,8 +442,25 @@ def test_it_exports_exactly_the_rows_shown(finance_client, settings):
     assert rows[1][:2] == ["2026-06-03T00:00:00+02:00", "2026-06-02T22:00:00Z"]
     shown = table_rows(page)
     assert len(rows) - 1 == len(shown)
-    assert [format_usd(Decimal(r[2])) for r in rows[1:]] == [spend for _, spend in shown]
-    assert all(re.fullmatch(r"\d+\.\d{2,}", r[2]) for r in rows[1:])
+    # Dollars as in the data in the file, to the cent on the page.
+    assert [r[2] for r in rows[1:]] == [
+        "265.3789",
+        "287.1683",
+        "271.0218",
+        "100.4951",
+        "95.1407",
+        "230.8825",
+        "266.162",
+    ]
+    assert [spend for _, spend in shown] == [
+        "$265.38",
+        "$287.17",
+        "$271.02",
+        "$100.50",
+        "$95.14",
+        "$230.88",
+        "$266.16",
+    ]
     assert finance_client.get(CSV_URL + query).content == response.content
 
 

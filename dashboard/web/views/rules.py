@@ -221,26 +221,6 @@ def auto_topup_delete(request: HtmxHttpRequest, account: Account) -> HttpRespons
     return _delete(request, account, AUTO_TOPUP)
 
 
-def _limit_read(account_id: str) -> dict[str, Any]:
-    fetched = reads.spending_limit(account_id)
-    current = rules.limit_of(fetched.value)
-    spend, spend_error = rules.recent_spend(account_id)
-    used = None
-    if current is not None and spend is not None and current.amount is not None:
-        window = ((current.strategy or "fixed").lower(), (current.duration or "").lower())
-        if window in rules.WINDOW_WORDS:
-            used = rules.limit_impact(spend, current.amount, window[1], window[0])
-    return {
-        "limit_read": fetched,
-        "current": current,
-        "current_words": rules.describe_config(current) if current is not None else None,
-        "used": used,
-        "spend": spend,
-        "spend_error": spend_error,
-        "docs_url": rules.SPEND_LIMITS_DOCS,
-    }
-
-
 def _limit_initial(current: Any) -> dict[str, Any]:
     if current is None:
         return {"duration": "monthly", "strategy": "fixed"}
@@ -256,7 +236,7 @@ SPENDING_LIMIT = Rule(
     kind=Kind.SPENDING_LIMIT,
     action=Action.SPENDING_LIMIT_SET,
     fields=("amount", "duration", "strategy"),
-    read=_limit_read,
+    read=rules.limit_page,
     form=lambda context, data, initial: SpendingLimitForm(
         data, initial=initial, impact_of=partial(rules.limit_impact, context["spend"])
     ),

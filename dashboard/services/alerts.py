@@ -9,6 +9,7 @@ fires: a conditional update of the rule, backed by the firing's unique (rule, ep
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -493,12 +494,13 @@ class CapBanner:
     message: str
 
 
-def cap_banner(account_id: str) -> CapBanner | None:
+def cap_banner(account_id: str, rules: Iterable[AlertRule] | None = None) -> CapBanner | None:
     """While the account's monthly cap holds (this month), what it did, for the pages: the
-    firing that turned auto top-up off, else the latest one of the episode."""
-    rule = AlertRule.objects.filter(
-        account_id=account_id, kind=Kind.AUTO_TOPUP_CAP, active=True
-    ).first()
+    firing that turned auto top-up off, else the latest one of the episode. ``rules``: the
+    account's, when the caller has read them."""
+    if rules is None:
+        rules = AlertRule.objects.filter(account_id=account_id, kind=Kind.AUTO_TOPUP_CAP)
+    rule = next((r for r in rules if r.kind == Kind.AUTO_TOPUP_CAP and r.active), None)
     if rule is None or rule.amount is None:
         return None
     firings = list(rule.firings.filter(episode=rule.episode).order_by("fired_at", "id"))

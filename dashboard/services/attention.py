@@ -51,11 +51,15 @@ class Facts:
 
 
 def items(
-    account_id: str, facts: Facts, now: datetime, has_perm: Callable[[str], bool]
+    account_id: str,
+    facts: Facts,
+    now: datetime,
+    has_perm: Callable[[str], bool],
+    alert_rules: Iterable[AlertRule],
 ) -> tuple[Item, ...]:
+    """``alert_rules``: the account's, for the runway threshold and the firing alerts."""
     links = _Links(account_id, has_perm)
-    # One query for the runway threshold and the firing alerts.
-    rules = list(AlertRule.objects.filter(account_id=account_id, enabled=True))
+    rules = [rule for rule in alert_rules if rule.enabled]
     found: list[Item] = []
     found += _balance_items(facts, links)
     found += _runway_items(rules, facts, now, links)

@@ -7,7 +7,7 @@ with an old value and a fresh error is stale.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from billing_api import models
 from dashboard.infra import clock, upstream
-from dashboard.services import attention, figures, invoices, reads, rules, runway
+from dashboard.models import AlertRule, RefusedChange
+from dashboard.services import alerts, attention, figures, invoices, reads, rules, runway
 from dashboard.services.accounts import Account
 from dashboard.services.balance import BalanceCard, TopupFailure, card_from_fetched
 
@@ -170,6 +171,10 @@ class Overview:
     limit: Card[LimitInfo] | None = None
     invoice: Card[InvoiceInfo] | None = None
     attention: Card[tuple[attention.Item, ...]] | None = None
+    #: The whole page's banner while the monthly cap holds (``alerts.cap_banner``).
+    cap_banner: alerts.CapBanner | None = None
+    #: With the limit card: what Cloudflare did with the last attempt to set a limit.
+    limit_refusal: RefusedChange | None = None
 
 
 def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
@@ -181,10 +186,15 @@ def allowed_cards(has_perm: Callable[[str], bool]) -> tuple[str, ...]:
 
 
 def overview(
-    account_id: str, cards: Iterable[str], has_perm: Callable[[str], bool] = lambda _: False
+    account_id: str,
+    cards: Iterable[str],
+    has_perm: Callable[[str], bool] = lambda _: False,
+    *,
+    whole_page: bool = False,
 ) -> Overview:
     """The cards named, from reads gathered in parallel under the page deadline; ``has_perm``
-    is the reader's, for what the attention list may read and link to."""
+    is the reader's, for what the attention list may read and link to. ``whole_page``: with
+    the cap banner."""
     chosen = tuple(cards)
     now = clock.now()
     tz = timezone.get_current_timezone()
@@ -206,10 +216,19 @@ def overview(
         deadline=settings.BILLING_PAGE_DEADLINE,
     )
     page = build_overview(chosen, got, now, tz)
+    # One query for the account's alert rules: the attention list's and the cap banner's.
+    alert_rules: list[AlertRule] = []
+    if whole_page or ATTENTION in chosen:
+        alert_rules = list(AlertRule.objects.filter(account_id=account_id))
+    if whole_page:
+        page = dataclasses.replace(page, cap_banner=alerts.cap_banner(account_id, alert_rules))
+    if LIMIT in chosen:
+        refused = rules.refusal(account_id, RefusedChange.Kind.SPENDING_LIMIT)
+        page = dataclasses.replace(page, limit_refusal=refused)
     if ATTENTION not in chosen:
         return page
     return dataclasses.replace(
-        page, attention=attention_card(account_id, got, page.runway, now, has_perm)
+        page, attention=attention_card(account_id, got, page.runway, now, has_perm, alert_rules)
     )
 
 
@@ -251,6 +270,7 @@ def attention_card(
     runway_card: Card[RunwayInfo] | None,
     now: datetime,
     has_perm: Callable[[str], bool],
+    alert_rules: Sequence[AlertRule],
 ) -> Card[tuple[attention.Item, ...]]:
     """What needs action, from whatever came back: one read failing drops only its checks."""
     reads_used = [got[name] for name in ("balance", "usage", "invoices") if name in got]
@@ -265,7 +285,8 @@ def attention_card(
         invoices=attention.open_invoices(history.invoices) if history else None,
     )
     error, as_of = error_and_time(reads_used)
-    return Card(attention.items(account_id, facts, now, has_perm), error=error, as_of=as_of)
+    items = attention.items(account_id, facts, now, has_perm, alert_rules)
+    return Card(items, error=error, as_of=as_of)
 
 
 def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
@@ -403,6 +424,10 @@ def account_summaries(
         if with_invoices:
             loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
+    # The accounts' alert rules in one query, not one per account.
+    alert_rules: dict[str, list[AlertRule]] = {account.id: [] for account in accounts}
+    for rule in AlertRule.objects.filter(account_id__in=alert_rules):
+        alert_rules[rule.account_id].append(rule)
     rows = []
     for account in accounts:
         mine = {
@@ -412,7 +437,8 @@ def account_summaries(
         }
         page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz)
         assert page.balance is not None and page.runway is not None and page.spend is not None
-        needs = attention_card(account.id, mine, page.runway, now, has_perm)
+        rules_here = alert_rules[account.id]
+        needs = attention_card(account.id, mine, page.runway, now, has_perm, rules_here)
         rows.append(AccountSummary(account, page.balance, page.runway, page.spend, needs))
     return rows
 

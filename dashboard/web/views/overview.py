@@ -12,8 +12,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.models import RefusedChange
-from dashboard.services import alerts, rules
 from dashboard.services import overview as cards
 from dashboard.services.accounts import Account, accounts_for
 from dashboard.services.cloudflare_links import ai_gateway_url
@@ -53,19 +51,15 @@ def overview(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         if partial not in allowed:
             raise PermissionDenied
 
-    page = cards.overview(account.id, (partial,) if partial else allowed, request.user.has_perm)
+    chosen = (partial,) if partial else allowed
+    page = cards.overview(account.id, chosen, request.user.has_perm, whole_page=partial is None)
     template = "dashboard/overview.html" + (f"#{partial}" if partial else "")
     context = {
         "account": account,
         "page": page,
         "overview_url": reverse("dashboard:overview", args=[account.id]),
         "invoices_url": reverse("dashboard:invoices", args=[account.id]),
-        # The monthly cap turned auto top-up off (dashboard/services/alerts.py).
-        "cap_banner": None if partial else alerts.cap_banner(account.id),
-        # The limit card says what Cloudflare did with the last attempt to set a limit.
-        "limit_refusal": rules.refusal(account.id, RefusedChange.Kind.SPENDING_LIMIT)
-        if partial in (None, cards.LIMIT)
-        else None,
+        "cap_banner": page.cap_banner,
         "cloudflare_dashboard_url": ai_gateway_url(account.id),
     }
     response = render(request, template, context)

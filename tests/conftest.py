@@ -91,8 +91,7 @@ def hold(sim: Simulator, endpoint: str, times: int | None = None) -> None:
 
 def flight_users(account_id: str, name: str, params: Mapping[str, object] | None = None) -> int:
     """How many threads are in the single flight of one read (asking, or waiting for it)."""
-    flight = upstream._flights.get(upstream.cache_key(account_id, name, params))
-    return 0 if flight is None else flight.users
+    return upstream.readers(upstream.cache_key(account_id, name, params))
 
 
 def wait_for_background_reads() -> None:
@@ -100,7 +99,7 @@ def wait_for_background_reads() -> None:
 
     Such a read fills the cache when it ends; it must end inside the test that started it.
     """
-    eventually(lambda: not upstream._flights, "the background reads ended")
+    eventually(lambda: upstream.readers() == 0, "the background reads ended")
 
 
 class ReleaseWhenInFlight:

@@ -364,6 +364,16 @@ def _fresh(entry: _Entry | None) -> _Entry | None:
     return entry if 0 <= age < settings.BILLING_CACHE_SECONDS else None
 
 
+def readers(key: str | None = None) -> int:
+    """Threads of this process in the single flight of ``key`` (asking Cloudflare or waiting
+    for the one that does), or in any flight (None)."""
+    with _flights_guard:
+        if key is None:
+            return sum(flight.users for flight in _flights.values())
+        flight = _flights.get(key)
+        return 0 if flight is None else flight.users
+
+
 def _join(key: str) -> _Flight:
     with _flights_guard:
         flight = _flights.setdefault(key, _Flight())

@@ -34,7 +34,7 @@ def held_leader(sim) -> Iterator[threading.Event]:
 
     leader = threading.Thread(target=upstream.read, args=(ACCOUNT_ID, "slow", slow_loader))
     leader.start()
-    eventually(lambda: KEY in upstream._flights, "the leader took the flight")
+    eventually(lambda: upstream.readers(KEY) == 1, "the leader took the flight")
     yield release
     release.set()
     leader.join(10)
@@ -48,9 +48,9 @@ def test_it_gives_up_waiting_for_another_read_at_the_deadline(held_leader):
     got = upstream.gather({"slow": follower}, deadline=0.05)
     assert got["slow"].pending
     # The pool thread waiting behind the leader left at the deadline, freeing itself.
-    eventually(lambda: upstream._flights[KEY].users == 1, "the follower gave up")
+    eventually(lambda: upstream.readers(KEY) == 1, "the follower gave up")
     held_leader.set()
-    eventually(lambda: KEY not in upstream._flights, "the leader finished")
+    eventually(lambda: upstream.readers(KEY) == 0, "the leader finished")
     # The leader's answer is what everyone gets now; the follower never asked again.
     assert follower().value == "answer"
 
@@ -59,7 +59,7 @@ def test_it_waits_without_limit_outside_a_deadline(held_leader):
     results: list[upstream.Fetched[str]] = []
     thread = threading.Thread(target=lambda: results.append(follower()))
     thread.start()
-    eventually(lambda: upstream._flights[KEY].users == 2, "the follower is waiting")
+    eventually(lambda: upstream.readers(KEY) == 2, "the follower is waiting")
     held_leader.set()
     thread.join(10)
     assert results[0].value == "answer"

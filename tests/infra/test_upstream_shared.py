@@ -91,7 +91,7 @@ def shared(settings: Any, redis_cache: str) -> Iterator[Shared]:
     finally:
         # Reads of this process still held (a failed test) answer now, before the clean-up.
         state.let_answer()
-        eventually(lambda: not upstream._flights, "this process's reads ended")
+        eventually(lambda: upstream.readers() == 0, "this process's reads ended")
         state.redis.close()
 
 

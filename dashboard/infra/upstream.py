@@ -53,7 +53,7 @@ from dashboard.infra.cache import ResilientRedisCache
 logger = logging.getLogger(__name__)
 
 # Raised whenever what is kept changes shape, so that a new release never unpickles an old one.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,8 @@ def _account_week(
     runway_words = "not known (Cloudflare did not answer)"
     if usage.ok and usage.value is not None:
         hours = usage.value.hours
-        spent = runway.spend_between(hours, start, end)
-        spent_before = runway.spend_between(hours, before, start)
+        spent = hours.between(start, end)
+        spent_before = hours.between(before, start)
         burn = usage.value.burn_week
         if balance.ok and balance.value is not None:
             reading = alerts.reading_of(balance.value, usage.value, now, tz)

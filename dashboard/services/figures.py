@@ -9,15 +9,13 @@ to date plus the 7-day burn until the month's end. Runway: zero at the 7-day bur
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Final, NamedTuple
+from typing import Final
 
 from billing_api.models import UsageHistory
 from dashboard.services import runway
-from dashboard.services.runway import UsageBucket
 
 DAY: Final = timedelta(days=1)
 #: The burn rates shown: the last week (the runway and forecasts use it) and the last month.
@@ -82,10 +80,10 @@ def burn_of(rate: runway.BurnRate | None, zone: tzinfo) -> Figure | None:
     return Figure(f"burn-{rate.asked}d", rate.per_day, span, per_day=True)
 
 
-def last_24h(buckets: Iterable[UsageBucket], now: datetime, zone: tzinfo) -> Figure:
+def last_24h(hours: runway.Hours, now: datetime, zone: tzinfo) -> Figure:
     end = data_end(now)
     span = Span(end - DAY, end, False, zone)
-    return Figure("last-24h", runway.spend_between(buckets, span.start, end), span)
+    return Figure("last-24h", hours.between(span.start, end), span)
 
 
 def month_to_date(month: runway.MonthToDate, zone: tzinfo) -> Figure:
@@ -102,20 +100,13 @@ def month_end_forecast(month: runway.MonthToDate, zone: tzinfo) -> Figure | None
     return Figure("forecast", month.projected, span)
 
 
-class Hour(NamedTuple):
-    """One hour of usage as kept: of Cloudflare's bucket, what the figures read."""
-
-    start_time: datetime
-    aggregated_value: Decimal
-
-
 @dataclass(frozen=True)
 class Usage:
     """The hourly usage of :func:`runway.usage_range` with its days and burn rates, made once per
-    read and cached with it (``reads.recent_usage``): a page unpickles small tuples and sums
-    them rather than regrouping hundreds of models."""
+    read and cached with it (``reads.recent_usage``): a page sums spans of kept running totals
+    rather than regrouping hundreds of models."""
 
-    hours: tuple[Hour, ...]
+    hours: runway.Hours
     start: datetime
     end: datetime
     days: tuple[runway.DayTotal, ...]
@@ -125,11 +116,11 @@ class Usage:
 
     @classmethod
     def of(cls, history: UsageHistory, span: runway.UsageRange, tz: tzinfo) -> Usage:
-        hours = tuple(Hour(b.start_time, b.aggregated_value) for b in history.history)
-        days = tuple(runway.daily_totals(hours, tz, span.start, span.end))
+        buckets = history.history
+        days = tuple(runway.daily_totals(buckets, tz, span.start, span.end))
         return cls(
-            hours,
-            runway.history_start(hours, span.start),
+            runway.Hours.of(buckets),
+            runway.history_start(buckets, span.start),
             span.end,
             days,
             runway.burn_rate(days, SHORT_DAYS),

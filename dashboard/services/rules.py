@@ -18,7 +18,7 @@ from billing_api import errors, models
 from billing_api.client import BillingClient
 from dashboard.infra import billing, clock
 from dashboard.models import AuditEvent, RefusedChange
-from dashboard.services import audit, figures, reads, runway
+from dashboard.services import audit, reads, runway
 from dashboard.services.money import format_usd
 
 Kind = RefusedChange.Kind
@@ -46,7 +46,7 @@ def refusal(account_id: str, kind: RefusedChange.Kind) -> RefusedChange | None:
 class Spend:
     """The last 30 days of hourly spend (the overview's read, so the cache is shared)."""
 
-    buckets: tuple[figures.Hour, ...]
+    hours: runway.Hours
     end: datetime
     week: runway.BurnRate | None
     now: datetime
@@ -143,9 +143,7 @@ def limit_impact(spend: Spend | None, amount: Decimal, duration: str, strategy: 
     if spend is None:
         return Impact(Decimal(0), WINDOW_WORDS[(strategy, duration)], False)
     tz = timezone.get_current_timezone()
-    window = runway.limit_window(
-        spend.buckets, amount, duration, strategy, spend.now, tz, spend.end
-    )
+    window = runway.limit_window(spend.hours, amount, duration, strategy, spend.now, tz, spend.end)
     return Impact(window.used, WINDOW_WORDS[(strategy, duration)], window.exceeded)
 
 

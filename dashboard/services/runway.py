@@ -7,6 +7,7 @@ towards a burn rate, or every morning would drag it down.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -15,7 +16,7 @@ from typing import Literal, NamedTuple, Protocol
 
 
 class UsageBucket(Protocol):
-    """An hour of usage: Cloudflare's bucket, or the hour as :class:`figures.Hour` keeps it."""
+    """An hour of usage, as Cloudflare's bucket has it."""
 
     @property
     def start_time(self) -> datetime: ...
@@ -196,8 +197,45 @@ def runway(
     return Runway("runs-out", rate, zero_at)
 
 
-def spend_between(buckets: Iterable[UsageBucket], start: datetime, end: datetime) -> Decimal:
-    return sum((b.aggregated_value for b in buckets if start <= b.start_time < end), ZERO)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Hours:
+    """Hourly spend as kept with a read: each hour's start (microseconds since 1970) and the
+    running total before it, in whole 10**-scale dollars. Any span's spend is two lookups, and
+    a page unpickles ints, not 720 Decimals and datetimes (0.9 ms of each overview's 12)."""
+
+    starts: tuple[int, ...]
+    #: ``totals[i]``: the spend of the hours before ``starts[i]``; one more than ``starts``.
+    totals: tuple[int, ...]
+    scale: int
+
+    @classmethod
+    def of(cls, buckets: Iterable[UsageBucket]) -> Hours:
+        ordered = sorted(buckets, key=lambda b: b.start_time)
+        scale = max((_places(b.aggregated_value) for b in ordered), default=0)
+        totals = [0]
+        for bucket in ordered:
+            totals.append(totals[-1] + int(bucket.aggregated_value.scaleb(scale)))
+        return cls(tuple(_micros(b.start_time) for b in ordered), tuple(totals), scale)
+
+    def between(self, start: datetime, end: datetime) -> Decimal:
+        """The spend of the hours starting in ``[start, end)``."""
+        first = bisect_left(self.starts, _micros(start))
+        last = max(first, bisect_left(self.starts, _micros(end)))
+        return Decimal(self.totals[last] - self.totals[first]).scaleb(-self.scale)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // MICROSECOND
+
+
+def _places(value: Decimal) -> int:
+    """Digits after the point (Cloudflare's amounts are finite: the models refuse others)."""
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 @dataclass(frozen=True)
@@ -212,7 +250,7 @@ class MonthToDate:
 
 
 def month_to_date(
-    buckets: Sequence[UsageBucket],
+    hours: Hours,
     now: datetime,
     tz: tzinfo,
     data_start: datetime,
@@ -220,7 +258,7 @@ def month_to_date(
     rate: BurnRate | None = None,
 ) -> MonthToDate:
     since = month_start(now, tz)
-    total = spend_between(buckets, since, data_end)
+    total = hours.between(since, data_end)
     projected = None
     if rate is not None:
         local = now.astimezone(tz).date()
@@ -277,7 +315,7 @@ def limit_window_start(duration: str, strategy: str | None, now: datetime, tz: t
 
 
 def limit_window(
-    buckets: Sequence[UsageBucket],
+    hours: Hours,
     limit: Decimal,
     duration: str,
     strategy: str | None,
@@ -286,7 +324,7 @@ def limit_window(
     data_end: datetime,
 ) -> LimitWindow:
     start = limit_window_start(duration, strategy, now, tz)
-    return LimitWindow(start, data_end, spend_between(buckets, start, data_end), limit)
+    return LimitWindow(start, data_end, hours.between(start, data_end), limit)
 
 
 def describe_interval(every: timedelta) -> str:

@@ -21,7 +21,7 @@ from django.core.mail import EmailMultiAlternatives
 
 from dashboard.infra import billing
 from dashboard.models import AlertRule, DigestSubscription
-from dashboard.services import alerts, digest, figures
+from dashboard.services import alerts, digest, figures, runway
 from tests.conftest import ACCOUNT_ID, OTHER_ACCOUNT_ID
 from tests.services.test_notify import deliver_due
 
@@ -208,6 +208,6 @@ def test_it_labels_a_rate_with_its_complete_days_and_zone():
 
 def test_it_labels_the_last_24_hours_up_to_the_last_complete_hour():
     now = datetime(2026, 12, 7, 20, 45, tzinfo=UTC)
-    figure = figures.last_24h([], now, UTC)
+    figure = figures.last_24h(runway.Hours.of([]), now, UTC)
     assert figure.value == 0
     assert figure.label == "over 6 Dec 20:00–7 Dec 20:00, UTC"

@@ -7,6 +7,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing_api.models import UsageBucket
 from dashboard.services import runway as rw
@@ -226,6 +228,42 @@ def test_it_expects_no_topup_without_spend_above_the_threshold():
     assert rw.runway(Decimal(100), rate("0"), NOW, rule).kind == "no-burn"
 
 
+# ---------------------------------------------------------------- hours as kept
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=72),
+            st.one_of(st.decimals(min_value=-5, max_value=50, places=n) for n in (0, 2, 6)),
+        ),
+        max_size=80,
+    ),
+    st.integers(min_value=-2, max_value=75),
+    st.integers(min_value=-2, max_value=75),
+    st.sampled_from([timedelta(0), timedelta(minutes=30), timedelta(microseconds=1)]),
+)
+def test_kept_hours_sum_any_span_as_the_buckets_do(shape, first, last, nudge):
+    origin = datetime(2026, 6, 1, tzinfo=UTC)
+    buckets = [
+        UsageBucket.model_construct(
+            id=str(n), aggregated_value=value, start_time=origin + hour * rw.HOUR
+        )
+        for n, (hour, value) in enumerate(shape)
+    ]
+    start, end = origin + first * rw.HOUR + nudge, origin + last * rw.HOUR
+    expected = sum((b.aggregated_value for b in buckets if start <= b.start_time < end), Decimal(0))
+    assert rw.Hours.of(buckets).between(start, end) == expected
+
+
+def test_kept_hours_keep_every_digit():
+    buckets = hours(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 1, 3, tzinfo=UTC))
+    buckets[1] = buckets[1].model_copy(update={"aggregated_value": Decimal("0.000001")})
+    kept = rw.Hours.of(buckets)
+    assert kept.between(datetime(2026, 5, 1, tzinfo=UTC), NOW) == Decimal("2.000001")
+    assert kept.between(NOW, NOW - rw.HOUR) == 0
+
+
 # ---------------------------------------------------------------- month to date
 
 
@@ -233,7 +271,7 @@ def test_it_sums_the_month_from_local_midnight_on_the_1st():
     start = datetime(2026, 5, 31, 20, tzinfo=UTC)
     end = datetime(2026, 6, 10, 12, tzinfo=UTC)
     history = hours(start, end)
-    month = rw.month_to_date(history, NOW, BERLIN, start, end)
+    month = rw.month_to_date(rw.Hours.of(history), NOW, BERLIN, start, end)
     assert month.since == datetime(2026, 5, 31, 22, tzinfo=UTC)  # 1 June 00:00 CEST
     assert month.total == Decimal(9 * 24 + 14)  # 1 June 00:00 to 10 June 14:00 local
     assert month.complete
@@ -243,7 +281,7 @@ def test_it_sums_the_month_from_local_midnight_on_the_1st():
 def test_it_projects_the_month_at_the_7_day_rate():
     start = datetime(2026, 6, 1, tzinfo=UTC)
     end = datetime(2026, 6, 10, 12, tzinfo=UTC)
-    month = rw.month_to_date(hours(start, end), NOW, UTC, start, end, rate("24"))
+    month = rw.month_to_date(rw.Hours.of(hours(start, end)), NOW, UTC, start, end, rate("24"))
     assert month.total == Decimal(9 * 24 + 12)
     # 20.5 days left in June at $24 a day.
     assert month.projected == month.total + Decimal(24 * 20.5)
@@ -252,7 +290,7 @@ def test_it_projects_the_month_at_the_7_day_rate():
 def test_it_says_when_history_starts_after_the_1st():
     start = datetime(2026, 6, 5, tzinfo=UTC)
     end = datetime(2026, 6, 10, 12, tzinfo=UTC)
-    month = rw.month_to_date(hours(start, end), NOW, UTC, start, end)
+    month = rw.month_to_date(rw.Hours.of(hours(start, end)), NOW, UTC, start, end)
     assert not month.complete
 
 
@@ -288,7 +326,8 @@ def test_it_refuses_an_unknown_window():
 def test_it_measures_how_much_of_the_window_is_used():
     start = datetime(2026, 6, 1, tzinfo=UTC)
     end = datetime(2026, 6, 10, 12, tzinfo=UTC)
-    window = rw.limit_window(hours(start, end), Decimal(48), "daily", "fixed", NOW, UTC, end)
+    kept = rw.Hours.of(hours(start, end))
+    window = rw.limit_window(kept, Decimal(48), "daily", "fixed", NOW, UTC, end)
     assert window.used == Decimal(12)
     assert window.percent == Decimal(25)
     assert window.left == Decimal(36)

@@ -85,24 +85,23 @@ class _OneClient(RedisCacheClient):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[bool, Redis] = {}
+        self._client_kept: Redis | None = None
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
-        if write not in self._clients:
-            self._clients[write] = super().get_client(key, write=write)
-        return self._clients[write]
+        if self._client_kept is None:
+            self._client_kept = super().get_client(key, write=True)
+        return self._client_kept
 
 
 class ResilientRedisCache(RedisCache):
     """Django's Redis cache, with a Redis that cannot be reached as a miss (see the module)."""
-
-    _class = _OneClient
 
     retry_after: float = 5.0  # seconds after a failure without trying Redis
     warn_every: float = 60.0  # at most one warning per this many seconds, per process
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
+        self._class = _OneClient
         self._outage = _outage_of(str(server))
         # One per process and Redis location (local-memory caches of one name share it).
         options = {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}

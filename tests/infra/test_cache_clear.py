@@ -1,10 +1,13 @@
-"""``cache.clear()`` on the shared Redis deletes its own keys, never another prefix's."""
+"""The shared Redis cache: ``clear()`` deletes its own keys, never another prefix's; one
+redis-py client serves every operation."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import redis
+from django.core.cache import cache
 
 from dashboard.infra.cache import ResilientRedisCache
 
@@ -32,3 +35,21 @@ def test_clear_leaves_other_prefixes_alone():
             for key in server.scan_iter(match=f"{prefix}:*"):
                 server.delete(key)
         server.close()
+
+
+def test_the_cache_builds_one_redis_client_for_many_operations(redis_cache, monkeypatch):
+    """Django builds a redis-py client per operation, 0.1-0.2 ms of CPU each."""
+    built = []
+    original = redis.Redis.__init__
+
+    def counted(self: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    assert cache.get_many(["k", "other"]) == {"k": 1}
+    cache.delete("k")
+    assert cache.get("k") is None
+    assert len(built) <= 1

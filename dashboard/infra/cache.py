@@ -78,6 +78,13 @@ def _outage_of(location: str) -> _Outage:
         return _outages.setdefault(location, _Outage())
 
 
+def forget_outages() -> None:
+    """This process knows nothing of any Redis's past failures (for tests: each starts anew).
+    Caches built before keep what they knew."""
+    with _outages_guard:
+        _outages.clear()
+
+
 class _OneClient(RedisCacheClient):
     """Django builds a ``redis.Redis`` for every operation, 0.1-0.2 ms of CPU each and four
     per overview; one serves them all (redis-py's clients are thread-safe: each command takes

@@ -78,9 +78,9 @@ def refused() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_outages(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_outages() -> None:
     """What this process knew of a Redis (down since, warned at) starts from nothing."""
-    monkeypatch.setattr(resilient, "_outages", {})
+    resilient.forget_outages()
 
 
 @pytest.fixture
@@ -251,12 +251,13 @@ def test_it_warns_once_per_period_and_counts_every_operation(
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "ConnectionError" in warnings[0].getMessage()
     assert unavailable("get", "error") - errors_before == 25
-    # A new period: one more warning, saying how many went unsaid meanwhile.
-    outage = resilient._outages[refused]
-    outage.warned_at = time.monotonic() - resilient.ResilientRedisCache.warn_every - 1
+    # A new period (the period over at once): one more warning, saying how many went unsaid.
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dashboard.infra.cache"):
-        for _ in range(5):
+        monkeypatch.setattr(resilient.ResilientRedisCache, "warn_every", 0.0)
+        cache.get("anything")
+        monkeypatch.setattr(resilient.ResilientRedisCache, "warn_every", 3600.0)
+        for _ in range(4):
             cache.get("anything")
     warnings = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert len(warnings) == 1
@@ -291,20 +292,21 @@ def test_it_deletes_what_it_could_not_once_redis_answers_again(
     assert isinstance(backend, resilient.ResilientRedisCache)
     cache.set("session-of-someone", "data", 60)
     made = backend.make_and_validate_key("session-of-someone")
-    client = backend._cache
+    # Redis is not tried for a moment after a failure: here half a second, then waited out.
+    monkeypatch.setattr(resilient.ResilientRedisCache, "retry_after", 0.5)
 
     def cut(*args: object, **kwargs: object) -> Any:
         raise redis.exceptions.ConnectionError("Connection refused.")
 
     with monkeypatch.context() as outage:
-        outage.setattr(client, "delete", cut)
-        outage.setattr(client, "get", cut)
+        outage.setattr(redis.Redis, "delete", cut)
+        outage.setattr(redis.Redis, "get", cut)
         assert cache.delete("session-of-someone") is False
         # While Redis was just found down, the next operation does not try it.
         assert cache.get("other") is None
         assert unavailable("get", "skipped") >= 1
     assert real_redis.get(made) is not None
-    backend._outage.skip_until = 0.0
+    time.sleep(0.6)
     with caplog.at_level(logging.WARNING, logger="dashboard.infra.cache"):
         assert cache.get("other") is None
     assert real_redis.get(made) is None

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.apps import apps
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm
@@ -178,3 +180,10 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+if settings.JOBS_IN_MEMORY:
+    # Demo mode keeps the jobs in memory (settings): procrastinate's pages have no table.
+    for model in apps.get_app_config("procrastinate").get_models():
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)

@@ -28,7 +28,12 @@ from tests.conftest import settings_module
 ROOT = Path(dashboard_settings.__file__).resolve().parent.parent
 SETTINGS_FILE = ROOT / "dashboard" / "settings.py"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
-ENV_HELPERS = {"envstr", "envbool", "envint", "envfloat", "envsecret", "envlist", "envtimezone"}
+#: settings.py's readers of the environment: every function of its named env...
+ENV_HELPERS = {
+    name
+    for name, value in vars(dashboard_settings).items()
+    if name.startswith("env") and callable(value)
+}
 
 
 def settings_variables() -> dict[str, str]:
@@ -112,6 +117,8 @@ def test_it_finds_the_variables_settings_reads() -> None:
     assert variables["SECRET_KEY"] == "envsecret"
     assert variables["REDIS_URL"] == "envsecret"
     assert variables["STATIC_ROOT"] == "envstr"
+    assert variables["BILLING_API_TIMEOUT"] == "envseconds"
+    assert variables["TOPUP_MAX_AMOUNT"] == "envdollars"
     assert "CLOUDFLARE_API_TOKEN_<...>" in variables
 
 

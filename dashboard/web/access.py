@@ -9,15 +9,13 @@ from functools import wraps
 from typing import Any, Concatenate
 
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
 
 from dashboard.models import AuditEvent
 from dashboard.services import audit
-from dashboard.services.accounts import Account, accounts_for
+from dashboard.services.accounts import PERMISSIONS, Account, accounts_for, read_rights
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -62,16 +60,12 @@ def account_view(
 
 
 class PermissionBackend(ModelBackend):
-    """Django's, with a user's own and their roles' permissions read in one query, not two
-    (each page checks them: one round trip of the overview's eight)."""
+    """Django's, with a user's own and their roles' permissions read in one query with their
+    granted accounts (``accounts.read_rights``), where Django takes two and the grants one."""
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()
-        if not hasattr(user_obj, "_perm_cache"):
-            found = Permission.objects.all()
-            if not user_obj.is_superuser:
-                found = found.filter(Q(user=user_obj) | Q(group__user=user_obj))
-            pairs = found.values_list("content_type__app_label", "codename").order_by().distinct()
-            user_obj._perm_cache = {f"{app}.{codename}" for app, codename in pairs}
-        return user_obj._perm_cache  # type: ignore[no-any-return]
+        if not hasattr(user_obj, PERMISSIONS):
+            read_rights(user_obj)
+        return getattr(user_obj, PERMISSIONS)  # type: ignore[no-any-return]

@@ -75,12 +75,13 @@ def test_a_warm_overview_reads_in_the_request_thread(redis_cache, lead_client, m
     assert submitted == []
 
 
-def test_a_warm_overview_costs_six_queries(
+def test_a_warm_overview_costs_five_queries(
     redis_cache, admin_client, django_assert_max_num_queries
 ):
     assert admin_client.get(OVERVIEW_URL).status_code == 200
-    # The user, their grants, their permissions (user's and roles' in one), the account's
-    # alert rules (runway threshold, firing alerts, cap banner), unsettled top-ups and the
-    # limit card's refusal: 6, where the permissions and rules took five.
-    with django_assert_max_num_queries(6):
+    # The user; their permissions (their own and their roles') with their granted accounts;
+    # the account's alert rules (runway threshold, firing alerts, cap banner); unsettled
+    # top-ups; the limit card's refusal: 5, where the rights took three queries and the
+    # rules two.
+    with django_assert_max_num_queries(5):
         assert admin_client.get(OVERVIEW_URL).status_code == 200

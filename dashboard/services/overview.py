@@ -163,7 +163,6 @@ class InvoiceInfo:
 class Overview:
     """The cards asked for; the others are None."""
 
-    cards: tuple[str, ...]
     banner: Card[TopupBanner] | None = None
     balance: Card[BalanceCard] | None = None
     runway: Card[RunwayInfo] | None = None
@@ -261,7 +260,7 @@ def build_overview(
         built["invoice"] = card_from(
             [got["preview"]], lambda: invoice_info(got["preview"].value, known)
         )
-    return Overview(cards, **built)
+    return Overview(**built)
 
 
 def attention_card(

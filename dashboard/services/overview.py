@@ -193,7 +193,7 @@ def overview(
 ) -> Overview:
     """The cards named, from reads gathered in parallel under the page deadline; ``has_perm``
     is the reader's, for what the attention list may read and link to. ``whole_page``: with
-    the cap banner."""
+    the cap banner, and without waiting for invoices that are not kept."""
     chosen = tuple(cards)
     now = clock.now()
     tz = timezone.get_current_timezone()
@@ -205,7 +205,7 @@ def overview(
         # The Invoices page's own read, so that one visit of either serves both. It comes in
         # pages, one call after another: unless it is kept, a whole page does not wait for
         # it (the attention list loads itself when it is in).
-        "invoices": partial(invoices.invoice_list, account_id, "all", wait=len(chosen) == 1),
+        "invoices": partial(invoices.invoice_list, account_id, "all", wait=not whole_page),
     }
     needed = {read for card in chosen for read in CARD_READS[card]}
     if ATTENTION in chosen and has_perm(ATTENTION_INVOICES):

@@ -235,7 +235,7 @@ def test_it_expects_no_topup_without_spend_above_the_threshold():
     st.lists(
         st.tuples(
             st.integers(min_value=0, max_value=72),
-            st.one_of(st.decimals(min_value=-5, max_value=50, places=n) for n in (0, 2, 6)),
+            st.one_of(*[st.decimals(min_value=-5, max_value=50, places=n) for n in (0, 2, 6)]),
         ),
         max_size=80,
     ),
@@ -247,7 +247,10 @@ def test_kept_hours_sum_any_span_as_the_buckets_do(shape, first, last, nudge):
     origin = datetime(2026, 6, 1, tzinfo=UTC)
     buckets = [
         UsageBucket.model_construct(
-            id=str(n), aggregated_value=value, start_time=origin + hour * rw.HOUR
+            id=str(n),
+            aggregated_value=value,
+            start_time=origin + hour * rw.HOUR,
+            end_time=origin + (hour + 1) * rw.HOUR,
         )
         for n, (hour, value) in enumerate(shape)
     ]

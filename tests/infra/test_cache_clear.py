@@ -3,6 +3,7 @@ redis-py client serves every operation."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -52,4 +53,28 @@ def test_the_cache_builds_one_redis_client_for_many_operations(redis_cache, monk
     assert cache.get_many(["k", "other"]) == {"k": 1}
     cache.delete("k")
     assert cache.get("k") is None
+    assert len(built) <= 1
+
+
+def test_threads_share_one_redis_client_and_its_connections(redis_cache, monkeypatch):
+    """Django gives each thread a cache of its own; with a client (and a connection pool)
+    each, a worker's twenty threads held twenty pools of connections."""
+    built = []
+    original = redis.Redis.__init__
+
+    def counted(self: redis.Redis, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+
+    def work(n: int) -> None:
+        cache.set(f"k{n}", n)
+        assert cache.get(f"k{n}") == n
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert len(built) <= 1

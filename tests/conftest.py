@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType, TracebackType
 
 import pytest
@@ -150,6 +153,28 @@ def _empty_cache() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+
+
+def run_on_fresh_sqlite(
+    script: str, database: Path, *, timeout: float, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script`` in demo mode on a new SQLite file (as ``make run`` has it): none of
+    this machine's database, Redis, Cloudflare or billing settings, plus ``env``."""
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DATABASE_URL", "REDIS_URL", "CLOUDFLARE_", "BILLING_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=kept
+        | {"DATABASE_URL": f"sqlite:///{database}", "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+        | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

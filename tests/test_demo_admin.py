@@ -3,12 +3,9 @@ superuser can reach answers, none with a 500 for a table that is not there."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_on_fresh_sqlite
 
 SCRIPT = """
 import io, re
@@ -29,24 +26,13 @@ for path in sorted(set(re.findall(r'href="(/admin/[a-z_]+/[a-z_]+/)"', index.tex
 
 
 def test_every_admin_page_a_superuser_sees_in_demo_mode_answers(tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL", "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNTS")
-    } | {
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-        "DEBUG": "true",
-        "ALLOWED_HOSTS": "testserver",
-        "LOG_LEVEL": "CRITICAL",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_on_fresh_sqlite(
+        SCRIPT,
+        tmp_path / "demo.sqlite3",
         timeout=120,
+        DEBUG="true",
+        ALLOWED_HOSTS="testserver",
+        LOG_LEVEL="CRITICAL",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     answers = dict(line.rsplit(" ", 1) for line in done.stdout.splitlines())

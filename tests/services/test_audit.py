@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -14,10 +10,9 @@ from django.db import DatabaseError, connection, transaction
 from billing_api import errors
 from dashboard.models import AppendOnlyError, AuditEvent
 from dashboard.services import audit
-from tests.conftest import ACCOUNT_ID
+from tests.conftest import ACCOUNT_ID, run_on_fresh_sqlite
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_it_records_who_what_before_after_and_outcome(finance):
@@ -187,21 +182,7 @@ print("kept:", event.username, event.user_id, event.outcome, repr(event.detail))
 
 
 def test_it_refuses_the_same_on_sqlite(tmp_path):
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DATABASE_URL", "REDIS_URL", "CLOUDFLARE_", "BILLING_"))
-    }
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
-    env["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_on_fresh_sqlite(SQLITE_SCRIPT, tmp_path / "demo.sqlite3", timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == ["refused"] * 3 + ["kept"]

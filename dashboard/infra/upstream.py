@@ -4,7 +4,9 @@ Cloudflare allows an API token about 1,200 requests per 5 minutes, so upstream c
 not grow with the number of people looking, nor with the number of processes serving them.
 Every read goes through :func:`read`:
 
-* a fresh cached answer (``BILLING_CACHE_SECONDS``) is used as is;
+* a fresh cached answer (``BILLING_CACHE_SECONDS``) is used as is; one past its period by
+  less than another period is used too while one read refreshes it in the background, so
+  that a viewer waits for Cloudflare only after a quiet spell, not once every period;
 * otherwise one thread per key asks Cloudflare while the others with the same key wait for
   its answer (single flight), so concurrent identical calls cost one upstream call;
 * with a shared cache (Redis, ``REDIS_URL``) that thread first takes the key's lock in
@@ -114,14 +116,22 @@ def read[T](
     *,
     params: Mapping[str, Any] | None = None,
     wait: bool = True,
+    refresh: bool = False,
 ) -> Fetched[T]:
     """Read ``name`` for ``account_id`` through the cache; never raises a BillingError.
 
     With ``wait=False`` a read that must ask Cloudflare is started in the background and
-    answered ``pending`` at once (a failure remembered is answered as it is).
+    answered ``pending`` at once (a failure remembered is answered as it is). ``refresh``
+    ignores an answer past its period (the background read that replaces it).
     """
     key = cache_key(account_id, name, params)
-    entry = _fresh(cache.get(key))
+    kept: _Entry | None = cache.get(key)
+    entry = _fresh(kept)
+    recent = None if refresh else _fresh(kept, periods=2)
+    if entry is None and recent is not None:
+        metrics.record_cache(name, hit=True)
+        again = partial(read, account_id, name, loader, params=params, refresh=True)
+        return _refresh(key, recent, again)
     if entry is None and getattr(_local, "cached_only", False):
         raise _NotKept
     metrics.record_cache(name, hit=entry is not None)
@@ -151,6 +161,17 @@ def read[T](
             flight.lock.release()
     finally:
         _leave(key, flight)
+
+
+def _refresh(key: str, kept: _Entry, fn: Callable[[], Fetched[Any]]) -> Fetched[Any]:
+    """``kept`` while ``fn`` replaces it in the background (unless a thread of this process
+    is reading ``key`` already), with the error if Cloudflare failed a moment ago."""
+    flight = _join(key)
+    if flight.users > 1:
+        _leave(key, flight)
+        return Fetched(kept.value, kept.fetched_at)
+    started = _start(key, flight, fn)
+    return started if started.error else Fetched(kept.value, kept.fetched_at)
 
 
 def _start(key: str, flight: _Flight, fn: Callable[[], Fetched[Any]]) -> Fetched[Any]:
@@ -357,11 +378,12 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _fresh(entry: _Entry | None) -> _Entry | None:
+def _fresh(entry: _Entry | None, periods: int = 1) -> _Entry | None:
+    """``entry`` if it is younger than ``periods`` cache periods."""
     if entry is None:
         return None
     age = (timezone.now() - entry.fetched_at).total_seconds()
-    return entry if 0 <= age < settings.BILLING_CACHE_SECONDS else None
+    return entry if 0 <= age < periods * settings.BILLING_CACHE_SECONDS else None
 
 
 def readers(key: str | None = None) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.cache.backends import locmem
+from django.utils import timezone
 
 from dashboard.infra import upstream
 from dashboard.services import reads
@@ -22,6 +23,7 @@ from tests.conftest import (
     eventually,
     flight_users,
     hold,
+    wait_for_background_reads,
 )
 
 START = datetime(2026, 6, 9, tzinfo=UTC)
@@ -36,6 +38,19 @@ def cache_clock(monkeypatch):
 
     def advance(seconds: float) -> None:
         offset[0] += seconds
+
+    return advance
+
+
+@pytest.fixture
+def later(monkeypatch):
+    """Moves the dashboard's "now" forward, so that what it keeps grows older at once."""
+    offset = [timedelta()]
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + offset[0])
+
+    def advance(seconds: float) -> None:
+        offset[0] += timedelta(seconds=seconds)
 
     return advance
 
@@ -132,6 +147,35 @@ def test_it_asks_again_once_the_cache_period_is_over(sim, settings):
     settings.BILLING_CACHE_SECONDS = 0
     reads.credit_balance(ACCOUNT_ID)
     reads.credit_balance(ACCOUNT_ID)
+    assert sim.calls["GET credit-balance"] == 2
+
+
+def test_an_answer_just_past_its_period_is_shown_while_one_read_refreshes_it(sim, settings, later):
+    settings.BILLING_CACHE_SECONDS = 30
+    first = reads.credit_balance(ACCOUNT_ID)
+    later(40)
+    hold(sim, "GET credit-balance", times=1)
+    # Five viewers while the refresh is out: each is answered at once with what is kept,
+    # and one call refreshes it for all.
+    viewers = Threads(*[lambda: reads.credit_balance(ACCOUNT_ID)] * 5)
+    assert sim.wait_for_in_flight({"GET credit-balance": 1}, SAFETY_TIMEOUT)
+    eventually(lambda: all(r is not None for r in viewers.results), "answered during the refresh")
+    assert all(r == first for r in viewers.join())
+    sim.release()
+    wait_for_background_reads()
+    refreshed = reads.credit_balance(ACCOUNT_ID)
+    assert refreshed.ok and refreshed.as_of is not None and first.as_of is not None
+    assert refreshed.as_of > first.as_of
+    assert sim.calls["GET credit-balance"] == 2
+
+
+def test_an_answer_older_than_two_periods_is_not_shown_but_asked_again(sim, settings, later):
+    settings.BILLING_CACHE_SECONDS = 30
+    first = reads.credit_balance(ACCOUNT_ID)
+    later(61)
+    again = reads.credit_balance(ACCOUNT_ID)
+    assert again.ok and again.as_of is not None and first.as_of is not None
+    assert (again.as_of - first.as_of).total_seconds() >= 61
     assert sim.calls["GET credit-balance"] == 2
 
 

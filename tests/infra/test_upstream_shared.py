@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 import redis
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
@@ -93,6 +92,14 @@ def shared(settings: Any, redis_cache: str) -> Iterator[Shared]:
         state.let_answer()
         eventually(lambda: upstream.readers() == 0, "this process's reads ended")
         state.redis.close()
+
+
+def kept_since(age: timedelta, value: str) -> None:
+    """Puts ``value`` in the shared cache as an answer read ``age`` ago."""
+    real_now = timezone.now
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timezone, "now", lambda: real_now() - age)
+        assert upstream.read(ACCOUNT_ID, NAME, lambda client: value).value == value
 
 
 class OtherProcess:
@@ -277,8 +284,7 @@ def test_a_reader_past_its_deadline_gets_pending_and_the_answer_later(shared, pr
 def test_after_the_cache_period_one_process_of_all_asks_again(shared, processes, settings):
     settings.BILLING_CACHE_SECONDS = 30
     # An answer from long ago, still kept for the "as of" notice but no longer fresh.
-    old = timezone.now() - timedelta(hours=1)
-    cache.set(KEY, upstream._Entry("old answer", old), 3600)
+    kept_since(timedelta(hours=1), "old answer")
     leader = Reader(shared.read)
     eventually(lambda: shared.calls() == 1, "this process is asking")
     others = [OtherProcess(shared, "--reads", "3") for _ in range(3)]
@@ -291,6 +297,27 @@ def test_after_the_cache_period_one_process_of_all_asks_again(shared, processes,
     assert leader.join().value == answer
     # Three reads each, and none of them asked again within the cache period.
     assert [other.result()["value"] for other in others] == [answer] * 3
+    assert shared.calls() == 1
+
+
+def test_an_answer_just_past_its_period_is_shown_by_all_while_one_process_refreshes_it(
+    shared, processes, settings
+):
+    settings.BILLING_CACHE_SECONDS = 30
+    kept_since(timedelta(seconds=40), "recent answer")
+    # Answered at once; the refresh goes on in the background, held by the test.
+    assert shared.read().value == "recent answer"
+    eventually(lambda: shared.calls() == 1, "this process refreshes it in the background")
+    others = [OtherProcess(shared) for _ in range(2)]
+    processes.extend(others)
+    # Their own refreshes wait for this one's lock in Redis; their reads did not wait.
+    eventually(
+        lambda: all(waiting(other) for other in others), "the others' refreshes wait", START_TIMEOUT
+    )
+    shared.let_answer()
+    assert [other.result()["value"] for other in others] == ["recent answer"] * 2
+    eventually(lambda: upstream.readers() == 0, "this process's refresh ended")
+    assert shared.read().value == f"answer from process {os.getpid()}"
     assert shared.calls() == 1
 
 

@@ -58,12 +58,8 @@ def stable_rng(*parts: object) -> random.Random:
 
 
 def stable_token(length: int, *parts: object) -> str:
-    number = int.from_bytes(_digest(parts))
-    chars = []
-    for _ in range(length):
-        number, index = divmod(number, len(_ALPHABET))
-        chars.append(_ALPHABET[index])
-    return "".join(chars)
+    number, base = int.from_bytes(_digest(parts)), len(_ALPHABET)
+    return "".join(_ALPHABET[number // base**i % base] for i in range(length))
 
 
 def hour_floor(moment: float) -> int:
@@ -181,17 +177,17 @@ class Account:
 
     def hour_usage(self, hour: int) -> float:
         """Spend in cents during the hour with this index; nothing before the history starts."""
-        value = self._seeded_usage(hour)
+        if hour < self.origin_hour:
+            return 0.0
+        value = self._usage_cache.get(hour)
+        if value is None:
+            value = self._usage_cache[hour] = self._seeded_usage(hour)
         for start, end, factor in self.boosts:
             if start <= hour < end:
                 value = round(value * factor, 2)
         return value
 
     def _seeded_usage(self, hour: int) -> float:
-        if hour < self.origin_hour:
-            return 0.0
-        if hour in self._usage_cache:
-            return self._usage_cache[hour]
         rng = stable_rng(self.seed, self.account_id, "usage", hour)
         profile = self.profile
         # The shape follows the team's own working day, not UTC's.
@@ -208,9 +204,7 @@ class Account:
         )
         if rng.random() < profile.spike_chance:
             value *= rng.uniform(2.5, 5.0)  # a batch job
-        value = round(value, 2)
-        self._usage_cache[hour] = value
-        return value
+        return round(value, 2)
 
     def usage_between(self, start_hour: int, end_hour: int) -> float:
         """Spend in cents over the hours [start_hour, end_hour), only hours already over."""
@@ -299,13 +293,10 @@ class Account:
         return f"pi_{token}_secret_{secret}"
 
     def topup_status(self, payment_intent_id: str) -> str | None:
-        topup = self.topups.get(payment_intent_id)
-        if topup is not None:
+        if (topup := self.topups.get(payment_intent_id)) is not None:
             return topup.status
-        for invoice in self.invoices:
-            if invoice.id == payment_intent_id and invoice.status == "paid":
-                return "completed"
-        return None
+        paid = any(i.id == payment_intent_id and i.status == "paid" for i in self.invoices)
+        return "completed" if paid else None
 
     def credit_balance(self) -> dict[str, Any]:
         method = self.payment_method
@@ -372,15 +363,11 @@ def seed_account(seed: int, account_id: str, index: int, now: float) -> Account:
         spike_chance=rng.uniform(0.003, 0.02),
     )
     has_card = index != 1
-    card = None
-    if has_card:
-        if index == 0:
-            brand, last4 = "visa", "4242"  # Stripe's test card, recognisable in a demo
-        else:
-            brand, last4 = rng.choice(("visa", "mastercard", "amex")), f"{rng.randint(0, 9999):04d}"
-        card = PaymentMethod(
-            id="pm_1" + stable_token(23, seed, account_id, "pm"), brand=brand, last4=last4
-        )
+    brand, last4 = "visa", "4242"  # Stripe's test card, recognisable in a demo
+    if index > 1:
+        brand, last4 = rng.choice(("visa", "mastercard", "amex")), f"{rng.randint(0, 9999):04d}"
+    card_id = "pm_1" + stable_token(23, seed, account_id, "pm")
+    card = PaymentMethod(card_id, brand, last4) if has_card else None
     account = Account(
         account_id=account_id,
         seed=seed,

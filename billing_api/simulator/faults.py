@@ -7,6 +7,7 @@ fault fires (the endpoint's own before the ``"*"`` one), and hostile rewrites a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -92,10 +93,7 @@ def build_fault(endpoint: str, kind: str, times: int | None, params: dict[str, A
     elif kind == "rate_limit":
         clean["retry_after"] = int(_number(params, "retry_after", 1, 0, 3600, integer=False))
     elif kind == "unsuccessful":
-        code = params.get("code", 1000)
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise FaultError("code: must be an integer")
-        clean["code"] = code
+        clean["code"] = _number(params, "code", 1000, -math.inf, math.inf, integer=True)
         clean["message"] = str(params.get("message", "The billing service could not complete it."))
     return Fault(kind=kind, params=clean, remaining=times)
 

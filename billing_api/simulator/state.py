@@ -349,11 +349,9 @@ class Account:
 
 
 def seed_account(seed: int, account_id: str, index: int, now: float) -> Account:
-    """Build an account's history: 90 days of usage up to ``now`` and ~30 past invoices.
-
-    The second account served (index 1) has no payment method and no auto top-up, so the
-    dashboard's "no card" paths can be seen; the first has both plus a legacy spending limit.
-    """
+    """Build an account's history: 90 days of usage up to ``now`` and ~30 past invoices. The
+    second account served (index 1) has no card and no auto top-up, so the dashboard's "no card"
+    paths can be seen; the first has both plus a legacy spending limit."""
     rng = stable_rng(seed, account_id, "profile")
     now_hour = hour_floor(now)
     profile = UsageProfile(

@@ -188,12 +188,12 @@ def _query_int(query: Mapping[str, str], name: str, default: int, high: int | No
 def _refuse_by_fault(faults: Mapping[str, dict[str, Any]]) -> None:
     """Raises the answer of the answering fault that fired, if one did (a hang has waited)."""
     if (params := faults.get("error")) is not None:
-        status = int(params["status"])
+        status = params["status"]
         message = params.get("message") or _SERVER_ERROR_MESSAGES.get(status, "Server error")
-        raise _Refusal(status, [(CODE_SERVER_ERROR, str(message))])
+        raise _Refusal(status, [(CODE_SERVER_ERROR, message)])
     if (params := faults.get("rate_limit")) is not None:
         message = "Please wait and consider throttling your request speed"
-        retry_after = {"Retry-After": str(int(params["retry_after"]))}
+        retry_after = {"Retry-After": str(params["retry_after"])}
         raise _Refusal(429, [(CODE_RATE_LIMITED, message)], retry_after)
     if (params := faults.get("unsuccessful")) is not None:
         # HTTP 200 whose envelope says it failed.

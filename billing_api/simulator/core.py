@@ -532,8 +532,7 @@ class Simulator:
             raise _invalid(
                 ["start_time: an hourly window may span at most 31 days; use day for longer"]
             )
-        data_start = account.origin_hour * HOUR
-        first = max(math.floor(start_ms / 1000 / window), math.floor(data_start / window))
+        first = max(math.floor(start_ms / 1000 / window), account.origin_hour * HOUR // window)
         # Up to the end asked for, and never into an hour that is not over yet.
         stop = min(math.ceil(end_ms / 1000), account.settled_hour * HOUR)
         history = [

@@ -112,14 +112,12 @@ class Invoice:
     status: Literal["paid", "open", "void"] = "paid"
 
     def as_json(self) -> dict[str, Any]:
-        paid = self.amount if self.status == "paid" else 0
-        remaining = self.amount if self.status == "open" else 0
         kind = "auto top-up" if self.origin == "auto" else "top-up"
         return {
             "id": self.id,
             "amount_due": self.amount,
-            "amount_paid": paid,
-            "amount_remaining": remaining,
+            "amount_paid": self.amount if self.status == "paid" else 0,
+            "amount_remaining": self.amount if self.status == "open" else 0,
             "currency": CURRENCY_INVOICE,
             "attempt_count": 0 if self.status == "void" else (2 if self.status == "open" else 1),
             "attempted": self.status != "void",

@@ -361,7 +361,6 @@ class Simulator:
         return SimulatorTransport(self._serve_httpx)
 
     def _serve_httpx(self, request: httpx.Request) -> httpx.Response:
-        # A hang waits 50 ms for a release, or the client's read timeout if shorter.
         timeouts = request.extensions.get("timeout", {})
         read = timeouts.get("read") if isinstance(timeouts, dict) else None
         limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
@@ -629,8 +628,7 @@ class Simulator:
 
 
 class SimulatorTransport(httpx.MockTransport):
-    """Serves an async client's calls in a worker thread, so latency and hangs never block its
-    event loop."""
+    """Serves an async client's calls in a worker thread: latency and hangs never block its loop."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()

@@ -100,9 +100,7 @@ def build_fault(endpoint: str, kind: str, times: int | None, params: dict[str, A
 
 def fire(faults: dict[tuple[str, str], Fault], endpoint: str) -> dict[str, dict[str, Any]]:
     """The parameters of each kind of fault that fires for this call, consuming one use.
-
-    ``faults`` is keyed by (endpoint key, kind); the caller holds the lock that guards it.
-    """
+    ``faults`` is keyed by (endpoint key, kind); the caller holds the lock that guards it."""
     fired: dict[str, Fault] = {}
     # The endpoint's own faults come first, so they win over the "*" ones.
     keys = [key for key in faults if key[0] in (endpoint, ALL_ENDPOINTS)]

@@ -41,7 +41,6 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         return self.origin + API_PREFIX
 
     def start(self) -> SimulatorHTTPServer:
-        """Serves from a daemon thread; returns self."""
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )

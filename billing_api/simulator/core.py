@@ -237,7 +237,6 @@ class Simulator:
             raise ValueError(f"mode must be 'default' or 'current', not {mode!r}")
         if not token:
             raise ValueError("token must not be empty")
-        self.seed = seed
         self.mode: Mode = mode
         self.token = token
         self.read_token = read_token

@@ -263,13 +263,7 @@ class Account:
             return
         self.balance = round(self.balance + config.amount, 2)
         self.invoices.append(
-            Invoice(
-                id=self._next_id(),
-                amount=config.amount,
-                created=int(moment),
-                origin="auto",
-                created_by="auto-topup",
-            )
+            Invoice(self._next_id(), config.amount, int(moment), "auto", "auto-topup")
         )
 
     def create_topup(

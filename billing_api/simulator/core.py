@@ -1,7 +1,6 @@
 """The simulator's core: (method, path, query, headers, body) in, (status, headers, body) out.
 
-Two thin fronts sit on it: ``Simulator.transport()`` (httpx) and the HTTP server in
-``server.py``. Where Cloudflare documents nothing, the simulator chooses:
+Where Cloudflare documents nothing, the simulator chooses:
 
 * ``usage-history``: no ``end_time`` is now; no ``start_time`` is 30 days (day) or 24 hours
   (hour) before the end; hourly spans at most 31 days. UTC buckets of hours already over,
@@ -189,12 +188,12 @@ def _query_int(query: Mapping[str, str], name: str, default: int, high: int | No
 def _refuse_by_fault(faults: Mapping[str, dict[str, Any]]) -> None:
     """Raises the answer of the answering fault that fired, if one did (a hang has waited)."""
     if (params := faults.get("error")) is not None:
-        status = int(params["status"])
+        status = params["status"]
         message = params.get("message") or _SERVER_ERROR_MESSAGES.get(status, "Server error")
-        raise _Refusal(status, [(CODE_SERVER_ERROR, str(message))])
+        raise _Refusal(status, [(CODE_SERVER_ERROR, message)])
     if (params := faults.get("rate_limit")) is not None:
         message = "Please wait and consider throttling your request speed"
-        retry_after = {"Retry-After": str(int(params["retry_after"]))}
+        retry_after = {"Retry-After": str(params["retry_after"])}
         raise _Refusal(429, [(CODE_RATE_LIMITED, message)], retry_after)
     if (params := faults.get("unsuccessful")) is not None:
         # HTTP 200 whose envelope says it failed.
@@ -238,7 +237,6 @@ class Simulator:
             raise ValueError(f"mode must be 'default' or 'current', not {mode!r}")
         if not token:
             raise ValueError("token must not be empty")
-        self.seed = seed
         self.mode: Mode = mode
         self.token = token
         self.read_token = read_token
@@ -263,8 +261,6 @@ class Simulator:
             for index, account_id in enumerate(ids)
         }
 
-    # ------------------------------------------------------------------ public helpers
-
     @property
     def account_ids(self) -> tuple[str, ...]:
         return tuple(self._accounts)
@@ -273,7 +269,6 @@ class Simulator:
         return self._clock() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
-        """Moves the simulator's time forward, on top of its clock."""
         with self._lock:
             self._clock_offset += seconds
 
@@ -289,20 +284,17 @@ class Simulator:
 
     @property
     def in_flight(self) -> Counter[str]:
-        """Requests routed and not yet answered, per endpoint key (a copy; idle keys left out),
-        so one held by a latency or hang fault until the fault ends or ``release()``."""
+        """Requests routed and not yet answered (held ones too), per endpoint key; a copy."""
         with self._lock:
             return +self._in_flight
 
     def wait_for_in_flight(self, expected: Mapping[str, int], timeout: float = 5.0) -> bool:
         """Blocks until at least ``expected`` requests per endpoint key are in flight at once;
         False if that did not happen within ``timeout`` seconds (a safety bound)."""
-
-        def reached() -> bool:
-            return all(self._in_flight[key] >= count for key, count in expected.items())
-
         with self._in_flight_changed:
-            return self._in_flight_changed.wait_for(reached, timeout)
+            return self._in_flight_changed.wait_for(
+                lambda: all(self._in_flight[key] >= n for key, n in expected.items()), timeout
+            )
 
     def account(self, account_id: str) -> Account:
         """The account's live state, brought up to the current time. KeyError if not served."""
@@ -317,7 +309,6 @@ class Simulator:
         error: str = "Your card was declined.",
         disabled_reason: str = "payment_failed",
     ) -> None:
-        """Arms a failure for the account's next auto top-up."""
         with self._lock:
             self.account(account_id).auto_topup_failure = (error, disabled_reason)
 
@@ -336,8 +327,7 @@ class Simulator:
     def set_fault(
         self, endpoint: str, kind: str, *, times: int | None = None, **params: Any
     ) -> None:
-        """Injects a fault on an endpoint key (or ``"*"``), replacing one of its kind there.
-        Raises FaultError on a bad spec."""
+        """Injects a fault on an endpoint key (or ``"*"``), replacing one of its kind there."""
         fault = build_fault(endpoint, kind, times, params)
         with self._lock:
             # Popped first: a fault set again fires after the others, as a new one does.
@@ -360,19 +350,31 @@ class Simulator:
 
     def release(self) -> None:
         """Wakes every request held by a latency or hang fault; they then answer normally.
-
-        Only requests already in flight are released: one that arrives afterwards waits out
-        its faults again (set ``times``, or clear the faults, to stop that).
-        """
+        One that arrives afterwards waits out its faults again (set ``times``, or clear them)."""
         with self._lock:
             released, self._released = self._released, threading.Event()
         released.set()
 
     def transport(self) -> httpx.MockTransport:
         """An in-process front for ``httpx.Client`` and ``httpx.AsyncClient``."""
-        return SimulatorTransport(self)
+        return SimulatorTransport(self._serve_httpx)
 
-    # ------------------------------------------------------------------ serving
+    def _serve_httpx(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        read = timeouts.get("read") if isinstance(timeouts, dict) else None
+        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
+        try:
+            status, headers, body = self.handle(
+                request.method,
+                request.url.path,
+                dict(request.url.params.multi_items()),
+                dict(request.headers.items()),
+                request.content,
+                hang_limit=limit,
+            )
+        except TimeoutError:
+            raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None
+        return httpx.Response(status, headers=headers, content=body, request=request)
 
     def handle(
         self,
@@ -409,7 +411,7 @@ class Simulator:
             if "malformed" in faults:
                 return 200, self._headers(), _MALFORMED_BODY
             _refuse_by_fault(faults)
-            status, result = self._answer(method, endpoint, account_id, query, headers, body)
+            status, result = self._answer(endpoint, account_id, query, headers, body)
             if "hostile" in faults:
                 result = _hostile(result)
             payload = {"success": True, "errors": [], "messages": [], "result": result}
@@ -432,7 +434,6 @@ class Simulator:
 
     def _answer(
         self,
-        method: str,
         endpoint: str,
         account_id: str,
         query: Mapping[str, str],
@@ -444,7 +445,7 @@ class Simulator:
             where = f"/accounts/{account_id}/{BILLING_PATH}"
             message = f"Could not route to {where}, perhaps your object identifier is invalid?"
             raise _Refusal(404, [(CODE_BAD_ACCOUNT, message)])
-        if method != "GET" and not writer:
+        if not writer and not endpoint.startswith("GET "):
             raise _Refusal(403, [(CODE_AUTH, "Authentication error")])
         with self._lock:
             account = self._accounts[account_id]
@@ -504,12 +505,9 @@ class Simulator:
         scheme, _, presented = header.partition(" ")
         presented = presented.strip()
         if scheme.lower() == "bearer" and presented:
-            if hmac.compare_digest(presented.encode(), self.token.encode()):
-                return True
-            if self.read_token and hmac.compare_digest(
-                presented.encode(), self.read_token.encode()
-            ):
-                return False
+            for token, writer in ((self.token, True), (self.read_token, False)):
+                if token and hmac.compare_digest(presented.encode(), token.encode()):
+                    return writer
         raise _Refusal(401, [(CODE_AUTH, "Authentication error")])
 
     def _refuse_in_current_mode(self, message: str) -> None:
@@ -531,8 +529,7 @@ class Simulator:
             raise _invalid(
                 ["start_time: an hourly window may span at most 31 days; use day for longer"]
             )
-        data_start = account.origin_hour * HOUR
-        first = max(math.floor(start_ms / 1000 / window), math.floor(data_start / window))
+        first = max(math.floor(start_ms / 1000 / window), account.origin_hour * HOUR // window)
         # Up to the end asked for, and never into an hour that is not over yet.
         stop = min(math.ceil(end_ms / 1000), account.settled_hour * HOUR)
         history = [
@@ -599,8 +596,6 @@ class Simulator:
         account.advance(now)  # a zero settle time completes at once
         return result
 
-    # ------------------------------------------------------------------ replies
-
     def _error(self, refusal: _Refusal) -> Reply:
         # Cloudflare's error envelope has no "messages" key.
         errors = [{"code": code, "message": message} for code, message in refusal.errors]
@@ -631,30 +626,7 @@ class Simulator:
 
 
 class SimulatorTransport(httpx.MockTransport):
-    """``httpx.MockTransport`` over a Simulator. An async client's calls are served in a worker
-    thread, so latency and hangs never block its event loop."""
-
-    def __init__(self, simulator: Simulator) -> None:
-        self._simulator = simulator
-        super().__init__(self._serve)
-
-    def _serve(self, request: httpx.Request) -> httpx.Response:
-        # A hang waits 50 ms for a release, or the client's read timeout if shorter.
-        timeouts = request.extensions.get("timeout", {})
-        read = timeouts.get("read") if isinstance(timeouts, dict) else None
-        limit = TRANSPORT_HANG_SECONDS if read is None else min(TRANSPORT_HANG_SECONDS, read)
-        try:
-            status, headers, body = self._simulator.handle(
-                request.method,
-                request.url.path,
-                dict(request.url.params.multi_items()),
-                dict(request.headers.items()),
-                request.content,
-                hang_limit=limit,
-            )
-        except TimeoutError:
-            raise httpx.ReadTimeout("simulated hang: no answer", request=request) from None
-        return httpx.Response(status, headers=headers, content=body, request=request)
+    """Serves an async client's calls in a worker thread: latency and hangs never block its loop."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         await request.aread()

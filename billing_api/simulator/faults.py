@@ -7,6 +7,7 @@ fault fires (the endpoint's own before the ``"*"`` one), and hostile rewrites a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -92,19 +93,14 @@ def build_fault(endpoint: str, kind: str, times: int | None, params: dict[str, A
     elif kind == "rate_limit":
         clean["retry_after"] = int(_number(params, "retry_after", 1, 0, 3600, integer=False))
     elif kind == "unsuccessful":
-        code = params.get("code", 1000)
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise FaultError("code: must be an integer")
-        clean["code"] = code
+        clean["code"] = _number(params, "code", 1000, -math.inf, math.inf, integer=True)
         clean["message"] = str(params.get("message", "The billing service could not complete it."))
     return Fault(kind=kind, params=clean, remaining=times)
 
 
 def fire(faults: dict[tuple[str, str], Fault], endpoint: str) -> dict[str, dict[str, Any]]:
     """The parameters of each kind of fault that fires for this call, consuming one use.
-
-    ``faults`` is keyed by (endpoint key, kind); the caller holds the lock that guards it.
-    """
+    ``faults`` is keyed by (endpoint key, kind); the caller holds the lock that guards it."""
     fired: dict[str, Fault] = {}
     # The endpoint's own faults come first, so they win over the "*" ones.
     keys = [key for key in faults if key[0] in (endpoint, ALL_ENDPOINTS)]

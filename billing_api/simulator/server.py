@@ -41,7 +41,6 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         return self.origin + API_PREFIX
 
     def start(self) -> SimulatorHTTPServer:
-        """Serves from a daemon thread; returns self."""
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -101,12 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
 
-def _json(status: int, payload: dict[str, Any]) -> Reply:
-    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
-
-
-def _ok(status: int = 200, **fields: Any) -> Reply:
-    return _json(status, {"ok": True, **fields})
+def _json(status: int = 200, ok: bool = True, **fields: Any) -> Reply:
+    return status, {"Content-Type": "application/json"}, json.dumps({"ok": ok, **fields}).encode()
 
 
 def _admin(
@@ -118,42 +113,42 @@ def _admin(
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return _json(400, {"ok": False, "error": "body: must be a JSON object"})
+        return _json(400, False, error="body: must be a JSON object")
     try:
         match method, action:
             case "GET", "info":
                 accounts = list(simulator.account_ids)
-                return _ok(mode=simulator.mode, accounts=accounts, now=simulator.now())
+                return _json(mode=simulator.mode, accounts=accounts, now=simulator.now())
             case "GET", "calls":
-                return _ok(calls=dict(simulator.calls))
+                return _json(calls=dict(simulator.calls))
             case "POST", "reset-calls":
                 simulator.reset_calls()
-                return _ok(calls={})
+                return _json(calls={})
             case "GET", "in-flight":
-                return _ok(in_flight=dict(simulator.in_flight))
+                return _json(in_flight=dict(simulator.in_flight))
             case "POST", "release":
                 simulator.release()
-                return _ok()
+                return _json()
             case "GET", "faults":
-                return _ok(faults=simulator.faults())
+                return _json(faults=simulator.faults())
             case "POST", "faults":
                 simulator.set_fault(**data)  # a missing endpoint or kind is a TypeError
-                return _ok(201, faults=simulator.faults())
+                return _json(201, faults=simulator.faults())
             case "DELETE", "faults":
                 simulator.clear_faults(query.get("endpoint") or data.get("endpoint"))
-                return _ok(faults=simulator.faults())
+                return _json(faults=simulator.faults())
             case "POST", "fail-auto-topup":
                 account_id = data.pop("account_id", None) or simulator.account_ids[0]
                 simulator.fail_auto_topup(account_id, **data)
-                return _ok()
+                return _json()
             case "POST", "advance":
                 seconds = data.get("seconds")
                 if isinstance(seconds, bool) or not isinstance(seconds, int | float):
                     raise FaultError("seconds: must be a number")
                 simulator.advance_clock(float(seconds))
-                return _ok(now=simulator.now())
+                return _json(now=simulator.now())
     except (FaultError, TypeError) as exc:
-        return _json(400, {"ok": False, "error": str(exc)})
+        return _json(400, False, error=str(exc))
     except KeyError as exc:
-        return _json(404, {"ok": False, "error": f"unknown account {exc}"})
-    return _json(404, {"ok": False, "error": f"no admin action {method} {action}"})
+        return _json(404, False, error=f"unknown account {exc}")
+    return _json(404, False, error=f"no admin action {method} {action}")

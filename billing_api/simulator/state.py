@@ -58,12 +58,8 @@ def stable_rng(*parts: object) -> random.Random:
 
 
 def stable_token(length: int, *parts: object) -> str:
-    number = int.from_bytes(_digest(parts))
-    chars = []
-    for _ in range(length):
-        number, index = divmod(number, len(_ALPHABET))
-        chars.append(_ALPHABET[index])
-    return "".join(chars)
+    number, base = int.from_bytes(_digest(parts)), len(_ALPHABET)
+    return "".join(_ALPHABET[number // base**i % base] for i in range(length))
 
 
 def hour_floor(moment: float) -> int:
@@ -116,14 +112,12 @@ class Invoice:
     status: Literal["paid", "open", "void"] = "paid"
 
     def as_json(self) -> dict[str, Any]:
-        paid = self.amount if self.status == "paid" else 0
-        remaining = self.amount if self.status == "open" else 0
         kind = "auto top-up" if self.origin == "auto" else "top-up"
         return {
             "id": self.id,
             "amount_due": self.amount,
-            "amount_paid": paid,
-            "amount_remaining": remaining,
+            "amount_paid": self.amount if self.status == "paid" else 0,
+            "amount_remaining": self.amount if self.status == "open" else 0,
             "currency": CURRENCY_INVOICE,
             "attempt_count": 0 if self.status == "void" else (2 if self.status == "open" else 1),
             "attempted": self.status != "void",
@@ -181,17 +175,17 @@ class Account:
 
     def hour_usage(self, hour: int) -> float:
         """Spend in cents during the hour with this index; nothing before the history starts."""
-        value = self._seeded_usage(hour)
+        if hour < self.origin_hour:
+            return 0.0
+        value = self._usage_cache.get(hour)
+        if value is None:
+            value = self._usage_cache[hour] = self._seeded_usage(hour)
         for start, end, factor in self.boosts:
             if start <= hour < end:
                 value = round(value * factor, 2)
         return value
 
     def _seeded_usage(self, hour: int) -> float:
-        if hour < self.origin_hour:
-            return 0.0
-        if hour in self._usage_cache:
-            return self._usage_cache[hour]
         rng = stable_rng(self.seed, self.account_id, "usage", hour)
         profile = self.profile
         # The shape follows the team's own working day, not UTC's.
@@ -208,9 +202,7 @@ class Account:
         )
         if rng.random() < profile.spike_chance:
             value *= rng.uniform(2.5, 5.0)  # a batch job
-        value = round(value, 2)
-        self._usage_cache[hour] = value
-        return value
+        return round(value, 2)
 
     def usage_between(self, start_hour: int, end_hour: int) -> float:
         """Spend in cents over the hours [start_hour, end_hour), only hours already over."""
@@ -271,13 +263,7 @@ class Account:
             return
         self.balance = round(self.balance + config.amount, 2)
         self.invoices.append(
-            Invoice(
-                id=self._next_id(),
-                amount=config.amount,
-                created=int(moment),
-                origin="auto",
-                created_by="auto-topup",
-            )
+            Invoice(self._next_id(), config.amount, int(moment), "auto", "auto-topup")
         )
 
     def create_topup(
@@ -299,13 +285,10 @@ class Account:
         return f"pi_{token}_secret_{secret}"
 
     def topup_status(self, payment_intent_id: str) -> str | None:
-        topup = self.topups.get(payment_intent_id)
-        if topup is not None:
+        if (topup := self.topups.get(payment_intent_id)) is not None:
             return topup.status
-        for invoice in self.invoices:
-            if invoice.id == payment_intent_id and invoice.status == "paid":
-                return "completed"
-        return None
+        paid = any(i.id == payment_intent_id and i.status == "paid" for i in self.invoices)
+        return "completed" if paid else None
 
     def credit_balance(self) -> dict[str, Any]:
         method = self.payment_method
@@ -358,11 +341,9 @@ class Account:
 
 
 def seed_account(seed: int, account_id: str, index: int, now: float) -> Account:
-    """Build an account's history: 90 days of usage up to ``now`` and ~30 past invoices.
-
-    The second account served (index 1) has no payment method and no auto top-up, so the
-    dashboard's "no card" paths can be seen; the first has both plus a legacy spending limit.
-    """
+    """Build an account's history: 90 days of usage up to ``now`` and ~30 past invoices. The
+    second account served (index 1) has no card and no auto top-up, so the dashboard's "no card"
+    paths can be seen; the first has both plus a legacy spending limit."""
     rng = stable_rng(seed, account_id, "profile")
     now_hour = hour_floor(now)
     profile = UsageProfile(
@@ -372,15 +353,11 @@ def seed_account(seed: int, account_id: str, index: int, now: float) -> Account:
         spike_chance=rng.uniform(0.003, 0.02),
     )
     has_card = index != 1
-    card = None
-    if has_card:
-        if index == 0:
-            brand, last4 = "visa", "4242"  # Stripe's test card, recognisable in a demo
-        else:
-            brand, last4 = rng.choice(("visa", "mastercard", "amex")), f"{rng.randint(0, 9999):04d}"
-        card = PaymentMethod(
-            id="pm_1" + stable_token(23, seed, account_id, "pm"), brand=brand, last4=last4
-        )
+    brand, last4 = "visa", "4242"  # Stripe's test card, recognisable in a demo
+    if index > 1:
+        brand, last4 = rng.choice(("visa", "mastercard", "amex")), f"{rng.randint(0, 9999):04d}"
+    card_id = "pm_1" + stable_token(23, seed, account_id, "pm")
+    card = PaymentMethod(card_id, brand, last4) if has_card else None
     account = Account(
         account_id=account_id,
         seed=seed,

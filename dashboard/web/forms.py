@@ -38,6 +38,20 @@ def date_field(
     )
 
 
+def optional_choice(
+    label: str, choices: Any, invalid: str, empty_value: Any = None, **kwargs: Any
+) -> forms.TypedChoiceField:
+    """A choice a query string may leave out (``empty_value`` then), ``invalid`` if not offered."""
+    return forms.TypedChoiceField(
+        label=label,
+        choices=choices,
+        required=False,
+        empty_value=empty_value,
+        error_messages={"invalid_choice": invalid},
+        **kwargs,
+    )
+
+
 class PageField(forms.IntegerField):
     """An optional page number (1 or more): 1 when it is missing."""
 
@@ -57,12 +71,11 @@ class PageField(forms.IntegerField):
 class InvoiceFilterForm(forms.Form):
     """The invoice table's query string: ``type`` (all, auto, manual; default all) and ``page``."""
 
-    type = forms.TypedChoiceField(
-        label="Show",
-        choices=[("all", "All invoices"), ("auto", "Auto top-ups"), ("manual", "Manual top-ups")],
-        required=False,
+    type = optional_choice(
+        "Show",
+        [("all", "All invoices"), ("auto", "Auto top-ups"), ("manual", "Manual top-ups")],
+        "Choose all, auto or manual as the invoice type.",
         empty_value="all",
-        error_messages={"invalid_choice": "Choose all, auto or manual as the invoice type."},
     )
     page = PageField()
 
@@ -74,19 +87,11 @@ class UsageFilterForm(forms.Form):
     default) and ``report_range``; ``start`` and ``end`` are local midnights (``end`` exclusive).
     """
 
-    window = forms.TypedChoiceField(
-        label="Buckets",
-        choices=list(usage.WINDOWS.items()),
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose day or hour buckets."},
-    )
-    range = forms.TypedChoiceField(
-        label="Range",
-        choices=[*usage.PRESETS.items(), ("custom", "Custom")],
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
+    window = optional_choice("Buckets", list(usage.WINDOWS.items()), "Choose day or hour buckets.")
+    range = optional_choice(
+        "Range",
+        [*usage.PRESETS.items(), ("custom", "Custom")],
+        "Choose one of the ranges offered, or custom dates.",
     )
     start = date_field("From", "start", usage.EARLIEST_DATE)
     end = date_field("To", "end", usage.EARLIEST_DATE)
@@ -153,28 +158,20 @@ class ActivityFilterForm(forms.Form):
     EARLIEST = date(2000, 1, 1)
     LATEST = date(2999, 12, 31)
 
-    action = forms.TypedChoiceField(
-        label="Action",
-        choices=[("", "All actions"), *AuditEvent.Action.choices],
+    action = optional_choice(
+        "Action",
+        [("", "All actions"), *AuditEvent.Action.choices],
+        "Choose one of the actions offered.",
         coerce=AuditEvent.Action,
-        empty_value=None,
-        required=False,
-        error_messages={"invalid_choice": "Choose one of the actions offered."},
     )
-    outcome = forms.TypedChoiceField(
-        label="Outcome",
-        choices=[("", "All outcomes"), *AuditEvent.Outcome.choices],
+    outcome = optional_choice(
+        "Outcome",
+        [("", "All outcomes"), *AuditEvent.Outcome.choices],
+        "Choose one of the outcomes offered.",
         coerce=AuditEvent.Outcome,
-        empty_value=None,
-        required=False,
-        error_messages={"invalid_choice": "Choose one of the outcomes offered."},
     )
-    user = forms.TypedChoiceField(
-        label="Who",
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose someone who appears in this log."},
-    )
+    # The choices are the log's own users, set in __init__.
+    user = optional_choice("Who", (), "Choose someone who appears in this log.")
     start = date_field("From", "start", EARLIEST, LATEST)
     end = date_field("To", "end", EARLIEST, LATEST)
     page = PageField(widget=forms.HiddenInput)
@@ -316,8 +313,8 @@ class AutoTopupForm(forms.Form):
     def __init__(
         self,
         *args: Any,
-        max_amount: Decimal | None = None,
-        preview_of: Callable[[Decimal, Decimal], str | None] | None = None,
+        max_amount: Decimal | None,
+        preview_of: Callable[[Decimal, Decimal], str | None],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -338,7 +335,7 @@ class AutoTopupForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         threshold, amount = cleaned.get("threshold"), cleaned.get("amount")
-        if self.preview_of is not None and threshold is not None and amount is not None:
+        if threshold is not None and amount is not None:
             self.preview = self.preview_of(threshold, amount)
         return cleaned
 
@@ -378,7 +375,7 @@ class SpendingLimitForm(forms.Form):
     )
     confirm = forms.BooleanField(label="I understand this stops AI traffic now", required=False)
 
-    def __init__(self, *args: Any, impact_of: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, impact_of: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.impact_of = impact_of
         self.impact: Any = None
@@ -386,7 +383,7 @@ class SpendingLimitForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         amount, duration, strategy = (cleaned.get(k) for k in ("amount", "duration", "strategy"))
-        if self.impact_of is None or amount is None or not duration or not strategy:
+        if amount is None or not duration or not strategy:
             return cleaned
         self.impact = self.impact_of(amount, duration, strategy)
         if self.impact.blocks_now and not cleaned.get("confirm"):

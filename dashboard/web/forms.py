@@ -488,6 +488,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         # A radio list needs no "select an option" row.
         kind = cast(forms.TypedChoiceField, self.fields["kind"])
         kind.choices = AlertRule.Kind.choices
+        # The field refuses a negative number itself.
+        repeat = MaxValueValidator(24 * 31, "Between 0 (never) and 744 hours (a month).")
+        self.fields["repeat_hours"].validators.append(repeat)
 
     def clean_emails(self) -> str:
         return self._recipients("emails", MAX_EMAILS, "email addresses", check_email)
@@ -503,12 +506,6 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         for value in values:
             check(value)
         return "\n".join(dict.fromkeys(values))
-
-    def clean_repeat_hours(self) -> int:
-        hours: int = self.cleaned_data["repeat_hours"]
-        if not 0 <= hours <= 24 * 31:
-            raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
-        return hours
 
     #: The one threshold each kind needs (auto top-up failures need none).
     NEEDS: dict[str, str] = {

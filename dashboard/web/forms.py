@@ -81,11 +81,9 @@ class InvoiceFilterForm(forms.Form):
 
 
 class UsageFilterForm(forms.Form):
-    """The usage page's query string: ``window``, ``range`` and, for a custom range, dates.
-
-    ``clean()`` leaves ``window`` (the one asked for, kept in ``window_asked``, or the range's
-    default) and ``report_range``; ``start`` and ``end`` are local midnights (``end`` exclusive).
-    """
+    """The usage page's query string. ``clean()`` adds ``report_range`` and ``window_asked``
+    (``window`` then falls back to the range's default); ``start`` and ``end`` become local
+    midnights (``end`` exclusive)."""
 
     window = optional_choice("Buckets", list(usage.WINDOWS.items()), "Choose day or hour buckets.")
     range = optional_choice(
@@ -149,10 +147,8 @@ class UsageFilterForm(forms.Form):
 
 
 class ActivityFilterForm(forms.Form):
-    """The activity table's query string: action, outcome, user, dates and page, all optional.
-
-    ``clean()`` leaves ``filters`` (dates as local midnights, the end one exclusive) and ``page``.
-    """
+    """The activity table's query string, all optional. ``clean()`` adds ``filters`` (dates as
+    local midnights, the end one exclusive)."""
 
     #: Dates outside these years cannot be an audit event, and would overflow a datetime.
     EARLIEST = date(2000, 1, 1)
@@ -209,26 +205,6 @@ GROUPED_DOLLARS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 EXPONENT = re.compile(r"[0-9.,]+[eE][-+]?[0-9]+")
 
 
-def read_dollars(text: str) -> str:
-    """``text`` as a plain number ("-$1,000.50" is "-1000.50"), or a ``ValidationError`` coded
-    ``exponent``, ``grouping`` (commas not between thousands: "1,50" is $1.50 or $150?) or
-    ``invalid``."""
-    number = text.strip()
-    # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
-    sign = "-" if number.startswith("-") else ""
-    number = number.removeprefix("-").strip().removeprefix("$").strip()
-    if not sign and number.startswith("-"):
-        sign, number = "-", number.removeprefix("-").strip()
-    if PLAIN_DOLLARS.fullmatch(number):
-        return sign + number
-    if GROUPED_DOLLARS.fullmatch(number):
-        return sign + number.replace(",", "")
-    code = "exponent" if EXPONENT.fullmatch(number) else "invalid"
-    if code == "invalid" and re.fullmatch(r"[0-9.,]+", number):
-        code = "grouping"
-    raise forms.ValidationError(code, code=code)
-
-
 class DollarField(forms.DecimalField):
     """Dollars and cents as people type them: "$1,250.5" is 1250.50. Every error a sentence
     naming ``noun``, and a refusal of the range says why its end is there ("Cloudflare's minimum").
@@ -277,14 +253,28 @@ class DollarField(forms.DecimalField):
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, str) and (value := value.strip()):
-            try:
-                value = read_dollars(value)
-            except forms.ValidationError as error:
-                code = error.code or "invalid"
-                raise forms.ValidationError(self.error_messages[code], code=code) from None
+            value = self.read_dollars(value)
             if len(value.lstrip("-").split(".")[0]) > self.MAX_WHOLE_DIGITS:
                 raise forms.ValidationError(self.error_messages["too_large"], code="too_large")
         return super().to_python(value)
+
+    def read_dollars(self, number: str) -> str:
+        """``number`` as a plain number ("-$1,000.50" is "-1000.50"), or the error coded
+        ``exponent``, ``grouping`` (commas not between thousands: "1,50" is $1.50 or $150?) or
+        ``invalid``."""
+        # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
+        sign = "-" if number.startswith("-") else ""
+        number = number.removeprefix("-").strip().removeprefix("$").strip()
+        if not sign and number.startswith("-"):
+            sign, number = "-", number.removeprefix("-").strip()
+        if PLAIN_DOLLARS.fullmatch(number):
+            return sign + number
+        if GROUPED_DOLLARS.fullmatch(number):
+            return sign + number.replace(",", "")
+        code = "exponent" if EXPONENT.fullmatch(number) else "invalid"
+        if code == "invalid" and re.fullmatch(r"[0-9.,]+", number):
+            code = "grouping"
+        raise forms.ValidationError(self.error_messages[code], code=code)
 
     def clean(self, value: Any) -> Decimal | None:
         result = super().clean(value)
@@ -396,9 +386,8 @@ class SpendingLimitForm(forms.Form):
 
 
 class TopupForm(forms.Form):
-    """A one-off top-up: ``amount`` within the account's ``limits``, the idempotency key the form
-    was given, and the confirmation step's token. A quick-pick button (``preset``) stands in
-    for the amount."""
+    """A one-off top-up within the account's ``limits``; a quick-pick button (``preset``) stands
+    in for the amount."""
 
     amount = DollarField(label="Amount (US dollars)", noun="amount")  # the account's, in __init__
     idempotency_key = forms.RegexField(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -57,11 +57,9 @@ def activity(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 
 @require_GET
 @account_view("view_activity")
+@permission_required("dashboard.export_data", raise_exception=True)
 def activity_csv(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     """Every event the page's filters select (all pages), up to ``CSV_MAX_ROWS``."""
-    # account_view checks one permission; the export needs the export one as well.
-    if not request.user.has_perm("dashboard.export_data"):
-        raise PermissionDenied
     form = _form(request, account)
     if not form.is_valid():
         return not_exported(400, error_text(form))

@@ -278,7 +278,7 @@ class DollarField(forms.DecimalField):
 
     def clean(self, value: Any) -> Decimal | None:
         result = super().clean(value)
-        return None if result is None else Decimal(result).quantize(Decimal("0.01"))
+        return None if result is None else result.quantize(Decimal("0.01"))
 
 
 #: Upper bounds: a typo of a few extra zeros must not reach Cloudflare (the rule's amount is
@@ -330,10 +330,6 @@ class AutoTopupForm(forms.Form):
         return cleaned
 
 
-LIMIT_DURATIONS = [("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")]
-LIMIT_STRATEGIES = [("fixed", "Fixed"), ("sliding", "Sliding")]
-
-
 class SpendingLimitForm(forms.Form):
     """The account-wide limit; ``confirm`` is required only when it blocks traffic now, as
     ``impact_of(amount, duration, strategy)`` tells (kept in ``impact`` for the page)."""
@@ -347,7 +343,7 @@ class SpendingLimitForm(forms.Form):
     )
     duration = forms.ChoiceField(
         label="Window",
-        choices=LIMIT_DURATIONS,
+        choices=[("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         widget=forms.RadioSelect,
         error_messages={
             "required": "Choose a window: daily, weekly or monthly.",
@@ -356,7 +352,7 @@ class SpendingLimitForm(forms.Form):
     )
     strategy = forms.ChoiceField(
         label="How the window moves",
-        choices=LIMIT_STRATEGIES,
+        choices=[("fixed", "Fixed"), ("sliding", "Sliding")],
         widget=forms.RadioSelect,
         error_messages={
             "required": "Choose fixed or sliding.",

@@ -43,23 +43,20 @@ def sync_roles(apps: Any) -> None:
     """Make the groups hold exactly the permissions above (used by migrations)."""
     from django.contrib.auth.management import create_permissions
 
-    # Permissions are normally made after all migrations (post_migrate); the groups need
-    # them now.
+    # Permissions are made after all migrations (post_migrate); the groups need them now.
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
         app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
+    # Of those that exist: an early migration runs before later ones (the latest syncs again).
+    existing = list(Permission.objects.select_related("content_type"))
     for name, codenames in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        # Filter: an early migration runs before later permissions exist (the latest syncs again).
-        perms = list(
-            Permission.objects.filter(content_type__app_label="dashboard", codename__in=codenames)
-        )
+        wanted = {("dashboard", codename) for codename in codenames}
         if name == BILLING_ADMIN:
-            for app_label, codename in ADMIN_AUTH_PERMISSIONS:
-                perms.extend(
-                    Permission.objects.filter(content_type__app_label=app_label, codename=codename)
-                )
-        group.permissions.set(perms)
+            wanted |= set(ADMIN_AUTH_PERMISSIONS)
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            [p for p in existing if (p.content_type.app_label, p.codename) in wanted]
+        )

@@ -13,7 +13,7 @@ from dashboard.services.money import format_period, format_usd
 register = template.Library()
 
 
-@register.filter(name="usd")
+@register.filter
 def usd(amount: object) -> str:
     if isinstance(amount, bool) or not isinstance(amount, Decimal | int | str):
         return ""
@@ -23,7 +23,7 @@ def usd(amount: object) -> str:
         return ""
 
 
-@register.filter(name="period")
+@register.filter
 def period(start: object, end: object) -> str:
     if not isinstance(start, datetime) or not isinstance(end, datetime):
         return ""

@@ -9,13 +9,11 @@ from django.utils.functional import SimpleLazyObject
 from dashboard.demo import DEMO_USERS
 from dashboard.services.accounts import accounts_for
 
-PRODUCT_NAME = "AI Gateway spend"
-
 
 def site(request: HttpRequest) -> dict[str, Any]:
     """What every page's layout needs: the product, demo mode and its logins."""
     return {
-        "product_name": PRODUCT_NAME,
+        "product_name": "AI Gateway spend",
         "demo_mode": settings.DEMO_MODE,
         "demo_users": DEMO_USERS if settings.DEMO_MODE else (),
         # For the account switcher; lazy, so pages that do not show it cost no query.

@@ -38,6 +38,20 @@ def date_field(
     )
 
 
+def optional_choice(
+    label: str, choices: Any, invalid: str, empty_value: Any = None, **kwargs: Any
+) -> forms.TypedChoiceField:
+    """A choice a query string may leave out (``empty_value`` then), ``invalid`` if not offered."""
+    return forms.TypedChoiceField(
+        label=label,
+        choices=choices,
+        required=False,
+        empty_value=empty_value,
+        error_messages={"invalid_choice": invalid},
+        **kwargs,
+    )
+
+
 class PageField(forms.IntegerField):
     """An optional page number (1 or more): 1 when it is missing."""
 
@@ -57,36 +71,25 @@ class PageField(forms.IntegerField):
 class InvoiceFilterForm(forms.Form):
     """The invoice table's query string: ``type`` (all, auto, manual; default all) and ``page``."""
 
-    type = forms.TypedChoiceField(
-        label="Show",
-        choices=[("all", "All invoices"), ("auto", "Auto top-ups"), ("manual", "Manual top-ups")],
-        required=False,
+    type = optional_choice(
+        "Show",
+        [("all", "All invoices"), ("auto", "Auto top-ups"), ("manual", "Manual top-ups")],
+        "Choose all, auto or manual as the invoice type.",
         empty_value="all",
-        error_messages={"invalid_choice": "Choose all, auto or manual as the invoice type."},
     )
     page = PageField()
 
 
 class UsageFilterForm(forms.Form):
-    """The usage page's query string: ``window``, ``range`` and, for a custom range, dates.
+    """The usage page's query string. ``clean()`` adds ``report_range`` and ``window_asked``
+    (``window`` then falls back to the range's default); ``start`` and ``end`` become local
+    midnights (``end`` exclusive)."""
 
-    ``clean()`` leaves ``window`` (the one asked for, kept in ``window_asked``, or the range's
-    default) and ``report_range``; ``start`` and ``end`` are local midnights (``end`` exclusive).
-    """
-
-    window = forms.TypedChoiceField(
-        label="Buckets",
-        choices=list(usage.WINDOWS.items()),
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose day or hour buckets."},
-    )
-    range = forms.TypedChoiceField(
-        label="Range",
-        choices=[*usage.PRESETS.items(), ("custom", "Custom")],
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose one of the ranges offered, or custom dates."},
+    window = optional_choice("Buckets", list(usage.WINDOWS.items()), "Choose day or hour buckets.")
+    range = optional_choice(
+        "Range",
+        [*usage.PRESETS.items(), ("custom", "Custom")],
+        "Choose one of the ranges offered, or custom dates.",
     )
     start = date_field("From", "start", usage.EARLIEST_DATE)
     end = date_field("To", "end", usage.EARLIEST_DATE)
@@ -144,37 +147,27 @@ class UsageFilterForm(forms.Form):
 
 
 class ActivityFilterForm(forms.Form):
-    """The activity table's query string: action, outcome, user, dates and page, all optional.
-
-    ``clean()`` leaves ``filters`` (dates as local midnights, the end one exclusive) and ``page``.
-    """
+    """The activity table's query string, all optional. ``clean()`` adds ``filters`` (dates as
+    local midnights, the end one exclusive)."""
 
     #: Dates outside these years cannot be an audit event, and would overflow a datetime.
     EARLIEST = date(2000, 1, 1)
     LATEST = date(2999, 12, 31)
 
-    action = forms.TypedChoiceField(
-        label="Action",
-        choices=[("", "All actions"), *AuditEvent.Action.choices],
+    action = optional_choice(
+        "Action",
+        [("", "All actions"), *AuditEvent.Action.choices],
+        "Choose one of the actions offered.",
         coerce=AuditEvent.Action,
-        empty_value=None,
-        required=False,
-        error_messages={"invalid_choice": "Choose one of the actions offered."},
     )
-    outcome = forms.TypedChoiceField(
-        label="Outcome",
-        choices=[("", "All outcomes"), *AuditEvent.Outcome.choices],
+    outcome = optional_choice(
+        "Outcome",
+        [("", "All outcomes"), *AuditEvent.Outcome.choices],
+        "Choose one of the outcomes offered.",
         coerce=AuditEvent.Outcome,
-        empty_value=None,
-        required=False,
-        error_messages={"invalid_choice": "Choose one of the outcomes offered."},
     )
-    user = forms.TypedChoiceField(
-        label="Who",
-        required=False,
-        empty_value=None,
-        error_messages={"invalid_choice": "Choose someone who appears in this log."},
-    )
+    # The choices are the log's own users, set in __init__.
+    user = optional_choice("Who", (), "Choose someone who appears in this log.")
     start = date_field("From", "start", EARLIEST, LATEST)
     end = date_field("To", "end", EARLIEST, LATEST)
     page = PageField(widget=forms.HiddenInput)
@@ -210,26 +203,6 @@ class ActivityFilterForm(forms.Form):
 PLAIN_DOLLARS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
 GROUPED_DOLLARS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 EXPONENT = re.compile(r"[0-9.,]+[eE][-+]?[0-9]+")
-
-
-def read_dollars(text: str) -> str:
-    """``text`` as a plain number ("-$1,000.50" is "-1000.50"), or a ``ValidationError`` coded
-    ``exponent``, ``grouping`` (commas not between thousands: "1,50" is $1.50 or $150?) or
-    ``invalid``."""
-    number = text.strip()
-    # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
-    sign = "-" if number.startswith("-") else ""
-    number = number.removeprefix("-").strip().removeprefix("$").strip()
-    if not sign and number.startswith("-"):
-        sign, number = "-", number.removeprefix("-").strip()
-    if PLAIN_DOLLARS.fullmatch(number):
-        return sign + number
-    if GROUPED_DOLLARS.fullmatch(number):
-        return sign + number.replace(",", "")
-    code = "exponent" if EXPONENT.fullmatch(number) else "invalid"
-    if code == "invalid" and re.fullmatch(r"[0-9.,]+", number):
-        code = "grouping"
-    raise forms.ValidationError(code, code=code)
 
 
 class DollarField(forms.DecimalField):
@@ -280,18 +253,32 @@ class DollarField(forms.DecimalField):
 
     def to_python(self, value: Any) -> Any:
         if isinstance(value, str) and (value := value.strip()):
-            try:
-                value = read_dollars(value)
-            except forms.ValidationError as error:
-                code = error.code or "invalid"
-                raise forms.ValidationError(self.error_messages[code], code=code) from None
+            value = self.read_dollars(value)
             if len(value.lstrip("-").split(".")[0]) > self.MAX_WHOLE_DIGITS:
                 raise forms.ValidationError(self.error_messages["too_large"], code="too_large")
         return super().to_python(value)
 
+    def read_dollars(self, number: str) -> str:
+        """``number`` as a plain number ("-$1,000.50" is "-1000.50"), or the error coded
+        ``exponent``, ``grouping`` (commas not between thousands: "1,50" is $1.50 or $150?) or
+        ``invalid``."""
+        # A sign before or after the dollar sign ("-$5", "$-5"): refused later as out of range.
+        sign = "-" if number.startswith("-") else ""
+        number = number.removeprefix("-").strip().removeprefix("$").strip()
+        if not sign and number.startswith("-"):
+            sign, number = "-", number.removeprefix("-").strip()
+        if PLAIN_DOLLARS.fullmatch(number):
+            return sign + number
+        if GROUPED_DOLLARS.fullmatch(number):
+            return sign + number.replace(",", "")
+        code = "exponent" if EXPONENT.fullmatch(number) else "invalid"
+        if code == "invalid" and re.fullmatch(r"[0-9.,]+", number):
+            code = "grouping"
+        raise forms.ValidationError(self.error_messages[code], code=code)
+
     def clean(self, value: Any) -> Decimal | None:
         result = super().clean(value)
-        return None if result is None else Decimal(result).quantize(Decimal("0.01"))
+        return None if result is None else result.quantize(Decimal("0.01"))
 
 
 #: Upper bounds: a typo of a few extra zeros must not reach Cloudflare (the rule's amount is
@@ -316,8 +303,8 @@ class AutoTopupForm(forms.Form):
     def __init__(
         self,
         *args: Any,
-        max_amount: Decimal | None = None,
-        preview_of: Callable[[Decimal, Decimal], str | None] | None = None,
+        max_amount: Decimal | None,
+        preview_of: Callable[[Decimal, Decimal], str | None],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -338,13 +325,9 @@ class AutoTopupForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         threshold, amount = cleaned.get("threshold"), cleaned.get("amount")
-        if self.preview_of is not None and threshold is not None and amount is not None:
+        if threshold is not None and amount is not None:
             self.preview = self.preview_of(threshold, amount)
         return cleaned
-
-
-LIMIT_DURATIONS = [("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")]
-LIMIT_STRATEGIES = [("fixed", "Fixed"), ("sliding", "Sliding")]
 
 
 class SpendingLimitForm(forms.Form):
@@ -360,7 +343,7 @@ class SpendingLimitForm(forms.Form):
     )
     duration = forms.ChoiceField(
         label="Window",
-        choices=LIMIT_DURATIONS,
+        choices=[("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")],
         widget=forms.RadioSelect,
         error_messages={
             "required": "Choose a window: daily, weekly or monthly.",
@@ -369,7 +352,7 @@ class SpendingLimitForm(forms.Form):
     )
     strategy = forms.ChoiceField(
         label="How the window moves",
-        choices=LIMIT_STRATEGIES,
+        choices=[("fixed", "Fixed"), ("sliding", "Sliding")],
         widget=forms.RadioSelect,
         error_messages={
             "required": "Choose fixed or sliding.",
@@ -378,7 +361,7 @@ class SpendingLimitForm(forms.Form):
     )
     confirm = forms.BooleanField(label="I understand this stops AI traffic now", required=False)
 
-    def __init__(self, *args: Any, impact_of: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, impact_of: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.impact_of = impact_of
         self.impact: Any = None
@@ -386,7 +369,7 @@ class SpendingLimitForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         amount, duration, strategy = (cleaned.get(k) for k in ("amount", "duration", "strategy"))
-        if self.impact_of is None or amount is None or not duration or not strategy:
+        if amount is None or not duration or not strategy:
             return cleaned
         self.impact = self.impact_of(amount, duration, strategy)
         if self.impact.blocks_now and not cleaned.get("confirm"):
@@ -399,9 +382,8 @@ class SpendingLimitForm(forms.Form):
 
 
 class TopupForm(forms.Form):
-    """A one-off top-up: ``amount`` within the account's ``limits``, the idempotency key the form
-    was given, and the confirmation step's token. A quick-pick button (``preset``) stands in
-    for the amount."""
+    """A one-off top-up within the account's ``limits``; a quick-pick button (``preset``) stands
+    in for the amount."""
 
     amount = DollarField(label="Amount (US dollars)", noun="amount")  # the account's, in __init__
     idempotency_key = forms.RegexField(
@@ -491,6 +473,9 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         # A radio list needs no "select an option" row.
         kind = cast(forms.TypedChoiceField, self.fields["kind"])
         kind.choices = AlertRule.Kind.choices
+        # The field refuses a negative number itself.
+        repeat = MaxValueValidator(24 * 31, "Between 0 (never) and 744 hours (a month).")
+        self.fields["repeat_hours"].validators.append(repeat)
 
     def clean_emails(self) -> str:
         return self._recipients("emails", MAX_EMAILS, "email addresses", check_email)
@@ -506,12 +491,6 @@ class AlertRuleForm(forms.ModelForm[AlertRule]):
         for value in values:
             check(value)
         return "\n".join(dict.fromkeys(values))
-
-    def clean_repeat_hours(self) -> int:
-        hours: int = self.cleaned_data["repeat_hours"]
-        if not 0 <= hours <= 24 * 31:
-            raise forms.ValidationError("Between 0 (never) and 744 hours (a month).")
-        return hours
 
     #: The one threshold each kind needs (auto top-up failures need none).
     NEEDS: dict[str, str] = {

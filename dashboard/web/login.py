@@ -76,17 +76,12 @@ def session_expiry(get_response: Callable[[HttpRequest], HttpResponse]) -> Calla
     def middleware(request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
             at = now()
-            started = request.session.get(STARTED_AT)
-            seen = request.session.get(SEEN_AT)
+            started = float(request.session.setdefault(STARTED_AT, at))
+            seen = float(request.session.setdefault(SEEN_AT, at))
             idle = int(settings.SESSION_IDLE_SECONDS)
-            if started is None or seen is None:
-                request.session[STARTED_AT] = at if started is None else started
-                request.session[SEEN_AT] = at
-            elif at - float(started) > settings.SESSION_COOKIE_AGE or (
-                idle > 0 and at - float(seen) > idle
-            ):
+            if at - started > settings.SESSION_COOKIE_AGE or (idle > 0 and at - seen > idle):
                 logout(request)
-            elif at - float(seen) >= min(60.0, idle / 2 if idle > 0 else 60.0):
+            elif at - seen >= min(60.0, idle / 2 if idle > 0 else 60.0):
                 request.session[SEEN_AT] = at
         return get_response(request)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Page
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -13,7 +12,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.models import AuditEvent
 from dashboard.services import activity as service
 from dashboard.services.accounts import Account
 from dashboard.web.access import HtmxHttpRequest, account_view
@@ -31,13 +29,24 @@ def activity(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     context: dict[str, Any] = {"account": account, "form": form, "zone_name": str(form.zone)}
     if form.is_valid():
         filters: service.Filters = form.cleaned_data["filters"]
-        found = service.events(account.id, filters)
         try:
-            page = service.page_of(found, form.cleaned_data["page"])
+            page = service.page_of(service.events(account.id, filters), form.cleaned_data["page"])
         except service.PageError as err:
             form.add_error("page", str(err))
         else:
-            context |= _table(request, account, filters, page)
+            context |= {
+                "page": page,
+                "rows": service.rows(page.object_list),
+                "links": service.links(page, filters),
+                "previous_query": filters.query(page.number - 1) if page.has_previous() else "",
+                "next_query": filters.query(page.number + 1) if page.has_next() else "",
+                "filtered": filters != service.Filters(),
+            }
+            if request.user.has_perm("dashboard.export_data"):
+                csv_url = reverse("dashboard:activity_csv", args=[account.id]) + filters.query()
+                context["csv_url"] = csv_url
+                context["csv_too_big"] = page.paginator.count > service.CSV_MAX_ROWS
+                context["csv_max"] = service.CSV_MAX_ROWS
     template = "dashboard/activity.html"
     # A history restore after a cache miss asks for the whole page, HX-Request or not.
     if request.htmx and not request.htmx.history_restore_request:
@@ -48,11 +57,9 @@ def activity(request: HtmxHttpRequest, account: Account) -> HttpResponse:
 
 @require_GET
 @account_view("view_activity")
+@permission_required("dashboard.export_data", raise_exception=True)
 def activity_csv(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     """Every event the page's filters select (all pages), up to ``CSV_MAX_ROWS``."""
-    # account_view checks one permission; the export needs the export one as well.
-    if not request.user.has_perm("dashboard.export_data"):
-        raise PermissionDenied
     form = _form(request, account)
     if not form.is_valid():
         return not_exported(400, error_text(form))
@@ -76,25 +83,3 @@ def _form(request: HtmxHttpRequest, account: Account) -> ActivityFilterForm:
         users=service.usernames(account.id),
         zone=timezone.get_current_timezone(),
     )
-
-
-def _table(
-    request: HtmxHttpRequest,
-    account: Account,
-    filters: service.Filters,
-    page: Page[AuditEvent],
-) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "page": page,
-        "rows": service.rows(page.object_list),
-        "links": service.links(page, filters),
-        "previous_query": filters.query(page.number - 1) if page.has_previous() else "",
-        "next_query": filters.query(page.number + 1) if page.has_next() else "",
-        "filtered": filters != service.Filters(),
-    }
-    if request.user.has_perm("dashboard.export_data"):
-        count = page.paginator.count
-        context["csv_url"] = reverse("dashboard:activity_csv", args=[account.id]) + filters.query()
-        context["csv_too_big"] = count > service.CSV_MAX_ROWS
-        context["csv_max"] = service.CSV_MAX_ROWS
-    return context

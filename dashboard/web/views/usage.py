@@ -28,7 +28,7 @@ def usage(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         template += "#usage-report"
     context = usage_service.page_context(
         account.id,
-        getattr(form, "cleaned_data", {}),
+        form.cleaned_data,
         form.data,
         form.zone,
         report,

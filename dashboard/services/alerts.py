@@ -69,17 +69,13 @@ def read_account(
     tz = timezone.get_current_timezone()
     balance = reads.credit_balance(account_id)
     usage = reads.recent_usage(account_id, now, tz)
-    problems = []
-    if not balance.ok:
-        problems.append(f"balance: {balance.error or 'not read'}")
-    if not usage.ok:
-        problems.append(f"usage: {usage.error or 'not read'}")
+    problems = tuple(
+        f"{name}: {read.error or 'not read'}"
+        for name, read in (("balance", balance), ("usage", usage))
+        if not read.ok
+    )
     reading = reading_of(
-        balance.value if balance.ok else None,
-        usage.value if usage.ok else None,
-        now,
-        tz,
-        tuple(problems),
+        balance.value if balance.ok else None, usage.value if usage.ok else None, now, tz, problems
     )
     if not auto_topups:
         return reading
@@ -347,15 +343,14 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
     now = reading.at
     seen = verdict.seen[:200]
     if verdict.state == "true":
-        capping = rule.kind == Kind.AUTO_TOPUP_CAP
-        fired = None
         if not rule.active:
-            fired = _fire(rule, verdict, now, episode=rule.episode + 1, repeat=0, hold=capping)
+            episode, repeat = rule.episode + 1, 0
         elif _repeat_due(rule, now):
-            repeat = rule.firings.filter(episode=rule.episode).count()
-            fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat, hold=capping)
+            episode, repeat = rule.episode, rule.firings.filter(episode=rule.episode).count()
         else:
             return Outcome(verdict)
+        capping = rule.kind == Kind.AUTO_TOPUP_CAP
+        fired = _fire(rule, verdict, now, episode=episode, repeat=repeat, hold=capping)
         if fired is not None and capping:
             enforce_cap(rule, reading, fired)
         return Outcome(verdict, fired)
@@ -427,8 +422,7 @@ def _fire(
                 ]
             )
             if not hold:  # deferred in this transaction: a firing is never left unsent
-                for delivery in deliveries:
-                    notify.defer(delivery.pk)
+                notify.defer(*(delivery.pk for delivery in deliveries))
     except IntegrityError:
         return None  # the same firing was recorded by another worker
     logger.info(
@@ -480,8 +474,7 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     AlertFiring.objects.filter(pk=firing.pk).update(message=message, facts=facts)
     pending = AlertDelivery.objects.filter(firing=firing, status=AlertDelivery.Status.PENDING)
     pending.update(next_attempt_at=reading.at)
-    for pk in pending.values_list("pk", flat=True):
-        notify.defer(pk)
+    notify.defer(*pending.values_list("pk", flat=True))
     firing.message, firing.facts = message, facts
     logger.info("monthly cap reached", extra={"rule": rule.pk, "action": action})
 
@@ -518,16 +511,10 @@ def recipients(rule: AlertRule) -> list[tuple[str, str]]:
 def check_all(now: datetime | None = None) -> list[Outcome]:
     """Checks every enabled rule, reading each account once."""
     now = now or clock.now()
-    rules = list(AlertRule.objects.filter(enabled=True))
-    outcomes = []
-    readings: dict[str, Reading] = {}
+    rules = AlertRule.objects.filter(enabled=True, account_id__in=list(settings.BILLING_ACCOUNTS))
     capped = {rule.account_id for rule in rules if rule.kind == Kind.AUTO_TOPUP_CAP}
-    for rule in rules:
-        if rule.account_id not in settings.BILLING_ACCOUNTS:
-            continue
-        if rule.account_id not in readings:
-            readings[rule.account_id] = read_account(
-                rule.account_id, now, auto_topups=rule.account_id in capped
-            )
-        outcomes.append(check(rule, readings[rule.account_id]))
-    return outcomes
+    readings = {
+        account: read_account(account, now, auto_topups=account in capped)
+        for account in dict.fromkeys(rule.account_id for rule in rules)
+    }
+    return [check(rule, readings[rule.account_id]) for rule in rules]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 from django.conf import settings
@@ -39,8 +39,6 @@ class AccountWeek:
     spent_before: Decimal | None
     runway: str
     week: figures.Span
-    #: The Usage page showing the week (path and query, no host).
-    usage_path: str
     burn: figures.Figure | None
     #: None when the user may not see them: (when, amount, how) per paid top-up; the count
     #: of the other invoices and what they took.
@@ -51,6 +49,13 @@ class AccountWeek:
     @property
     def week_label(self) -> str:
         return figures.span_label(self.week)
+
+    @property
+    def usage_path(self) -> str:
+        """The Usage page with the week as its custom range (path and query, no host), so the
+        digest's total can be checked."""
+        query = usage.query("day", "custom", self.week.first_day, self.week.last_day)
+        return reverse("dashboard:usage", args=[self.account.id]) + query
 
     @property
     def change(self) -> str:
@@ -71,17 +76,6 @@ class Digest:
     week_start: datetime
     week_end: datetime
     accounts: list[AccountWeek]
-
-
-def this_monday(now: datetime) -> date:
-    local = timezone.localtime(now, timezone.get_current_timezone())
-    return local.date() - timedelta(days=local.weekday())
-
-
-def due(now: datetime) -> bool:
-    """From Monday 08:00 on (local), the week's digest is due."""
-    local = timezone.localtime(now, timezone.get_current_timezone())
-    return local.weekday() > 0 or local.time() >= SEND_FROM
 
 
 def build(user: User, now: datetime) -> Digest:
@@ -146,7 +140,6 @@ def _account_week(
         spent_before,
         runway_words,
         week,
-        usage_path(account.id, week),
         burn,
         topups,
         invoices,
@@ -161,12 +154,6 @@ def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decima
         for i in paid
         if i.created
     )
-
-
-def usage_path(account_id: str, week: figures.Span) -> str:
-    """The Usage page with the week as its custom range, so the digest's total can be checked."""
-    query = usage.query("day", "custom", week.first_day, week.last_day)
-    return reverse("dashboard:usage", args=[account_id]) + query
 
 
 def _how(origin: str | None, username: str | None) -> str:
@@ -211,9 +198,10 @@ def why_not_sent(user: User) -> str:
 def send_due(now: datetime | None = None) -> int:
     """Sends this week's digest to every subscriber who has not had it; how many were sent."""
     now = now or clock.now()
-    if not due(now):
+    local = timezone.localtime(now, timezone.get_current_timezone())
+    if local.weekday() == 0 and local.time() < SEND_FROM:
         return 0
-    monday = this_monday(now)
+    monday = local.date() - timedelta(days=local.weekday())
     sent = 0
     for subscription in DigestSubscription.objects.select_related("user").exclude(week=monday):
         previous = subscription.week

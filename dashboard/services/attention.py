@@ -80,10 +80,10 @@ def open_invoices(invoices: Iterable[models.Invoice]) -> tuple[models.Invoice, .
     )
 
 
+@dataclass(frozen=True)
 class _Links:
-    def __init__(self, account_id: str, has_perm: Callable[[str], bool]) -> None:
-        self.account_id = account_id
-        self.has_perm = has_perm
+    account_id: str
+    has_perm: Callable[[str], bool]
 
     def to(self, name: str, permission: str) -> str | None:
         if not self.has_perm(f"dashboard.{permission}"):
@@ -103,23 +103,11 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
     config = balance.topup_config
     rule_url = links.to("auto_topup", "change_auto_topup")
     if config.has_failed:
-        found.append(
-            _item(
-                "topup-failed",
-                "Auto top-up failed: the balance will not be refilled until it is fixed.",
-                "Fix the auto top-up rule",
-                rule_url,
-            )
-        )
+        text = "Auto top-up failed: the balance will not be refilled until it is fixed."
+        found.append(_item("topup-failed", text, "Fix the auto top-up rule", rule_url))
     elif not config.is_set:
-        found.append(
-            _item(
-                "topup-off",
-                "Auto top-up is off: the balance is refilled only when someone tops up.",
-                "Set up auto top-up",
-                rule_url,
-            )
-        )
+        text = "Auto top-up is off: the balance is refilled only when someone tops up."
+        found.append(_item("topup-off", text, "Set up auto top-up", rule_url))
     if not balance.has_default_payment_method:
         text = "No card is on file: no top-up can be charged, by hand or automatically."
         # Cards are managed in Cloudflare's dashboard, by whoever pays here.
@@ -143,14 +131,8 @@ def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _L
     if facts.balance is not None and not facts.balance.has_default_payment_method:
         topup_url = None  # no card to charge: the "no card" item says what to do instead
     if facts.overdrawn:
-        return [
-            _item(
-                "overdrawn",
-                "The balance is at or below zero: usage goes on being billed against it.",
-                "Top up",
-                topup_url,
-            )
-        ]
+        text = "The balance is at or below zero: usage goes on being billed against it."
+        return [_item("overdrawn", text, "Top up", topup_url)]
     if facts.zero_at is None:
         return []
     days, from_rule = runway_threshold(rules)
@@ -158,14 +140,8 @@ def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _L
     if left >= timedelta(days=days):
         return []
     whose = "your runway alert" if from_rule else "the default"
-    return [
-        _item(
-            "runway",
-            f"About {_days(left)} of credit left at the 7-day rate, under {days} days ({whose}).",
-            "Top up",
-            topup_url,
-        )
-    ]
+    text = f"About {_days(left)} of credit left at the 7-day rate, under {days} days ({whose})."
+    return [_item("runway", text, "Top up", topup_url)]
 
 
 def _days(left: timedelta) -> str:

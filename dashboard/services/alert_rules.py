@@ -86,10 +86,6 @@ def page_context(account_id: str) -> dict[str, Any]:
     }
 
 
-def account_rule(account_id: str, pk: int) -> AlertRule | None:
-    return AlertRule.objects.filter(pk=pk, account_id=account_id).first()
-
-
 def save_rule(user: User | AnonymousUser, account_id: str, rule: AlertRule) -> None:
     """Saves a new or changed rule (a valid form's, not yet saved) and audits it."""
     before = None

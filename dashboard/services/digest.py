@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -84,23 +84,16 @@ def build(user: User, now: datetime) -> Digest:
     end = runway.week_start(now, tz)  # this Monday, local midnight
     start = runway.week_start(end - timedelta(days=1), tz)
     before = runway.week_start(start - timedelta(days=1), tz)
-    weeks = [
-        _account_week(user, account, (before, start, end), now, tz)
-        for account in accounts_for(user)
-    ]
+    week = figures.Span(start, end, True, tz)
+    weeks = [_account_week(user, account, week, before, now) for account in accounts_for(user)]
     return Digest(user, start, end, weeks)
 
 
 def _account_week(
-    user: User,
-    account: Account,
-    weeks: tuple[datetime, datetime, datetime],
-    now: datetime,
-    tz: tzinfo,
+    user: User, account: Account, week: figures.Span, before: datetime, now: datetime
 ) -> AccountWeek:
-    """``weeks``: the start of the week before, of the week, and its end."""
-    before, start, end = weeks
-    week = figures.Span(start, end, True, tz)
+    """``before``: the start of the week before ``week``."""
+    start, end, tz = week.start, week.end, week.zone
     problems: list[str] = []
     usage = reads.recent_usage(account.id, now, tz)
     balance = reads.credit_balance(account.id)
@@ -205,10 +198,8 @@ def send_due(now: datetime | None = None) -> int:
     sent = 0
     for subscription in DigestSubscription.objects.select_related("user").exclude(week=monday):
         previous = subscription.week
-        claimed = DigestSubscription.objects.filter(pk=subscription.pk, week=previous).update(
-            week=monday
-        )
-        if not claimed:
+        row = DigestSubscription.objects.filter(pk=subscription.pk)
+        if not row.filter(week=previous).update(week=monday):
             continue  # another worker took it
         user = subscription.user
         if why := why_not_sent(user):
@@ -219,13 +210,9 @@ def send_due(now: datetime | None = None) -> int:
             message(build(user, now), user.email).send()
         except Exception as err:  # an email backend's errors have no common base class
             logger.warning("digest not sent", extra={"user": user.pk}, exc_info=True)
-            DigestSubscription.objects.filter(pk=subscription.pk).update(
-                week=previous, last_error=type(err).__name__
-            )
+            row.update(week=previous, last_error=type(err).__name__)
             continue
-        DigestSubscription.objects.filter(pk=subscription.pk).update(
-            last_sent_at=now, last_error=""
-        )
+        row.update(last_sent_at=now, last_error="")
         sent += 1
     return sent
 

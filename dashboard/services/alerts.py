@@ -9,7 +9,7 @@ fires: a conditional update of the rule, backed by the firing's unique (rule, ep
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -199,21 +199,13 @@ def _unknown(reading: Reading) -> Verdict:
 def judge(rule: AlertRule, reading: Reading) -> Verdict:
     kind = rule.kind
     if kind == Kind.BALANCE_BELOW:
-        return _crossing(
-            reading.balance,
-            rule.amount,
-            "Balance",
-            format_usd,
-            reading,
-            "The balance is {value}, below the {threshold} this alert watches for.",
-            below=True,
-        )
+        sentence = "The balance is {value}, below the {threshold} this alert watches for."
+        return _crossing(reading.balance, rule.amount, "Balance", reading, sentence, below=True)
     if kind == Kind.MONTH_TO_DATE_ABOVE:
         return _crossing(
             reading.month_to_date,
             rule.amount,
             "Month-to-date spend",
-            format_usd,
             reading,
             "Spend this month so far is {value} ({span}), above the {threshold} this alert "
             "watches for.",
@@ -230,11 +222,11 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             days,
             Decimal(rule.days or 0),
             "Runway",
-            _days,
             reading,
             "The credit runs out in {value} {span}, sooner than the {threshold} this alert "
             "watches for.",
             below=True,
+            show=_days,
             span=f"at {reading.burn_text or 'the burn rate of the last 7 days'}",
         )
     if kind == Kind.AUTO_TOPUP_FAILED:
@@ -267,11 +259,11 @@ def _crossing(
     value: Decimal | None,
     threshold: Decimal | None,
     name: str,
-    show: Any,
     reading: Reading,
     sentence: str,
     *,
     below: bool,
+    show: Callable[[Decimal], str] = format_usd,
     span: str = "",
 ) -> Verdict:
     """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it.

@@ -267,9 +267,7 @@ def _crossing(
     span: str = "",
 ) -> Verdict:
     """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it.
-
-    ``span`` names what the value covers ("over 1 Jun 00:00–7 Jun 20:00, UTC").
-    """
+    ``span`` names what the value covers ("over 1 Jun 00:00–7 Jun 20:00, UTC")."""
     if value is None or threshold is None:
         return _unknown(reading)
     margin = threshold * (1 + HYSTERESIS) if below else threshold * (1 - HYSTERESIS)
@@ -341,9 +339,8 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
             episode, repeat = rule.episode, rule.firings.filter(episode=rule.episode).count()
         else:
             return Outcome(verdict)
-        capping = rule.kind == Kind.AUTO_TOPUP_CAP
-        fired = _fire(rule, verdict, now, episode=episode, repeat=repeat, hold=capping)
-        if fired is not None and capping:
+        fired = _fire(rule, verdict, now, episode, repeat)
+        if fired is not None and rule.kind == Kind.AUTO_TOPUP_CAP:
             enforce_cap(rule, reading, fired)
         return Outcome(verdict, fired)
     elif verdict.state == "clear" and rule.active:
@@ -365,18 +362,11 @@ def _repeat_due(rule: AlertRule, now: datetime) -> bool:
 
 
 def _fire(
-    rule: AlertRule,
-    verdict: Verdict,
-    now: datetime,
-    *,
-    episode: int,
-    repeat: int,
-    hold: bool = False,
+    rule: AlertRule, verdict: Verdict, now: datetime, episode: int, repeat: int
 ) -> AlertFiring | None:
     """Records the firing and its deliveries, unless another worker moved the rule first.
-    ``hold``: :func:`enforce_cap` defers the deliveries once its action is in the message."""
-    name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
-    subject = f"{verdict.subject} ({name})"
+    A cap's deliveries wait: :func:`enforce_cap` defers them once its action is in the message."""
+    subject = f"{verdict.subject} ({notify.account_name(rule.account_id)})"
     if repeat:
         subject = f"Still: {subject}"
     try:
@@ -405,15 +395,13 @@ def _fire(
                 message=verdict.message,
                 facts={"kind": rule.kind, "account_id": rule.account_id, **verdict.facts},
             )
-            deliveries = AlertDelivery.objects.bulk_create(
-                [
-                    AlertDelivery(
-                        firing=firing, channel=channel, target=target, next_attempt_at=now
-                    )
-                    for channel, target in recipients(rule)
-                ]
-            )
-            if not hold:  # deferred in this transaction: a firing is never left unsent
+            deliveries = [
+                AlertDelivery(firing=firing, channel=channel, target=target, next_attempt_at=now)
+                for channel, target in recipients(rule)
+            ]
+            AlertDelivery.objects.bulk_create(deliveries)
+            # Deferred in this transaction: a firing is never left unsent.
+            if rule.kind != Kind.AUTO_TOPUP_CAP:
                 notify.defer(*(delivery.pk for delivery in deliveries))
     except IntegrityError:
         return None  # the same firing was recorded by another worker
@@ -432,10 +420,6 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     """The monthly cap was reached: turns auto top-up off upstream (audited), says so in the
     firing's message, and lets its deliveries go. Called once per firing, by the worker that
     recorded it."""
-    restore = (
-        " To restore it: raise or delete the cap on the Alerts page, then save the auto top-up "
-        "rule again on the Auto top-up page (otherwise the next check turns it off again)."
-    )
     if reading.auto_topup_rule is None:
         action, said = "already_off", " Auto top-up is already off: nothing more is charged."
     else:
@@ -446,7 +430,9 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
             action = "turned_off"
             said = (
                 " So the dashboard turned auto top-up off (recorded in the activity log): no "
-                "more automatic top-ups are charged this month." + restore
+                "more automatic top-ups are charged this month. To restore it: raise or delete "
+                "the cap on the Alerts page, then save the auto top-up rule again on the Auto "
+                "top-up page (otherwise the next check turns it off again)."
             )
         elif outcome.refused:
             action = "refused"

@@ -185,9 +185,8 @@ def _invoice_items(
 def _topup_items(account_id: str, now: datetime, links: _Links) -> list[Item]:
     url = links.to("topups", "view_topups")
     found = []
-    for topup in Topup.objects.filter(account_id=account_id, status__in=UNSETTLED).order_by(
-        "created_at"
-    ):
+    unsettled = Topup.objects.filter(account_id=account_id, status__in=UNSETTLED)
+    for topup in unsettled.order_by("created_at"):
         outcome = "of unknown outcome" if topup.status == Topup.Status.UNKNOWN else "pending"
         made = timesince(topup.created_at, now)
         text = (

@@ -290,8 +290,7 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
     seen = f"Last 24 hours {format_usd(last)} {last_span}; burn {format_usd(average)} {burn_span}"
     facts = {"last_day": str(last), "burn_per_day": str(average), "factor": str(factor)}
     if average <= 0:
-        # Nothing spent over the week: any spend is "infinitely" more; not a ratio this rule
-        # can judge.
+        # Nothing spent over the week: any spend is "infinitely" more, no ratio to judge.
         return Verdict("between", seen, facts=facts)
     ratio = last / average
     facts["ratio"] = f"{ratio:.2f}"

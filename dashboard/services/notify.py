@@ -33,13 +33,7 @@ logger = logging.getLogger(__name__)
 
 Status = AlertDelivery.Status
 #: Waits after the 1st, 2nd... failed attempt; after the last, the delivery is given up.
-BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-    timedelta(hours=3),
-)
+BACKOFF = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180))
 MAX_ATTEMPTS = len(BACKOFF) + 1
 #: The job that sends one delivery (dashboard.tasks).
 TASK = "deliver_alert"

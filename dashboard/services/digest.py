@@ -128,15 +128,7 @@ def _account_week(
                 others = [i for i in issued if i not in paid] if may_topups else issued
                 invoices = (len(others), sum((alerts.paid(i) for i in others), Decimal(0)))
     return AccountWeek(
-        account,
-        spent,
-        spent_before,
-        runway_words,
-        week,
-        burn,
-        topups,
-        invoices,
-        tuple(problems),
+        account, spent, spent_before, runway_words, week, burn, topups, invoices, tuple(problems)
     )
 
 

@@ -119,13 +119,6 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
     return found
 
 
-def runway_threshold(rules: Iterable[AlertRule]) -> tuple[int, bool]:
-    """Days of runway under which to warn (the highest of the enabled runway rules), and
-    whether they come from an alert rule."""
-    days = [r.days for r in rules if r.kind == AlertRule.Kind.RUNWAY_BELOW and r.days is not None]
-    return (max(days), True) if days else (DEFAULT_RUNWAY_DAYS, False)
-
-
 def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _Links) -> list[Item]:
     topup_url = links.to("topup_create", "create_topup")
     if facts.balance is not None and not facts.balance.has_default_payment_method:
@@ -135,11 +128,13 @@ def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _L
         return [_item("overdrawn", text, "Top up", topup_url)]
     if facts.zero_at is None:
         return []
-    days, from_rule = runway_threshold(rules)
+    # Warn under the highest of the enabled runway rules, else the default.
+    ruled = [r.days for r in rules if r.kind == AlertRule.Kind.RUNWAY_BELOW and r.days is not None]
+    days = max(ruled, default=DEFAULT_RUNWAY_DAYS)
     left = facts.zero_at - now
     if left >= timedelta(days=days):
         return []
-    whose = "your runway alert" if from_rule else "the default"
+    whose = "your runway alert" if ruled else "the default"
     text = f"About {_days(left)} of credit left at the 7-day rate, under {days} days ({whose})."
     return [_item("runway", text, "Top up", topup_url)]
 

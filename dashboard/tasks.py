@@ -178,7 +178,6 @@ def requeue_waiting() -> None:
     """Defers again the pending deliveries and waiting top-ups (after a restart in demo mode,
     or an upgrade from the worker loop)."""
     pending = AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING)
-    for pk in pending.values_list("pk", flat=True):
-        notify.defer(pk)
+    notify.defer(*pending.values_list("pk", flat=True))
     for pk in Topup.objects.filter(status__in=topups.WAITING).values_list("pk", flat=True):
         topups.defer_follow_up(pk)

@@ -13,6 +13,8 @@ from dashboard.services import audit, notify
 from dashboard.services.money import format_usd
 
 Kind = AlertRule.Kind
+Action = AuditEvent.Action
+ACCEPTED = AuditEvent.Outcome.ACCEPTED
 
 #: Firings shown on the page, newest first.
 RECENT_FIRINGS = 20
@@ -84,10 +86,6 @@ def page_context(account_id: str) -> dict[str, Any]:
     }
 
 
-def account_rule(account_id: str, pk: int) -> AlertRule | None:
-    return AlertRule.objects.filter(pk=pk, account_id=account_id).first()
-
-
 def save_rule(user: User | AnonymousUser, account_id: str, rule: AlertRule) -> None:
     """Saves a new or changed rule (a valid form's, not yet saved) and audits it."""
     before = None
@@ -98,12 +96,7 @@ def save_rule(user: User | AnonymousUser, account_id: str, rule: AlertRule) -> N
     rule.account_id = account_id
     rule.save()
     audit.record(
-        user,
-        account_id,
-        AuditEvent.Action.ALERT_RULE_SET,
-        AuditEvent.Outcome.ACCEPTED,
-        before=before,
-        after=snapshot(rule),
+        user, account_id, Action.ALERT_RULE_SET, ACCEPTED, before=before, after=snapshot(rule)
     )
 
 
@@ -111,10 +104,4 @@ def delete_rule(user: User | AnonymousUser, rule: AlertRule) -> None:
     """Deletes a rule, its history with it, and audits it."""
     before = snapshot(rule)
     rule.delete()
-    audit.record(
-        user,
-        rule.account_id,
-        AuditEvent.Action.ALERT_RULE_DELETE,
-        AuditEvent.Outcome.ACCEPTED,
-        before=before,
-    )
+    audit.record(user, rule.account_id, Action.ALERT_RULE_DELETE, ACCEPTED, before=before)

@@ -9,7 +9,7 @@ fires: a conditional update of the rule, backed by the firing's unique (rule, ep
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -69,17 +69,13 @@ def read_account(
     tz = timezone.get_current_timezone()
     balance = reads.credit_balance(account_id)
     usage = reads.recent_usage(account_id, now, tz)
-    problems = []
-    if not balance.ok:
-        problems.append(f"balance: {balance.error or 'not read'}")
-    if not usage.ok:
-        problems.append(f"usage: {usage.error or 'not read'}")
+    problems = tuple(
+        f"{name}: {read.error or 'not read'}"
+        for name, read in (("balance", balance), ("usage", usage))
+        if not read.ok
+    )
     reading = reading_of(
-        balance.value if balance.ok else None,
-        usage.value if usage.ok else None,
-        now,
-        tz,
-        tuple(problems),
+        balance.value if balance.ok else None, usage.value if usage.ok else None, now, tz, problems
     )
     if not auto_topups:
         return reading
@@ -203,21 +199,13 @@ def _unknown(reading: Reading) -> Verdict:
 def judge(rule: AlertRule, reading: Reading) -> Verdict:
     kind = rule.kind
     if kind == Kind.BALANCE_BELOW:
-        return _crossing(
-            reading.balance,
-            rule.amount,
-            "Balance",
-            format_usd,
-            reading,
-            "The balance is {value}, below the {threshold} this alert watches for.",
-            below=True,
-        )
+        sentence = "The balance is {value}, below the {threshold} this alert watches for."
+        return _crossing(reading.balance, rule.amount, "Balance", reading, sentence, below=True)
     if kind == Kind.MONTH_TO_DATE_ABOVE:
         return _crossing(
             reading.month_to_date,
             rule.amount,
             "Month-to-date spend",
-            format_usd,
             reading,
             "Spend this month so far is {value} ({span}), above the {threshold} this alert "
             "watches for.",
@@ -234,11 +222,11 @@ def judge(rule: AlertRule, reading: Reading) -> Verdict:
             days,
             Decimal(rule.days or 0),
             "Runway",
-            _days,
             reading,
             "The credit runs out in {value} {span}, sooner than the {threshold} this alert "
             "watches for.",
             below=True,
+            show=_days,
             span=f"at {reading.burn_text or 'the burn rate of the last 7 days'}",
         )
     if kind == Kind.AUTO_TOPUP_FAILED:
@@ -271,17 +259,15 @@ def _crossing(
     value: Decimal | None,
     threshold: Decimal | None,
     name: str,
-    show: Any,
     reading: Reading,
     sentence: str,
     *,
     below: bool,
+    show: Callable[[Decimal], str] = format_usd,
     span: str = "",
 ) -> Verdict:
     """True past ``threshold``; clear only ``HYSTERESIS`` back on the other side of it.
-
-    ``span`` names what the value covers ("over 1 Jun 00:00–7 Jun 20:00, UTC").
-    """
+    ``span`` names what the value covers ("over 1 Jun 00:00–7 Jun 20:00, UTC")."""
     if value is None or threshold is None:
         return _unknown(reading)
     margin = threshold * (1 + HYSTERESIS) if below else threshold * (1 - HYSTERESIS)
@@ -304,8 +290,7 @@ def _spike(rule: AlertRule, reading: Reading) -> Verdict:
     seen = f"Last 24 hours {format_usd(last)} {last_span}; burn {format_usd(average)} {burn_span}"
     facts = {"last_day": str(last), "burn_per_day": str(average), "factor": str(factor)}
     if average <= 0:
-        # Nothing spent over the week: any spend is "infinitely" more; not a ratio this rule
-        # can judge.
+        # Nothing spent over the week: any spend is "infinitely" more, no ratio to judge.
         return Verdict("between", seen, facts=facts)
     ratio = last / average
     facts["ratio"] = f"{ratio:.2f}"
@@ -347,16 +332,14 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
     now = reading.at
     seen = verdict.seen[:200]
     if verdict.state == "true":
-        capping = rule.kind == Kind.AUTO_TOPUP_CAP
-        fired = None
         if not rule.active:
-            fired = _fire(rule, verdict, now, episode=rule.episode + 1, repeat=0, hold=capping)
+            episode, repeat = rule.episode + 1, 0
         elif _repeat_due(rule, now):
-            repeat = rule.firings.filter(episode=rule.episode).count()
-            fired = _fire(rule, verdict, now, episode=rule.episode, repeat=repeat, hold=capping)
+            episode, repeat = rule.episode, rule.firings.filter(episode=rule.episode).count()
         else:
             return Outcome(verdict)
-        if fired is not None and capping:
+        fired = _fire(rule, verdict, now, episode, repeat)
+        if fired is not None and rule.kind == Kind.AUTO_TOPUP_CAP:
             enforce_cap(rule, reading, fired)
         return Outcome(verdict, fired)
     elif verdict.state == "clear" and rule.active:
@@ -378,18 +361,11 @@ def _repeat_due(rule: AlertRule, now: datetime) -> bool:
 
 
 def _fire(
-    rule: AlertRule,
-    verdict: Verdict,
-    now: datetime,
-    *,
-    episode: int,
-    repeat: int,
-    hold: bool = False,
+    rule: AlertRule, verdict: Verdict, now: datetime, episode: int, repeat: int
 ) -> AlertFiring | None:
     """Records the firing and its deliveries, unless another worker moved the rule first.
-    ``hold``: :func:`enforce_cap` defers the deliveries once its action is in the message."""
-    name = settings.BILLING_ACCOUNTS.get(rule.account_id, rule.account_id)
-    subject = f"{verdict.subject} ({name})"
+    A cap's deliveries wait: :func:`enforce_cap` defers them once its action is in the message."""
+    subject = f"{verdict.subject} ({notify.account_name(rule.account_id)})"
     if repeat:
         subject = f"Still: {subject}"
     try:
@@ -418,17 +394,14 @@ def _fire(
                 message=verdict.message,
                 facts={"kind": rule.kind, "account_id": rule.account_id, **verdict.facts},
             )
-            deliveries = AlertDelivery.objects.bulk_create(
-                [
-                    AlertDelivery(
-                        firing=firing, channel=channel, target=target, next_attempt_at=now
-                    )
-                    for channel, target in recipients(rule)
-                ]
-            )
-            if not hold:  # deferred in this transaction: a firing is never left unsent
-                for delivery in deliveries:
-                    notify.defer(delivery.pk)
+            deliveries = [
+                AlertDelivery(firing=firing, channel=channel, target=target, next_attempt_at=now)
+                for channel, target in recipients(rule)
+            ]
+            AlertDelivery.objects.bulk_create(deliveries)
+            # Deferred in this transaction: a firing is never left unsent.
+            if rule.kind != Kind.AUTO_TOPUP_CAP:
+                notify.defer(*(delivery.pk for delivery in deliveries))
     except IntegrityError:
         return None  # the same firing was recorded by another worker
     logger.info(
@@ -446,10 +419,6 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     """The monthly cap was reached: turns auto top-up off upstream (audited), says so in the
     firing's message, and lets its deliveries go. Called once per firing, by the worker that
     recorded it."""
-    restore = (
-        " To restore it: raise or delete the cap on the Alerts page, then save the auto top-up "
-        "rule again on the Auto top-up page (otherwise the next check turns it off again)."
-    )
     if reading.auto_topup_rule is None:
         action, said = "already_off", " Auto top-up is already off: nothing more is charged."
     else:
@@ -460,7 +429,9 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
             action = "turned_off"
             said = (
                 " So the dashboard turned auto top-up off (recorded in the activity log): no "
-                "more automatic top-ups are charged this month." + restore
+                "more automatic top-ups are charged this month. To restore it: raise or delete "
+                "the cap on the Alerts page, then save the auto top-up rule again on the Auto "
+                "top-up page (otherwise the next check turns it off again)."
             )
         elif outcome.refused:
             action = "refused"
@@ -480,8 +451,7 @@ def enforce_cap(rule: AlertRule, reading: Reading, firing: AlertFiring) -> None:
     AlertFiring.objects.filter(pk=firing.pk).update(message=message, facts=facts)
     pending = AlertDelivery.objects.filter(firing=firing, status=AlertDelivery.Status.PENDING)
     pending.update(next_attempt_at=reading.at)
-    for pk in pending.values_list("pk", flat=True):
-        notify.defer(pk)
+    notify.defer(*pending.values_list("pk", flat=True))
     firing.message, firing.facts = message, facts
     logger.info("monthly cap reached", extra={"rule": rule.pk, "action": action})
 
@@ -518,16 +488,10 @@ def recipients(rule: AlertRule) -> list[tuple[str, str]]:
 def check_all(now: datetime | None = None) -> list[Outcome]:
     """Checks every enabled rule, reading each account once."""
     now = now or clock.now()
-    rules = list(AlertRule.objects.filter(enabled=True))
-    outcomes = []
-    readings: dict[str, Reading] = {}
+    rules = AlertRule.objects.filter(enabled=True, account_id__in=list(settings.BILLING_ACCOUNTS))
     capped = {rule.account_id for rule in rules if rule.kind == Kind.AUTO_TOPUP_CAP}
-    for rule in rules:
-        if rule.account_id not in settings.BILLING_ACCOUNTS:
-            continue
-        if rule.account_id not in readings:
-            readings[rule.account_id] = read_account(
-                rule.account_id, now, auto_topups=rule.account_id in capped
-            )
-        outcomes.append(check(rule, readings[rule.account_id]))
-    return outcomes
+    readings = {
+        account: read_account(account, now, auto_topups=account in capped)
+        for account in dict.fromkeys(rule.account_id for rule in rules)
+    }
+    return [check(rule, readings[rule.account_id]) for rule in rules]

@@ -80,10 +80,10 @@ def open_invoices(invoices: Iterable[models.Invoice]) -> tuple[models.Invoice, .
     )
 
 
+@dataclass(frozen=True)
 class _Links:
-    def __init__(self, account_id: str, has_perm: Callable[[str], bool]) -> None:
-        self.account_id = account_id
-        self.has_perm = has_perm
+    account_id: str
+    has_perm: Callable[[str], bool]
 
     def to(self, name: str, permission: str) -> str | None:
         if not self.has_perm(f"dashboard.{permission}"):
@@ -103,23 +103,11 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
     config = balance.topup_config
     rule_url = links.to("auto_topup", "change_auto_topup")
     if config.has_failed:
-        found.append(
-            _item(
-                "topup-failed",
-                "Auto top-up failed: the balance will not be refilled until it is fixed.",
-                "Fix the auto top-up rule",
-                rule_url,
-            )
-        )
+        text = "Auto top-up failed: the balance will not be refilled until it is fixed."
+        found.append(_item("topup-failed", text, "Fix the auto top-up rule", rule_url))
     elif not config.is_set:
-        found.append(
-            _item(
-                "topup-off",
-                "Auto top-up is off: the balance is refilled only when someone tops up.",
-                "Set up auto top-up",
-                rule_url,
-            )
-        )
+        text = "Auto top-up is off: the balance is refilled only when someone tops up."
+        found.append(_item("topup-off", text, "Set up auto top-up", rule_url))
     if not balance.has_default_payment_method:
         text = "No card is on file: no top-up can be charged, by hand or automatically."
         # Cards are managed in Cloudflare's dashboard, by whoever pays here.
@@ -131,41 +119,24 @@ def _balance_items(facts: Facts, links: _Links) -> list[Item]:
     return found
 
 
-def runway_threshold(rules: Iterable[AlertRule]) -> tuple[int, bool]:
-    """Days of runway under which to warn (the highest of the enabled runway rules), and
-    whether they come from an alert rule."""
-    days = [r.days for r in rules if r.kind == AlertRule.Kind.RUNWAY_BELOW and r.days is not None]
-    return (max(days), True) if days else (DEFAULT_RUNWAY_DAYS, False)
-
-
 def _runway_items(rules: list[AlertRule], facts: Facts, now: datetime, links: _Links) -> list[Item]:
     topup_url = links.to("topup_create", "create_topup")
     if facts.balance is not None and not facts.balance.has_default_payment_method:
         topup_url = None  # no card to charge: the "no card" item says what to do instead
     if facts.overdrawn:
-        return [
-            _item(
-                "overdrawn",
-                "The balance is at or below zero: usage goes on being billed against it.",
-                "Top up",
-                topup_url,
-            )
-        ]
+        text = "The balance is at or below zero: usage goes on being billed against it."
+        return [_item("overdrawn", text, "Top up", topup_url)]
     if facts.zero_at is None:
         return []
-    days, from_rule = runway_threshold(rules)
+    # Warn under the highest of the enabled runway rules, else the default.
+    ruled = [r.days for r in rules if r.kind == AlertRule.Kind.RUNWAY_BELOW and r.days is not None]
+    days = max(ruled, default=DEFAULT_RUNWAY_DAYS)
     left = facts.zero_at - now
     if left >= timedelta(days=days):
         return []
-    whose = "your runway alert" if from_rule else "the default"
-    return [
-        _item(
-            "runway",
-            f"About {_days(left)} of credit left at the 7-day rate, under {days} days ({whose}).",
-            "Top up",
-            topup_url,
-        )
-    ]
+    whose = "your runway alert" if ruled else "the default"
+    text = f"About {_days(left)} of credit left at the 7-day rate, under {days} days ({whose})."
+    return [_item("runway", text, "Top up", topup_url)]
 
 
 def _days(left: timedelta) -> str:
@@ -209,9 +180,8 @@ def _invoice_items(
 def _topup_items(account_id: str, now: datetime, links: _Links) -> list[Item]:
     url = links.to("topups", "view_topups")
     found = []
-    for topup in Topup.objects.filter(account_id=account_id, status__in=UNSETTLED).order_by(
-        "created_at"
-    ):
+    unsettled = Topup.objects.filter(account_id=account_id, status__in=UNSETTLED)
+    for topup in unsettled.order_by("created_at"):
         outcome = "of unknown outcome" if topup.status == Topup.Status.UNKNOWN else "pending"
         made = timesince(topup.created_at, now)
         text = (

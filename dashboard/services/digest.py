@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -39,8 +39,6 @@ class AccountWeek:
     spent_before: Decimal | None
     runway: str
     week: figures.Span
-    #: The Usage page showing the week (path and query, no host).
-    usage_path: str
     burn: figures.Figure | None
     #: None when the user may not see them: (when, amount, how) per paid top-up; the count
     #: of the other invoices and what they took.
@@ -51,6 +49,13 @@ class AccountWeek:
     @property
     def week_label(self) -> str:
         return figures.span_label(self.week)
+
+    @property
+    def usage_path(self) -> str:
+        """The Usage page with the week as its custom range (path and query, no host), so the
+        digest's total can be checked."""
+        query = usage.query("day", "custom", self.week.first_day, self.week.last_day)
+        return reverse("dashboard:usage", args=[self.account.id]) + query
 
     @property
     def change(self) -> str:
@@ -73,40 +78,22 @@ class Digest:
     accounts: list[AccountWeek]
 
 
-def this_monday(now: datetime) -> date:
-    local = timezone.localtime(now, timezone.get_current_timezone())
-    return local.date() - timedelta(days=local.weekday())
-
-
-def due(now: datetime) -> bool:
-    """From Monday 08:00 on (local), the week's digest is due."""
-    local = timezone.localtime(now, timezone.get_current_timezone())
-    return local.weekday() > 0 or local.time() >= SEND_FROM
-
-
 def build(user: User, now: datetime) -> Digest:
     """The digest of the week that ended last Sunday night, for ``user``."""
     tz = timezone.get_current_timezone()
     end = runway.week_start(now, tz)  # this Monday, local midnight
     start = runway.week_start(end - timedelta(days=1), tz)
     before = runway.week_start(start - timedelta(days=1), tz)
-    weeks = [
-        _account_week(user, account, (before, start, end), now, tz)
-        for account in accounts_for(user)
-    ]
+    week = figures.Span(start, end, True, tz)
+    weeks = [_account_week(user, account, week, before, now) for account in accounts_for(user)]
     return Digest(user, start, end, weeks)
 
 
 def _account_week(
-    user: User,
-    account: Account,
-    weeks: tuple[datetime, datetime, datetime],
-    now: datetime,
-    tz: tzinfo,
+    user: User, account: Account, week: figures.Span, before: datetime, now: datetime
 ) -> AccountWeek:
-    """``weeks``: the start of the week before, of the week, and its end."""
-    before, start, end = weeks
-    week = figures.Span(start, end, True, tz)
+    """``before``: the start of the week before ``week``."""
+    start, end, tz = week.start, week.end, week.zone
     problems: list[str] = []
     usage = reads.recent_usage(account.id, now, tz)
     balance = reads.credit_balance(account.id)
@@ -141,16 +128,7 @@ def _account_week(
                 others = [i for i in issued if i not in paid] if may_topups else issued
                 invoices = (len(others), sum((alerts.paid(i) for i in others), Decimal(0)))
     return AccountWeek(
-        account,
-        spent,
-        spent_before,
-        runway_words,
-        week,
-        usage_path(account.id, week),
-        burn,
-        topups,
-        invoices,
-        tuple(problems),
+        account, spent, spent_before, runway_words, week, burn, topups, invoices, tuple(problems)
     )
 
 
@@ -161,12 +139,6 @@ def _topups(account_id: str, paid: list[Invoice]) -> list[tuple[datetime, Decima
         for i in paid
         if i.created
     )
-
-
-def usage_path(account_id: str, week: figures.Span) -> str:
-    """The Usage page with the week as its custom range, so the digest's total can be checked."""
-    query = usage.query("day", "custom", week.first_day, week.last_day)
-    return reverse("dashboard:usage", args=[account_id]) + query
 
 
 def _how(origin: str | None, username: str | None) -> str:
@@ -211,16 +183,15 @@ def why_not_sent(user: User) -> str:
 def send_due(now: datetime | None = None) -> int:
     """Sends this week's digest to every subscriber who has not had it; how many were sent."""
     now = now or clock.now()
-    if not due(now):
+    local = timezone.localtime(now, timezone.get_current_timezone())
+    if local.weekday() == 0 and local.time() < SEND_FROM:
         return 0
-    monday = this_monday(now)
+    monday = local.date() - timedelta(days=local.weekday())
     sent = 0
     for subscription in DigestSubscription.objects.select_related("user").exclude(week=monday):
         previous = subscription.week
-        claimed = DigestSubscription.objects.filter(pk=subscription.pk, week=previous).update(
-            week=monday
-        )
-        if not claimed:
+        row = DigestSubscription.objects.filter(pk=subscription.pk)
+        if not row.filter(week=previous).update(week=monday):
             continue  # another worker took it
         user = subscription.user
         if why := why_not_sent(user):
@@ -231,13 +202,9 @@ def send_due(now: datetime | None = None) -> int:
             message(build(user, now), user.email).send()
         except Exception as err:  # an email backend's errors have no common base class
             logger.warning("digest not sent", extra={"user": user.pk}, exc_info=True)
-            DigestSubscription.objects.filter(pk=subscription.pk).update(
-                week=previous, last_error=type(err).__name__
-            )
+            row.update(week=previous, last_error=type(err).__name__)
             continue
-        DigestSubscription.objects.filter(pk=subscription.pk).update(
-            last_sent_at=now, last_error=""
-        )
+        row.update(last_sent_at=now, last_error="")
         sent += 1
     return sent
 

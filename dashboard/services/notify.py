@@ -33,13 +33,7 @@ logger = logging.getLogger(__name__)
 
 Status = AlertDelivery.Status
 #: Waits after the 1st, 2nd... failed attempt; after the last, the delivery is given up.
-BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-    timedelta(hours=3),
-)
+BACKOFF = tuple(timedelta(minutes=minutes) for minutes in (1, 5, 15, 60, 180))
 MAX_ATTEMPTS = len(BACKOFF) + 1
 #: The job that sends one delivery (dashboard.tasks).
 TASK = "deliver_alert"
@@ -187,9 +181,10 @@ class Attempt:
     retry_in: timedelta | None = None
 
 
-def defer(delivery_id: int) -> None:
-    """Defers the delivery's job, once (its retries follow from it)."""
-    jobs.defer(TASK, lock=f"delivery-{delivery_id}", delivery_id=delivery_id)
+def defer(*delivery_ids: int) -> None:
+    """Defers each delivery's job, once (its retries follow from it)."""
+    for delivery_id in delivery_ids:
+        jobs.defer(TASK, lock=f"delivery-{delivery_id}", delivery_id=delivery_id)
 
 
 def deliver(delivery_id: int) -> Attempt:
@@ -331,22 +326,23 @@ class _BoundedStream(httpcore.NetworkStream):
 
 def _record(delivery: AlertDelivery, attempt: Attempt, now: datetime) -> Attempt:
     attempts = delivery.attempts + 1
+    error = attempt.error[:300]
     wait = None
     if attempt.ok:
-        fields = {"status": Status.SENT, "sent_at": clock.now(), "last_error": ""}
+        said, fields = "sent", {"status": Status.SENT, "sent_at": clock.now()}
     elif attempts >= MAX_ATTEMPTS:
-        fields = {"status": Status.FAILED, "last_error": attempt.error[:300]}
+        said, fields = "given up", {"status": Status.FAILED}
     else:
         wait = BACKOFF[attempts - 1] * random.uniform(1.0, 1.2)
-        fields = {"next_attempt_at": now + wait, "last_error": attempt.error[:300]}
-    AlertDelivery.objects.filter(pk=delivery.pk).update(attempts=attempts, **fields)
-    AlertDeliveryAttempt.objects.create(
-        delivery=delivery, at=now, ok=attempt.ok, error=attempt.error[:300]
+        said, fields = "will retry", {"next_attempt_at": now + wait}
+    AlertDelivery.objects.filter(pk=delivery.pk).update(
+        attempts=attempts, last_error=error, **fields
     )
+    AlertDeliveryAttempt.objects.create(delivery=delivery, at=now, ok=attempt.ok, error=error)
     log = logger.info if attempt.ok else logger.warning
     log(
         "alert delivery %s",
-        "sent" if attempt.ok else ("given up" if attempts >= MAX_ATTEMPTS else "will retry"),
+        said,
         extra={
             "delivery": delivery.pk,
             "channel": delivery.channel,

@@ -72,19 +72,18 @@ class Command(BaseCommand):
 
     def demo_alerts(self, account_ids: list[str]) -> None:
         """A few alert rules for the Alerts page and the worker, on accounts that have none."""
-        examples: list[tuple[str, dict[str, Any]]] = [
-            (AlertRule.Kind.AUTO_TOPUP_FAILED, {}),
-            (AlertRule.Kind.SPEND_SPIKE, {"factor": Decimal(3)}),
-            (AlertRule.Kind.RUNWAY_BELOW, {"days": 30}),
+        examples: list[dict[str, Any]] = [
+            {"kind": AlertRule.Kind.AUTO_TOPUP_FAILED},
+            {"kind": AlertRule.Kind.SPEND_SPIKE, "factor": Decimal(3)},
+            {"kind": AlertRule.Kind.RUNWAY_BELOW, "days": 30},
         ]
         for account_id in account_ids:
             if AlertRule.objects.filter(account_id=account_id).exists():
                 continue
-            for kind, values in examples:
+            for example in examples:
                 AlertRule.objects.create(
                     account_id=account_id,
-                    kind=kind,
                     emails="finance@example.com",
                     created_by="demo",
-                    **values,
+                    **example,
                 )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -60,19 +60,12 @@ def alerts(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     )
 
 
-def _rule_or_404(account: Account, pk: int) -> AlertRule:
-    rule = service.account_rule(account.id, pk)
-    if rule is None:
-        raise Http404("No such alert")
-    return rule
-
-
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 @account_view("manage_alerts", audit_action=Action.ALERT_RULE_SET)
 def alert_rule(request: HtmxHttpRequest, account: Account, pk: int) -> HttpResponse:
     """One rule's form, to change it."""
-    rule = _rule_or_404(account, pk)
+    rule = get_object_or_404(AlertRule, pk=pk, account_id=account.id)
     form = AlertRuleForm(request.POST or None, instance=rule)
     if request.method == "POST" and (saved := _save(request, account, form)):
         return saved
@@ -86,7 +79,7 @@ def alert_rule(request: HtmxHttpRequest, account: Account, pk: int) -> HttpRespo
 @account_view("manage_alerts", audit_action=Action.ALERT_RULE_DELETE)
 def alert_rule_delete(request: HtmxHttpRequest, account: Account, pk: int) -> HttpResponse:
     """A confirmation page; its POST deletes the rule (its history goes with it)."""
-    rule = _rule_or_404(account, pk)
+    rule = get_object_or_404(AlertRule, pk=pk, account_id=account.id)
     condition = service.describe(rule)
     if request.method == "POST":
         service.delete_rule(request.user, rule)

@@ -182,11 +182,8 @@ class BillingClient:
     def invoice_history(
         self, type: models.InvoiceType = "all", page: int = 1
     ) -> models.InvoiceHistory:
-        """Past invoices, newest first, filtered by ``type`` (auto, manual or all).
-
-        Cloudflare documents no page parameter although it answers with ``pagination``;
-        ``page`` is sent only past the first page.
-        """
+        """Past invoices, newest first, filtered by ``type``. Cloudflare documents no page
+        parameter although it answers with ``pagination``: ``page`` is sent only past page 1."""
         if type not in ("auto", "all", "manual"):
             raise _invalid(f"invoice type must be auto, manual or all, not {type!r}")
         if page < 1:
@@ -218,14 +215,10 @@ class BillingClient:
     def create_topup(
         self, amount: Decimal, *, payment_method_id: str | None = None
     ) -> models.Topup:
-        """Charge ``amount`` dollars to the card on file and add it as credit.
-
-        Sent once: a timeout here leaves the outcome unknown, and the caller must
-        reconcile with :meth:`topup_status`, never send it again.
-        """
-        body: dict[str, object] = {
-            "amount": _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
-        }
+        """Charge ``amount`` dollars to the card on file and add it as credit. Sent once: after a
+        timeout the outcome is unknown, to reconcile with :meth:`topup_status`, never resend."""
+        cents = _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
+        body: dict[str, object] = {"amount": cents}
         if payment_method_id is not None:
             body["payment_method_id"] = payment_method_id
         return self._call(models.Topup, "POST", "topup", body=body)
@@ -234,12 +227,8 @@ class BillingClient:
         """Whether a top-up has completed. A POST upstream, so never retried here either."""
         if not payment_intent_id:
             raise _invalid("payment_intent_id is required")
-        return self._call(
-            models.TopupStatus,
-            "POST",
-            "topup/status",
-            body={"payment_intent_id": payment_intent_id},
-        )
+        body = {"payment_intent_id": payment_intent_id}
+        return self._call(models.TopupStatus, "POST", "topup/status", body=body)
 
     def set_topup_config(self, amount: Decimal, threshold: Decimal) -> models.TopupConfigSet:
         """Set the auto top-up rule: when the balance falls below ``threshold``, add ``amount``.

@@ -307,7 +307,7 @@ class BillingClient:
                     if delay is None:
                         status = response.status_code
                         self._log(method, endpoint, started, attempt, status, f"{status // 100}xx")
-                        return self._result(method, endpoint, response)
+                        return self._result(f"{method} {endpoint}", response)
                 attempt += 1
                 UPSTREAM_RETRIES.labels(endpoint, method).inc()
                 self._sleep(delay)
@@ -358,7 +358,7 @@ class BillingClient:
         ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
         return float(ceiling * random.uniform(0.5, 1.0))
 
-    def _result(self, method: str, endpoint: str, response: httpx.Response) -> Any:
+    def _result(self, call: str, response: httpx.Response) -> Any:
         try:
             # Decimal: money keeps its exact wire digits, and a whole number too long for
             # int() (4,300+ digits) still parses, to be judged by the models.
@@ -366,7 +366,7 @@ class BillingClient:
         except ValueError:
             if response.is_success:
                 raise errors.BillingResponseError(
-                    f"{method} {endpoint}: answer is not JSON (HTTP {response.status_code})"
+                    f"{call}: answer is not JSON (HTTP {response.status_code})"
                 ) from None
             payload = None
         try:
@@ -374,19 +374,15 @@ class BillingClient:
         except pydantic.ValidationError:
             if response.is_success:
                 raise errors.BillingResponseError(
-                    f"{method} {endpoint}: answer is not a Cloudflare envelope"
+                    f"{call}: answer is not a Cloudflare envelope"
                 ) from None
             envelope = None
         if envelope is None or not envelope.success or not response.is_success:
-            raise self._status_error(method, endpoint, response, envelope)
+            raise self._status_error(call, response, envelope)
         return envelope.result
 
     def _status_error(
-        self,
-        method: str,
-        endpoint: str,
-        response: httpx.Response,
-        envelope: models.Envelope | None,
+        self, call: str, response: httpx.Response, envelope: models.Envelope | None
     ) -> errors.BillingStatusError:
         status = response.status_code
         details = tuple(
@@ -396,7 +392,7 @@ class BillingClient:
         described = "; ".join(str(d) for d in details) or response.reason_phrase or "no detail"
         answered = "success: false" if response.is_success else f"HTTP {status}"
         other = errors.UpstreamError if status >= 500 else errors.BillingStatusError
-        message = f"{method} {endpoint} answered {answered}: {described}"
+        message = f"{call} answered {answered}: {described}"
         cf_ray = response.headers.get("cf-ray")
         error = _STATUS_ERRORS.get(status, other)(
             message, status_code=status, errors=details, request_id=cf_ray

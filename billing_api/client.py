@@ -7,6 +7,7 @@ anything is sent: a bad one raises ``ValidationError`` with no status code.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -44,8 +45,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: logging filter. Set by whoever runs the client (the dashboard's request-id middleware).
 request_id: ContextVar[str | None] = ContextVar("billing_api_request_id", default=None)
 
-# What the API budget is spent on, per endpoint: every attempt with its outcome and latency,
-# the retries, and the calls that ended in an error.
+# What the API budget is spent on, per endpoint.
 UPSTREAM_REQUESTS = prometheus_client.Counter(
     "billing_api_upstream_requests",
     "HTTP requests sent to the billing API, retries included, by outcome.",
@@ -79,10 +79,8 @@ _STATUS_ERRORS: dict[int, type[errors.BillingStatusError]] = {
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
-    try:
+    with contextlib.suppress(ValueError):
         return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -91,7 +89,6 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 
 def _invalid(message: str) -> errors.ValidationError:
-    """Arguments refused before sending: a ValidationError with no HTTP status."""
     return errors.ValidationError(message, status_code=None)
 
 
@@ -185,11 +182,8 @@ class BillingClient:
     def invoice_history(
         self, type: models.InvoiceType = "all", page: int = 1
     ) -> models.InvoiceHistory:
-        """Past invoices, newest first, filtered by ``type`` (auto, manual or all).
-
-        Cloudflare documents no page parameter although it answers with ``pagination``;
-        ``page`` is sent only past the first page.
-        """
+        """Past invoices, newest first, filtered by ``type``. Cloudflare documents no page
+        parameter although it answers with ``pagination``: ``page`` is sent only past page 1."""
         if type not in ("auto", "all", "manual"):
             raise _invalid(f"invoice type must be auto, manual or all, not {type!r}")
         if page < 1:
@@ -221,14 +215,10 @@ class BillingClient:
     def create_topup(
         self, amount: Decimal, *, payment_method_id: str | None = None
     ) -> models.Topup:
-        """Charge ``amount`` dollars to the card on file and add it as credit.
-
-        Sent once: a timeout here leaves the outcome unknown, and the caller must
-        reconcile with :meth:`topup_status`, never send it again.
-        """
-        body: dict[str, object] = {
-            "amount": _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
-        }
+        """Charge ``amount`` dollars to the card on file and add it as credit. Sent once: after a
+        timeout the outcome is unknown, to reconcile with :meth:`topup_status`, never resend."""
+        cents = _cents(amount, models.MIN_TOPUP_CENTS, "top-up amount")
+        body: dict[str, object] = {"amount": cents}
         if payment_method_id is not None:
             body["payment_method_id"] = payment_method_id
         return self._call(models.Topup, "POST", "topup", body=body)
@@ -237,19 +227,12 @@ class BillingClient:
         """Whether a top-up has completed. A POST upstream, so never retried here either."""
         if not payment_intent_id:
             raise _invalid("payment_intent_id is required")
-        return self._call(
-            models.TopupStatus,
-            "POST",
-            "topup/status",
-            body={"payment_intent_id": payment_intent_id},
-        )
+        body = {"payment_intent_id": payment_intent_id}
+        return self._call(models.TopupStatus, "POST", "topup/status", body=body)
 
     def set_topup_config(self, amount: Decimal, threshold: Decimal) -> models.TopupConfigSet:
         """Set the auto top-up rule: when the balance falls below ``threshold``, add ``amount``.
-
-        Raises:
-            PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
-        """
+        Cloudflare accepts it from dashboard sessions only: else PermissionDeniedError."""
         body = {
             "amount": _cents(amount, models.MIN_AUTO_TOPUP_AMOUNT_CENTS, "auto top-up amount"),
             "threshold": _cents(
@@ -259,11 +242,7 @@ class BillingClient:
         return self._call(models.TopupConfigSet, "POST", "topup/config", body=body)
 
     def delete_topup_config(self) -> None:
-        """Turn auto top-up off.
-
-        Raises:
-            PermissionDeniedError: Cloudflare accepts this from dashboard sessions only.
-        """
+        """Turn auto top-up off (dashboard sessions only: else PermissionDeniedError)."""
         self._request("DELETE", "topup/config")
 
     def set_spending_limit(
@@ -272,11 +251,7 @@ class BillingClient:
         duration: models.LimitDuration,
         strategy: models.LimitStrategy,
     ) -> None:
-        """Set the account-wide spending limit.
-
-        Raises:
-            PermissionDeniedError: what Cloudflare answers today (deprecated upstream).
-        """
+        """Set the account-wide spending limit (deprecated upstream: PermissionDeniedError now)."""
         if duration not in ("daily", "weekly", "monthly"):
             raise _invalid(f"duration must be daily, weekly or monthly, not {duration!r}")
         if strategy not in ("fixed", "sliding"):
@@ -332,7 +307,7 @@ class BillingClient:
                     if delay is None:
                         status = response.status_code
                         self._log(method, endpoint, started, attempt, status, f"{status // 100}xx")
-                        return self._result(method, endpoint, response)
+                        return self._result(f"{method} {endpoint}", response)
                 attempt += 1
                 UPSTREAM_RETRIES.labels(endpoint, method).inc()
                 self._sleep(delay)
@@ -344,8 +319,7 @@ class BillingClient:
         self, method: str, endpoint: str, params: Mapping[str, str] | None, body: Any
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        current_request = request_id.get()
-        if current_request:
+        if current_request := request_id.get():
             headers["X-Request-ID"] = current_request
         started = time.perf_counter()
         outcome = "connection_error"
@@ -384,35 +358,31 @@ class BillingClient:
         ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
         return float(ceiling * random.uniform(0.5, 1.0))
 
-    def _result(self, method: str, endpoint: str, response: httpx.Response) -> Any:
+    def _result(self, call: str, response: httpx.Response) -> Any:
         try:
             # Decimal: money keeps its exact wire digits, and a whole number too long for
             # int() (4,300+ digits) still parses, to be judged by the models.
             payload = json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
         except ValueError:
-            payload = None
             if response.is_success:
                 raise errors.BillingResponseError(
-                    f"{method} {endpoint}: answer is not JSON (HTTP {response.status_code})"
+                    f"{call}: answer is not JSON (HTTP {response.status_code})"
                 ) from None
+            payload = None
         try:
             envelope: models.Envelope | None = models.Envelope.model_validate(payload)
         except pydantic.ValidationError:
+            if response.is_success:
+                raise errors.BillingResponseError(
+                    f"{call}: answer is not a Cloudflare envelope"
+                ) from None
             envelope = None
-        if response.is_success and envelope is None:
-            raise errors.BillingResponseError(
-                f"{method} {endpoint}: answer is not a Cloudflare envelope"
-            )
         if envelope is None or not envelope.success or not response.is_success:
-            raise self._status_error(method, endpoint, response, envelope)
+            raise self._status_error(call, response, envelope)
         return envelope.result
 
     def _status_error(
-        self,
-        method: str,
-        endpoint: str,
-        response: httpx.Response,
-        envelope: models.Envelope | None,
+        self, call: str, response: httpx.Response, envelope: models.Envelope | None
     ) -> errors.BillingStatusError:
         status = response.status_code
         details = tuple(
@@ -420,16 +390,13 @@ class BillingClient:
             for e in (envelope.errors if envelope else [])
         )
         described = "; ".join(str(d) for d in details) or response.reason_phrase or "no detail"
-        message = f"{method} {endpoint} answered HTTP {status}: {described}"
-        request_id = response.headers.get("cf-ray")
-        if response.is_success:
-            cls: type[errors.BillingStatusError] = errors.BillingStatusError
-            message = f"{method} {endpoint} answered success: false: {described}"
-        elif status >= 500:
-            cls = errors.UpstreamError
-        else:
-            cls = _STATUS_ERRORS.get(status, errors.BillingStatusError)
-        error = cls(message, status_code=status, errors=details, request_id=request_id)
+        answered = "success: false" if response.is_success else f"HTTP {status}"
+        other = errors.UpstreamError if status >= 500 else errors.BillingStatusError
+        message = f"{call} answered {answered}: {described}"
+        cf_ray = response.headers.get("cf-ray")
+        error = _STATUS_ERRORS.get(status, other)(
+            message, status_code=status, errors=details, request_id=cf_ray
+        )
         if isinstance(error, errors.RateLimitedError):
             error.retry_after = _parse_retry_after(response.headers.get("Retry-After"))
         return error
@@ -446,12 +413,11 @@ class BillingClient:
         status: int | None,
         outcome: str,
     ) -> None:
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
         fields = {
             "endpoint": f"{method} {endpoint}",
             "method": method,
             "status": status,
-            "duration_ms": duration_ms,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
             "retries": retries,
             "outcome": outcome,
             "account_id": self.account_id,

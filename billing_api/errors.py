@@ -29,8 +29,6 @@ class CloudflareErrorDetail:
 
 
 class BillingError(Exception):
-    """Base of every error raised by billing_api."""
-
     #: Words a finance person understands, safe to show on a page.
     user_message = "The billing service could not be reached."
 

@@ -10,10 +10,10 @@ and counts (``number`` in the spec) are metadata and read as their whole part.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, Inexact, InvalidOperation, localcontext
+from decimal import Decimal, Inexact, localcontext
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, model_validator
 
 #: Dollars per unit of money in a response (undocumented upstream) and in a request (cents).
 RESPONSE_MONEY_UNIT = Decimal("0.01")
@@ -49,18 +49,10 @@ def _number(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _money(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            value = Decimal(value)
-        except InvalidOperation:
-            return value  # let pydantic report it
-    amount = _number(value)
-    if amount is None:
-        return value
+def _money(amount: Decimal) -> Decimal:
+    # pydantic has made it a Decimal (a float by its str()); converted exactly or refused.
     if amount.copy_abs() >= MAX_RESPONSE_MONEY:
         raise ValueError(f"an amount of {MAX_RESPONSE_MONEY:.0E} cents or more cannot be real")
-    # Money is converted exactly or refused, never rounded on the way in.
     with localcontext() as context:
         context.traps[Inexact] = True
         try:
@@ -94,7 +86,7 @@ def _whole(value: Any) -> Any:
 
 
 #: Money from a response, in dollars.
-Money = Annotated[Decimal, BeforeValidator(_money)]
+Money = Annotated[Decimal, AfterValidator(_money)]
 #: A time from a response, as an aware UTC datetime.
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 #: A code, page number or count from a response, read as its whole part.
@@ -105,10 +97,9 @@ def cents_to_dollars(cents: int) -> Decimal:
     return Decimal(cents) * REQUEST_MONEY_UNIT
 
 
-class _Model(BaseModel):
-    # Answers are read by Cloudflare's names only: a key spelled like a Python field name
-    # (disabled_reason) is an unknown field and is ignored, like any other.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class _Model(BaseModel, frozen=True, extra="ignore"):
+    """Answers are read by Cloudflare's names only: a key spelled like a Python field name
+    (disabled_reason) is an unknown field and is ignored, like any other."""
 
 
 class ResponseMessage(_Model):

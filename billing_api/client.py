@@ -363,7 +363,7 @@ class BillingClient:
             # Decimal: money keeps its exact wire digits, and a whole number too long for
             # int() (4,300+ digits) still parses, to be judged by the models.
             payload = json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser: not JSON to us
             if response.is_success:
                 raise errors.BillingResponseError(
                     f"{call}: answer is not JSON (HTTP {response.status_code})"

@@ -419,6 +419,14 @@ def test_it_raises_response_error_on_malformed_json(make_client):
         make_client(script).credit_balance()
 
 
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_answer_nested_too_deep_to_parse_is_a_response_error(make_client, status):
+    # Python's JSON parser recurses per level: this depth raises RecursionError, not ValueError.
+    script = Script(raw(status, b"[" * 200_000 + b"]" * 200_000))
+    with pytest.raises(errors.BillingError):
+        make_client(script).credit_balance()
+
+
 def test_it_raises_response_error_on_a_result_of_the_wrong_shape(make_client):
     script = Script(answer(200, envelope({"balance": "lots"})))
     with pytest.raises(errors.BillingResponseError, match="unexpected result shape"):

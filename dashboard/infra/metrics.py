@@ -55,15 +55,10 @@ def record_cache(read: str, *, hit: bool) -> None:
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
 
 
-def view_label(request: HttpRequest) -> str:
-    """The matched URL's name (``dashboard:overview``); never the path, whose account ids and
-    query strings would make a new time series per visitor."""
-    match = getattr(request, "resolver_match", None)
-    return (match and match.view_name) or UNMATCHED
-
-
 class PageMetricsMiddleware:
-    """Observes every response's latency, labelled with its view and status class."""
+    """Observes every response's latency, labelled with its view and status class. The view is
+    the matched URL's name (``dashboard:overview``), never the path, whose account ids and
+    query strings would make a new time series per visitor."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -71,7 +66,8 @@ class PageMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        PAGE_LATENCY.labels(view_label(request), f"{response.status_code // 100}xx").observe(
+        view = (request.resolver_match and request.resolver_match.view_name) or UNMATCHED
+        PAGE_LATENCY.labels(view, f"{response.status_code // 100}xx").observe(
             time.perf_counter() - started
         )
         return response

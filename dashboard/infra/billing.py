@@ -68,14 +68,11 @@ def use_simulator(sim: Simulator | None) -> None:
 
 def reset_clients() -> None:
     with _lock:
-        clients = list(_clients.values())
-        http_clients = list(_http_clients)
+        closing: list[BillingClient | httpx.Client] = [*_clients.values(), *_http_clients]
         _clients.clear()
         _http_clients.clear()
-    for client in clients:
+    for client in closing:
         client.close()
-    for http_client in http_clients:
-        http_client.close()
 
 
 @receiver(setting_changed)

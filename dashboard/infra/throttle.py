@@ -41,12 +41,10 @@ def client_address(request: HttpRequest) -> str | None:
     address the outermost trusted proxy saw, counted from the right of ``X-Forwarded-For``
     (what is left of it the client wrote). An IPv6 /64 counts as one address."""
     remote = _grouped(str(request.META.get("REMOTE_ADDR", "")))
-    proxies: int = settings.LOGIN_TRUSTED_PROXIES
-    if proxies <= 0:
-        return remote
     forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
     chain = [part.strip() for part in forwarded.split(",") if part.strip()]
-    if len(chain) < proxies:
+    proxies: int = settings.LOGIN_TRUSTED_PROXIES
+    if proxies <= 0 or len(chain) < proxies:
         return remote
     return _grouped(chain[-proxies]) or remote
 

@@ -1,11 +1,9 @@
-"""Django's Redis cache, for pages that must stay up when Redis does not.
-
-A Redis out of reach is a miss for reads, nothing kept for ``set``, "not added" for ``add``
-(no claim taken), and a delete remembered until Redis answers again (so a logout sticks).
-Meanwhile billing reads use a local-memory cache of the process, so each process asks
-Cloudflare as a lone one would, and Redis is not tried for ``retry_after`` seconds, so a
-page pays the timeout once. ``/readyz`` checks within :func:`errors_raised`.
-"""
+"""Django's Redis cache, for pages that must stay up when Redis does not: a Redis out of reach
+is a miss for reads, nothing kept for ``set``, "not added" for ``add`` (no claim taken), and a
+delete remembered until Redis answers again (so a logout sticks). Meanwhile billing reads use
+the process's local-memory cache, so each process asks Cloudflare as a lone one would, and
+Redis is not tried for ``retry_after`` seconds, so a page pays the timeout once. ``/readyz``
+checks within :func:`errors_raised`."""
 
 from __future__ import annotations
 

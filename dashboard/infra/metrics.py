@@ -1,10 +1,8 @@
-"""Prometheus metrics of the dashboard itself (read cache hits and misses, page latency, cache
-outages; the billing client counts its own upstream calls), and ``/metrics``'s exposition.
-
-With ``PROMETHEUS_MULTIPROC_DIR`` (set before start: prometheus_client reads it at import)
-every gunicorn worker writes its values there and :func:`exposition` sums them; gunicorn's
-hooks empty the directory at start and mark dead workers. Else the process's own registry.
-"""
+"""Prometheus metrics of the dashboard itself (the billing client counts its own upstream calls)
+and ``/metrics``'s exposition. With ``PROMETHEUS_MULTIPROC_DIR`` (set before start:
+prometheus_client reads it at import) every gunicorn worker writes its values there and
+:func:`exposition` sums them; gunicorn's hooks empty the directory at start and mark dead
+workers. Else the process's own registry."""
 
 from __future__ import annotations
 

@@ -110,10 +110,9 @@ class ResilientRedisCache(RedisCache):
         self._class = _OneClient
         self._outage = _outages.setdefault(str(server), _Outage())
         # One per process and Redis location (local-memory caches of one name share it).
-        options = {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}
-        prefix = params.get("KEY_PREFIX", "")
         self._local = LocMemCache(
-            f"redis-unreachable:{server}", {"KEY_PREFIX": prefix, "OPTIONS": options}
+            f"redis-unreachable:{server}",
+            {"KEY_PREFIX": self.key_prefix, "OPTIONS": {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}},
         )
 
     def unreachable(self) -> bool:
@@ -163,7 +162,7 @@ class ResilientRedisCache(RedisCache):
         client = self._cache.get_client(write=True)
         pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self.key_prefix)  # glob characters escaped
         keys = client.scan_iter(match=f"{pattern}:*", count=1000)
-        while batch := list(itertools.islice(keys, 1000)):
+        for batch in itertools.batched(keys, 1000):
             client.delete(*batch)
 
     def _run[T](

@@ -69,7 +69,6 @@ def envfloat(name: str, default: float) -> float:
 
 
 def envseconds(name: str, default: float) -> float:
-    """A duration: a finite number of seconds, more than 0."""
     seconds = envfloat(name, default)
     if seconds <= 0:
         raise ImproperlyConfigured(f"{name} must be more than 0 seconds, not {seconds:g}")
@@ -149,7 +148,6 @@ def database_from_url(name: str, url: str) -> dict[str, Any]:
 
 CLOUDFLARE_API_TOKEN = envsecret("CLOUDFLARE_API_TOKEN")
 _accounts_spec = envstr("CLOUDFLARE_ACCOUNTS").strip()
-#: Demo mode: the in-process simulator stands in for Cloudflare.
 DEMO_MODE = not CLOUDFLARE_API_TOKEN and not _accounts_spec
 
 # Cloudflare account ids are 32 lowercase hex characters; the URL converter relies on it.
@@ -247,12 +245,8 @@ BILLING_LOCK_SECONDS = envseconds(
 TOPUP_MAX_AMOUNT = envdollars("TOPUP_MAX_AMOUNT", Decimal("10000"), minimum=Decimal("10"))
 
 # Any other invoice PDF address from upstream is shown as text, never as a link.
-INVOICE_PDF_HOSTS = [
-    host.lower()
-    for host in envlist(
-        "INVOICE_PDF_HOSTS", ["pay.stripe.com", "invoice.stripe.com", "files.stripe.com"]
-    )
-]
+_stripe_hosts = ["pay.stripe.com", "invoice.stripe.com", "files.stripe.com"]
+INVOICE_PDF_HOSTS = [host.lower() for host in envlist("INVOICE_PDF_HOSTS", _stripe_hosts)]
 for _host in INVOICE_PDF_HOSTS:
     if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", _host):
         raise ImproperlyConfigured(

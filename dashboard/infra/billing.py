@@ -26,26 +26,22 @@ _clients: dict[str, BillingClient] = {}
 _http_clients: list[httpx.Client] = []
 
 
-def simulator() -> Simulator:
-    """The process's simulator (demo mode), built on first use."""
-    global _simulator
-    with _lock:
-        if _simulator is None:
-            from billing_api.simulator import Simulator
-
-            _simulator = Simulator(
-                seed=settings.BILLING_SIMULATOR_SEED, accounts=tuple(settings.BILLING_ACCOUNTS)
-            )
-        return _simulator
-
-
 def client_for(account_id: str) -> BillingClient:
-    """The client for a configured account; the caller checks the account is configured."""
+    """The client for a configured account; the caller checks the account is configured. In
+    demo mode the process's simulator is built on first use."""
+    global _simulator
     with _lock:
         if account_id not in _clients:
             http_client = None
             if settings.DEMO_MODE:
-                http_client = httpx.Client(transport=simulator().transport())
+                if _simulator is None:
+                    from billing_api.simulator import Simulator
+
+                    _simulator = Simulator(
+                        seed=settings.BILLING_SIMULATOR_SEED,
+                        accounts=tuple(settings.BILLING_ACCOUNTS),
+                    )
+                http_client = httpx.Client(transport=_simulator.transport())
                 _http_clients.append(http_client)
             _clients[account_id] = BillingClient(
                 settings.BILLING_API_BASE_URL,
@@ -68,14 +64,11 @@ def use_simulator(sim: Simulator | None) -> None:
 
 def reset_clients() -> None:
     with _lock:
-        clients = list(_clients.values())
-        http_clients = list(_http_clients)
+        closing: list[BillingClient | httpx.Client] = [*_clients.values(), *_http_clients]
         _clients.clear()
         _http_clients.clear()
-    for client in clients:
+    for client in closing:
         client.close()
-    for http_client in http_clients:
-        http_client.close()
 
 
 @receiver(setting_changed)

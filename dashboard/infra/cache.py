@@ -1,11 +1,9 @@
-"""Django's Redis cache, for pages that must stay up when Redis does not.
-
-A Redis out of reach is a miss for reads, nothing kept for ``set``, "not added" for ``add``
-(no claim taken), and a delete remembered until Redis answers again (so a logout sticks).
-Meanwhile billing reads use a local-memory cache of the process, so each process asks
-Cloudflare as a lone one would, and Redis is not tried for ``retry_after`` seconds, so a
-page pays the timeout once. ``/readyz`` checks within :func:`errors_raised`.
-"""
+"""Django's Redis cache, for pages that must stay up when Redis does not: a Redis out of reach
+is a miss for reads, nothing kept for ``set``, "not added" for ``add`` (no claim taken), and a
+delete remembered until Redis answers again (so a logout sticks). Meanwhile billing reads use
+the process's local-memory cache, so each process asks Cloudflare as a lone one would, and
+Redis is not tried for ``retry_after`` seconds, so a page pays the timeout once. ``/readyz``
+checks within :func:`errors_raised`."""
 
 from __future__ import annotations
 
@@ -63,26 +61,19 @@ class _Outage:
 
     guard: threading.Lock = field(default_factory=threading.Lock)
     skip_until: float = 0.0  # monotonic: until then, answer without trying Redis
-    down: bool = False
-    warned_at: float | None = None
+    warned_at: float | None = None  # None while Redis answers; set by every failure
     unsaid: int = 0  # operations answered without Redis since the last warning
     pending_deletes: dict[str, None] = field(default_factory=dict)
 
 
+# By location; dict.setdefault is atomic, so threads building their backends share one.
 _outages: dict[str, _Outage] = {}
-_outages_guard = threading.Lock()
-
-
-def _outage_of(location: str) -> _Outage:
-    with _outages_guard:
-        return _outages.setdefault(location, _Outage())
 
 
 def forget_outages() -> None:
     """This process knows nothing of any Redis's past failures (for tests: each starts anew).
     Caches built before keep what they knew."""
-    with _outages_guard:
-        _outages.clear()
+    _outages.clear()
 
 
 #: One redis-py client (and its pool of connections) per process and cache location.
@@ -102,13 +93,10 @@ class _OneClient(RedisCacheClient):
         self._location = f"{servers!r}:{sorted(options.items())!r}"
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
-        client = _clients.get(self._location)
-        if client is None:
-            with _clients_guard:
-                client = _clients.get(self._location)
-                if client is None:
-                    client = _clients[self._location] = super().get_client(key, write=True)
-        return client
+        with _clients_guard:
+            if self._location not in _clients:
+                _clients[self._location] = super().get_client(key, write=True)
+            return _clients[self._location]
 
 
 class ResilientRedisCache(RedisCache):
@@ -120,12 +108,11 @@ class ResilientRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _OneClient
-        self._outage = _outage_of(str(server))
+        self._outage = _outages.setdefault(str(server), _Outage())
         # One per process and Redis location (local-memory caches of one name share it).
-        options = {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}
-        prefix = params.get("KEY_PREFIX", "")
         self._local = LocMemCache(
-            f"redis-unreachable:{server}", {"KEY_PREFIX": prefix, "OPTIONS": options}
+            f"redis-unreachable:{server}",
+            {"KEY_PREFIX": self.key_prefix, "OPTIONS": {"MAX_ENTRIES": LOCAL_MAX_ENTRIES}},
         )
 
     def unreachable(self) -> bool:
@@ -137,8 +124,7 @@ class ResilientRedisCache(RedisCache):
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         keys = list(keys)
-        fallback: dict[Any, Any] = {}
-        return self._run("get_many", keys, lambda c: c.get_many(keys, version), fallback)[0]
+        return self._run("get_many", keys, lambda c: c.get_many(keys, version), {})[0]
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         return bool(self._run("has_key", [key], lambda c: c.has_key(key, version), False)[0])
@@ -176,7 +162,7 @@ class ResilientRedisCache(RedisCache):
         client = self._cache.get_client(write=True)
         pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self.key_prefix)  # glob characters escaped
         keys = client.scan_iter(match=f"{pattern}:*", count=1000)
-        while batch := list(itertools.islice(keys, 1000)):
+        for batch in itertools.batched(keys, 1000):
             client.delete(*batch)
 
     def _run[T](
@@ -191,22 +177,20 @@ class ResilientRedisCache(RedisCache):
             metrics.CACHE_UNAVAILABLE.labels(operation, "skipped").inc()
             with self._outage.guard:
                 self._outage.unsaid += 1
-            return self._without_redis(keys, call, fallback), False
-        try:
-            result = call(cast(RedisCache, super()))
-        except UNREACHABLE as error:
-            self.failed(operation, error)
-            if _strict.get():
-                raise
-            return self._without_redis(keys, call, fallback), False
-        self._note_success()
-        return result, True
-
-    def _without_redis[T](self, keys: list[Any], call: Callable[[BaseCache], T], fallback: T) -> T:
-        """Billing reads go to this process's own cache meanwhile; anything else misses."""
+        else:
+            try:
+                result = call(cast(RedisCache, super()))
+            except UNREACHABLE as error:
+                self.failed(operation, error)
+                if _strict.get():
+                    raise
+            else:
+                self._note_success()
+                return result, True
+        # Billing reads go to this process's own cache meanwhile; anything else misses.
         if all(isinstance(key, str) and key.startswith(LOCAL_PREFIXES) for key in keys):
-            return call(self._local)
-        return fallback
+            return call(self._local), False
+        return fallback, False
 
     def failed(self, operation: str, error: Exception) -> None:
         """Notes a failure of ``operation`` (also seen by callers with their own client)."""
@@ -215,7 +199,6 @@ class ResilientRedisCache(RedisCache):
         now = time.monotonic()
         with outage.guard:
             outage.unsaid += 1
-            outage.down = True
             outage.skip_until = now + self.retry_after
             if outage.warned_at is not None and now - outage.warned_at < self.warn_every:
                 return
@@ -234,12 +217,11 @@ class ResilientRedisCache(RedisCache):
 
     def _note_success(self) -> None:
         outage = self._outage
-        if not outage.down:
+        if outage.warned_at is None:
             return
         with outage.guard:
-            if not outage.down:
+            if outage.warned_at is None:
                 return
-            outage.down = False
             outage.warned_at = None
             pending = list(outage.pending_deletes)
             outage.pending_deletes.clear()
@@ -259,7 +241,6 @@ class ResilientRedisCache(RedisCache):
     def _remember_deletes(self, keys: list[str]) -> None:
         outage = self._outage
         with outage.guard:
-            for key in keys:
-                outage.pending_deletes[key] = None
+            outage.pending_deletes.update(dict.fromkeys(keys))
             while len(outage.pending_deletes) > MAX_PENDING_DELETES:
                 del outage.pending_deletes[next(iter(outage.pending_deletes))]

@@ -13,12 +13,9 @@ from procrastinate.contrib.django import app
 
 
 def defer(task: str, *, lock: str, wait: timedelta | None = None, **kwargs: Any) -> None:
-    """Defers ``task`` unless a job of the same ``lock`` waits already.
-
-    In PostgreSQL the job is written in the caller's transaction: it exists if and only if
-    the rows it reads do. Kept in memory (demo mode) it waits for the commit, or a worker
-    thread could run it before those rows are visible.
-    """
+    """Defers ``task`` unless a job of the same ``lock`` waits already. In PostgreSQL the job
+    is written in the caller's transaction: it exists if and only if the rows it reads do. Kept
+    in memory (demo mode) it waits for the commit, or a worker could run it before they show."""
 
     def go() -> None:
         schedule_in = {"seconds": round(wait.total_seconds())} if wait else None

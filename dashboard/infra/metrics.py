@@ -1,10 +1,8 @@
-"""Prometheus metrics of the dashboard itself (read cache hits and misses, page latency, cache
-outages; the billing client counts its own upstream calls), and ``/metrics``'s exposition.
-
-With ``PROMETHEUS_MULTIPROC_DIR`` (set before start: prometheus_client reads it at import)
-every gunicorn worker writes its values there and :func:`exposition` sums them; gunicorn's
-hooks empty the directory at start and mark dead workers. Else the process's own registry.
-"""
+"""Prometheus metrics of the dashboard itself (the billing client counts its own upstream calls)
+and ``/metrics``'s exposition. With ``PROMETHEUS_MULTIPROC_DIR`` (set before start:
+prometheus_client reads it at import) every gunicorn worker writes its values there and
+:func:`exposition` sums them; gunicorn's hooks empty the directory at start and mark dead
+workers. Else the process's own registry."""
 
 from __future__ import annotations
 
@@ -55,15 +53,10 @@ def record_cache(read: str, *, hit: bool) -> None:
     (READ_CACHE_HITS if hit else READ_CACHE_MISSES).labels(read).inc()
 
 
-def view_label(request: HttpRequest) -> str:
-    """The matched URL's name (``dashboard:overview``); never the path, whose account ids and
-    query strings would make a new time series per visitor."""
-    match = getattr(request, "resolver_match", None)
-    return (match and match.view_name) or UNMATCHED
-
-
 class PageMetricsMiddleware:
-    """Observes every response's latency, labelled with its view and status class."""
+    """Observes every response's latency, labelled with its view and status class. The view is
+    the matched URL's name (``dashboard:overview``), never the path, whose account ids and
+    query strings would make a new time series per visitor."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -71,7 +64,8 @@ class PageMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        PAGE_LATENCY.labels(view_label(request), f"{response.status_code // 100}xx").observe(
+        view = (request.resolver_match and request.resolver_match.view_name) or UNMATCHED
+        PAGE_LATENCY.labels(view, f"{response.status_code // 100}xx").observe(
             time.perf_counter() - started
         )
         return response

@@ -11,6 +11,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -80,28 +81,19 @@ def known_secrets() -> list[str]:
     if not settings.configured:
         return []
     candidates: list[object] = [
-        getattr(settings, "CLOUDFLARE_API_TOKEN", ""),
-        getattr(settings, "SECRET_KEY", ""),
-        getattr(settings, "METRICS_TOKEN", ""),
-        *getattr(settings, "BILLING_ACCOUNT_TOKENS", {}).values(),
+        settings.CLOUDFLARE_API_TOKEN,
+        settings.SECRET_KEY,
+        settings.METRICS_TOKEN,
+        *settings.BILLING_ACCOUNT_TOKENS.values(),
+        *(database.get("PASSWORD", "") for database in settings.DATABASES.values()),
     ]
-    for database in getattr(settings, "DATABASES", {}).values():
-        candidates.append(database.get("PASSWORD", ""))
-    for name in ("REDIS_URL", "EMAIL_URL"):
-        candidates.extend(url_password_forms(getattr(settings, name, "")))
+    for url in (settings.REDIS_URL, settings.EMAIL_URL):
+        # A URL's password as written in it (percent-encoded) and decoded.
+        with suppress(ValueError):
+            password = urlsplit(url).password or ""
+            candidates += [password, unquote(password)]
     secrets = {c for c in candidates if isinstance(c, str) and len(c) >= _MIN_SECRET_LENGTH}
     return sorted(secrets, key=len, reverse=True)
-
-
-def url_password_forms(url: object) -> list[str]:
-    """The password of ``url`` as written in it (percent-encoded) and decoded, if it has one."""
-    if not isinstance(url, str) or not url:
-        return []
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return []
-    return [password, unquote(password)] if password else []
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -41,12 +41,10 @@ def client_address(request: HttpRequest) -> str | None:
     address the outermost trusted proxy saw, counted from the right of ``X-Forwarded-For``
     (what is left of it the client wrote). An IPv6 /64 counts as one address."""
     remote = _grouped(str(request.META.get("REMOTE_ADDR", "")))
-    proxies: int = settings.LOGIN_TRUSTED_PROXIES
-    if proxies <= 0:
-        return remote
     forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
     chain = [part.strip() for part in forwarded.split(",") if part.strip()]
-    if len(chain) < proxies:
+    proxies: int = settings.LOGIN_TRUSTED_PROXIES
+    if proxies <= 0 or len(chain) < proxies:
         return remote
     return _grouped(chain[-proxies]) or remote
 
@@ -71,12 +69,11 @@ class PreCountingHandler(AxesDatabaseHandler):
     ) -> list[tuple[int, int, datetime | None]]:
         """Per lockout parameter: the attempts still remembered, its limit, the last one's time."""
         limits = (settings.LOGIN_MAX_FAILURES_PER_USER, settings.LOGIN_MAX_FAILURES_PER_ADDRESS)
-        attempts = self.get_user_attempts(request, credentials)
-        counts = []
-        for each, limit in zip(attempts, limits, strict=True):
-            found = each.aggregate(n=Sum("failures_since_start"), last=Max("attempt_time"))
-            counts.append((found["n"] or 0, limit, found["last"]))
-        return counts
+        found = [
+            attempts.aggregate(n=Sum("failures_since_start"), last=Max("attempt_time"))
+            for attempts in self.get_user_attempts(request, credentials)
+        ]
+        return [(f["n"] or 0, limit, f["last"]) for f, limit in zip(found, limits, strict=True)]
 
     def is_locked(self, request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
         return any(count >= limit for count, limit, _ in self._counts(request, credentials))
@@ -149,12 +146,6 @@ class PreCountingHandler(AxesDatabaseHandler):
     def user_logged_out(self, sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
         """Nothing to note: Django's sessions and the audit log say who was logged in."""
 
-    def lock_ends(self, request: HttpRequest) -> datetime | None:
-        """When the lock on this request's user name and address ends, if one is in force."""
-        counts = self._counts(request, None)
-        ends = [last + cool_off(request) for n, limit, last in counts if n >= limit and last]
-        return max(ends, default=None)
-
 
 class ThrottleBackend(AxesStandaloneBackend):
     """axes's backend, first in ``AUTHENTICATION_BACKENDS``: refuses a locked-out login.
@@ -174,5 +165,7 @@ class ThrottleBackend(AxesStandaloneBackend):
 def seconds_left(request: HttpRequest) -> int:
     """Whole seconds until this request's lock ends, rounded up, at least 1."""
     AxesProxyHandler.update_request(request)
-    ends = PreCountingHandler().lock_ends(request) or timezone.now()
-    return max(1, math.ceil((ends - timezone.now()).total_seconds()))
+    counts = PreCountingHandler()._counts(request, None)
+    now = timezone.now()
+    ends = [last + cool_off(request) for n, limit, last in counts if n >= limit and last]
+    return max(1, math.ceil((max(ends, default=now) - now).total_seconds()))

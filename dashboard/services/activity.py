@@ -78,18 +78,15 @@ def usernames(account_id: str) -> list[str]:
 
 
 def events(account_id: str, filters: Filters) -> QuerySet[AuditEvent]:
+    asked = {
+        "action": filters.action,
+        "outcome": filters.outcome,
+        "username": filters.user,
+        "at__gte": filters.start,
+        "at__lt": filters.end,
+    }
     found = AuditEvent.objects.filter(account_id=account_id)
-    if filters.action:
-        found = found.filter(action=filters.action)
-    if filters.outcome:
-        found = found.filter(outcome=filters.outcome)
-    if filters.user:
-        found = found.filter(username=filters.user)
-    if filters.start:
-        found = found.filter(at__gte=filters.start)
-    if filters.end:
-        found = found.filter(at__lt=filters.end)
-    return found.order_by("-at", "-id")
+    return found.filter(**{k: v for k, v in asked.items() if v}).order_by("-at", "-id")
 
 
 class PageError(Exception):
@@ -186,9 +183,7 @@ _LABELS = {"payment_intent_id": "Payment reference"}
 
 
 def _label(key: str) -> str:
-    if key in _LABELS:
-        return _LABELS[key]
-    text = key.replace("_", " ").strip()
+    text = _LABELS.get(key) or key.replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else "Value"
 
 
@@ -199,19 +194,16 @@ def changes(before: Any, after: Any) -> tuple[Change, ...]:
     if isinstance(before, Mapping | None) and isinstance(after, Mapping | None):
         old: Mapping[str, Any] = before or {}
         new: Mapping[str, Any] = after or {}
-        keys = list(old) + [key for key in new if key not in old]
-        found = []
-        for key in keys:
-            if key in old and key in new and old[key] == new[key]:
-                continue
-            found.append(
-                Change(
-                    _label(str(key)),
-                    value_text(old[key]) if key in old else None,
-                    value_text(new[key]) if key in new else "removed",
-                )
+        # The keys of before, then those new in after.
+        return tuple(
+            Change(
+                _label(str(key)),
+                value_text(old[key]) if key in old else None,
+                value_text(new[key]) if key in new else "removed",
             )
-        return tuple(found)
+            for key in {**old, **new}
+            if not (key in old and key in new and old[key] == new[key])
+        )
     return (Change("Value", None if before is None else value_text(before), value_text(after)),)
 
 
@@ -228,20 +220,19 @@ def upstream_text(event: AuditEvent) -> str:
     return " · ".join(parts)
 
 
-def row(event: AuditEvent) -> Row:
-    return Row(
-        event=event,
-        action=event.get_action_display(),
-        outcome=event.get_outcome_display(),
-        badge=BADGES.get(event.outcome, "badge-neutral"),
-        changes=changes(event.before, event.after),
-        upstream=upstream_text(event),
-        detail=detail_text(event.detail),
-    )
-
-
 def rows(found: Iterable[AuditEvent]) -> list[Row]:
-    return [row(event) for event in found]
+    return [
+        Row(
+            event=event,
+            action=event.get_action_display(),
+            outcome=event.get_outcome_display(),
+            badge=BADGES.get(event.outcome, "badge-neutral"),
+            changes=changes(event.before, event.after),
+            upstream=upstream_text(event),
+            detail=detail_text(event.detail),
+        )
+        for event in found
+    ]
 
 
 def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:

@@ -70,25 +70,15 @@ class Card[T]:
         return self.value is not None
 
 
-def card_from[T](fetched: Iterable[upstream.Fetched[Any]], build: Callable[[], T]) -> Card[T]:
-    """A card over one or more reads: pending if any is, failed unless every one has a value.
-
-    Its time is the oldest of its reads', since the card is no newer than that.
-    """
-    parts = list(fetched)
+def card_from[T](parts: Sequence[upstream.Fetched[Any]], build: Callable[..., T]) -> Card[T]:
+    """A card built from the values of its reads: pending if any read is, failed unless every
+    one has a value. Its time is the oldest of its reads', since the card is no newer."""
     if any(f.pending for f in parts):
         return Card(pending=True)
-    error, as_of = error_and_time(parts)
+    error, as_of = reads.error_and_time(parts)
     if any(f.value is None for f in parts):
         return Card(error=error or "No answer from Cloudflare.", as_of=as_of)
-    return Card(build(), error=error, as_of=as_of)
-
-
-def error_and_time(parts: Iterable[Any]) -> tuple[str | None, datetime | None]:
-    """The first error of reads or cards, and the oldest time: none is newer than that."""
-    parts = list(parts)
-    times = [part.as_of for part in parts if part.as_of is not None]
-    return next((part.error for part in parts if part.error), None), min(times, default=None)
+    return Card(build(*(f.value for f in parts)), error=error, as_of=as_of)
 
 
 # ---------------------------------------------------------------- card values
@@ -242,24 +232,23 @@ def build_overview(
 
     built: dict[str, Any] = {}
     if balance is not None:
+        # The banner is the balance card's top-up failure and rule.
+        shown = card_from_fetched(balance)
         if BANNER in cards:
-            built["banner"] = card_from([balance], lambda: topup_banner(balance.value))
+            banner = TopupBanner(shown.topup_failure, shown.auto_topup)
+            built["banner"] = card_from([balance], lambda _: banner)
         if BALANCE in cards:
-            built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
+            built["balance"] = card_from([balance], lambda _: shown)
     if (RUNWAY in cards or ATTENTION in cards) and balance is not None and usage_read is not None:
-        built["runway"] = card_from(
-            [balance, usage_read], lambda: runway_info(balance.value, usage_read.value, now)
-        )
+        built["runway"] = card_from([balance, usage_read], partial(runway_info, now=now))
     if SPEND in cards and usage_read is not None:
-        built["spend"] = card_from([usage_read], lambda: spend_info(usage_read.value, now, tz))
+        built["spend"] = card_from([usage_read], partial(spend_info, now=now, tz=tz))
     if LIMIT in cards and "limit" in got and usage_read is not None:
         built["limit"] = limit_card(got["limit"], usage_read, now, tz)
     if INVOICE in cards and "preview" in got:
         # Only the preview makes the card: without the balance it still explains itself.
         known = balance.value if balance is not None else None
-        built["invoice"] = card_from(
-            [got["preview"]], lambda: invoice_info(got["preview"].value, known)
-        )
+        built["invoice"] = card_from([got["preview"]], partial(invoice_info, balance=known))
     return Overview(**built)
 
 
@@ -283,21 +272,12 @@ def attention_card(
         overdrawn=forecast is not None and forecast.kind == "overdrawn",
         invoices=attention.open_invoices(history.invoices) if history else None,
     )
-    error, as_of = error_and_time(reads_used)
+    error, as_of = reads.error_and_time(reads_used)
     items = attention.items(account_id, facts, now, has_perm, alert_rules)
     return Card(items, error=error, as_of=as_of)
 
 
-def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
-    assert balance is not None
-    card = card_from_fetched(upstream.Fetched(balance, None))
-    return TopupBanner(card.topup_failure, card.auto_topup)
-
-
-def runway_info(
-    balance: models.CreditBalance | None, usage: figures.Usage | None, now: datetime
-) -> RunwayInfo:
-    assert balance is not None and usage is not None
+def runway_info(balance: models.CreditBalance, usage: figures.Usage, now: datetime) -> RunwayInfo:
     rule, problem = rules.counted_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
     return RunwayInfo(
@@ -313,8 +293,7 @@ def runway_info(
     )
 
 
-def spend_info(usage: figures.Usage | None, now: datetime, tz: tzinfo) -> SpendInfo:
-    assert usage is not None
+def spend_info(usage: figures.Usage, now: datetime, tz: tzinfo) -> SpendInfo:
     month = runway.month_to_date(usage.hours, now, tz, usage.start, usage.end, usage.week)
     return SpendInfo(month, figures.month_to_date(month, tz), figures.month_end_forecast(month, tz))
 
@@ -352,9 +331,8 @@ def limit_card(
 
 
 def invoice_info(
-    upcoming: reads.Upcoming | None, balance: models.CreditBalance | None = None
+    upcoming: reads.Upcoming, balance: models.CreditBalance | None = None
 ) -> InvoiceInfo:
-    assert upcoming is not None
     preview = upcoming.preview
     if preview is None:
         return InvoiceInfo(None, (), 0)
@@ -396,7 +374,7 @@ class AccountSummary:
 
     @property
     def error(self) -> str | None:
-        return error_and_time(self._cards)[0]
+        return reads.error_and_time(self._cards)[0]
 
     @property
     def stale(self) -> bool:
@@ -405,7 +383,7 @@ class AccountSummary:
 
     @property
     def as_of(self) -> datetime | None:
-        return error_and_time(self._cards)[1]
+        return reads.error_and_time(self._cards)[1]
 
 
 def account_summaries(

@@ -6,8 +6,10 @@ time range should align it (to the hour, say) so that viewers share the cached a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from django.core.cache import cache
 
@@ -21,6 +23,13 @@ def forget(account_id: str, name: str, params: dict[str, object] | None = None) 
     """The next read of ``name`` goes to Cloudflare (after a change, or to check afresh)."""
     key = upstream.cache_key(account_id, name, params)
     cache.delete_many([key, key + ":failed"])
+
+
+def error_and_time(parts: Iterable[Any]) -> tuple[str | None, datetime | None]:
+    """The first error of reads (or cards), and the oldest time: none is newer than that."""
+    parts = list(parts)
+    times = [part.as_of for part in parts if part.as_of is not None]
+    return next((part.error for part in parts if part.error), None), min(times, default=None)
 
 
 def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:

@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from dashboard.models import AuditEvent
 from dashboard.services.invoices import PageLink, page_links
 from dashboard.services.money import format_usd
-from dashboard.services.usage import csv_cell
+from dashboard.services.usage import PLAIN_NUMBER, csv_cell
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -38,10 +38,6 @@ BADGES: dict[str, str] = {
     Outcome.FAILED: "badge-error",
     Outcome.UNKNOWN: "badge-warning",
 }
-
-# Amounts are recorded as exact decimal strings ("25.00", "25"), see ``audit._plain``: the
-# only Decimals the dashboard records are money, while counts and codes stay JSON numbers.
-_MONEY = re.compile(r"-?\d+(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -94,11 +90,8 @@ class PageError(Exception):
 
 
 def page_of(found: QuerySet[AuditEvent], number: int) -> Page[AuditEvent]:
-    """Page ``number`` (from 1) of ``PER_PAGE`` events.
-
-    Raises:
-        PageError: past the last page (page 1 of nothing is an empty page, not an error).
-    """
+    """Page ``number`` (from 1) of ``PER_PAGE`` events; PageError past the last page (page 1
+    of nothing is an empty page, not an error)."""
     paginator = Paginator(found, PER_PAGE)
     if number > paginator.num_pages:
         raise PageError(
@@ -138,7 +131,9 @@ def value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
-        return format_usd(Decimal(value)) if _MONEY.fullmatch(value) else value
+        # Amounts are recorded as exact decimal strings ("25.00"), see ``audit._plain``: the
+        # only Decimals recorded are money, while counts and codes stay JSON numbers.
+        return format_usd(Decimal(value)) if PLAIN_NUMBER.fullmatch(value) else value
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
@@ -245,22 +240,6 @@ def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:
 
 # ---------------------------------------------------------------- CSV
 
-CSV_HEADER = (
-    "time_utc",
-    "time_local",
-    "user",
-    "account",
-    "action",
-    "outcome",
-    "before",
-    "after",
-    "upstream_status",
-    "upstream_codes",
-    "request_id",
-    "idempotency_key",
-    "detail",
-)
-
 
 def _json_cell(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
@@ -288,7 +267,21 @@ def csv_row(event: AuditEvent, zone: tzinfo) -> list[str]:
 
 def csv_rows(found: QuerySet[AuditEvent], zone: tzinfo) -> Iterator[list[str]]:
     """The header, then every event of ``found`` (newest first), read in chunks."""
-    yield [*CSV_HEADER[:1], f"time_local ({zone})", *CSV_HEADER[2:]]
+    yield [
+        "time_utc",
+        f"time_local ({zone})",
+        "user",
+        "account",
+        "action",
+        "outcome",
+        "before",
+        "after",
+        "upstream_status",
+        "upstream_codes",
+        "request_id",
+        "idempotency_key",
+        "detail",
+    ]
     for event in found.iterator(chunk_size=500):
         yield csv_row(event, zone)
 

@@ -49,7 +49,6 @@ class Figure:
 
     @property
     def label(self) -> str:
-        """The span as a page says it: "per day over …" for a rate, "over …" else."""
         return ("per day over " if self.per_day else "over ") + span_label(self.span)
 
 

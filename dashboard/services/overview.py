@@ -144,9 +144,7 @@ class InvoiceInfo:
     @property
     def uncovered(self) -> Decimal:
         """Usage the prepaid credit does not cover: what the balance is below zero."""
-        if self.balance is None or self.balance >= 0:
-            return Decimal(0)
-        return -self.balance
+        return Decimal(0) if self.balance is None or self.balance >= 0 else -self.balance
 
 
 @dataclass(frozen=True)
@@ -305,29 +303,28 @@ def limit_card(
     tz: tzinfo,
 ) -> Card[LimitInfo]:
     """The limit shows without usage: only the "used so far" part needs it."""
-    if limit_read.pending:
+    read = limit_read.value
+    enabled = read is not None and read.enabled and read.config.amount is not None
+    if enabled and usage_read.pending:
         return Card(pending=True)
-    limit = limit_read.value
-    if limit is None:
-        return Card(error=limit_read.error or "No answer from Cloudflare.", as_of=limit_read.as_of)
-    config = limit.config
-    window = problem = None
-    if limit.enabled and config.amount is not None:
-        if usage_read.pending:
-            return Card(pending=True)
-        duration = (config.duration or "").strip().lower()
-        unknown = "How much of the window is used is unknown:"
-        if duration not in runway.LIMIT_DURATIONS:
-            problem = f"{unknown} Cloudflare names a window we do not know."
-        elif usage_read.value is None:
-            problem = f"{unknown} {usage_read.error}"
-        else:
-            hours, end = usage_read.value.hours, usage_read.value.end
-            strategy = (config.strategy or "").strip().lower()
-            window = runway.limit_window(hours, config.amount, duration, strategy, now, tz, end)
-    enabled = limit.enabled and config.amount is not None
-    info = LimitInfo(enabled, config.amount, config.duration, config.strategy, window, problem)
-    return Card(info, error=limit_read.error, as_of=limit_read.as_of)
+
+    def build(limit: models.SpendingLimit) -> LimitInfo:
+        config = limit.config
+        window = problem = None
+        if limit.enabled and config.amount is not None:
+            duration = (config.duration or "").strip().lower()
+            unknown = "How much of the window is used is unknown:"
+            if duration not in runway.LIMIT_DURATIONS:
+                problem = f"{unknown} Cloudflare names a window we do not know."
+            elif usage_read.value is None:
+                problem = f"{unknown} {usage_read.error}"
+            else:
+                hours, end = usage_read.value.hours, usage_read.value.end
+                strategy = (config.strategy or "").strip().lower()
+                window = runway.limit_window(hours, config.amount, duration, strategy, now, tz, end)
+        return LimitInfo(enabled, config.amount, config.duration, config.strategy, window, problem)
+
+    return card_from([limit_read], build)
 
 
 def invoice_info(

@@ -81,7 +81,6 @@ class ReportRange:
 
 
 def default_window(preset: Preset) -> UsageWindow:
-    """Hours for a day's worth of usage, days for anything longer."""
     return "hour" if preset == "24h" else "day"
 
 
@@ -93,14 +92,9 @@ def resolve_range(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> ReportRange:
-    """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive).
-    Presets are the overview's figures (:mod:`figures`), and a range that reaches now ends, as
-    every figure does, with the last complete hour.
-
-    Raises:
-        RangeError: a custom range that is missing a bound, is reversed, starts in the future
-            or is longer than ``MAX_RANGE_DAYS``.
-    """
+    """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive;
+    RangeError if it cannot be shown). Presets are the overview's figures (:mod:`figures`), and
+    a range that reaches now ends, as every figure does, with the last complete hour."""
     until = figures.data_end(now)
     today = local_date(now, zone)
     if preset == "24h":
@@ -337,11 +331,9 @@ def report_span(report: UsageReport) -> figures.Span:
 
 
 def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:
-    """The summary's total and (for whole days) its average per day, named and spanned.
-
-    "7 days" is the overview's burn per day (``burn-7d``), "24 h" its last 24 hours, and so
-    on; any other range's figures are "total" and "average".
-    """
+    """The summary's total and (for whole days) average per day, named as other pages name
+    them ("7 days" is the overview's ``burn-7d``, "24 h" its ``last-24h``), else "total" and
+    "average"."""
     summary = report.summary
     if summary is None:
         return {}
@@ -396,7 +388,7 @@ def chart_data(report: UsageReport) -> dict[str, Any]:
     }
 
 
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -404,7 +396,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 def csv_cell(value: str) -> str:
     """``value`` made inert for spreadsheets: a leading formula character gets a quote, but a
     plain number (a negative spend) is left as it is, so it stays a number."""
-    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+    if value.startswith(_FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -319,15 +319,12 @@ _NAMED_TOTALS: Final = {"24h": "last-24h", "mtd": "mtd"}
 def report_span(report: UsageReport) -> figures.Span:
     """The span the figures cover: whole local days when both ends are local midnights."""
     zone = report.label_zone
-    if report.plan.utc_days:
-        start, end = report.plan.start, report.plan.end
-    else:
-        start, end = report.range.start, report.range.end
+    shown = report.plan if report.plan.utc_days else report.range
 
     def midnight(moment: datetime) -> bool:
         return moment == local_midnight(local_date(moment, zone), zone)
 
-    return figures.Span(start, end, midnight(start) and midnight(end), zone)
+    return figures.Span(shown.start, shown.end, midnight(shown.start) and midnight(shown.end), zone)
 
 
 def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:

@@ -204,15 +204,13 @@ def changes(before: Any, after: Any) -> tuple[Change, ...]:
 
 def upstream_text(event: AuditEvent) -> str:
     """What Cloudflare answered, e.g. "HTTP 403 · codes 10000 · request abc123"."""
-    parts = []
-    if event.upstream_status is not None:
-        parts.append(f"HTTP {event.upstream_status}")
     codes = [str(code) for code in event.upstream_codes or []]
-    if codes:
-        parts.append(f"code{'s' if len(codes) > 1 else ''} {', '.join(codes)}")
-    if event.request_id:
-        parts.append(f"request {event.request_id}")
-    return " · ".join(parts)
+    parts = [
+        "" if event.upstream_status is None else f"HTTP {event.upstream_status}",
+        f"code{'s' if len(codes) > 1 else ''} {', '.join(codes)}" if codes else "",
+        f"request {event.request_id}" if event.request_id else "",
+    ]
+    return " · ".join(part for part in parts if part)
 
 
 def rows(found: Iterable[AuditEvent]) -> list[Row]:

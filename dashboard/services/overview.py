@@ -1,8 +1,6 @@
 """The overview's cards and the "All accounts" table, wired from the shared reads to the
-arithmetic of :mod:`dashboard.services.runway`. A card whose read is not back by the page's
-deadline is pending (it loads itself), a failed one carries the error in plain words, and one
-with an old value and a fresh error is stale.
-"""
+arithmetic of :mod:`dashboard.services.runway`. A card not back by the page's deadline is
+pending: it loads itself."""
 
 from __future__ import annotations
 
@@ -390,12 +388,14 @@ def account_summaries(
     what needs attention on each (open invoices only for a reader who may see invoices)."""
     now = clock.now()
     tz = timezone.get_current_timezone()
-    with_invoices = has_perm(ATTENTION_INVOICES)
+    names = (
+        ("balance", "usage", "invoices") if has_perm(ATTENTION_INVOICES) else ("balance", "usage")
+    )
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     for account in accounts:
         loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
         loaders[f"{account.id}:usage"] = partial(reads.recent_usage, account.id, now, tz)
-        if with_invoices:
+        if "invoices" in names:
             loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
     # The accounts' alert rules in one query, not one per account.
@@ -404,11 +404,7 @@ def account_summaries(
         alert_rules[rule.account_id].append(rule)
     rows = []
     for account in accounts:
-        mine = {
-            name: got[f"{account.id}:{name}"]
-            for name in ("balance", "usage", "invoices")
-            if f"{account.id}:{name}" in got
-        }
+        mine = {name: got[f"{account.id}:{name}"] for name in names}
         page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz)
         assert page.balance is not None and page.runway is not None and page.spend is not None
         rules_here = alert_rules[account.id]

@@ -36,8 +36,7 @@ def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:
     return upstream.read(account_id, "credit-balance", lambda client: client.credit_balance())
 
 
-#: Cloudflare's "could not route" codes: a 404 carrying them means the account or path is
-#: unknown, not that there is no upcoming invoice.
+#: Cloudflare's "could not route" codes.
 ROUTING_CODES = frozenset({7000, 7003})
 
 

@@ -82,8 +82,7 @@ def usage_range(now: datetime, tz: tzinfo) -> UsageRange:
 
 def history_start(buckets: Iterable[UsageBucket], data_start: datetime) -> datetime:
     """Where the data really starts: Cloudflare sends no bucket before an account's history."""
-    first = min((b.start_time for b in buckets), default=None)
-    return first if first is not None and first > data_start else data_start
+    return max(data_start, min((b.start_time for b in buckets), default=data_start))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
@@ -243,45 +243,27 @@ def _json_cell(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def csv_row(event: AuditEvent, zone: tzinfo) -> list[str]:
-    """One event as CSV cells, every one made inert for spreadsheets."""
-    cells = [
-        event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        event.at.astimezone(zone).isoformat(timespec="seconds"),
-        event.username,
-        event.account_id,
-        event.action,
-        event.outcome,
-        _json_cell(event.before),
-        _json_cell(event.after),
-        "" if event.upstream_status is None else str(event.upstream_status),
-        " ".join(str(code) for code in event.upstream_codes or []),
-        event.request_id,
-        event.idempotency_key,
-        detail_text(event.detail),
-    ]
-    return [csv_cell(cell) for cell in cells]
-
-
 def csv_rows(found: QuerySet[AuditEvent], zone: tzinfo) -> Iterator[list[str]]:
-    """The header, then every event of ``found`` (newest first), read in chunks."""
-    yield [
-        "time_utc",
-        f"time_local ({zone})",
-        "user",
-        "account",
-        "action",
-        "outcome",
-        "before",
-        "after",
-        "upstream_status",
-        "upstream_codes",
-        "request_id",
-        "idempotency_key",
-        "detail",
-    ]
+    """The header, then every event of ``found`` (newest first), read in chunks, each cell made
+    inert for spreadsheets."""
+    columns: dict[str, Callable[[AuditEvent], str]] = {
+        "time_utc": lambda e: e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"time_local ({zone})": lambda e: e.at.astimezone(zone).isoformat(timespec="seconds"),
+        "user": lambda e: e.username,
+        "account": lambda e: e.account_id,
+        "action": lambda e: e.action,
+        "outcome": lambda e: e.outcome,
+        "before": lambda e: _json_cell(e.before),
+        "after": lambda e: _json_cell(e.after),
+        "upstream_status": lambda e: "" if e.upstream_status is None else str(e.upstream_status),
+        "upstream_codes": lambda e: " ".join(str(code) for code in e.upstream_codes or []),
+        "request_id": lambda e: e.request_id,
+        "idempotency_key": lambda e: e.idempotency_key,
+        "detail": lambda e: detail_text(e.detail),
+    }
+    yield list(columns)
     for event in found.iterator(chunk_size=500):
-        yield csv_row(event, zone)
+        yield [csv_cell(cell(event)) for cell in columns.values()]
 
 
 def csv_filename(account_id: str, today: date) -> str:

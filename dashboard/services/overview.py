@@ -337,14 +337,8 @@ def invoice_info(
     credits = sum(
         (credit.amount for line in lines for credit in line.pretax_credit_amounts), Decimal(0)
     )
-    return InvoiceInfo(
-        preview,
-        shown,
-        len(lines) - len(shown),
-        usage=usage,
-        credits=credits,
-        balance=balance.balance if balance is not None else None,
-    )
+    known = balance.balance if balance is not None else None
+    return InvoiceInfo(preview, shown, len(lines) - len(shown), usage, credits, known)
 
 
 # ---------------------------------------------------------------- all accounts

@@ -43,17 +43,11 @@ SELECT %s, account_id FROM dashboard_accountaccess WHERE user_id = %s
 def read_rights(user: User) -> None:
     """Keeps on ``user`` their permissions (their own and their roles', "app.codename") and
     their granted accounts, read in one query: every page checks both."""
-    found: set[str] = set()
-    granted: set[str] = set()
     with connection.cursor() as cursor:
         cursor.execute(RIGHTS_SQL, [user.is_superuser, user.pk, user.pk, _GRANT, user.pk])
-        for first, second in cursor.fetchall():
-            if first == _GRANT:
-                granted.add(second)
-            else:
-                found.add(f"{first}.{second}")
-    setattr(user, PERMISSIONS, found)
-    setattr(user, GRANTED, frozenset(granted))
+        rows = cursor.fetchall()
+    setattr(user, PERMISSIONS, {f"{app}.{name}" for app, name in rows if app != _GRANT})
+    setattr(user, GRANTED, frozenset(name for app, name in rows if app == _GRANT))
 
 
 def accounts_for(user: User | AnonymousUser) -> list[Account]:

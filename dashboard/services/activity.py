@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from dashboard.models import AuditEvent
 from dashboard.services.invoices import PageLink, page_links
 from dashboard.services.money import format_usd
-from dashboard.services.usage import csv_cell
+from dashboard.services.usage import PLAIN_NUMBER, csv_cell
 
 Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
@@ -38,10 +38,6 @@ BADGES: dict[str, str] = {
     Outcome.FAILED: "badge-error",
     Outcome.UNKNOWN: "badge-warning",
 }
-
-# Amounts are recorded as exact decimal strings ("25.00", "25"), see ``audit._plain``: the
-# only Decimals the dashboard records are money, while counts and codes stay JSON numbers.
-_MONEY = re.compile(r"-?\d+(\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -78,18 +74,15 @@ def usernames(account_id: str) -> list[str]:
 
 
 def events(account_id: str, filters: Filters) -> QuerySet[AuditEvent]:
+    asked = {
+        "action": filters.action,
+        "outcome": filters.outcome,
+        "username": filters.user,
+        "at__gte": filters.start,
+        "at__lt": filters.end,
+    }
     found = AuditEvent.objects.filter(account_id=account_id)
-    if filters.action:
-        found = found.filter(action=filters.action)
-    if filters.outcome:
-        found = found.filter(outcome=filters.outcome)
-    if filters.user:
-        found = found.filter(username=filters.user)
-    if filters.start:
-        found = found.filter(at__gte=filters.start)
-    if filters.end:
-        found = found.filter(at__lt=filters.end)
-    return found.order_by("-at", "-id")
+    return found.filter(**{k: v for k, v in asked.items() if v}).order_by("-at", "-id")
 
 
 class PageError(Exception):
@@ -97,11 +90,8 @@ class PageError(Exception):
 
 
 def page_of(found: QuerySet[AuditEvent], number: int) -> Page[AuditEvent]:
-    """Page ``number`` (from 1) of ``PER_PAGE`` events.
-
-    Raises:
-        PageError: past the last page (page 1 of nothing is an empty page, not an error).
-    """
+    """Page ``number`` (from 1) of ``PER_PAGE`` events; PageError past the last page (page 1
+    of nothing is an empty page, not an error)."""
     paginator = Paginator(found, PER_PAGE)
     if number > paginator.num_pages:
         raise PageError(
@@ -141,7 +131,9 @@ def value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):
-        return format_usd(Decimal(value)) if _MONEY.fullmatch(value) else value
+        # Amounts are recorded as exact decimal strings ("25.00"), see ``audit._plain``: the
+        # only Decimals recorded are money, while counts and codes stay JSON numbers.
+        return format_usd(Decimal(value)) if PLAIN_NUMBER.fullmatch(value) else value
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
@@ -186,9 +178,7 @@ _LABELS = {"payment_intent_id": "Payment reference"}
 
 
 def _label(key: str) -> str:
-    if key in _LABELS:
-        return _LABELS[key]
-    text = key.replace("_", " ").strip()
+    text = _LABELS.get(key) or key.replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else "Value"
 
 
@@ -199,49 +189,43 @@ def changes(before: Any, after: Any) -> tuple[Change, ...]:
     if isinstance(before, Mapping | None) and isinstance(after, Mapping | None):
         old: Mapping[str, Any] = before or {}
         new: Mapping[str, Any] = after or {}
-        keys = list(old) + [key for key in new if key not in old]
-        found = []
-        for key in keys:
-            if key in old and key in new and old[key] == new[key]:
-                continue
-            found.append(
-                Change(
-                    _label(str(key)),
-                    value_text(old[key]) if key in old else None,
-                    value_text(new[key]) if key in new else "removed",
-                )
+        # The keys of before, then those new in after.
+        return tuple(
+            Change(
+                _label(str(key)),
+                value_text(old[key]) if key in old else None,
+                value_text(new[key]) if key in new else "removed",
             )
-        return tuple(found)
+            for key in {**old, **new}
+            if not (key in old and key in new and old[key] == new[key])
+        )
     return (Change("Value", None if before is None else value_text(before), value_text(after)),)
 
 
 def upstream_text(event: AuditEvent) -> str:
     """What Cloudflare answered, e.g. "HTTP 403 · codes 10000 · request abc123"."""
-    parts = []
-    if event.upstream_status is not None:
-        parts.append(f"HTTP {event.upstream_status}")
     codes = [str(code) for code in event.upstream_codes or []]
-    if codes:
-        parts.append(f"code{'s' if len(codes) > 1 else ''} {', '.join(codes)}")
-    if event.request_id:
-        parts.append(f"request {event.request_id}")
-    return " · ".join(parts)
-
-
-def row(event: AuditEvent) -> Row:
-    return Row(
-        event=event,
-        action=event.get_action_display(),
-        outcome=event.get_outcome_display(),
-        badge=BADGES.get(event.outcome, "badge-neutral"),
-        changes=changes(event.before, event.after),
-        upstream=upstream_text(event),
-        detail=detail_text(event.detail),
-    )
+    parts = [
+        "" if event.upstream_status is None else f"HTTP {event.upstream_status}",
+        f"code{'s' if len(codes) > 1 else ''} {', '.join(codes)}" if codes else "",
+        f"request {event.request_id}" if event.request_id else "",
+    ]
+    return " · ".join(part for part in parts if part)
 
 
 def rows(found: Iterable[AuditEvent]) -> list[Row]:
-    return [row(event) for event in found]
+    return [
+        Row(
+            event=event,
+            action=event.get_action_display(),
+            outcome=event.get_outcome_display(),
+            badge=BADGES.get(event.outcome, "badge-neutral"),
+            changes=changes(event.before, event.after),
+            upstream=upstream_text(event),
+            detail=detail_text(event.detail),
+        )
+        for event in found
+    ]
 
 
 def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:
@@ -254,52 +238,32 @@ def links(page: Page[AuditEvent], filters: Filters) -> list[PageLink | None]:
 
 # ---------------------------------------------------------------- CSV
 
-CSV_HEADER = (
-    "time_utc",
-    "time_local",
-    "user",
-    "account",
-    "action",
-    "outcome",
-    "before",
-    "after",
-    "upstream_status",
-    "upstream_codes",
-    "request_id",
-    "idempotency_key",
-    "detail",
-)
-
 
 def _json_cell(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def csv_row(event: AuditEvent, zone: tzinfo) -> list[str]:
-    """One event as CSV cells, every one made inert for spreadsheets."""
-    cells = [
-        event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        event.at.astimezone(zone).isoformat(timespec="seconds"),
-        event.username,
-        event.account_id,
-        event.action,
-        event.outcome,
-        _json_cell(event.before),
-        _json_cell(event.after),
-        "" if event.upstream_status is None else str(event.upstream_status),
-        " ".join(str(code) for code in event.upstream_codes or []),
-        event.request_id,
-        event.idempotency_key,
-        detail_text(event.detail),
-    ]
-    return [csv_cell(cell) for cell in cells]
-
-
 def csv_rows(found: QuerySet[AuditEvent], zone: tzinfo) -> Iterator[list[str]]:
-    """The header, then every event of ``found`` (newest first), read in chunks."""
-    yield [*CSV_HEADER[:1], f"time_local ({zone})", *CSV_HEADER[2:]]
+    """The header, then every event of ``found`` (newest first), read in chunks, each cell made
+    inert for spreadsheets."""
+    columns: dict[str, Callable[[AuditEvent], str]] = {
+        "time_utc": lambda e: e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"time_local ({zone})": lambda e: e.at.astimezone(zone).isoformat(timespec="seconds"),
+        "user": lambda e: e.username,
+        "account": lambda e: e.account_id,
+        "action": lambda e: e.action,
+        "outcome": lambda e: e.outcome,
+        "before": lambda e: _json_cell(e.before),
+        "after": lambda e: _json_cell(e.after),
+        "upstream_status": lambda e: "" if e.upstream_status is None else str(e.upstream_status),
+        "upstream_codes": lambda e: " ".join(str(code) for code in e.upstream_codes or []),
+        "request_id": lambda e: e.request_id,
+        "idempotency_key": lambda e: e.idempotency_key,
+        "detail": lambda e: detail_text(e.detail),
+    }
+    yield list(columns)
     for event in found.iterator(chunk_size=500):
-        yield csv_row(event, zone)
+        yield [csv_cell(cell(event)) for cell in columns.values()]
 
 
 def csv_filename(account_id: str, today: date) -> str:

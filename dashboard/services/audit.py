@@ -53,13 +53,7 @@ def record(
     actor: str = "",
 ) -> AuditEvent:
     """Append one event. ``error``: what Cloudflare answered, kept for follow-up."""
-    status: int | None = None
-    codes: list[int] = []
-    request_id = ""
-    if isinstance(error, BillingStatusError):
-        status = error.status_code
-        codes = list(error.codes)
-        request_id = error.request_id or ""
+    answer = error if isinstance(error, BillingStatusError) else None
     if error is not None and not detail:
         # Words for the Activity page; status, codes and request id are kept apart below.
         detail = error.user_message
@@ -73,8 +67,8 @@ def record(
         before=_plain(before),
         after=_plain(after),
         detail=detail,
-        upstream_status=status,
-        upstream_codes=codes,
-        request_id=request_id,
+        upstream_status=answer.status_code if answer else None,
+        upstream_codes=list(answer.codes) if answer else [],
+        request_id=(answer.request_id or "") if answer else "",
         idempotency_key=idempotency_key,
     )

@@ -18,9 +18,6 @@ from billing_api.models import UsageHistory
 from dashboard.services import runway
 
 DAY: Final = timedelta(days=1)
-#: The burn rates shown: the last week (the runway and forecasts use it) and the last month.
-SHORT_DAYS: Final = runway.SHORT_DAYS
-LONG_DAYS: Final = runway.LONG_DAYS
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,6 @@ class Figure:
 
     @property
     def label(self) -> str:
-        """The span as a page says it: "per day over …" for a rate, "over …" else."""
         return ("per day over " if self.per_day else "over ") + span_label(self.span)
 
 
@@ -123,8 +119,8 @@ class Usage:
             runway.history_start(buckets, span.start),
             span.end,
             days,
-            runway.burn_rate(days, SHORT_DAYS),
-            runway.burn_rate(days, LONG_DAYS),
+            runway.burn_rate(days, runway.SHORT_DAYS),
+            runway.burn_rate(days, runway.LONG_DAYS),
             tz,
         )
 
@@ -142,13 +138,8 @@ class Usage:
         return self.week is None or self.week.short
 
 
-def _day(day: date, *, month: bool = True, year: bool = False) -> str:
-    text = str(day.day)
-    if month:
-        text += f" {day:%b}"
-    if year:
-        text += f" {day.year}"
-    return text
+def _day(day: date, *, year: bool = False) -> str:
+    return f"{day.day} {day:%b} {day.year}" if year else f"{day.day} {day:%b}"
 
 
 def days_label(first: date, last: date) -> str:

@@ -1,8 +1,6 @@
 """The overview's cards and the "All accounts" table, wired from the shared reads to the
-arithmetic of :mod:`dashboard.services.runway`. A card whose read is not back by the page's
-deadline is pending (it loads itself), a failed one carries the error in plain words, and one
-with an old value and a fresh error is stale.
-"""
+arithmetic of :mod:`dashboard.services.runway`. A card not back by the page's deadline is
+pending: it loads itself."""
 
 from __future__ import annotations
 
@@ -70,25 +68,15 @@ class Card[T]:
         return self.value is not None
 
 
-def card_from[T](fetched: Iterable[upstream.Fetched[Any]], build: Callable[[], T]) -> Card[T]:
-    """A card over one or more reads: pending if any is, failed unless every one has a value.
-
-    Its time is the oldest of its reads', since the card is no newer than that.
-    """
-    parts = list(fetched)
+def card_from[T](parts: Sequence[upstream.Fetched[Any]], build: Callable[..., T]) -> Card[T]:
+    """A card built from the values of its reads: pending if any read is, failed unless every
+    one has a value. Its time is the oldest of its reads', since the card is no newer."""
     if any(f.pending for f in parts):
         return Card(pending=True)
-    error, as_of = error_and_time(parts)
+    error, as_of = reads.error_and_time(parts)
     if any(f.value is None for f in parts):
         return Card(error=error or "No answer from Cloudflare.", as_of=as_of)
-    return Card(build(), error=error, as_of=as_of)
-
-
-def error_and_time(parts: Iterable[Any]) -> tuple[str | None, datetime | None]:
-    """The first error of reads or cards, and the oldest time: none is newer than that."""
-    parts = list(parts)
-    times = [part.as_of for part in parts if part.as_of is not None]
-    return next((part.error for part in parts if part.error), None), min(times, default=None)
+    return Card(build(*(f.value for f in parts)), error=error, as_of=as_of)
 
 
 # ---------------------------------------------------------------- card values
@@ -154,9 +142,7 @@ class InvoiceInfo:
     @property
     def uncovered(self) -> Decimal:
         """Usage the prepaid credit does not cover: what the balance is below zero."""
-        if self.balance is None or self.balance >= 0:
-            return Decimal(0)
-        return -self.balance
+        return Decimal(0) if self.balance is None or self.balance >= 0 else -self.balance
 
 
 @dataclass(frozen=True)
@@ -242,24 +228,23 @@ def build_overview(
 
     built: dict[str, Any] = {}
     if balance is not None:
+        # The banner is the balance card's top-up failure and rule.
+        shown = card_from_fetched(balance)
         if BANNER in cards:
-            built["banner"] = card_from([balance], lambda: topup_banner(balance.value))
+            banner = TopupBanner(shown.topup_failure, shown.auto_topup)
+            built["banner"] = card_from([balance], lambda _: banner)
         if BALANCE in cards:
-            built["balance"] = card_from([balance], lambda: card_from_fetched(balance))
+            built["balance"] = card_from([balance], lambda _: shown)
     if (RUNWAY in cards or ATTENTION in cards) and balance is not None and usage_read is not None:
-        built["runway"] = card_from(
-            [balance, usage_read], lambda: runway_info(balance.value, usage_read.value, now)
-        )
+        built["runway"] = card_from([balance, usage_read], partial(runway_info, now=now))
     if SPEND in cards and usage_read is not None:
-        built["spend"] = card_from([usage_read], lambda: spend_info(usage_read.value, now, tz))
+        built["spend"] = card_from([usage_read], partial(spend_info, now=now, tz=tz))
     if LIMIT in cards and "limit" in got and usage_read is not None:
         built["limit"] = limit_card(got["limit"], usage_read, now, tz)
     if INVOICE in cards and "preview" in got:
         # Only the preview makes the card: without the balance it still explains itself.
         known = balance.value if balance is not None else None
-        built["invoice"] = card_from(
-            [got["preview"]], lambda: invoice_info(got["preview"].value, known)
-        )
+        built["invoice"] = card_from([got["preview"]], partial(invoice_info, balance=known))
     return Overview(**built)
 
 
@@ -283,21 +268,12 @@ def attention_card(
         overdrawn=forecast is not None and forecast.kind == "overdrawn",
         invoices=attention.open_invoices(history.invoices) if history else None,
     )
-    error, as_of = error_and_time(reads_used)
+    error, as_of = reads.error_and_time(reads_used)
     items = attention.items(account_id, facts, now, has_perm, alert_rules)
     return Card(items, error=error, as_of=as_of)
 
 
-def topup_banner(balance: models.CreditBalance | None) -> TopupBanner:
-    assert balance is not None
-    card = card_from_fetched(upstream.Fetched(balance, None))
-    return TopupBanner(card.topup_failure, card.auto_topup)
-
-
-def runway_info(
-    balance: models.CreditBalance | None, usage: figures.Usage | None, now: datetime
-) -> RunwayInfo:
-    assert balance is not None and usage is not None
+def runway_info(balance: models.CreditBalance, usage: figures.Usage, now: datetime) -> RunwayInfo:
     rule, problem = rules.counted_rule(balance)
     forecast = runway.runway(balance.balance, usage.week, now, rule)
     return RunwayInfo(
@@ -313,8 +289,7 @@ def runway_info(
     )
 
 
-def spend_info(usage: figures.Usage | None, now: datetime, tz: tzinfo) -> SpendInfo:
-    assert usage is not None
+def spend_info(usage: figures.Usage, now: datetime, tz: tzinfo) -> SpendInfo:
     month = runway.month_to_date(usage.hours, now, tz, usage.start, usage.end, usage.week)
     return SpendInfo(month, figures.month_to_date(month, tz), figures.month_end_forecast(month, tz))
 
@@ -326,35 +301,33 @@ def limit_card(
     tz: tzinfo,
 ) -> Card[LimitInfo]:
     """The limit shows without usage: only the "used so far" part needs it."""
-    if limit_read.pending:
+    read = limit_read.value
+    enabled = read is not None and read.enabled and read.config.amount is not None
+    if enabled and usage_read.pending:
         return Card(pending=True)
-    limit = limit_read.value
-    if limit is None:
-        return Card(error=limit_read.error or "No answer from Cloudflare.", as_of=limit_read.as_of)
-    config = limit.config
-    window = problem = None
-    if limit.enabled and config.amount is not None:
-        if usage_read.pending:
-            return Card(pending=True)
-        duration = (config.duration or "").strip().lower()
-        unknown = "How much of the window is used is unknown:"
-        if duration not in runway.LIMIT_DURATIONS:
-            problem = f"{unknown} Cloudflare names a window we do not know."
-        elif usage_read.value is None:
-            problem = f"{unknown} {usage_read.error}"
-        else:
-            hours, end = usage_read.value.hours, usage_read.value.end
-            strategy = (config.strategy or "").strip().lower()
-            window = runway.limit_window(hours, config.amount, duration, strategy, now, tz, end)
-    enabled = limit.enabled and config.amount is not None
-    info = LimitInfo(enabled, config.amount, config.duration, config.strategy, window, problem)
-    return Card(info, error=limit_read.error, as_of=limit_read.as_of)
+
+    def build(limit: models.SpendingLimit) -> LimitInfo:
+        config = limit.config
+        window = problem = None
+        if limit.enabled and config.amount is not None:
+            duration = (config.duration or "").strip().lower()
+            unknown = "How much of the window is used is unknown:"
+            if duration not in runway.LIMIT_DURATIONS:
+                problem = f"{unknown} Cloudflare names a window we do not know."
+            elif usage_read.value is None:
+                problem = f"{unknown} {usage_read.error}"
+            else:
+                hours, end = usage_read.value.hours, usage_read.value.end
+                strategy = (config.strategy or "").strip().lower()
+                window = runway.limit_window(hours, config.amount, duration, strategy, now, tz, end)
+        return LimitInfo(enabled, config.amount, config.duration, config.strategy, window, problem)
+
+    return card_from([limit_read], build)
 
 
 def invoice_info(
-    upcoming: reads.Upcoming | None, balance: models.CreditBalance | None = None
+    upcoming: reads.Upcoming, balance: models.CreditBalance | None = None
 ) -> InvoiceInfo:
-    assert upcoming is not None
     preview = upcoming.preview
     if preview is None:
         return InvoiceInfo(None, (), 0)
@@ -364,14 +337,8 @@ def invoice_info(
     credits = sum(
         (credit.amount for line in lines for credit in line.pretax_credit_amounts), Decimal(0)
     )
-    return InvoiceInfo(
-        preview,
-        shown,
-        len(lines) - len(shown),
-        usage=usage,
-        credits=credits,
-        balance=balance.balance if balance is not None else None,
-    )
+    known = balance.balance if balance is not None else None
+    return InvoiceInfo(preview, shown, len(lines) - len(shown), usage, credits, known)
 
 
 # ---------------------------------------------------------------- all accounts
@@ -396,7 +363,7 @@ class AccountSummary:
 
     @property
     def error(self) -> str | None:
-        return error_and_time(self._cards)[0]
+        return reads.error_and_time(self._cards)[0]
 
     @property
     def stale(self) -> bool:
@@ -405,7 +372,7 @@ class AccountSummary:
 
     @property
     def as_of(self) -> datetime | None:
-        return error_and_time(self._cards)[1]
+        return reads.error_and_time(self._cards)[1]
 
 
 def account_summaries(
@@ -415,12 +382,14 @@ def account_summaries(
     what needs attention on each (open invoices only for a reader who may see invoices)."""
     now = clock.now()
     tz = timezone.get_current_timezone()
-    with_invoices = has_perm(ATTENTION_INVOICES)
+    names = (
+        ("balance", "usage", "invoices") if has_perm(ATTENTION_INVOICES) else ("balance", "usage")
+    )
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     for account in accounts:
         loaders[f"{account.id}:balance"] = partial(reads.credit_balance, account.id)
         loaders[f"{account.id}:usage"] = partial(reads.recent_usage, account.id, now, tz)
-        if with_invoices:
+        if "invoices" in names:
             loaders[f"{account.id}:invoices"] = partial(invoices.invoice_list, account.id, "all")
     got = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
     # The accounts' alert rules in one query, not one per account.
@@ -429,11 +398,7 @@ def account_summaries(
         alert_rules[rule.account_id].append(rule)
     rows = []
     for account in accounts:
-        mine = {
-            name: got[f"{account.id}:{name}"]
-            for name in ("balance", "usage", "invoices")
-            if f"{account.id}:{name}" in got
-        }
+        mine = {name: got[f"{account.id}:{name}"] for name in names}
         page = build_overview((BALANCE, RUNWAY, SPEND), mine, now, tz)
         assert page.balance is not None and page.runway is not None and page.spend is not None
         rules_here = alert_rules[account.id]

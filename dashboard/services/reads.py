@@ -6,8 +6,10 @@ time range should align it (to the hour, say) so that viewers share the cached a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from django.core.cache import cache
 
@@ -23,12 +25,18 @@ def forget(account_id: str, name: str, params: dict[str, object] | None = None) 
     cache.delete_many([key, key + ":failed"])
 
 
+def error_and_time(parts: Iterable[Any]) -> tuple[str | None, datetime | None]:
+    """The first error of reads (or cards), and the oldest time: none is newer than that."""
+    parts = list(parts)
+    times = [part.as_of for part in parts if part.as_of is not None]
+    return next((part.error for part in parts if part.error), None), min(times, default=None)
+
+
 def credit_balance(account_id: str) -> upstream.Fetched[models.CreditBalance]:
     return upstream.read(account_id, "credit-balance", lambda client: client.credit_balance())
 
 
-#: Cloudflare's "could not route" codes: a 404 carrying them means the account or path is
-#: unknown, not that there is no upcoming invoice.
+#: Cloudflare's "could not route" codes.
 ROUTING_CODES = frozenset({7000, 7003})
 
 

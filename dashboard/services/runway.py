@@ -82,8 +82,7 @@ def usage_range(now: datetime, tz: tzinfo) -> UsageRange:
 
 def history_start(buckets: Iterable[UsageBucket], data_start: datetime) -> datetime:
     """Where the data really starts: Cloudflare sends no bucket before an account's history."""
-    first = min((b.start_time for b in buckets), default=None)
-    return first if first is not None and first > data_start else data_start
+    return max(data_start, min((b.start_time for b in buckets), default=data_start))
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,10 @@ def daily_totals(
     last = (data_end - timedelta(microseconds=1)).astimezone(tz).date()
     totals = {first + timedelta(days=n): ZERO for n in range((last - first).days + 1)}
     for bucket in ordered:
-        if not data_start <= bucket.start_time < data_end:
-            continue
-        key = bucket.start_time.astimezone(tz).date()
-        totals[key] = totals.get(key, ZERO) + bucket.aggregated_value
+        if data_start <= bucket.start_time < data_end:
+            totals[bucket.start_time.astimezone(tz).date()] += bucket.aggregated_value
     result = []
-    for day, total in sorted(totals.items()):
+    for day, total in totals.items():
         begins = ceil_hour(local_midnight(day, tz))
         ends = ceil_hour(local_midnight(day + timedelta(days=1), tz))
         result.append(DayTotal(day, total, begins >= data_start and ends <= data_end))

@@ -9,6 +9,7 @@ rows at all, never a chart of the part that answered.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -80,7 +81,6 @@ class ReportRange:
 
 
 def default_window(preset: Preset) -> UsageWindow:
-    """Hours for a day's worth of usage, days for anything longer."""
     return "hour" if preset == "24h" else "day"
 
 
@@ -92,14 +92,9 @@ def resolve_range(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> ReportRange:
-    """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive).
-    Presets are the overview's figures (:mod:`figures`), and a range that reaches now ends, as
-    every figure does, with the last complete hour.
-
-    Raises:
-        RangeError: a custom range that is missing a bound, is reversed, starts in the future
-            or is longer than ``MAX_RANGE_DAYS``.
-    """
+    """The range of a preset, or of a custom ``start``/``end`` (local midnights, end exclusive;
+    RangeError if it cannot be shown). Presets are the overview's figures (:mod:`figures`), and
+    a range that reaches now ends, as every figure does, with the last complete hour."""
     until = figures.data_end(now)
     today = local_date(now, zone)
     if preset == "24h":
@@ -206,21 +201,15 @@ def rows_from_buckets(
         start = bucket.start_time.astimezone(UTC)
         if the_plan.start <= start < the_plan.end:
             unique.setdefault(start, bucket)
-    ordered = [unique[start] for start in sorted(unique)]
+    ordered = sorted(unique.items())
     if not the_plan.local_days:
         return [
-            Row(
-                start=b.start_time.astimezone(UTC),
-                end=b.end_time.astimezone(UTC),
-                spend=b.aggregated_value,
-                in_progress=b.end_time > now,
-            )
-            for b in ordered
+            Row(start, b.end_time.astimezone(UTC), b.aggregated_value, b.end_time > now)
+            for start, b in ordered
         ]
-    days: dict[date, Decimal] = {}
-    for bucket in ordered:
-        day = local_date(bucket.start_time, zone)
-        days[day] = days.get(day, ZERO) + bucket.aggregated_value
+    days: defaultdict[date, Decimal] = defaultdict(Decimal)
+    for start, bucket in ordered:
+        days[local_date(start, zone)] += bucket.aggregated_value
     rows = []
     for day, spend in days.items():
         end = local_midnight(day + DAY, zone)
@@ -286,7 +275,7 @@ class UsageReport:
 
     @property
     def unit(self) -> str:
-        return "hour" if self.window == "hour" else "day"
+        return self.window
 
 
 def usage_report(
@@ -298,15 +287,13 @@ def usage_report(
     now: datetime,
 ) -> UsageReport:
     the_plan = plan(window, rng, zone=zone, now=now)
-    fetched = upstream.gather(
-        {
-            str(index): partial(reads.usage_history, account_id, the_plan.source, start, end)
-            for index, (start, end) in enumerate(the_plan.chunks)
-        },
-        deadline=settings.BILLING_PAGE_DEADLINE,
-    )
+    loaders = {
+        str(index): partial(reads.usage_history, account_id, the_plan.source, start, end)
+        for index, (start, end) in enumerate(the_plan.chunks)
+    }
+    fetched = upstream.gather(loaders, deadline=settings.BILLING_PAGE_DEADLINE)
     report = UsageReport(window=window, range=rng, plan=the_plan, zone=zone)
-    results = [fetched[str(index)] for index in range(len(the_plan.chunks))]
+    results = [fetched[key] for key in loaders]
     if any(result.pending for result in results):
         return replace(report, pending=True, error="Cloudflare has not answered yet.")
     failed = next((r for r in results if r.value is None), None)
@@ -314,15 +301,14 @@ def usage_report(
         return replace(report, error=failed.error or "Cloudflare did not answer.")
     buckets = [bucket for result in results if result.value for bucket in result.value.history]
     rows = rows_from_buckets(buckets, the_plan, zone=zone, now=now)
-    errors = [result.error for result in results if result.error]
-    as_ofs = [result.as_of for result in results if result.as_of is not None]
+    error, as_of = reads.error_and_time(results)
     return replace(
         report,
         rows=tuple(rows),
         summary=summarize(rows),
-        error=errors[0] if errors else None,
-        stale=bool(errors),
-        as_of=min(as_ofs) if as_ofs else None,
+        error=error,
+        stale=error is not None,
+        as_of=as_of,
     )
 
 
@@ -333,23 +319,18 @@ _NAMED_TOTALS: Final = {"24h": "last-24h", "mtd": "mtd"}
 def report_span(report: UsageReport) -> figures.Span:
     """The span the figures cover: whole local days when both ends are local midnights."""
     zone = report.label_zone
-    if report.plan.utc_days:
-        start, end = report.plan.start, report.plan.end
-    else:
-        start, end = report.range.start, report.range.end
+    shown = report.plan if report.plan.utc_days else report.range
 
     def midnight(moment: datetime) -> bool:
         return moment == local_midnight(local_date(moment, zone), zone)
 
-    return figures.Span(start, end, midnight(start) and midnight(end), zone)
+    return figures.Span(shown.start, shown.end, midnight(shown.start) and midnight(shown.end), zone)
 
 
 def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:
-    """The summary's total and (for whole days) its average per day, named and spanned.
-
-    "7 days" is the overview's burn per day (``burn-7d``), "24 h" its last 24 hours, and so
-    on; any other range's figures are "total" and "average".
-    """
+    """The summary's total and (for whole days) average per day, named as other pages name
+    them ("7 days" is the overview's ``burn-7d``, "24 h" its ``last-24h``), else "total" and
+    "average"."""
     summary = report.summary
     if summary is None:
         return {}
@@ -363,12 +344,6 @@ def summary_figures(report: UsageReport) -> dict[str, figures.Figure]:
     return shown
 
 
-def _is_ambiguous(moment: datetime) -> bool:
-    """A wall time that happens twice (the hour repeated when DST ends)."""
-    other = moment.replace(fold=1 - moment.fold)
-    return other.utcoffset() != moment.utcoffset()
-
-
 def row_label(row: Row, report: UsageReport, *, short: bool = False) -> str:
     """The bucket as the table names it, "Tue 9 Jun 2026, 14:00", or the chart's axis
     (``short``), "9 Jun 14:00"; an hour that happens twice (DST ends) gets its zone's name."""
@@ -376,7 +351,8 @@ def row_label(row: Row, report: UsageReport, *, short: bool = False) -> str:
     text = f"{local.day} {local:%b}" if short else f"{local:%a} {local.day} {local:%b %Y}"
     if report.window == "hour":
         text += f"{' ' if short else ', '}{local:%H:%M}"
-        if _is_ambiguous(local):
+        # The hour repeated when DST ends has two offsets.
+        if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
             text += f" {local:%Z}"
     return text
 
@@ -409,7 +385,7 @@ def chart_data(report: UsageReport) -> dict[str, Any]:
     }
 
 
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
@@ -417,7 +393,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 def csv_cell(value: str) -> str:
     """``value`` made inert for spreadsheets: a leading formula character gets a quote, but a
     plain number (a negative spend) is left as it is, so it stays a number."""
-    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+    if value.startswith(_FORMULA_START) and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -163,8 +163,9 @@ class ScrubbingExceptionReporter(ExceptionReporter):
     def get_traceback_html(self) -> SafeString:
         secrets = known_secrets()
         # The page shows values HTML-escaped: a password with & or ' is written differently.
-        escaped = [html.escape(secret) for secret in secrets]
-        return mark_safe(scrub(super().get_traceback_html(), [*secrets, *escaped]))
+        # Longest first, so that no secret inside another's escaped form is redacted before it.
+        forms = sorted({*secrets, *map(html.escape, secrets)}, key=len, reverse=True)
+        return mark_safe(scrub(super().get_traceback_html(), forms))
 
     def get_traceback_text(self) -> SafeString:
         return mark_safe(scrub(super().get_traceback_text(), known_secrets()))

@@ -398,6 +398,24 @@ def test_it_keeps_passwords_off_the_debug_error_page(url_passwords, settings, rf
         assert secret not in page
 
 
+def test_a_secret_inside_another_leaves_no_part_of_it_on_the_debug_error_page(settings, rf):
+    # The page shows the longer one HTML-escaped; the shorter one inside it must not be
+    # redacted first, which would leave the escaped one unmatched and its tail shown.
+    # Built from parts, and no part kept in a variable: the page shows this test's source
+    # lines and local variables too.
+    settings.DEBUG = True
+    settings.METRICS_TOKEN = "shared-part-" + str(8000 + 841)
+    settings.CLOUDFLARE_API_TOKEN = settings.METRICS_TOKEN + "&tail-" + str(7000 + 730)
+    request = rf.get("/accounts/", headers={"Accept": "text/html"})
+    token = settings.CLOUDFLARE_API_TOKEN
+    try:
+        raise ConnectionError(f"refused {token}")
+    except ConnectionError:
+        page = technical_500_response(request, *sys.exc_info()).content.decode()
+    assert settings.METRICS_TOKEN not in page
+    assert token.partition("&")[2] not in page
+
+
 # ---------------------------------------------------------------- /metrics access
 
 

@@ -108,6 +108,29 @@ def test_check_again_finds_a_charge_cloudflare_took_then_it_completes(finance_cl
     assert sim.calls["POST topup"] == 1
 
 
+def test_a_check_that_sees_it_complete_shows_the_balance_with_it(finance_client, sim, monkeypatch):
+    topup = timed_out(finance_client, sim)
+    cloudflare_took(sim, topup)
+    before = balance_shown(finance_client.get(PAGE).text)
+    found = service.reconcile
+
+    def found_then_settled(*args: Any, **kwargs: Any) -> str:
+        said = found(*args, **kwargs)  # pending when found...
+        sim.advance_clock(6)  # ...settled by the time the status is asked in the same request
+        return said
+
+    monkeypatch.setattr(service, "reconcile", found_then_settled)
+    done = check(finance_client, topup, headers=HTMX).text
+    assert "Done: $25.00 was added to the balance." in done
+    assert 'id="balance-summary"' in done
+    assert balance_shown(done) != before
+
+
+def balance_shown(page: str) -> str:
+    summary = page.split('<section id="balance-summary"')[1]
+    return summary.split('<p class="balance">')[1].split("</p>")[0]
+
+
 def test_a_charge_that_settled_meanwhile_completes_it(finance_client, sim):
     topup = timed_out(finance_client, sim, "50")
     payment_id = cloudflare_took(sim, topup, invoice=False)

@@ -96,7 +96,8 @@ def topup_check(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     service.reconcile(request.user, topup)
     if not request.htmx:
         return redirect(_page_url(account, topup))
-    context = _context(request, account, with_form=False) | _after(account, topup)
+    after = _after(account, topup)  # first: a completion refreshes the balance read next
+    context = _context(request, account, with_form=False) | after
     oob = [HISTORY, "balance-summary"] if topup.status == Topup.Status.COMPLETED else [HISTORY]
     return _render(request, ["topup-status", *oob], context)
 

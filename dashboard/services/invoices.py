@@ -8,11 +8,12 @@ per account and type, paged here, and says when it falls short of ``total_count`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from itertools import pairwise
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -294,21 +295,14 @@ def invoice_table(
     found = fetched.value
     count = len(found.invoices)
     num_pages = max(1, math.ceil(count / per_page))
-    fields: dict[str, Any] = {
-        "count": count,
-        "num_pages": num_pages,
-        "shortfall": describe_shortfall(found),
-    }
+    base = replace(base, count=count, num_pages=num_pages, shortfall=describe_shortfall(found))
     if page > num_pages:
         pages = "1 page" if num_pages == 1 else f"{num_pages} pages"
-        return replace(
-            base, **fields, page_error=f"There is no page {page}: these invoices fill {pages}."
-        )
+        return replace(base, page_error=f"There is no page {page}: these invoices fill {pages}.")
     start = (page - 1) * per_page
     chosen = found.invoices[start : start + per_page]
     return replace(
         base,
-        **fields,
         rows=tuple(invoice_row(invoice, hosts, people) for invoice in chosen),
         first_index=start + 1 if chosen else 0,
         last_index=start + len(chosen),
@@ -320,13 +314,9 @@ def page_links(page: int, num_pages: int, *, around: int = 2) -> tuple[int | Non
     """Page numbers to link: the first, the last and ``around`` either side; None is a gap."""
     wanted = {1, num_pages, *range(page - around, page + around + 1)}
     numbers = sorted(n for n in wanted if 1 <= n <= num_pages)
-    links: list[int | None] = []
-    previous = 0
-    for number in numbers:
-        if previous and number - previous > 1:
-            links.append(None)
-        links.append(number)
-        previous = number
+    links: list[int | None] = numbers[:1]
+    for previous, number in pairwise(numbers):
+        links += [None, number] if number - previous > 1 else [number]
     return tuple(links)
 
 
@@ -351,10 +341,6 @@ def describe_as_of(moment: datetime | None, now: datetime | None = None) -> str 
     local = timezone.localtime(moment)
     today = timezone.localtime(now or timezone.now()).date()
     return dateformat.format(local, "H:i" if local.date() == today else "j M Y, H:i")
-
-
-def upcoming(account_id: str) -> upstream.Fetched[Upcoming]:
-    return reads.invoice_preview(account_id)
 
 
 @dataclass(frozen=True)
@@ -387,8 +373,13 @@ class UpcomingCard(Section):
     lines: tuple[UpcomingLine, ...] = ()
 
 
+def _credits(lines: Iterable[models.InvoiceLine], currency: str | None) -> str | None:
+    """The lines' pre-tax credits in all, or None when they carry none."""
+    amounts = [credit.amount for line in lines for credit in line.pretax_credit_amounts]
+    return format_money(sum(amounts, Decimal(0)), currency) if amounts else None
+
+
 def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
-    credited = sum((credit.amount for credit in line.pretax_credit_amounts), Decimal(0))
     return UpcomingLine(
         description=line.description,
         period_start=line.period.start,
@@ -399,7 +390,7 @@ def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
         else None,
         unit_amount_sent=line.pricing.unit_amount_decimal,
         amount=format_money(line.amount, line.currency),
-        credits=format_money(credited, line.currency) if line.pretax_credit_amounts else None,
+        credits=_credits([line], line.currency),
     )
 
 
@@ -411,7 +402,6 @@ def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
     if preview is None:
         return UpcomingCard(none=True, **base)
     label, badge = STATUSES.get(preview.status, UNKNOWN_STATUS)
-    credits = [c.amount for line in preview.invoice_lines for c in line.pretax_credit_amounts]
     return UpcomingCard(
         status=label,
         status_class=badge,
@@ -421,7 +411,7 @@ def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
         amount_paid=format_money(preview.amount_paid, preview.currency),
         amount_remaining=format_money(preview.amount_remaining, preview.currency),
         currency=currency_code(preview.currency),
-        credits=format_money(sum(credits, Decimal(0)), preview.currency) if credits else None,
+        credits=_credits(preview.invoice_lines, preview.currency),
         lines=tuple(upcoming_line(line) for line in preview.invoice_lines),
         **base,
     )
@@ -450,8 +440,8 @@ def invoices_page(
     if type is not None:
         loaders["history"] = partial(invoice_list, account_id, type)
     if with_upcoming:
-        loaders["upcoming"] = partial(upcoming, account_id)
-    if deadline is not None and len(loaders) > 0:
+        loaders["upcoming"] = partial(reads.invoice_preview, account_id)
+    if deadline is not None and loaders:
         fetched = upstream.gather(loaders, deadline=deadline)
     else:
         fetched = {name: load() for name, load in loaders.items()}

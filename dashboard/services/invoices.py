@@ -73,11 +73,7 @@ def collect_invoices(
     fetch_page: Callable[[int], models.InvoiceHistory], *, max_pages: int = MAX_UPSTREAM_PAGES
 ) -> InvoiceList:
     """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances; a later
-    page's failure keeps what was obtained and says why the list is short.
-
-    Raises:
-        BillingError: page 1 could not be read.
-    """
+    page's failure keeps what was obtained and says why the list is short (page 1's raises)."""
     first = fetch_page(1)
     invoices = list(first.invoices)
     seen = {_identity(invoice) for invoice in invoices}
@@ -431,11 +427,9 @@ def invoices_page(
     with_upcoming: bool,
     deadline: float | None = None,
 ) -> InvoicesPage:
-    """What the page (or one of its partials) shows; reads run in parallel.
-
-    ``type`` None: the filter was invalid, so the history is not read. With a
-    ``deadline`` (a full page) a read still out is marked pending and loads itself later.
-    """
+    """What the page (or a partial) shows; reads run in parallel. ``type`` None: the filter was
+    invalid, the history is not read. With a ``deadline`` (a full page) a read still out is
+    marked pending and loads itself later."""
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     if type is not None:
         loaders["history"] = partial(invoice_list, account_id, type)

@@ -55,8 +55,7 @@ class Spend:
 def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
     """The spend the previews use, or why it cannot be read."""
     now = clock.now()
-    tz = timezone.get_current_timezone()
-    fetched = reads.recent_usage(account_id, now, tz)
+    fetched = reads.recent_usage(account_id, now, timezone.get_current_timezone())
     if fetched.value is None:
         return None, fetched.error or "Cloudflare did not answer in time."
     usage = fetched.value

@@ -36,15 +36,13 @@ def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
         return None
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
         return None
     host = parts.hostname
     if parts.scheme != "https" or not host or not host.isascii():
         return None
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return None
-    if port not in (None, 443) or parts.netloc.lower() not in (host, f"{host}:443"):
+    # The host alone or with ":443": this rules out user info (an "@") and any other port.
+    if parts.netloc.lower() not in (host, f"{host}:443"):
         return None
     if host not in {h.lower() for h in hosts}:
         return None

@@ -1,9 +1,7 @@
-"""The Invoices page: past invoices paged in the dashboard, and the upcoming invoice.
-
-Cloudflare documents no page parameter for ``invoice-history``: pages are asked for while
-``has_more`` says so, until one does not advance or ``MAX_UPSTREAM_PAGES``; the list is cached
-per account and type, paged here, and says when it falls short of ``total_count``.
-"""
+"""The Invoices page: past invoices paged in the dashboard, and the upcoming invoice. Cloudflare
+documents no page parameter for ``invoice-history``: pages are asked for while ``has_more`` says
+so, until one does not advance or ``MAX_UPSTREAM_PAGES``; the list is cached per account and
+type, paged here, and says when it falls short of ``total_count``."""
 
 from __future__ import annotations
 

@@ -24,12 +24,10 @@ class PdfLink:
 
 
 def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
-    """The address to link, or None unless ``url`` is plainly https on an allowed host.
-
-    Strict on purpose: no user info, no port but 443, no control characters, spaces or
-    backslashes (browsers read them as ``/``), an ASCII host matched exactly. The link is
-    rebuilt from the parts checked, so the browser follows what was checked.
-    """
+    """The address to link, or None unless ``url`` is plainly https on an allowed host. Strict:
+    no user info, no port but 443, no control characters, spaces or backslashes (browsers read
+    them as ``/``), an ASCII host matched exactly; rebuilt from the parts checked, it is what the
+    browser follows."""
     if not url or len(url) > 2048:
         return None
     if any(ord(char) <= 0x20 or ord(char) == 0x7F or char == "\\" for char in url):

@@ -72,11 +72,10 @@ def collect_invoices(
 ) -> InvoiceList:
     """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances; a later
     page's failure keeps what was obtained and says why the list is short (page 1's raises)."""
-    first = fetch_page(1)
-    invoices = list(first.invoices)
+    answer = fetch_page(1)
+    invoices = list(answer.invoices)
     seen = {_identity(invoice) for invoice in invoices}
-    total = first.pagination.total_count
-    answer = first
+    total = answer.pagination.total_count
     shortfall: Shortfall | None = None
     failure: str | None = None
     page = 1

@@ -95,11 +95,9 @@ def auto_topup_preview(
         return None
     if spend.week is None:
         return "No forecast yet: it needs at least one complete day of usage."
-    per_day = spend.week.per_day
-    forecast = runway.runway(
-        balance.balance, spend.week, spend.now, runway.AutoTopup(threshold, amount)
-    )
-    rate = f"At the 7-day spend of {format_usd(per_day)} a day"
+    rule = runway.AutoTopup(threshold, amount)
+    forecast = runway.runway(balance.balance, spend.week, spend.now, rule)
+    rate = f"At the 7-day spend of {format_usd(spend.week.per_day)} a day"
     if forecast.kind != "funded":
         return f"{rate}, the balance does not run down, so this rule would not fire."
     every = forecast.topup_every

@@ -1,18 +1,17 @@
-"""The Invoices page: past invoices paged in the dashboard, and the upcoming invoice.
-
-Cloudflare documents no page parameter for ``invoice-history``: pages are asked for while
-``has_more`` says so, until one does not advance or ``MAX_UPSTREAM_PAGES``; the list is cached
-per account and type, paged here, and says when it falls short of ``total_count``.
-"""
+"""The Invoices page: past invoices paged in the dashboard, and the upcoming invoice. Cloudflare
+documents no page parameter for ``invoice-history``: pages are asked for while ``has_more`` says
+so, until one does not advance or ``MAX_UPSTREAM_PAGES``; the list is cached per account and
+type, paged here, and says when it falls short of ``total_count``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from itertools import pairwise
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -72,16 +71,11 @@ def collect_invoices(
     fetch_page: Callable[[int], models.InvoiceHistory], *, max_pages: int = MAX_UPSTREAM_PAGES
 ) -> InvoiceList:
     """Follow Cloudflare's ``pagination`` from page 1 as far as it really advances; a later
-    page's failure keeps what was obtained and says why the list is short.
-
-    Raises:
-        BillingError: page 1 could not be read.
-    """
-    first = fetch_page(1)
-    invoices = list(first.invoices)
+    page's failure keeps what was obtained and says why the list is short (page 1's raises)."""
+    answer = fetch_page(1)
+    invoices = list(answer.invoices)
     seen = {_identity(invoice) for invoice in invoices}
-    total = first.pagination.total_count
-    answer = first
+    total = answer.pagination.total_count
     shortfall: Shortfall | None = None
     failure: str | None = None
     page = 1
@@ -294,21 +288,14 @@ def invoice_table(
     found = fetched.value
     count = len(found.invoices)
     num_pages = max(1, math.ceil(count / per_page))
-    fields: dict[str, Any] = {
-        "count": count,
-        "num_pages": num_pages,
-        "shortfall": describe_shortfall(found),
-    }
+    base = replace(base, count=count, num_pages=num_pages, shortfall=describe_shortfall(found))
     if page > num_pages:
         pages = "1 page" if num_pages == 1 else f"{num_pages} pages"
-        return replace(
-            base, **fields, page_error=f"There is no page {page}: these invoices fill {pages}."
-        )
+        return replace(base, page_error=f"There is no page {page}: these invoices fill {pages}.")
     start = (page - 1) * per_page
     chosen = found.invoices[start : start + per_page]
     return replace(
         base,
-        **fields,
         rows=tuple(invoice_row(invoice, hosts, people) for invoice in chosen),
         first_index=start + 1 if chosen else 0,
         last_index=start + len(chosen),
@@ -320,13 +307,9 @@ def page_links(page: int, num_pages: int, *, around: int = 2) -> tuple[int | Non
     """Page numbers to link: the first, the last and ``around`` either side; None is a gap."""
     wanted = {1, num_pages, *range(page - around, page + around + 1)}
     numbers = sorted(n for n in wanted if 1 <= n <= num_pages)
-    links: list[int | None] = []
-    previous = 0
-    for number in numbers:
-        if previous and number - previous > 1:
-            links.append(None)
-        links.append(number)
-        previous = number
+    links: list[int | None] = numbers[:1]
+    for previous, number in pairwise(numbers):
+        links += [None, number] if number - previous > 1 else [number]
     return tuple(links)
 
 
@@ -351,10 +334,6 @@ def describe_as_of(moment: datetime | None, now: datetime | None = None) -> str 
     local = timezone.localtime(moment)
     today = timezone.localtime(now or timezone.now()).date()
     return dateformat.format(local, "H:i" if local.date() == today else "j M Y, H:i")
-
-
-def upcoming(account_id: str) -> upstream.Fetched[Upcoming]:
-    return reads.invoice_preview(account_id)
 
 
 @dataclass(frozen=True)
@@ -387,8 +366,13 @@ class UpcomingCard(Section):
     lines: tuple[UpcomingLine, ...] = ()
 
 
+def _credits(lines: Iterable[models.InvoiceLine], currency: str | None) -> str | None:
+    """The lines' pre-tax credits in all, or None when they carry none."""
+    amounts = [credit.amount for line in lines for credit in line.pretax_credit_amounts]
+    return format_money(sum(amounts, Decimal(0)), currency) if amounts else None
+
+
 def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
-    credited = sum((credit.amount for credit in line.pretax_credit_amounts), Decimal(0))
     return UpcomingLine(
         description=line.description,
         period_start=line.period.start,
@@ -399,7 +383,7 @@ def upcoming_line(line: models.InvoiceLine) -> UpcomingLine:
         else None,
         unit_amount_sent=line.pricing.unit_amount_decimal,
         amount=format_money(line.amount, line.currency),
-        credits=format_money(credited, line.currency) if line.pretax_credit_amounts else None,
+        credits=_credits([line], line.currency),
     )
 
 
@@ -411,7 +395,6 @@ def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
     if preview is None:
         return UpcomingCard(none=True, **base)
     label, badge = STATUSES.get(preview.status, UNKNOWN_STATUS)
-    credits = [c.amount for line in preview.invoice_lines for c in line.pretax_credit_amounts]
     return UpcomingCard(
         status=label,
         status_class=badge,
@@ -421,7 +404,7 @@ def upcoming_card(fetched: upstream.Fetched[Upcoming]) -> UpcomingCard:
         amount_paid=format_money(preview.amount_paid, preview.currency),
         amount_remaining=format_money(preview.amount_remaining, preview.currency),
         currency=currency_code(preview.currency),
-        credits=format_money(sum(credits, Decimal(0)), preview.currency) if credits else None,
+        credits=_credits(preview.invoice_lines, preview.currency),
         lines=tuple(upcoming_line(line) for line in preview.invoice_lines),
         **base,
     )
@@ -441,17 +424,15 @@ def invoices_page(
     with_upcoming: bool,
     deadline: float | None = None,
 ) -> InvoicesPage:
-    """What the page (or one of its partials) shows; reads run in parallel.
-
-    ``type`` None: the filter was invalid, so the history is not read. With a
-    ``deadline`` (a full page) a read still out is marked pending and loads itself later.
-    """
+    """What the page (or a partial) shows; reads run in parallel. ``type`` None: the filter was
+    invalid, the history is not read. With a ``deadline`` (a full page) a read still out is
+    marked pending and loads itself later."""
     loaders: dict[str, Callable[[], upstream.Fetched[Any]]] = {}
     if type is not None:
         loaders["history"] = partial(invoice_list, account_id, type)
     if with_upcoming:
-        loaders["upcoming"] = partial(upcoming, account_id)
-    if deadline is not None and len(loaders) > 0:
+        loaders["upcoming"] = partial(reads.invoice_preview, account_id)
+    if deadline is not None and loaders:
         fetched = upstream.gather(loaders, deadline=deadline)
     else:
         fetched = {name: load() for name, load in loaders.items()}

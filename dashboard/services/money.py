@@ -20,12 +20,10 @@ def format_usd(amount: Decimal | int | str) -> str:
 
 
 def format_period(start: datetime, end: datetime) -> str:
-    """A billing period as inclusive dates: "1–30 Nov 2026", "15 Nov – 14 Dec 2026".
-
-    Cloudflare's ``end`` is the first moment of the next period, so the last day shown is
-    the day of the moment before it. Days are UTC days: Cloudflare bills by UTC month, and
-    in another zone the period would seem to start on the last day of the month before.
-    """
+    """A billing period as inclusive dates: "1–30 Nov 2026", "15 Nov – 14 Dec 2026". Cloudflare's
+    ``end`` is the first moment of the next period: the last day shown is the one before it. Days
+    are UTC days: Cloudflare bills by UTC month (in another zone a period would seem to start on
+    the last day of the month before)."""
     first = start.astimezone(UTC).date()
     last = max(first, (end.astimezone(UTC) - timedelta(microseconds=1)).date())
     if first == last:

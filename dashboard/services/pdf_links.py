@@ -24,27 +24,23 @@ class PdfLink:
 
 
 def safe_pdf_url(url: str | None, hosts: Collection[str]) -> str | None:
-    """The address to link, or None unless ``url`` is plainly https on an allowed host.
-
-    Strict on purpose: no user info, no port but 443, no control characters, spaces or
-    backslashes (browsers read them as ``/``), an ASCII host matched exactly. The link is
-    rebuilt from the parts checked, so the browser follows what was checked.
-    """
+    """The address to link, or None unless ``url`` is plainly https on an allowed host. Strict:
+    no user info, no port but 443, no control characters, spaces or backslashes (browsers read
+    them as ``/``), an ASCII host matched exactly; rebuilt from the parts checked, it is what the
+    browser follows."""
     if not url or len(url) > 2048:
         return None
     if any(ord(char) <= 0x20 or ord(char) == 0x7F or char == "\\" for char in url):
         return None
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
         return None
     host = parts.hostname
     if parts.scheme != "https" or not host or not host.isascii():
         return None
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return None
-    if port not in (None, 443) or parts.netloc.lower() not in (host, f"{host}:443"):
+    # The host alone or with ":443": this rules out user info (an "@") and any other port.
+    if parts.netloc.lower() not in (host, f"{host}:443"):
         return None
     if host not in {h.lower() for h in hosts}:
         return None

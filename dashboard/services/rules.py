@@ -5,7 +5,7 @@ account (:class:`RefusedChange`) until a later write succeeds, and drops the rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -55,8 +55,7 @@ class Spend:
 def recent_spend(account_id: str) -> tuple[Spend | None, str | None]:
     """The spend the previews use, or why it cannot be read."""
     now = clock.now()
-    tz = timezone.get_current_timezone()
-    fetched = reads.recent_usage(account_id, now, tz)
+    fetched = reads.recent_usage(account_id, now, timezone.get_current_timezone())
     if fetched.value is None:
         return None, fetched.error or "Cloudflare did not answer in time."
     usage = fetched.value
@@ -96,18 +95,13 @@ def auto_topup_preview(
         return None
     if spend.week is None:
         return "No forecast yet: it needs at least one complete day of usage."
-    per_day = spend.week.per_day
-    forecast = runway.runway(
-        balance.balance, spend.week, spend.now, runway.AutoTopup(threshold, amount)
-    )
-    rate = f"At the 7-day spend of {format_usd(per_day)} a day"
+    rule = runway.AutoTopup(threshold, amount)
+    forecast = runway.runway(balance.balance, spend.week, spend.now, rule)
+    rate = f"At the 7-day spend of {format_usd(spend.week.per_day)} a day"
     if forecast.kind != "funded":
         return f"{rate}, the balance does not run down, so this rule would not fire."
-    parts = []
-    if forecast.topup_every is not None:
-        parts.append(f"{rate}, this fires {runway.describe_interval(forecast.topup_every)}")
-    else:
-        parts.append(rate)
+    every = forecast.topup_every
+    parts = [rate if every is None else f"{rate}, this fires {runway.describe_interval(every)}"]
     if forecast.topup_due:
         parts.append(
             f"the balance ({format_usd(balance.balance)}) is already below "
@@ -152,16 +146,14 @@ def limit_page(account_id: str) -> dict[str, Any]:
     off) and how much of its window is spent (``used``)."""
     fetched = reads.spending_limit(account_id)
     limit = fetched.value
-    current = None
-    if limit is not None and limit.enabled and limit.config.amount is not None:
-        current = limit.config
     spend, spend_error = recent_spend(account_id)
-    used = words = None
-    if current is not None and current.amount is not None:
-        words = describe_limit(current.amount, current.duration, current.strategy)
+    current = used = words = None
+    if limit is not None and limit.enabled and limit.config.amount is not None:
+        current, amount = limit.config, limit.config.amount
+        words = describe_limit(amount, current.duration, current.strategy)
         window = ((current.strategy or "fixed").lower(), (current.duration or "").lower())
         if spend is not None and window in WINDOW_WORDS:
-            used = limit_impact(spend, current.amount, window[1], window[0])
+            used = limit_impact(spend, amount, window[1], window[0])
     return {
         "limit_read": fetched,
         "current": current,
@@ -257,10 +249,10 @@ def _rule_json(rule: tuple[Decimal, Decimal] | None) -> dict[str, Decimal] | Non
 def save_auto_topup(
     user: User | AnonymousUser,
     account_id: str,
-    threshold: Decimal,
-    amount: Decimal,
+    data: Mapping[str, Any],
     before: tuple[Decimal, Decimal] | None,
 ) -> Outcome:
+    threshold, amount = data["threshold"], data["amount"]
     return _write(
         user,
         account_id,
@@ -298,11 +290,10 @@ def _limit_json(config: models.SpendingLimitConfig | None) -> dict[str, object] 
 def save_spending_limit(
     user: User | AnonymousUser,
     account_id: str,
-    amount: Decimal,
-    duration: models.LimitDuration,
-    strategy: models.LimitStrategy,
+    data: Mapping[str, Any],
     before: models.SpendingLimitConfig | None,
 ) -> Outcome:
+    amount, duration, strategy = data["amount"], data["duration"], data["strategy"]
     return _write(
         user,
         account_id,
@@ -331,8 +322,7 @@ def record_invalid(
     account_id: str,
     action: AuditEvent.Action,
     errors_by_field: dict[str, list[str]],
-    sent: object,
 ) -> None:
     # The messages are sentences that name their field: no form machinery (``__all__``).
     detail = " ".join(message for messages in errors_by_field.values() for message in messages)
-    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, after=sent, detail=detail)
+    audit.record(user, account_id, action, AuditEvent.Outcome.INVALID, detail=detail)

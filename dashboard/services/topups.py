@@ -1,10 +1,7 @@
-"""One-off top-ups: limits, the card on file, creating one at most once per key, its status.
-
-No payment twice: a top-up is first a row, inserted with the form's idempotency key (unique per
-account) in its own transaction, and only the request that inserted it calls Cloudflare. A
-``POST topup`` without a trustworthy answer may have charged the card: the row is ``unknown``,
-never sent again, and :func:`reconcile` looks for its charge among the manual invoices.
-"""
+"""One-off top-ups. No payment twice: a top-up is first a row, inserted with the form's
+idempotency key (unique per account), and only the request that inserted it calls Cloudflare.
+A ``POST topup`` without a trustworthy answer may have charged the card: the row is ``unknown``,
+never sent again, and :func:`reconcile` looks for its charge among the manual invoices."""
 
 from __future__ import annotations
 
@@ -55,16 +52,9 @@ AUTO_CHECK_FOR = timedelta(days=1)
 AUTO_CHECK_MAX = 5
 #: Top-ups whose outcome Cloudflare may still change: the worker follows them up.
 WAITING = (Topup.Status.PENDING, Topup.Status.UNKNOWN)
-#: The worker's waits before each follow-up, then hourly: most payments settle in seconds,
-#: one waiting on 3-D Secure may take hours.
-FOLLOW_UP_BACKOFF = (
-    timedelta(seconds=10),
-    timedelta(seconds=30),
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-)
+#: The worker's waits before each follow-up (10 s to 15 min, then hourly): most payments settle
+#: in seconds, one waiting on 3-D Secure may take hours.
+FOLLOW_UP_BACKOFF = tuple(timedelta(seconds=s) for s in (10, 30, 60, 300, 900, 3600))
 #: Who the audit log names for a change Cloudflare made and the dashboard followed up.
 FOLLOW_UP_ACTOR = "dashboard follow-up"
 #: The job that asks about a waiting top-up once (dashboard.tasks).
@@ -91,10 +81,9 @@ class Limits:
 def limits(account_id: str) -> Limits:
     """Cloudflare's limits within ours: the higher minimum, the lower maximum."""
     ceiling: Decimal = settings.TOPUP_MAX_AMOUNT
-    fetched = reads.topup_limits(account_id)
-    if fetched.value is None:
+    value = reads.topup_limits(account_id).value
+    if value is None:
         return Limits(DOCUMENTED_MINIMUM, ceiling, ceiling=True)
-    value = fetched.value
     return Limits(
         max(value.minimum, DOCUMENTED_MINIMUM),
         min(value.maximum, ceiling),
@@ -127,10 +116,9 @@ class CardOnFile:
 
 
 def card_on_file(account_id: str) -> CardOnFile:
-    fetched = reads.credit_balance(account_id)
-    if fetched.value is None:
+    balance = reads.credit_balance(account_id).value
+    if balance is None:
         return CardOnFile(None, known=False)
-    balance = fetched.value
     name = describe_payment_method(balance.payment_method)
     if name is None and balance.has_default_payment_method:
         name = "the card on file"
@@ -156,14 +144,10 @@ def history(account_id: str, page: int) -> History:
 
 
 def card_name(topup: Topup) -> str:
-    """The card as stored ("visa 4242"), in words ("Visa •••• 4242")."""
-    if not topup.card:
-        return ""
+    """The card as stored ("visa 4242"), in words ("Visa •••• 4242"); "" when none is."""
     brand, _, last4 = topup.card.partition(" ")
-    return (
-        describe_payment_method(models.PaymentMethod(brand=brand or None, last4=last4 or None))
-        or ""
-    )
+    method = models.PaymentMethod(brand=brand or None, last4=last4 or None)
+    return describe_payment_method(method) or ""
 
 
 def shown(account_id: str, pk: int | None) -> Topup | None:
@@ -372,13 +356,9 @@ def last_check(topup: Topup) -> str | None:
 def reconcile(
     user: User | AnonymousUser, topup: Topup, *, fresh: bool = True, actor: str = ""
 ) -> str:
-    """Look for the charge of an unknown top-up in the manual invoices; never send it again.
-    What the check found, in words ("" when there was nothing to check).
-
-    Exactly one invoice of its amount in its charge window, not already another top-up's, is
-    its payment id, and ``topup/status`` says where it stands; several or none: it stays
-    unknown (the dashboard does not guess). ``fresh``: not the cached invoice list.
-    """
+    """What looking for an unknown top-up's charge found, in words ("": nothing to check); it is
+    never sent again. Exactly one invoice of its amount in its window, no other top-up's, is its
+    payment id; several or none: it stays unknown. ``fresh``: not the cached invoice list."""
     said = _reconcile(user, topup, fresh=fresh, actor=actor)
     cache.set(check_marker(topup), said, CHECK_EVERY_SECONDS)
     return said

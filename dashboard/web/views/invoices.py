@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.services import invoices as service
+from dashboard.services import reads
 from dashboard.services.accounts import Account
 from dashboard.web.access import HtmxHttpRequest, account_view
 from dashboard.web.forms import InvoiceFilterForm
@@ -31,7 +32,7 @@ def invoices(request: HtmxHttpRequest, account: Account) -> HttpResponse:
         return HttpResponseBadRequest("Unknown partial")
     template = "dashboard/invoices.html" + (f"#{partial}" if partial else "")
     if partial == UPCOMING:
-        card = service.upcoming_card(service.upcoming(account.id))
+        card = service.upcoming_card(reads.invoice_preview(account.id))
         return render(request, template, {"account": account, "upcoming": card})
     form = InvoiceFilterForm(request.GET)
     filters = form.cleaned_data if form.is_valid() else None

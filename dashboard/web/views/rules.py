@@ -104,7 +104,7 @@ def _edit(request: HtmxHttpRequest, account: Account, rule: Rule) -> HttpRespons
     if not form.is_valid():
         # A typo is not an attempt; a rule refused after its box was ticked is one.
         if "confirm" in form.fields and post.get("confirm"):
-            rules.record_invalid(request.user, account.id, rule.action, errors_of(form), None)
+            rules.record_invalid(request.user, account.id, rule.action, errors_of(form))
         return _respond(request, rule, context)
     outcome = rule.save(request.user, account.id, form.cleaned_data, context["current"])
     if not outcome.ok:
@@ -196,9 +196,7 @@ AUTO_TOPUP = Rule(
     read=_auto_topup_read,
     form=_auto_topup_form,
     initial=_auto_topup_initial,
-    save=lambda user, account_id, data, current: rules.save_auto_topup(
-        user, account_id, data["threshold"], data["amount"], current
-    ),
+    save=rules.save_auto_topup,
     saved=lambda data: (
         "Auto top-up rule saved. " + rules.describe_rule(data["threshold"], data["amount"])
     ),
@@ -241,9 +239,7 @@ SPENDING_LIMIT = Rule(
         data, initial=initial, impact_of=partial(rules.limit_impact, context["spend"])
     ),
     initial=_limit_initial,
-    save=lambda user, account_id, data, current: rules.save_spending_limit(
-        user, account_id, data["amount"], data["duration"], data["strategy"], current
-    ),
+    save=rules.save_spending_limit,
     saved=lambda data: (
         "Spending limit set: "
         + rules.describe_limit(data["amount"], data["duration"], data["strategy"])

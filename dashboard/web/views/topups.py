@@ -50,8 +50,8 @@ def topup_create(request: HtmxHttpRequest, account: Account) -> HttpResponse:
     if earlier is not None:
         # This form was used already (double click, back button, another tab): show that.
         return _done(request, account, service.Created(earlier, sent=False))
-    if not form.is_valid():
-        if confirming:
+    if not form.is_valid() or "edit" in request.POST:
+        if confirming:  # so not an edit: the form was invalid
             audit.record(
                 request.user,
                 account.id,
@@ -60,8 +60,6 @@ def topup_create(request: HtmxHttpRequest, account: Account) -> HttpResponse:
                 before={"amount": request.POST.get("amount", "")[:32]},
                 detail=error_text(form, "; "),
             )
-        return _form(request, account, form, step="form")
-    if "edit" in request.POST:
         return _form(request, account, form, step="form")
     data = form.cleaned_data
     amount, key, token = data["amount"], data["idempotency_key"], data["confirmation"]

@@ -331,13 +331,11 @@ def check(rule: AlertRule, reading: Reading) -> Outcome:
     verdict = judge(rule, reading)
     now = reading.at
     seen = verdict.seen[:200]
-    if verdict.state == "true":
+    if verdict.state == "true" and (not rule.active or _repeat_due(rule, now)):
         if not rule.active:
             episode, repeat = rule.episode + 1, 0
-        elif _repeat_due(rule, now):
-            episode, repeat = rule.episode, rule.firings.filter(episode=rule.episode).count()
         else:
-            return Outcome(verdict)
+            episode, repeat = rule.episode, rule.firings.filter(episode=rule.episode).count()
         fired = _fire(rule, verdict, now, episode, repeat)
         if fired is not None and rule.kind == Kind.AUTO_TOPUP_CAP:
             enforce_cap(rule, reading, fired)

@@ -95,6 +95,21 @@ def test_a_low_balance_fires_once_per_episode_over_days(travel, receiver, no_aut
     assert Decimal(payload["facts"]["value"]) < Decimal(payload["facts"]["threshold"])
 
 
+def test_a_firing_rule_shows_what_the_last_round_saw(travel, receiver, no_auto_topup, db):
+    rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=0)
+    assert days_of_rounds(travel, 0.25) == 1
+    rule.refresh_from_db()
+    fired_seen, fired_checked = rule.last_seen, rule.last_checked_at
+    assert fired_checked is not None
+    # A day on, still below and no reminder due: the page's figure is the newest round's.
+    assert days_of_rounds(travel, 1) == 0
+    rule.refresh_from_db()
+    assert rule.active and rule.last_checked_at is not None
+    assert rule.last_checked_at > fired_checked
+    assert rule.last_seen != fired_seen
+    assert f"{balance():,.2f}" in rule.last_seen
+
+
 def test_a_lasting_condition_is_repeated_after_its_period_only(travel, receiver, no_auto_topup, db):
     rule = make_rule(Kind.BALANCE_BELOW, receiver, amount=balance() + 100, repeat_hours=24)
     # True from the first round; every 6 hours for 3 days: once, then once a day.

@@ -535,10 +535,10 @@ if PROMETHEUS_MULTIPROC_DIR and not (
         f"PROMETHEUS_MULTIPROC_DIR must be a writable directory, not {PROMETHEUS_MULTIPROC_DIR!r}"
     )
 
-LOG_LEVEL = envstr("LOG_LEVEL", "INFO").strip().upper()
+LOG_LEVEL = envstr("LOG_LEVEL").strip().upper() or "INFO"
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     raise ImproperlyConfigured(
-        f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {LOG_LEVEL!r}"
+        f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}"
     )
 LOG_FORMAT = envstr("LOG_FORMAT", "plain" if DEBUG or DEMO_MODE else "json").strip().lower()
 if LOG_FORMAT not in ("json", "plain"):

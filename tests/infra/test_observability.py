@@ -139,6 +139,14 @@ def test_it_says_json_logs_outside_debug_and_plain_ones_in_demo_mode(load_settin
         load_settings(LOG_FORMAT="xml")
 
 
+def test_a_log_level_left_empty_is_the_default_and_a_wrong_one_names_every_level(load_settings):
+    assert load_settings(LOG_LEVEL="").LOG_LEVEL == "INFO"
+    assert load_settings(LOG_LEVEL="critical").LOG_LEVEL == "CRITICAL"
+    words = "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not 'LOUD'"
+    with pytest.raises(ImproperlyConfigured, match=words):
+        load_settings(LOG_LEVEL="loud")
+
+
 def test_it_logs_each_upstream_call_with_endpoint_status_duration_and_retries(
     lead_client, log_output
 ):

@@ -94,6 +94,22 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int = 0) -> None:
             await manager.finish_job(job, jobs.Status.ABORTED, delete_job=False)
 
 
+#: Failed, cancelled and aborted jobs are kept this long for an operator to look into (the
+#: successful ones go at once: WORKER_OPTIONS); then the daily clean-up removes them.
+KEEP_FINISHED_HOURS = 30 * 24
+
+
+@app.periodic(cron="17 3 * * *")
+@app.task(name="remove_old_jobs", queueing_lock="remove_old_jobs", pass_context=True)
+async def remove_old_jobs(context: JobContext, timestamp: int = 0) -> None:
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=KEEP_FINISHED_HOURS,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )
+
+
 def close_connection(call_next: Any, context: JobContext, worker: Any) -> Any:
     """Closes each job's database connection: the worker's threads hold none between jobs."""
     try:

@@ -173,3 +173,32 @@ def test_a_worker_that_dies_sending_loses_no_delivery(receiver, monkeypatch, set
     assert receiver.count("/slow") == 2
     delivery = AlertDelivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("sent", 1)
+
+
+def test_jobs_that_failed_over_a_month_ago_are_removed_and_recent_ones_kept():
+    old, recent, cancelled = (tasks.deliver_alert.defer(delivery_id=n) for n in (1, 2, 3))
+    with connection.cursor() as cursor:
+        # Finished as a worker finishes them (the status change records its event)...
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing' WHERE id = ANY(%s)", [[old, recent]]
+        )
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE id = ANY(%s)", [[old, recent]]
+        )
+        # ...one of them 31 days ago.
+        cursor.execute(
+            "UPDATE procrastinate_events SET at = NOW() - INTERVAL '31 days' WHERE job_id = %s",
+            [old],
+        )
+    tasks.remove_old_jobs.defer()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE procrastinate_jobs SET status = 'cancelled' WHERE id = %s", [cancelled]
+        )
+    tasks.run_due()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM procrastinate_jobs WHERE id = ANY(%s)", [[old, recent, cancelled]]
+        )
+        left = {row[0] for row in cursor.fetchall()}
+    assert left == {recent, cancelled}

@@ -141,9 +141,9 @@ def run_worker(*, install_signal_handlers: bool = True) -> None:
 
 
 def run_once() -> int:
-    """``alerts_worker --once``: the checks and stalled jobs deferred now, then every job due
-    run (see :func:`run_due`)."""
-    for task in (check_alerts, retry_stalled_jobs):
+    """``alerts_worker --once``: the checks, stalled jobs and clean-up deferred now, then every
+    job due run (see :func:`run_due`)."""
+    for task in (check_alerts, retry_stalled_jobs, remove_old_jobs):
         with contextlib.suppress(exceptions.AlreadyEnqueued):  # one waits already: it runs
             task.defer()
     return run_due()

@@ -104,10 +104,15 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return _BEARER_RE.sub(rf"\1 {REDACTED}", text)
 
 
-def json_forms(secrets: list[str]) -> list[str]:
-    """Each secret as written and as a JSON string writes it (a quote or backslash escaped)."""
-    escaped = [json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets]
-    return sorted({*secrets, *escaped}, key=len, reverse=True)
+def with_escaped(secrets: list[str], escape: Callable[[str], str]) -> list[str]:
+    """Each secret as written and as ``escape`` writes it, longest first: no secret inside
+    another's escaped form is redacted before it (which would leave the rest of it shown)."""
+    return sorted({*secrets, *map(escape, secrets)}, key=len, reverse=True)
+
+
+def _json_escape(secret: str) -> str:
+    """As a JSON string writes it: a quote or backslash escaped."""
+    return json.dumps(secret, ensure_ascii=False)[1:-1]
 
 
 class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
@@ -142,7 +147,7 @@ class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp_request_id(record)
-        return scrub(super().format(record), json_forms(known_secrets()))
+        return scrub(super().format(record), with_escaped(known_secrets(), _json_escape))
 
 
 class PlainFormatter(logging.Formatter):
@@ -161,10 +166,8 @@ class ScrubbingExceptionReporter(ExceptionReporter):
     but not ``REDIS_URL`` or a password in an exception's message or a frame's variables."""
 
     def get_traceback_html(self) -> SafeString:
-        secrets = known_secrets()
         # The page shows values HTML-escaped: a password with & or ' is written differently.
-        # Longest first, so that no secret inside another's escaped form is redacted before it.
-        forms = sorted({*secrets, *map(html.escape, secrets)}, key=len, reverse=True)
+        forms = with_escaped(known_secrets(), html.escape)
         return mark_safe(scrub(super().get_traceback_html(), forms))
 
     def get_traceback_text(self) -> SafeString:

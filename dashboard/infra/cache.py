@@ -93,10 +93,14 @@ class _OneClient(RedisCacheClient):
         self._location = f"{servers!r}:{sorted(options.items())!r}"
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
-        with _clients_guard:
-            if self._location not in _clients:
-                _clients[self._location] = super().get_client(key, write=True)
-            return _clients[self._location]
+        # Every cache operation asks: the lock only while the one client is built.
+        client = _clients.get(self._location)
+        if client is None:
+            with _clients_guard:
+                client = _clients.get(self._location)
+                if client is None:
+                    client = _clients[self._location] = super().get_client(key, write=True)
+        return client
 
 
 class ResilientRedisCache(RedisCache):

@@ -227,7 +227,7 @@ def build_overview(
     usage_read = got.get("usage")
 
     built: dict[str, Any] = {}
-    if balance is not None:
+    if balance is not None and (BANNER in cards or BALANCE in cards):
         # The banner is the balance card's top-up failure and rule.
         shown = card_from_fetched(balance)
         if BANNER in cards:
